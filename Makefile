@@ -1,0 +1,47 @@
+# Two entry points: `make demo` and `make test`. Both set everything up first and
+# are idempotent: a re-run only checks stamps and binaries, so it takes seconds.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools/bin
+OPA := $(TOOLS)/opa
+OPA_VERSION := v1.10.1
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
+
+.PHONY: setup system demo test lint typecheck bench clean
+
+setup: system $(VENV)/.installed $(OPA)
+
+system:
+	@bash scripts/install-system.sh
+
+$(VENV)/.installed: pyproject.toml | system
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(OPA): scripts/install-opa.sh | system
+	@bash scripts/install-opa.sh $(OPA_VERSION) $(TOOLS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(OPA) test policies/ -v --v1-compatible 2>/dev/null | tail -n 3 || $(OPA) test policies/
+	$(VENV)/bin/pytest
+
+demo: setup
+	$(PY) scripts/demo.py
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .tools .swiftdeploy build *.egg-info

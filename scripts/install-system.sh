@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the system parts SwiftDeploy drives: nginx with Debian's lua module,
+# lua-cjson, Prometheus, hey, the Go toolchain (to build OPA).
+# It only calls apt when something is missing, and `apt-get update`
+# at most once, so a re-run on a ready machine costs a few `command -v` checks.
+set -euo pipefail
+
+missing=()
+need_bin() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need_file() { [ -e "$1" ] || missing+=("$2"); }
+
+need_bin nginx nginx
+need_file /usr/lib/nginx/modules/ngx_http_lua_module.so libnginx-mod-http-lua
+need_file /usr/share/lua/5.1/resty/core.lua lua-resty-core
+need_file /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so lua-cjson
+need_bin prometheus prometheus
+need_bin hey hey
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then missing+=(golang-go); fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "swiftdeploy setup: missing system packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "swiftdeploy setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the packaged nginx and Prometheus services on install; SwiftDeploy
+# runs its own instances on ports it picks, so the system ones are stopped.
+for svc in nginx prometheus; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+done

@@ -1,0 +1,304 @@
+"""Command-line interface: parsing and printing only; the work is in `commands/`.
+
+One handler maps every SwiftDeployError to one line on stderr and its exit code,
+Ctrl-C to 130, and anything unexpected to a crash log with a short pointer to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from swiftdeploy.commands import canary as canary_cmd
+from swiftdeploy.commands import chaos as chaos_cmd
+from swiftdeploy.commands import deploy as deploy_cmd
+from swiftdeploy.commands import doctor as doctor_cmd
+from swiftdeploy.commands import init as init_cmd
+from swiftdeploy.commands import promote as promote_cmd
+from swiftdeploy.commands import rollback as rollback_cmd
+from swiftdeploy.commands import status as status_cmd
+from swiftdeploy.commands import teardown as teardown_cmd
+from swiftdeploy.commands import validate as validate_cmd
+from swiftdeploy.commands import weight as weight_cmd
+from swiftdeploy.commands.context import load, open_fleet
+from swiftdeploy.errors import ExitCode, SwiftDeployError
+from swiftdeploy.fleet import Fleet
+from swiftdeploy.lock import project_lock
+from swiftdeploy.manifest import DEFAULT_MANIFEST, LoadedManifest, json_schema
+from swiftdeploy.rollout.state import State, StateStore
+from swiftdeploy.runtime import create_runtime
+
+app = typer.Typer(
+    name="swiftdeploy",
+    help="Policy-gated progressive delivery: canary releases through nginx, gated by Rego.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ManifestOption = Annotated[
+    Path, typer.Option("-f", "--manifest", help="Path to the manifest.", show_default=True)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print data as JSON.")]
+DEFAULT_PATH = Path(DEFAULT_MANIFEST)
+
+
+def _progress(message: str) -> None:
+    err.print(f"[cyan]•[/] {message}", markup=True, highlight=False)
+
+
+@contextmanager
+def _locked_fleet(manifest: Path) -> Iterator[Fleet]:
+    loaded = load(manifest)
+    with project_lock(loaded.state_dir):
+        yield open_fleet(loaded, _progress)
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _summary(state: State) -> str:
+    text = f"phase {state.phase.value}; stable {state.stable_version or '-'}"
+    if state.canary_version:
+        text += f"; canary {state.canary_version} at {state.canary_weight}%"
+    return text
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the project.")] = Path("."),
+    listen: Annotated[str, typer.Option(help="Public HOST:PORT for nginx.")] = "127.0.0.1:8080",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing manifest.")] = False,
+) -> None:
+    """Write a commented manifest that runs the bundled demo service, plus policies/."""
+    for path in init_cmd.init_project(directory, listen, force):
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
+    """Check the manifest: schema, command, ports, and the rendered nginx config (nginx -t)."""
+    loaded = load(manifest)
+    checks = validate_cmd.preflight(loaded)
+    if as_json:
+        _print_json({"manifest": str(loaded.path), "valid": True, "checks": checks})
+        return
+    for check in checks:
+        out.print(f"[green]ok[/] {check}")
+    out.print(f"{loaded.path} is valid")
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (for editor completion)."""
+    _print_json(json_schema())
+
+
+@app.command()
+def doctor(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
+    """Versions and health of every part: nginx, lua, supervisord, Prometheus, hey, OPA."""
+    checks = doctor_cmd.run_checks()
+    processes: list[dict[str, Any]] = []
+    if manifest.is_file():
+        loaded = load(manifest)
+        runtime = create_runtime("local", loaded.state_dir)
+        processes = [p.__dict__ for p in runtime.processes()]
+    if as_json:
+        _print_json({"checks": [c.__dict__ for c in checks], "processes": processes})
+    else:
+        table = Table("part", "ok", "detail")
+        for check in checks:
+            table.add_row(check.part, "[green]yes[/]" if check.ok else "[red]no[/]", check.detail)
+        out.print(table)
+        for process in processes:
+            out.print(f"process {process['name']}: {process['state']} (pid {process['pid']})")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(ExitCode.OPERATIONAL)
+
+
+@app.command()
+def deploy(
+    manifest: ManifestOption = DEFAULT_PATH,
+    version: Annotated[
+        str | None, typer.Option(help="Version to deploy (default: service.version).")
+    ] = None,
+) -> None:
+    """First deploy, or a plain rolling replace of the stable version."""
+    loaded = load(manifest)
+    validate_cmd.preflight(loaded)
+    target = version or loaded.manifest.service.version
+    with _locked_fleet(manifest) as fleet:
+        state = deploy_cmd.deploy(fleet, target)
+    out.print(
+        f"deployed {target}: {_summary(state)}; listening on {loaded.manifest.traffic.listen}"
+    )
+
+
+@app.command()
+def canary(
+    version: Annotated[str, typer.Argument(help="The new version to start as a canary.")],
+    manifest: ManifestOption = DEFAULT_PATH,
+    weight: Annotated[
+        int | None, typer.Option(help="Canary weight in percent (default: the first step).")
+    ] = None,
+) -> None:
+    """Start canary replicas of VERSION and send them a share of traffic."""
+    loaded = load(manifest)
+    validate_cmd.preflight(loaded)
+    with _locked_fleet(manifest) as fleet:
+        state = canary_cmd.start_canary(fleet, version, weight)
+    out.print(f"canary started: {_summary(state)}")
+
+
+@app.command()
+def weight(
+    percent: Annotated[int, typer.Argument(help="Canary weight, 0-100.")],
+    manifest: ManifestOption = DEFAULT_PATH,
+) -> None:
+    """Set the canary's share of traffic by hand."""
+    with _locked_fleet(manifest) as fleet:
+        state = weight_cmd.set_weight(fleet, percent)
+    out.print(f"weight set: {_summary(state)}")
+
+
+@app.command()
+def promote(
+    manifest: ManifestOption = DEFAULT_PATH,
+    to_the_end: Annotated[bool, typer.Option("--all", help="Run every remaining step.")] = False,
+) -> None:
+    """Advance the canary to the next step, or (--all) through every step to stable."""
+    with _locked_fleet(manifest) as fleet:
+        state = promote_cmd.promote(fleet, to_the_end)
+    out.print(f"promoted: {_summary(state)}")
+
+
+@app.command()
+def rollback(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Send the canary 0% at once and stop its replicas."""
+    with _locked_fleet(manifest) as fleet:
+        state = rollback_cmd.rollback(fleet)
+    out.print(f"rolled back: {_summary(state)}")
+
+
+@app.command()
+def status(
+    manifest: ManifestOption = DEFAULT_PATH,
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """Versions, weights, replicas, health and requests per second. Reads only."""
+    loaded = load(manifest)
+    fleet = open_fleet(loaded, _progress)
+    if not watch:
+        report, _ = status_cmd.collect_status(fleet, None, sample_s=1.0)
+        if as_json:
+            _print_json(report.as_dict())
+        else:
+            out.print(_status_table(loaded, report))
+        return
+    counts = status_cmd.read_counts(fleet)
+    with Live(console=out, auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            report, counts = status_cmd.collect_status(fleet, counts, sample_s=0)
+            live.update(_status_table(loaded, report), refresh=True)
+
+
+def _status_table(loaded: LoadedManifest, report: status_cmd.StatusReport) -> Table:
+    state = report.state
+    weight_text = f"{report.router.routes.canary_weight}%" if report.router else "nginx down"
+    title = (
+        f"{loaded.manifest.service.name} on {loaded.manifest.traffic.listen} | phase "
+        f"{state.phase.value} | stable {state.stable_version or '-'} | canary "
+        f"{state.canary_version or '-'} at {weight_text}"
+    )
+    table = Table("replica", "track", "version", "endpoint", "process", "pid", "healthy",
+                  "routed", title=title)  # fmt: skip
+    for r in report.replicas:
+        healthy = "yes" if r.healthy else "[red]no[/]"
+        routed = "yes" if r.routed else "no"
+        table.add_row(
+            r.name, r.track, r.version, r.endpoint, r.process, str(r.pid), healthy, routed
+        )
+    for track, rps in report.rps.items():
+        rate = report.error_rate.get(track)
+        errors = f"{rate:.2%}" if rate is not None else "-"
+        table.caption = (table.caption or "") + f"{track}: {rps:.1f} req/s, 5xx {errors}   "
+    return table
+
+
+@app.command()
+def chaos(
+    manifest: ManifestOption = DEFAULT_PATH,
+    track: Annotated[str, typer.Option(help="stable or canary.")] = "canary",
+    error_rate: Annotated[
+        float | None, typer.Option(help="Fraction of requests to fail, 0-1.")
+    ] = None,
+    latency_ms: Annotated[float | None, typer.Option(help="Extra latency per request.")] = None,
+    duration_s: Annotated[float | None, typer.Option(help="Recover by itself after this.")] = None,
+    recover: Annotated[bool, typer.Option(help="Stop injecting.")] = False,
+) -> None:
+    """Inject errors or latency into a track's replicas (demo service), or recover."""
+    if track not in ("stable", "canary"):
+        raise click.BadParameter("--track must be stable or canary")
+    with _locked_fleet(manifest) as fleet:
+        names = chaos_cmd.set_chaos(
+            fleet, "canary" if track == "canary" else "stable", error_rate, latency_ms,
+            duration_s, recover,
+        )  # fmt: skip
+    action = "recovered" if recover else "chaos injected into"
+    out.print(f"{action} {', '.join(names)}")
+
+
+@app.command()
+def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Stop every process this project started (replicas, nginx, supervisord)."""
+    loaded = load(manifest)
+    with project_lock(loaded.state_dir):
+        runtime = create_runtime("local", loaded.state_dir)
+        pids = teardown_cmd.teardown(runtime, StateStore(loaded.state_dir))
+    out.print(f"stopped {len(pids)} processes")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; the only place errors become exit codes."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except SwiftDeployError as exc:
+        print(f"swiftdeploy: error: {exc.one_line()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("swiftdeploy: interrupted; state is consistent, re-run to continue", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitCode.BAD_INPUT) if isinstance(exc, click.UsageError) else exc.exit_code
+    except Exception:
+        log = Path(tempfile.gettempdir()) / "swiftdeploy-crash.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"swiftdeploy: internal error; traceback written to {log}", file=sys.stderr)
+        return int(ExitCode.OPERATIONAL)
+    return int(result) if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,41 @@
+"""`swiftdeploy canary VERSION`: start canary replicas and send them a share of traffic."""
+
+from __future__ import annotations
+
+import uuid
+
+from swiftdeploy.errors import BadInputError, StateError
+from swiftdeploy.fleet import Fleet
+from swiftdeploy.rollout.state import Phase, State
+
+
+def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
+    strategy = fleet.loaded.manifest.strategy.canary
+    if weight is not None and not 0 <= weight <= 100:
+        raise BadInputError(f"--weight {weight} is outside 0-100")
+    state = fleet.store.load()
+    fleet.require_stable(state)
+    if state.track("canary"):
+        raise StateError(
+            f"a canary ({state.canary_version}) is already running",
+            hint="promote or roll it back first",
+        )
+    if version == state.stable_version:
+        raise BadInputError(f"{version} is already the stable version")
+    state = fleet.ensure_router(state)
+    state = fleet.store.save(
+        state.model_copy(
+            update={
+                "canary_version": version,
+                "canary_weight": 0,
+                "phase": Phase.PROGRESSING,
+                "step_index": 0,
+                "rollout_id": uuid.uuid4().hex[:12],
+            }
+        )
+    )
+    state = fleet.start_track(state, "canary", version, strategy.replicas)
+    target = strategy.steps[0].weight if weight is None else weight
+    state = fleet.store.save(state.model_copy(update={"canary_weight": target}))
+    fleet.apply_routes(state)
+    return state

@@ -1,0 +1,38 @@
+"""Builds a command's dependencies from the manifest path; nothing here decides anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from swiftdeploy.fleet import Fleet, Progress
+from swiftdeploy.manifest import LoadedManifest, load_manifest
+from swiftdeploy.ports import free_port
+from swiftdeploy.rollout.state import StateStore
+from swiftdeploy.runtime import create_runtime
+from swiftdeploy.traffic import create_router
+
+RUNTIME = "local"
+ROUTER = "nginx"
+
+
+def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
+    """The fleet of a project, with the nginx admin port fixed once and persisted."""
+    store = StateStore(loaded.state_dir)
+    state = store.load()
+    if state.admin_port is None:
+        state = store.save(state.model_copy(update={"admin_port": free_port()}))
+    assert state.admin_port is not None
+    return Fleet(
+        loaded=loaded,
+        runtime=create_runtime(RUNTIME, loaded.state_dir),
+        router=create_router(ROUTER, loaded.manifest, loaded.state_dir, state.admin_port),
+        store=store,
+        http=httpx.Client(timeout=2.0),
+        progress=progress,
+    )
+
+
+def load(path: Path) -> LoadedManifest:
+    return load_manifest(path)

@@ -1,0 +1,40 @@
+"""`swiftdeploy init`: a commented manifest that runs the bundled demo, plus the policies."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from swiftdeploy.errors import BadInputError
+from swiftdeploy.manifest import DEFAULT_MANIFEST, load_manifest
+
+_LISTEN = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+
+
+def init_project(directory: Path, listen: str, force: bool) -> list[Path]:
+    if not _LISTEN.match(listen):
+        raise BadInputError(f"--listen {listen!r} is not HOST:PORT", hint="e.g. 127.0.0.1:8080")
+    manifest_path = directory / DEFAULT_MANIFEST
+    policies = directory / "policies"
+    if manifest_path.exists() and not force:
+        raise BadInputError(f"{manifest_path} already exists", hint="pass --force to overwrite")
+    directory.mkdir(parents=True, exist_ok=True)
+    template = resources.files("swiftdeploy").joinpath("init_templates", "swiftdeploy.yaml.j2")
+    text = jinja2.Template(template.read_text(), autoescape=False).render(listen=listen)
+    manifest_path.write_text(text, encoding="utf-8")
+    load_manifest(manifest_path)  # what init writes must load
+    written = [manifest_path]
+    shipped = resources.files("swiftdeploy").joinpath("policies")
+    policies.mkdir(exist_ok=True)
+    for entry in shipped.iterdir():
+        if entry.name.endswith(".rego"):
+            target = policies / entry.name
+            if force or not target.exists():
+                with resources.as_file(entry) as source:
+                    shutil.copyfile(source, target)
+                written.append(target)
+    return written

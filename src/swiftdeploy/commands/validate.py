@@ -1,0 +1,43 @@
+"""`swiftdeploy validate`: schema, command, ports and the rendered nginx config."""
+
+from __future__ import annotations
+
+from swiftdeploy import proc
+from swiftdeploy.errors import BadInputError
+from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.ports import can_bind, free_port
+from swiftdeploy.rollout.state import StateStore
+from swiftdeploy.runtime import create_runtime
+from swiftdeploy.traffic.nginx import NginxRouter
+
+
+def preflight(loaded: LoadedManifest) -> list[str]:
+    """Every check that can fail on the user's input, before anything is started.
+
+    Returns what was checked; raises BadInputError naming the field on the first failure.
+    """
+    manifest = loaded.manifest
+    program = proc.resolve_program(
+        manifest.service.command[0], where=loaded.where("service.command")
+    )
+    checks = [f"service.command: {program}"]
+    traffic = manifest.traffic
+    if not _listener_is_ours(loaded) and not can_bind(traffic.host, traffic.port):
+        raise BadInputError(
+            f"{loaded.where('traffic.listen')}: {traffic.listen} is already in use "
+            "by another process",
+            hint="choose a free port, e.g. `swiftdeploy init --listen 127.0.0.1:8081`",
+        )
+    checks.append(f"traffic.listen: {traffic.listen} is free or ours")
+    state = StateStore(loaded.state_dir).load()
+    router = NginxRouter(manifest, loaded.state_dir, state.admin_port or free_port())
+    router.check()
+    checks.append("nginx -t: the rendered config is valid")
+    return checks
+
+
+def _listener_is_ours(loaded: LoadedManifest) -> bool:
+    if not (loaded.state_dir / "supervisor.sock").exists():
+        return False
+    runtime = create_runtime("local", loaded.state_dir)
+    return any(p.name == "nginx" and p.running for p in runtime.processes())

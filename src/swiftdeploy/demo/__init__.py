@@ -1,0 +1,1 @@
+"""The instrumented demo service that `swiftdeploy init` deploys."""

@@ -1,0 +1,199 @@
+"""Replica and route operations shared by the commands: start behind health checks,
+route, drain, stop. Every change to the state is persisted before the next one, so an
+interrupted command leaves a state the next command can carry on from.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from swiftdeploy import proc
+from swiftdeploy.errors import RuntimeProcessError, StateError
+from swiftdeploy.fsutil import atomic_write, private_dir
+from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.ports import free_port
+from swiftdeploy.rollout.state import Replica, State, StateStore, Track
+from swiftdeploy.runtime.base import ProcessSpec, Runtime
+from swiftdeploy.traffic.base import Routes, TrafficRouter
+
+CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Fleet:
+    """The dependencies every operation needs, passed in rather than looked up."""
+
+    loaded: LoadedManifest
+    runtime: Runtime
+    router: TrafficRouter
+    store: StateStore
+    http: httpx.Client
+    progress: Progress
+
+    @property
+    def state_dir(self) -> Path:
+        return self.loaded.state_dir
+
+    # --- platform -------------------------------------------------------------
+
+    def ensure_router(self, state: State) -> State:
+        """supervisord and nginx up, with nginx serving the persisted routes."""
+        self.runtime.ensure_running()
+        running = {p.name for p in self.runtime.processes() if p.running}
+        if "nginx" not in running:
+            self.progress("starting nginx")
+            self.runtime.start(self.router.prepare())
+        self.router.wait_ready(timeout=10)
+        return state
+
+    def apply_routes(self, state: State) -> None:
+        self.router.apply(routes_for(state))
+
+    # --- replicas -------------------------------------------------------------
+
+    def start_replica(self, state: State, track: Track, version: str, index: int) -> State:
+        taken = {r.port for r in state.replicas}
+        if state.admin_port:
+            taken.add(state.admin_port)
+        port = free_port(avoid=taken)
+        replica = Replica(
+            name=f"{track}-{_safe(version)}-{index}", track=track, version=version, port=port
+        )
+        # Recorded before it starts, so an interrupted start is still cleaned up later.
+        state = self.store.save(state.with_replica(replica))
+        self.progress(f"starting {replica.name} on port {port}")
+        self.runtime.start(self._spec(replica))
+        self.wait_healthy(replica)
+        return self.store.save(state.with_replica(replica.model_copy(update={"ready": True})))
+
+    def _spec(self, replica: Replica) -> ProcessSpec:
+        service = self.loaded.manifest.service
+        program = proc.resolve_program(service.command[0], where="service.command")
+        argv = [program] + [
+            arg.format(port=replica.port, version=replica.version) for arg in service.command[1:]
+        ]
+        env = {
+            **service.plain_env(),
+            "SWIFTDEPLOY_TRACK": replica.track,
+            "SWIFTDEPLOY_VERSION": replica.version,
+        }
+        if service.chaos:
+            env[CHAOS_TOKEN_ENV] = chaos_token(self.state_dir)
+        return ProcessSpec(
+            name=replica.name,
+            argv=argv,
+            env=env,
+            log_path=self.state_dir / "logs" / f"{replica.name}.log",
+        )
+
+    def wait_healthy(self, replica: Replica) -> None:
+        service = self.loaded.manifest.service
+        url = f"http://{replica.endpoint}{service.health}"
+        deadline = time.monotonic() + service.start_timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = self.http.get(url, timeout=1.0)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+        raise RuntimeProcessError(
+            f"{replica.name} failed its health check {url} within "
+            f"{service.start_timeout:g}s ({last})",
+            hint=f"see {self.state_dir / 'logs' / (replica.name + '.log')}",
+        )
+
+    def start_track(self, state: State, track: Track, version: str, count: int) -> State:
+        first = _next_index(state, track, version)
+        for index in range(first, first + count):
+            state = self.start_replica(state, track, version, index)
+        return state
+
+    def retire(self, state: State, replicas: list[Replica]) -> State:
+        """Take replicas out of the routes, let in-flight requests finish, then stop them."""
+        if not replicas:
+            return state
+        names = {r.name for r in replicas}
+        drained = state.model_copy(
+            update={
+                "replicas": tuple(
+                    r.model_copy(update={"ready": False}) if r.name in names else r
+                    for r in state.replicas
+                )
+            }
+        )
+        state = self.store.save(drained)
+        self.apply_routes(state)
+        time.sleep(self.loaded.manifest.traffic.drain)
+        for replica in replicas:
+            self.progress(f"stopping {replica.name}")
+            self.runtime.stop(replica.name)
+        return self.store.save(state.without(names))
+
+    def replace_stable(self, state: State, version: str) -> State:
+        """Rolling replace: one new replica up and routed before one old one goes."""
+        old = state.track("stable")
+        count = self.loaded.manifest.service.replicas
+        first = _next_index(state, "stable", version)
+        for offset in range(count):
+            state = self.start_replica(state, "stable", version, first + offset)
+            self.apply_routes(state)
+            if offset < len(old):
+                state = self.retire(state, [old[offset]])
+        state = self.retire(state, old[count:])
+        return self.store.save(state.model_copy(update={"stable_version": version}))
+
+    def stop_canary(self, state: State) -> State:
+        state = self.store.save(state.model_copy(update={"canary_weight": 0}))
+        state = self.retire(state, state.track("canary"))
+        return self.store.save(
+            state.model_copy(update={"canary_version": None, "step_index": None})
+        )
+
+    def require_stable(self, state: State) -> None:
+        if not state.track("stable"):
+            raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
+
+    def require_canary(self, state: State) -> None:
+        if not state.track("canary"):
+            raise StateError(
+                "no canary is running", hint="start one with `swiftdeploy canary VERSION`"
+            )
+
+
+def routes_for(state: State) -> Routes:
+    stable = tuple(r.endpoint for r in state.track("stable") if r.ready)
+    canary = tuple(r.endpoint for r in state.track("canary") if r.ready)
+    return Routes(canary_weight=state.canary_weight if canary else 0, stable=stable, canary=canary)
+
+
+def chaos_token(state_dir: Path) -> str:
+    path = state_dir / "chaos.token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        private_dir(state_dir)
+        token = secrets.token_urlsafe(24)
+        atomic_write(path, token + "\n")
+        return token
+
+
+def _safe(version: str) -> str:
+    return version.replace(".", "_")
+
+
+def _next_index(state: State, track: Track, version: str) -> int:
+    prefix = f"{track}-{_safe(version)}-"
+    used = [int(r.name.removeprefix(prefix)) for r in state.replicas if r.name.startswith(prefix)]
+    return max(used, default=-1) + 1

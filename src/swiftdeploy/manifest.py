@@ -1,0 +1,388 @@
+"""The manifest (`swiftdeploy.yaml`): pydantic models, loading, friendly errors.
+
+Every value that later reaches an nginx config, an argv or a file path is
+constrained here, so nothing downstream has to re-validate or quote it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from swiftdeploy.durations import parse_duration
+from swiftdeploy.errors import ManifestError
+
+API_VERSION = "swiftdeploy/v1"
+DEFAULT_MANIFEST = "swiftdeploy.yaml"
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Version = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")]
+CookieName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+_COMMAND_FIELDS = {"port", "version"}
+_LISTEN = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretValue(_Model):
+    """An env value that must never be written to logs, state, audit or reports."""
+
+    value: str
+    secret: bool = True
+
+
+class Service(_Model):
+    name: Name
+    command: list[str] = Field(min_length=1)
+    health: UrlPath = "/healthz"
+    replicas: int = Field(default=2, ge=1, le=32)
+    version: Version
+    env: dict[EnvName, str | SecretValue] = Field(default_factory=dict)
+    chaos: bool = False
+    start_timeout: Duration = 15.0
+
+    @field_validator("command")
+    @classmethod
+    def _command_templates(cls, argv: list[str]) -> list[str]:
+        for arg in argv:
+            if "\n" in arg or "\x00" in arg:
+                raise ValueError("command arguments cannot contain newlines or NUL bytes")
+            for _, field_name, _, _ in string.Formatter().parse(arg):
+                if field_name is not None and field_name not in _COMMAND_FIELDS:
+                    raise ValueError(
+                        f"unknown placeholder {{{field_name}}} in {arg!r}; "
+                        "only {port} and {version} are filled in"
+                    )
+        if not any("{port}" in arg for arg in argv):
+            raise ValueError("the command must take its port from {port}")
+        return argv
+
+    @field_validator("health")
+    @classmethod
+    def _no_parent_segments(cls, path: str) -> str:
+        if ".." in path:
+            raise ValueError("the health path cannot contain '..'")
+        return path
+
+    def plain_env(self) -> dict[str, str]:
+        return {k: v.value if isinstance(v, SecretValue) else v for k, v in self.env.items()}
+
+    def secret_values(self) -> list[str]:
+        return [v.value for v in self.env.values() if isinstance(v, SecretValue) and v.secret]
+
+
+class Traffic(_Model):
+    listen: str = "127.0.0.1:8080"
+    canary_header: HeaderName = "X-Canary"
+    sticky_cookie: CookieName | None = None
+    drain: Duration = 1.0
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        match = _LISTEN.match(listen)
+        if not match:
+            raise ValueError(f"{listen!r} is not HOST:PORT, e.g. 127.0.0.1:8080")
+        if not 1 <= int(match.group("port")) <= 65535:
+            raise ValueError(f"port {match.group('port')} is outside 1-65535")
+        return listen
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class Load(_Model):
+    """Load generated with `hey` during a step, like Flagger's load tester."""
+
+    rps: int = Field(default=50, ge=1, le=2000)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    path: UrlPath = "/"
+
+
+class Analysis(_Model):
+    interval: Duration = 2.0
+    min_duration: Duration = 10.0
+    max_duration: Duration = 60.0
+    min_requests: int | None = Field(default=None, ge=0)
+    on_timeout: Literal["rollback", "hold"] = "rollback"
+    load: Load | None = None
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> Analysis:
+        if self.max_duration < self.min_duration:
+            raise ValueError("max_duration must be at least min_duration")
+        if self.interval <= 0:
+            raise ValueError("interval must be positive")
+        return self
+
+
+def _pause(value: object) -> float | str:
+    return "manual" if value == "manual" else parse_duration(value)
+
+
+Pause = Annotated[float | Literal["manual"], BeforeValidator(_pause)]
+
+
+class Step(_Model):
+    weight: int = Field(ge=0, le=100)
+    pause: Pause | None = None
+    analysis: Analysis | None = None
+
+
+class CanaryStrategy(_Model):
+    replicas: int = Field(default=1, ge=1, le=32)
+    steps: list[Step] = Field(
+        default_factory=lambda: [Step(weight=10), Step(weight=50), Step(weight=100)],
+        min_length=1,
+    )
+    analysis: Analysis = Field(default_factory=Analysis)
+
+    @field_validator("steps")
+    @classmethod
+    def _weights_increase(cls, steps: list[Step]) -> list[Step]:
+        weights = [s.weight for s in steps]
+        if weights[0] == 0:
+            raise ValueError("the first step's weight must be above 0")
+        for previous, current in itertools.pairwise(weights):
+            if current <= previous:
+                raise ValueError(f"step weights must increase, got {previous} then {current}")
+        return steps
+
+    def analysis_for(self, step: Step) -> Analysis:
+        return step.analysis or self.analysis
+
+
+class Strategy(_Model):
+    canary: CanaryStrategy = Field(default_factory=CanaryStrategy)
+
+
+class PrometheusSettings(_Model):
+    url: str | None = None
+    scrape_interval: Duration = 1.0
+    queries: dict[str, str] = Field(default_factory=dict)
+
+
+class Metrics(_Model):
+    provider: str = "scrape"
+    window: Duration = 30.0
+    quantiles: list[Fraction] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+
+
+class Thresholds(_Model):
+    max_error_rate: Fraction = 0.01
+    max_p99_ms: float = Field(default=500.0, gt=0)
+    min_requests: int = Field(default=50, ge=0)
+    min_disk_free_gb: float = Field(default=1.0, ge=0)
+    max_load_per_core: float = Field(default=4.0, gt=0)
+    min_mem_available_pct: float = Field(default=5.0, ge=0, le=100)
+
+
+class OpaSettings(_Model):
+    url: str | None = None
+    timeout: Duration = 2.0
+
+
+class Policy(_Model):
+    engine: str = "embedded"
+    directory: str = "policies"
+    alpha: Fraction = 0.01
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    opa: OpaSettings = Field(default_factory=OpaSettings)
+
+    @field_validator("directory")
+    @classmethod
+    def _relative_dir(cls, directory: str) -> str:
+        if ".." in Path(directory).parts or "\n" in directory:
+            raise ValueError("the policy directory must stay inside the project (no '..')")
+        return directory
+
+
+class Audit(_Model):
+    path: str = ".swiftdeploy/history.jsonl"
+    max_bytes: int = Field(default=10_000_000, ge=4096)
+
+    @field_validator("path")
+    @classmethod
+    def _inside_project(cls, path: str) -> str:
+        if ".." in Path(path).parts or Path(path).is_absolute() or "\n" in path:
+            raise ValueError("the audit path must be relative and stay inside the project")
+        return path
+
+
+class Manifest(_Model):
+    api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
+    service: Service
+    traffic: Traffic = Field(default_factory=Traffic)
+    strategy: Strategy = Field(default_factory=Strategy)
+    metrics: Metrics = Field(default_factory=Metrics)
+    policy: Policy = Field(default_factory=Policy)
+    audit: Audit = Field(default_factory=Audit)
+
+
+class LoadedManifest(BaseModel):
+    """A validated manifest with where it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    manifest: Manifest
+    path: Path
+    lines: dict[str, int] = Field(default_factory=dict)
+
+    def where(self, field: str) -> str:
+        """`file:line: field` for messages about a value that is valid YAML but unusable here."""
+        line = self.lines.get(field)
+        return f"{self.path}:{line}: {field}" if line else f"{self.path}: {field}"
+
+    @property
+    def project_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_dir / ".swiftdeploy"
+
+
+def load_manifest(path: Path) -> LoadedManifest:
+    """Load and validate; every failure is one ManifestError naming file, line and field."""
+    path = path.resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{path}: manifest not found", hint="run `swiftdeploy init` or pass -f FILE"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
+    data, lines = _parse_yaml(path, text)
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise _friendly(path, exc, lines) from None
+    return LoadedManifest(
+        manifest=manifest, path=path, lines={_dotted(k): v for k, v in lines.items()}
+    )
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ManifestError(
+            f"{where}: YAML syntax error: {exc.problem}", hint="fix the YAML syntax"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: YAML error: {exc}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(
+            f"{path}: the manifest must be a mapping with apiVersion and service",
+            hint="run `swiftdeploy init` for an example",
+        )
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _index_lines(path, node, (), lines)
+    return data, lines
+
+
+def _index_lines(
+    path: Path, node: yaml.Node, at: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+) -> None:
+    """Record the line of every key and item, and refuse duplicate keys (YAML keeps the last)."""
+    lines[at] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise ManifestError(
+                    f"{path}:{key_node.start_mark.line + 1}: duplicate key {key!r}",
+                    hint="keep one of them",
+                )
+            seen.add(key)
+            lines[(*at, key)] = key_node.start_mark.line + 1
+            _index_lines(path, value_node, (*at, key), lines)
+            lines[(*at, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(path, item, (*at, index), lines)
+
+
+def _friendly(
+    path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]
+) -> ManifestError:
+    error = exc.errors()[0]
+    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    field = _dotted(loc)
+    line = _nearest_line(loc, lines)
+    where = f"{path}:{line}" if line else str(path)
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key {field!r}"
+        hint = "check the spelling; `swiftdeploy schema` lists every key"
+    elif error["type"] == "missing":
+        message = f"missing required key {field!r}"
+        hint = "add it; `swiftdeploy init` writes a complete example"
+    else:
+        message = f"{field}: {_clean(error['msg'])}"
+        hint = "see the manifest reference in README.md"
+    return ManifestError(f"{where}: {message}", hint=hint)
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic inserts the union member's type name into locations ("str", "SecretValue", ...)
+    return isinstance(part, str) and (
+        part in {"str", "float", "int", "SecretValue"} or part.startswith(("literal[", "function-"))
+    )
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _nearest_line(
+    loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+) -> int | None:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return None
+
+
+def _clean(msg: str) -> str:
+    return msg.removeprefix("Value error, ")
+
+
+def json_schema() -> dict[str, Any]:
+    return Manifest.model_json_schema(by_alias=True)

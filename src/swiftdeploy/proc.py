@@ -1,0 +1,63 @@
+"""The one subprocess helper: argv lists only (no shell), outcomes as small objects."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from swiftdeploy.errors import BadInputError, CommandFailedError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    argv: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    def assert_success(self, what: str) -> Outcome:
+        if self.code != 0:
+            detail = (self.stderr or self.stdout).strip().splitlines()
+            last = detail[-1] if detail else f"exit code {self.code}"
+            raise CommandFailedError(f"{what} failed: {last}")
+        return self
+
+
+def run(argv: list[str], *, timeout: float = 60.0, cwd: Path | None = None) -> Outcome:
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+        )
+    except FileNotFoundError:
+        raise CommandFailedError(f"{argv[0]} is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailedError(f"{argv[0]} did not finish within {timeout:g}s") from None
+    return Outcome(
+        tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started
+    )
+
+
+def resolve_program(name: str, *, where: str) -> str:
+    """Absolute path of a program: absolute as given, else the venv's bin first, then PATH.
+
+    The venv's bin comes first so `swiftdeploy-demo` resolves for supervisord too,
+    whether or not the user activated the venv.
+    """
+    if Path(name).is_absolute():
+        if Path(name).is_file():
+            return name
+        raise BadInputError(f"{where}: {name} does not exist", hint="fix the command path")
+    venv_bin = Path(sys.executable).parent
+    found = shutil.which(name, path=str(venv_bin)) or shutil.which(name)
+    if not found:
+        raise BadInputError(
+            f"{where}: command {name!r} not found on PATH",
+            hint="install it or give an absolute path",
+        )
+    return found

@@ -1,0 +1,96 @@
+"""Persisted project state: phase, versions, weight and replicas, in `.swiftdeploy/state.json`.
+
+Written atomically after every change, so a crash at any point leaves the last
+consistent state on disk; readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swiftdeploy.errors import StateError
+from swiftdeploy.fsutil import atomic_write, private_dir
+
+Track = Literal["stable", "canary"]
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTING = "promoting"
+    PROMOTED = "promoted"
+    ROLLING_BACK = "rolling-back"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+
+class Replica(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    track: Track
+    version: str
+    port: int
+    ready: bool = False  # passed its health check; only ready replicas get traffic
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class State(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    phase: Phase = Phase.IDLE
+    stable_version: str | None = None
+    canary_version: str | None = None
+    canary_weight: int = Field(default=0, ge=0, le=100)
+    step_index: int | None = None
+    replicas: tuple[Replica, ...] = ()
+    admin_port: int | None = None
+    rollout_id: str | None = None
+    updated_at: float = 0.0
+
+    def track(self, track: Track) -> list[Replica]:
+        return [r for r in self.replicas if r.track == track]
+
+    def with_replica(self, replica: Replica) -> State:
+        others = tuple(r for r in self.replicas if r.name != replica.name)
+        return self.model_copy(update={"replicas": (*others, replica)})
+
+    def without(self, names: set[str]) -> State:
+        return self.model_copy(
+            update={"replicas": tuple(r for r in self.replicas if r.name not in names)}
+        )
+
+
+class StateStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "state.json"
+
+    def load(self) -> State:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return State()
+        try:
+            return State.model_validate(json.loads(raw))
+        except (ValueError, ValidationError) as exc:
+            raise StateError(
+                f"{self.path}: state file is corrupt ({str(exc).splitlines()[0]})",
+                hint="run `swiftdeploy teardown` to start over",
+            ) from None
+
+    def save(self, state: State) -> State:
+        private_dir(self.state_dir)
+        state = state.model_copy(update={"updated_at": time.time()})
+        atomic_write(self.path, state.model_dump_json(indent=2) + "\n")
+        return state

@@ -1,0 +1,250 @@
+"""The local runtime: one supervisord per project, driven over XML-RPC on a 0700 unix socket.
+
+Each process is a program group in its own include file, added and removed with
+`reloadConfig` + `addProcessGroup` / `removeProcessGroup`, so starting or stopping a
+replica never restarts the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any, cast
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from swiftdeploy import proc
+from swiftdeploy.errors import RuntimeProcessError
+from swiftdeploy.fsutil import atomic_write, private_dir
+from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec
+
+MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
+
+SUPERVISORD_CONF = """\
+[unix_http_server]
+file={socket}
+chmod=0700
+
+[supervisord]
+logfile={state_dir}/logs/supervisord.log
+pidfile={state_dir}/supervisord.pid
+directory={state_dir}
+identifier=swiftdeploy
+nodaemon=false
+silent=true
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[include]
+files = {state_dir}/supervisor.d/*.conf
+"""
+
+PROGRAM_CONF = """\
+[program:{name}]
+command={command}
+environment={environment}
+autostart=true
+autorestart=true
+startsecs=1
+startretries=1000
+stopsignal=TERM
+stopwaitsecs=10
+stopasgroup=true
+killasgroup=true
+stdout_logfile={log}
+stdout_logfile_maxbytes=5MB
+stdout_logfile_backups=1
+redirect_stderr=true
+"""
+
+
+def _escape(value: str) -> str:
+    # supervisord expands %(name)s in config values; a literal % must be doubled.
+    return value.replace("%", "%%")
+
+
+def _environment(env: dict[str, str]) -> str:
+    items = []
+    for key, value in sorted(env.items()):
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+        items.append(f'{key}="{_escape(quoted)}"')
+    return ",".join(items)
+
+
+class SupervisorRuntime:
+    name = "local"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.socket = state_dir / "supervisor.sock"
+        self.conf = state_dir / "supervisord.conf"
+        self.programs = state_dir / "supervisor.d"
+        self.pidfile = state_dir / "supervisord.pid"
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise RuntimeProcessError(
+                f"state directory path is too long for a unix socket: {self.socket}",
+                hint="move the project to a shorter path",
+            )
+
+    def _rpc(self) -> Any:
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def is_running(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            return cast(str, self._rpc().supervisor.getState()["statename"]) == "RUNNING"
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def manager_pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def ensure_running(self) -> None:
+        if self.is_running():
+            return
+        private_dir(self.state_dir)
+        private_dir(self.state_dir / "logs")
+        private_dir(self.programs)
+        atomic_write(
+            self.conf, SUPERVISORD_CONF.format(socket=self.socket, state_dir=self.state_dir)
+        )
+        self.socket.unlink(missing_ok=True)
+        proc.run(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)], timeout=30
+        ).assert_success("starting supervisord")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.05)
+        raise RuntimeProcessError(
+            "supervisord did not come up within 10s",
+            hint=f"see {self.state_dir / 'logs' / 'supervisord.log'}",
+        )
+
+    def start(self, spec: ProcessSpec, timeout: float = 15.0) -> ProcessInfo:
+        self.ensure_running()
+        log = spec.log_path or self.state_dir / "logs" / f"{spec.name}.log"
+        text = PROGRAM_CONF.format(
+            name=spec.name,
+            command=_escape(shlex.join(spec.argv)),
+            environment=_environment(spec.env),
+            log=log,
+        )
+        atomic_write(self.programs / f"{spec.name}.conf", text)
+        rpc = self._rpc()
+        try:
+            rpc.supervisor.reloadConfig()
+            rpc.supervisor.addProcessGroup(spec.name)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_ADDED" not in fault.faultString:
+                raise RuntimeProcessError(
+                    f"supervisord refused {spec.name}: {fault.faultString}"
+                ) from None
+        return self._wait_running(spec.name, timeout, log)
+
+    def _wait_running(self, name: str, timeout: float, log: Path) -> ProcessInfo:
+        deadline = time.monotonic() + timeout
+        info = self.info(name)
+        while time.monotonic() < deadline:
+            info = self.info(name)
+            if info is not None and info.running:
+                return info
+            if info is not None and info.state in {"FATAL", "BACKOFF"}:
+                break
+            time.sleep(0.05)
+        tail = _last_line(log)
+        raise RuntimeProcessError(
+            f"{name} did not start ({info.state if info else 'unknown'})"
+            + (f": {tail}" if tail else ""),
+            hint=f"see {log}",
+        )
+
+    def info(self, name: str) -> ProcessInfo | None:
+        try:
+            raw = self._rpc().supervisor.getProcessInfo(name)
+        except xmlrpc.client.Fault:
+            return None
+        except OSError as exc:
+            raise RuntimeProcessError(f"supervisord is not reachable: {exc}") from None
+        return ProcessInfo(name=name, state=str(raw["statename"]), pid=int(raw["pid"]))
+
+    def stop(self, name: str) -> None:
+        if not self.is_running():
+            (self.programs / f"{name}.conf").unlink(missing_ok=True)
+            return
+        rpc = self._rpc()
+        with contextlib.suppress(xmlrpc.client.Fault):
+            rpc.supervisor.stopProcessGroup(name, True)
+        with contextlib.suppress(xmlrpc.client.Fault):
+            rpc.supervisor.removeProcessGroup(name)
+        (self.programs / f"{name}.conf").unlink(missing_ok=True)
+
+    def processes(self) -> list[ProcessInfo]:
+        if not self.is_running():
+            return []
+        return [
+            ProcessInfo(name=str(p["name"]), state=str(p["statename"]), pid=int(p["pid"]))
+            for p in self._rpc().supervisor.getAllProcessInfo()
+        ]
+
+    def shutdown(self) -> list[int]:
+        pids = [p.pid for p in self.processes() if p.pid]
+        manager = self.manager_pid()
+        if self.is_running():
+            rpc = self._rpc()
+            with contextlib.suppress(xmlrpc.client.Fault, OSError):
+                rpc.supervisor.stopAllProcesses(True)
+            with contextlib.suppress(xmlrpc.client.Fault, OSError):
+                rpc.supervisor.shutdown()
+        if manager:
+            pids.append(manager)
+        _wait_gone(pids, timeout=15)
+        for conf in self.programs.glob("*.conf"):
+            conf.unlink()
+        self.socket.unlink(missing_ok=True)
+        return pids
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(pid_alive(p) for p in pids):
+            return
+        time.sleep(0.05)
+    alive = [p for p in pids if pid_alive(p)]
+    raise RuntimeProcessError(f"processes still alive after shutdown: {alive}")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""

@@ -1,0 +1,22 @@
+"""Traffic routers, by name. An unknown name is an error, never a silent fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swiftdeploy.errors import BadInputError
+from swiftdeploy.manifest import Manifest
+from swiftdeploy.traffic.base import TrafficRouter
+from swiftdeploy.traffic.nginx import NginxRouter
+
+ROUTERS = {"nginx": NginxRouter}
+
+
+def create_router(name: str, manifest: Manifest, state_dir: Path, admin_port: int) -> TrafficRouter:
+    try:
+        factory = ROUTERS[name]
+    except KeyError:
+        raise BadInputError(
+            f"unknown traffic router {name!r}", hint=f"choose one of: {', '.join(ROUTERS)}"
+        ) from None
+    return factory(manifest, state_dir, admin_port)

@@ -1,0 +1,48 @@
+"""The traffic router interface: where requests go, changed without dropping any."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swiftdeploy.runtime.base import ProcessSpec
+
+
+class Routes(BaseModel):
+    """Weights and endpoints (host:port) of both tracks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    canary_weight: int = Field(default=0, ge=0, le=100)
+    stable: tuple[str, ...] = ()
+    canary: tuple[str, ...] = ()
+
+    @property
+    def stable_weight(self) -> int:
+        return 100 - self.canary_weight
+
+
+class RouterStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    routes: Routes
+    down: tuple[str, ...] = ()
+
+
+class TrafficRouter(Protocol):
+    name: str
+
+    def prepare(self) -> ProcessSpec:
+        """Render and check the router's config; return the process that serves it."""
+        ...
+
+    def wait_ready(self, timeout: float) -> None: ...
+
+    def apply(self, routes: Routes) -> None:
+        """Make `routes` current, persisting them first so a restart restores them."""
+        ...
+
+    def current(self) -> RouterStatus: ...
+
+    def persisted(self) -> Routes: ...

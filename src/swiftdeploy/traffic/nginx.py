@@ -1,0 +1,173 @@
+"""nginx with Debian's lua module as the traffic router.
+
+Routes live in a shared dict behind a loopback admin location; every rendered
+config passes `nginx -t` before it replaces the running one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import jinja2
+
+from swiftdeploy import proc
+from swiftdeploy.errors import BadInputError, TrafficError
+from swiftdeploy.fsutil import atomic_write, private_dir
+from swiftdeploy.manifest import Manifest
+from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.traffic.base import RouterStatus, Routes
+
+NGINX = "nginx"
+ROUTER_LUA = "swiftdeploy_router.lua"
+HEALTH_INTERVAL_S = 0.25
+
+
+def _template(name: str) -> str:
+    return resources.files("swiftdeploy.traffic").joinpath("templates", name).read_text()
+
+
+class NginxRouter:
+    name = "nginx"
+
+    def __init__(self, manifest: Manifest, state_dir: Path, admin_port: int) -> None:
+        self.manifest = manifest
+        self.state_dir = state_dir
+        self.admin_port = admin_port
+        self.nginx_dir = state_dir / "nginx"
+        self.config_path = self.nginx_dir / "nginx.conf"
+        self.routes_path = self.nginx_dir / "routes.json"
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
+        self._http = httpx.Client(timeout=2.0)
+
+    def render(self) -> str:
+        traffic = self.manifest.traffic
+        env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - nginx config, not HTML
+        return env.from_string(_template("nginx.conf.j2")).render(
+            run_as_user="root" if os.geteuid() == 0 else None,
+            worker_processes=2,
+            state_dir=self.state_dir,
+            listen=traffic.listen,
+            admin_port=self.admin_port,
+            health_path=self.manifest.service.health,
+            health_interval=HEALTH_INTERVAL_S,
+            canary_header=traffic.canary_header,
+            sticky_cookie=traffic.sticky_cookie,
+        )
+
+    def _argv(self, config: Path) -> list[str]:
+        return [
+            NGINX,
+            "-p",
+            str(self.nginx_dir),
+            "-c",
+            str(config),
+            "-e",
+            str(self.state_dir / "logs" / "nginx-error.log"),
+        ]
+
+    def check(self, text: str | None = None) -> None:
+        """`nginx -t` on the rendered config, in a candidate file; raises with nginx's words."""
+        self._make_dirs()
+        candidate = self.nginx_dir / "nginx.conf.candidate"
+        atomic_write(candidate, text if text is not None else self.render())
+        try:
+            outcome = proc.run([*self._argv(candidate), "-t", "-q"], timeout=30)
+        finally:
+            candidate.unlink(missing_ok=True)
+        if outcome.code != 0:
+            lines = [ln for ln in outcome.stderr.splitlines() if "emerg" in ln or "error" in ln]
+            detail = (lines or outcome.stderr.splitlines() or ["unknown error"])[0]
+            raise BadInputError(f"nginx rejected the rendered config: {detail}")
+
+    def prepare(self) -> ProcessSpec:
+        text = self.render()
+        self.check(text)
+        atomic_write(self.config_path, text)
+        return ProcessSpec(
+            name="nginx",
+            argv=self._argv(self.config_path),
+            env={},
+            log_path=self.state_dir / "logs" / "nginx-supervisor.log",
+        )
+
+    def _make_dirs(self) -> None:
+        private_dir(self.nginx_dir)
+        private_dir(self.state_dir / "logs")
+        tmp = private_dir(self.nginx_dir / "tmp")
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            private_dir(tmp / sub)
+        atomic_write(self.nginx_dir / ROUTER_LUA, _template(ROUTER_LUA))
+        if not self.routes_path.exists():
+            atomic_write(self.routes_path, _routes_json(Routes()))
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._http.get(f"{self.admin_url}/routes").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TrafficError(
+            f"nginx admin endpoint {self.admin_url} did not answer within {timeout:g}s",
+            hint=f"see {self.state_dir / 'logs' / 'nginx-error.log'}",
+        )
+
+    def persisted(self) -> Routes:
+        try:
+            data = json.loads(self.routes_path.read_text())
+        except (OSError, ValueError):
+            return Routes()
+        return _routes_from_json(data)
+
+    def apply(self, routes: Routes) -> None:
+        body = _routes_json(routes)
+        atomic_write(self.routes_path, body)
+        try:
+            response = self._http.put(f"{self.admin_url}/routes", content=body)
+        except httpx.HTTPError as exc:
+            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise TrafficError(f"nginx refused the routes: {response.text.strip()}")
+
+    def current(self) -> RouterStatus:
+        try:
+            data = self._http.get(f"{self.admin_url}/routes").json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+        return RouterStatus(
+            routes=_routes_from_json(data["routes"]), down=tuple(data.get("down") or ())
+        )
+
+    def metrics_text(self) -> str:
+        try:
+            return self._http.get(f"{self.admin_url}/metrics").text
+        except httpx.HTTPError as exc:
+            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+
+
+def _routes_json(routes: Routes) -> str:
+    return json.dumps(
+        {
+            "weights": {"canary": routes.canary_weight, "stable": routes.stable_weight},
+            "endpoints": {"stable": list(routes.stable), "canary": list(routes.canary)},
+        }
+    )
+
+
+def _routes_from_json(data: dict[str, object]) -> Routes:
+    weights = data.get("weights") or {}
+    endpoints = data.get("endpoints") or {}
+    assert isinstance(weights, dict)
+    assert isinstance(endpoints, dict)
+    return Routes(
+        canary_weight=int(weights.get("canary", 0)),
+        stable=tuple(endpoints.get("stable") or ()),
+        canary=tuple(endpoints.get("canary") or ()),
+    )

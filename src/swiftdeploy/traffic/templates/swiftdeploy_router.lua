@@ -1,0 +1,318 @@
+-- SwiftDeploy's router: picks a track per request and a replica per attempt from
+-- routes kept in a shared dict, so weights and endpoints change without a reload
+-- (the way ingress-nginx's balancer.lua does it).
+--
+-- The health checker is hand-written because lua-resty-upstream-healthcheck only
+-- checks static `upstream` blocks, and our peers exist only in the shared dict.
+local cjson = require "cjson.safe"
+local balancer = require "ngx.balancer"
+
+local M = {}
+local dict = ngx.shared.swiftdeploy
+local config = {}
+local cache = { version = -1, routes = nil }
+local EMPTY = { weights = { canary = 0 }, endpoints = { stable = {}, canary = {} } }
+-- Same bounds as the demo service's histogram, so both sides read alike.
+local BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3,
+                  0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10 }
+
+function M.configure(options)
+    config = options
+end
+
+local function valid_endpoint(addr)
+    return type(addr) == "string" and addr:match("^[%w%.%-]+:%d+$") ~= nil
+end
+
+local function validate(routes)
+    if type(routes) ~= "table" or type(routes.weights) ~= "table"
+        or type(routes.endpoints) ~= "table" then
+        return "routes need weights and endpoints"
+    end
+    local w = routes.weights.canary
+    if type(w) ~= "number" or w < 0 or w > 100 or w ~= math.floor(w) then
+        return "weights.canary must be an integer 0-100"
+    end
+    for _, track in ipairs({ "stable", "canary" }) do
+        local list = routes.endpoints[track]
+        if type(list) ~= "table" then
+            return "endpoints." .. track .. " must be a list"
+        end
+        for _, addr in ipairs(list) do
+            if not valid_endpoint(addr) then
+                return "bad endpoint " .. tostring(addr)
+            end
+        end
+    end
+    return nil
+end
+
+local function store(raw)
+    local routes = cjson.decode(raw)
+    local problem = validate(routes)
+    if problem then
+        return problem
+    end
+    dict:set("routes", raw)
+    dict:incr("routes_version", 1, 0)
+    return nil
+end
+
+local function routes()
+    local version = dict:get("routes_version") or 0
+    if version ~= cache.version then
+        local raw = dict:get("routes")
+        cache.routes = (raw and cjson.decode(raw)) or EMPTY
+        cache.version = version
+    end
+    return cache.routes
+end
+
+-- Restore the routes the CLI last persisted, so a restarted nginx comes back
+-- with the current weights and endpoints, not with defaults.
+function M.restore()
+    local file = io.open(config.routes_file, "r")
+    if not file then
+        return
+    end
+    local raw = file:read("*a")
+    file:close()
+    local problem = store(raw)
+    if problem then
+        ngx.log(ngx.ERR, "swiftdeploy: ignoring persisted routes: ", problem)
+    end
+end
+
+local function is_up(addr)
+    return not dict:get("down:" .. addr)
+end
+
+local function healthy(list, tried)
+    local out = {}
+    for _, addr in ipairs(list or {}) do
+        if is_up(addr) and not (tried and tried[addr]) then
+            out[#out + 1] = addr
+        end
+    end
+    return out
+end
+
+local function other(track)
+    return track == "canary" and "stable" or "canary"
+end
+
+-- Deterministic weighted split: request n goes to the canary when
+-- floor(n*w/100) steps up, so any 100 consecutive requests carry exactly w canary ones.
+local function weighted_track(weight)
+    if weight <= 0 then
+        return "stable"
+    elseif weight >= 100 then
+        return "canary"
+    end
+    local n = dict:incr("split_counter", 1, 0)
+    if math.floor(n * weight / 100) > math.floor((n - 1) * weight / 100) then
+        return "canary"
+    end
+    return "stable"
+end
+
+function M.choose_track()
+    local r = routes()
+    local weight = r.weights.canary
+    local override = ngx.req.get_headers()[config.canary_header]
+    local track
+    if override == "always" then
+        track = "canary"
+    elseif override == "never" then
+        track = "stable"
+    elseif config.sticky_cookie then
+        local pinned = ngx.var["cookie_" .. config.sticky_cookie]
+        if (pinned == "canary" and weight > 0) or (pinned == "stable" and weight < 100) then
+            track = pinned
+        else
+            track = weighted_track(weight)
+            ngx.header["Set-Cookie"] = config.sticky_cookie .. "=" .. track .. "; Path=/; HttpOnly"
+        end
+    else
+        track = weighted_track(weight)
+    end
+    if #healthy(r.endpoints[track]) == 0 and #healthy(r.endpoints[other(track)]) > 0 then
+        track = other(track)
+    end
+    ngx.ctx.track = track
+    ngx.var.swiftdeploy_track = track
+end
+
+function M.balance()
+    local ctx = ngx.ctx
+    local r = routes()
+    if ctx.tried then
+        local state = balancer.get_last_failure()
+        if state == "failed" and ctx.last then
+            -- Connection-level failure: take the peer out until the checker sees it healthy.
+            dict:set("down:" .. ctx.last, true)
+        end
+    else
+        ctx.tried = {}
+        balancer.set_more_tries(2)
+    end
+    local track = ctx.track or "stable"
+    local candidates = healthy(r.endpoints[track], ctx.tried)
+    if #candidates == 0 then
+        track = other(track)
+        candidates = healthy(r.endpoints[track], ctx.tried)
+    end
+    if #candidates == 0 then
+        ngx.log(ngx.ERR, "swiftdeploy: no healthy endpoint")
+        return ngx.exit(502)
+    end
+    local n = dict:incr("rr:" .. track, 1, 0)
+    local addr = candidates[(n % #candidates) + 1]
+    ctx.tried[addr] = true
+    ctx.last = addr
+    ctx.track = track
+    ngx.var.swiftdeploy_track = track
+    local host, port = addr:match("^(.+):(%d+)$")
+    local ok, err = balancer.set_current_peer(host, tonumber(port))
+    if not ok then
+        ngx.log(ngx.ERR, "swiftdeploy: set_current_peer failed: ", err)
+        return ngx.exit(502)
+    end
+end
+
+-- Per-track counters and a latency histogram, measured in nginx itself, so a
+-- service with no instrumentation can still be gated.
+function M.record()
+    local track = ngx.ctx.track
+    if not track then
+        return
+    end
+    local status = ngx.status
+    local class = (status >= 500 and "5xx") or (status >= 400 and "4xx") or "2xx"
+    dict:incr("req:" .. track .. ":" .. class, 1, 0)
+    local seconds = tonumber(ngx.var.request_time) or 0
+    for _, le in ipairs(BUCKETS) do
+        if seconds <= le then
+            dict:incr("bucket:" .. track .. ":" .. le, 1, 0)
+        end
+    end
+    dict:incr("bucket:" .. track .. ":+Inf", 1, 0)
+    dict:incr("sum:" .. track, seconds, 0)
+end
+
+local function check(addr)
+    local host, port = addr:match("^(.+):(%d+)$")
+    local sock = ngx.socket.tcp()
+    sock:settimeouts(250, 500, 500)
+    local ok = sock:connect(host, tonumber(port))
+    local up = false
+    if ok then
+        sock:send("GET " .. config.health_path .. " HTTP/1.0\r\nHost: " .. host .. "\r\n\r\n")
+        local line = sock:receive("*l")
+        up = line ~= nil and line:match("^HTTP/%d%.%d 200") ~= nil
+    end
+    sock:close()
+    if up then
+        dict:delete("down:" .. addr)
+    else
+        dict:set("down:" .. addr, true)
+    end
+end
+
+local function health_round(premature)
+    if premature then
+        return
+    end
+    local r = routes()
+    for _, track in ipairs({ "stable", "canary" }) do
+        for _, addr in ipairs(r.endpoints[track] or {}) do
+            check(addr)
+        end
+    end
+    -- Re-arm after the round, so a slow round never overlaps the next.
+    local ok, err = ngx.timer.at(config.health_interval, health_round)
+    if not ok then
+        ngx.log(ngx.ERR, "swiftdeploy: health checker stopped: ", err)
+    end
+end
+
+function M.start_health_checker()
+    if ngx.worker.id() ~= 0 then
+        return
+    end
+    ngx.timer.at(0, health_round)
+end
+
+local function down_list(r)
+    local out = {}
+    for _, track in ipairs({ "stable", "canary" }) do
+        for _, addr in ipairs(r.endpoints[track] or {}) do
+            if not is_up(addr) then
+                out[#out + 1] = addr
+            end
+        end
+    end
+    return out
+end
+
+function M.admin_routes()
+    local method = ngx.req.get_method()
+    if method == "PUT" then
+        ngx.req.read_body()
+        local raw = ngx.req.get_body_data()
+        local problem = "empty body"
+        if raw then
+            problem = store(raw)
+        end
+        if problem then
+            ngx.status = 400
+            ngx.say(cjson.encode({ error = problem }))
+            return
+        end
+    elseif method ~= "GET" then
+        ngx.status = 405
+        return
+    end
+    local r = routes()
+    ngx.header["Content-Type"] = "application/json"
+    -- Debian's lua-cjson encodes an empty table as {}; the client reads both.
+    ngx.say(cjson.encode({
+        routes = r,
+        version = cache.version,
+        down = down_list(r),
+        now = ngx.now(),
+    }))
+end
+
+function M.admin_metrics()
+    local lines = {
+        "# TYPE swiftdeploy_nginx_requests_total counter",
+    }
+    for _, track in ipairs({ "stable", "canary" }) do
+        for _, class in ipairs({ "2xx", "4xx", "5xx" }) do
+            lines[#lines + 1] = string.format(
+                'swiftdeploy_nginx_requests_total{track="%s",code_class="%s"} %d',
+                track, class, dict:get("req:" .. track .. ":" .. class) or 0)
+        end
+    end
+    lines[#lines + 1] = "# TYPE swiftdeploy_nginx_request_duration_seconds histogram"
+    for _, track in ipairs({ "stable", "canary" }) do
+        for _, le in ipairs(BUCKETS) do
+            lines[#lines + 1] = string.format(
+                'swiftdeploy_nginx_request_duration_seconds_bucket{track="%s",le="%s"} %d',
+                track, tostring(le), dict:get("bucket:" .. track .. ":" .. le) or 0)
+        end
+        local total = dict:get("bucket:" .. track .. ":+Inf") or 0
+        lines[#lines + 1] = string.format(
+            'swiftdeploy_nginx_request_duration_seconds_bucket{track="%s",le="+Inf"} %d', track, total)
+        lines[#lines + 1] = string.format(
+            'swiftdeploy_nginx_request_duration_seconds_count{track="%s"} %d', track, total)
+        lines[#lines + 1] = string.format(
+            'swiftdeploy_nginx_request_duration_seconds_sum{track="%s"} %.6f', track,
+            dict:get("sum:" .. track) or 0)
+    end
+    ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+    ngx.say(table.concat(lines, "\n"))
+end
+
+return M
