@@ -202,12 +202,15 @@ def status(
     as_json: JsonOption = False,
     watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+    sample: Annotated[
+        float, typer.Option(help="Seconds to sample request rates over (0: no rates).")
+    ] = 1.0,
 ) -> None:
     """Versions, weights, replicas, health and requests per second. Reads only."""
     loaded = load(manifest)
     fleet = open_fleet(loaded, _progress)
     if not watch:
-        report, _ = status_cmd.collect_status(fleet, None, sample_s=1.0)
+        report, _ = status_cmd.collect_status(fleet, None, sample_s=sample)
         if as_json:
             _print_json(report.as_dict())
         else:

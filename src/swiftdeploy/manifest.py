@@ -298,9 +298,13 @@ def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...],
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ManifestError(
-            f"{where}: YAML syntax error: {exc.problem}", hint="fix the YAML syntax"
-        ) from None
+        context = exc.context_mark
+        hint = (
+            f"{exc.context} at line {context.line + 1}"
+            if exc.context and context is not None
+            else "fix the YAML syntax"
+        )
+        raise ManifestError(f"{where}: YAML syntax error: {exc.problem}", hint=hint) from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: YAML error: {exc}") from None
     if not isinstance(data, dict):

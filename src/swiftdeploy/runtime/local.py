@@ -8,6 +8,7 @@ replica never restarts the others.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import sys
@@ -48,7 +49,6 @@ files = {state_dir}/supervisor.d/*.conf
 PROGRAM_CONF = """\
 [program:{name}]
 command={command}
-environment={environment}
 autostart=true
 autorestart=true
 startsecs=1
@@ -69,14 +69,6 @@ def _escape(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def _environment(env: dict[str, str]) -> str:
-    items = []
-    for key, value in sorted(env.items()):
-        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
-        items.append(f'{key}="{_escape(quoted)}"')
-    return ",".join(items)
-
-
 class SupervisorRuntime:
     name = "local"
 
@@ -92,15 +84,21 @@ class SupervisorRuntime:
                 hint="move the project to a shorter path",
             )
 
-    def _rpc(self) -> Any:
+    def _call(self, method: str, *args: Any) -> Any:
+        """One XML-RPC call on a fresh connection, closed after (supervisor's transport
+        keeps its socket open otherwise)."""
         transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        try:
+            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+            return getattr(proxy.supervisor, method)(*args)
+        finally:
+            transport.close()
 
     def is_running(self) -> bool:
         if not self.socket.exists():
             return False
         try:
-            return cast(str, self._rpc().supervisor.getState()["statename"]) == "RUNNING"
+            return cast(str, self._call("getState")["statename"]) == "RUNNING"
         except (OSError, xmlrpc.client.Error):
             return False
 
@@ -136,17 +134,14 @@ class SupervisorRuntime:
     def start(self, spec: ProcessSpec, timeout: float = 15.0) -> ProcessInfo:
         self.ensure_running()
         log = spec.log_path or self.state_dir / "logs" / f"{spec.name}.log"
-        text = PROGRAM_CONF.format(
-            name=spec.name,
-            command=_escape(shlex.join(spec.argv)),
-            environment=_environment(spec.env),
-            log=log,
-        )
+        launch_file = self.programs / f"{spec.name}.json"
+        atomic_write(launch_file, json.dumps({"argv": spec.argv, "env": spec.env}))
+        launcher = [sys.executable, "-m", "swiftdeploy.runtime.launch", str(launch_file)]
+        text = PROGRAM_CONF.format(name=spec.name, command=_escape(shlex.join(launcher)), log=log)
         atomic_write(self.programs / f"{spec.name}.conf", text)
-        rpc = self._rpc()
         try:
-            rpc.supervisor.reloadConfig()
-            rpc.supervisor.addProcessGroup(spec.name)
+            self._call("reloadConfig")
+            self._call("addProcessGroup", spec.name)
         except xmlrpc.client.Fault as fault:
             if "ALREADY_ADDED" not in fault.faultString:
                 raise RuntimeProcessError(
@@ -173,7 +168,7 @@ class SupervisorRuntime:
 
     def info(self, name: str) -> ProcessInfo | None:
         try:
-            raw = self._rpc().supervisor.getProcessInfo(name)
+            raw = self._call("getProcessInfo", name)
         except xmlrpc.client.Fault:
             return None
         except OSError as exc:
@@ -182,37 +177,39 @@ class SupervisorRuntime:
 
     def stop(self, name: str) -> None:
         if not self.is_running():
-            (self.programs / f"{name}.conf").unlink(missing_ok=True)
+            self._forget(name)
             return
-        rpc = self._rpc()
         with contextlib.suppress(xmlrpc.client.Fault):
-            rpc.supervisor.stopProcessGroup(name, True)
+            self._call("stopProcessGroup", name, True)
         with contextlib.suppress(xmlrpc.client.Fault):
-            rpc.supervisor.removeProcessGroup(name)
+            self._call("removeProcessGroup", name)
+        self._forget(name)
+
+    def _forget(self, name: str) -> None:
         (self.programs / f"{name}.conf").unlink(missing_ok=True)
+        (self.programs / f"{name}.json").unlink(missing_ok=True)
 
     def processes(self) -> list[ProcessInfo]:
         if not self.is_running():
             return []
         return [
             ProcessInfo(name=str(p["name"]), state=str(p["statename"]), pid=int(p["pid"]))
-            for p in self._rpc().supervisor.getAllProcessInfo()
+            for p in self._call("getAllProcessInfo")
         ]
 
     def shutdown(self) -> list[int]:
         pids = [p.pid for p in self.processes() if p.pid]
         manager = self.manager_pid()
         if self.is_running():
-            rpc = self._rpc()
             with contextlib.suppress(xmlrpc.client.Fault, OSError):
-                rpc.supervisor.stopAllProcesses(True)
+                self._call("stopAllProcesses", True)
             with contextlib.suppress(xmlrpc.client.Fault, OSError):
-                rpc.supervisor.shutdown()
+                self._call("shutdown")
         if manager:
             pids.append(manager)
         _wait_gone(pids, timeout=15)
         for conf in self.programs.glob("*.conf"):
-            conf.unlink()
+            self._forget(conf.stem)
         self.socket.unlink(missing_ok=True)
         return pids
 

@@ -1,0 +1,86 @@
+"""The supervisord runtime with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from swiftdeploy.errors import RuntimeProcessError
+from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.runtime.local import SupervisorRuntime, pid_alive
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+
+
+def _wait(predicate: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_start_restart_after_crash_stop_and_shutdown(short_tmp: Path) -> None:
+    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    try:
+        first = runtime.start(ProcessSpec(name="sleeper", argv=SLEEPER))
+        assert first.running
+        assert pid_alive(first.pid)
+        # A crashed process is restarted
+        os.kill(first.pid, signal.SIGKILL)
+        _wait(
+            lambda: (i := runtime.info("sleeper")) is not None and i.running and i.pid != first.pid
+        )
+        # Others keep running when one is stopped
+        other = runtime.start(ProcessSpec(name="other", argv=SLEEPER))
+        runtime.stop("sleeper")
+        assert [p.name for p in runtime.processes()] == ["other"]
+        assert pid_alive(other.pid)
+    finally:
+        pids = runtime.shutdown()
+    assert not any(pid_alive(p) for p in pids)
+    assert not runtime.is_running()
+
+
+def test_a_program_that_cannot_start_is_reported(short_tmp: Path) -> None:
+    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    try:
+        with pytest.raises(RuntimeProcessError, match="did not start"):
+            runtime.start(
+                ProcessSpec(name="crasher", argv=[sys.executable, "-c", "raise SystemExit(3)"]),
+                timeout=4,
+            )
+    finally:
+        runtime.shutdown()
+
+
+def test_env_values_with_quotes_and_percent_reach_the_process(short_tmp: Path) -> None:
+    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    out = short_tmp / "env.txt"
+    script = (
+        f"import os; open({str(out)!r}, 'w').write(os.environ['ODD']); import time; time.sleep(600)"
+    )
+    try:
+        runtime.start(
+            ProcessSpec(name="env", argv=[sys.executable, "-c", script], env={"ODD": 'a "b" 50% c'})
+        )
+        _wait(out.exists)
+        assert out.read_text() == 'a "b" 50% c'
+    finally:
+        runtime.shutdown()
+
+
+def test_socket_is_private(short_tmp: Path) -> None:
+    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    try:
+        runtime.ensure_running()
+        assert (runtime.socket.stat().st_mode & 0o777) == 0o700
+        assert (runtime.state_dir.stat().st_mode & 0o777) == 0o700
+    finally:
+        runtime.shutdown()

@@ -1,0 +1,207 @@
+"""Bad manifests: each gives exit code 2, one line naming the field (and the line where
+YAML gives one), no traceback, and nothing started."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from swiftdeploy.cli import run
+from swiftdeploy.manifest import load_manifest
+from tests.conftest import Project
+
+GOOD = """\
+apiVersion: swiftdeploy/v1
+service:
+  name: demo
+  command: ["swiftdeploy-demo", "--port", "{port}", "--version", "{version}"]
+  version: v1
+traffic:
+  listen: 127.0.0.1:LISTEN
+strategy:
+  canary:
+    steps:
+      - weight: 10
+      - weight: 50
+"""
+
+# (name, text replaced, replacement, words the error line must contain)
+BAD = [
+    ("yaml syntax", "  name: demo\n", "  name: [demo\n", ["YAML syntax", ":4", "at line 3"]),
+    ("unknown top-level key", "traffic:\n", "trafic:\n", ["unknown key 'trafic'", ":6"]),
+    (
+        "unknown nested key",
+        "  version: v1\n",
+        "  version: v1\n  replica: 2\n",
+        ["service.replica", ":6"],
+    ),
+    (
+        "wrong type",
+        "  version: v1\n",
+        "  version: v1\n  replicas: two\n",
+        ["service.replicas", ":6"],
+    ),
+    ("weight above 100", "weight: 50", "weight: 150", ["steps[1].weight", "100", ":12"]),
+    ("negative weight", "weight: 10", "weight: -5", ["steps[0].weight", ":11"]),
+    ("steps not increasing", "weight: 50", "weight: 5", ["steps", "must increase"]),
+    ("first step zero", "weight: 10", "weight: 0", ["first step"]),
+    (
+        "missing service",
+        "service:\n  name: demo\n",
+        "other:\n  name: demo\n",
+        ["missing required key 'service'"],
+    ),
+    ("wrong apiVersion", "swiftdeploy/v1", "swiftdeploy/v9", ["apiVersion", ":1"]),
+    ("listen not host:port", "127.0.0.1:LISTEN", "localhost", ["traffic.listen", "HOST:PORT"]),
+    ("port out of range", "127.0.0.1:LISTEN", "127.0.0.1:70000", ["traffic.listen", "65535"]),
+    ("command without port", '"--port", "{port}", ', "", ["service.command", "{port}"]),
+    ("unknown placeholder", "{version}", "{release}", ["service.command", "{release}"]),
+    (
+        "header injection",
+        "traffic:\n",
+        'traffic:\n  canary_header: "X-C; rm -rf /"\n',
+        ["canary_header"],
+    ),
+    (
+        "header newline",
+        "traffic:\n",
+        'traffic:\n  canary_header: "X-C\\nfoo: bar"\n',
+        ["canary_header"],
+    ),
+    ("cookie brace", "traffic:\n", 'traffic:\n  sticky_cookie: "a{b}"\n', ["sticky_cookie"]),
+    (
+        "health path traversal",
+        "  version: v1\n",
+        "  version: v1\n  health: /../etc\n",
+        ["service.health", ".."],
+    ),
+    (
+        "bad duration",
+        "      - weight: 10\n",
+        "      - weight: 10\n        pause: 10 parsecs\n",
+        ["pause", "duration"],
+    ),
+    (
+        "error rate above 1",
+        "strategy:",
+        "policy:\n  thresholds:\n    max_error_rate: 5\nstrategy:",
+        ["max_error_rate"],
+    ),
+    (
+        "duplicate key",
+        "  version: v1\n",
+        "  version: v1\n  version: v2\n",
+        ["duplicate key 'version'", ":6"],
+    ),
+    ("not a mapping", None, "- just\n- a list\n", ["must be a mapping"]),
+    (
+        "audit path escapes",
+        "strategy:",
+        "audit:\n  path: ../../etc/passwd\nstrategy:",
+        ["audit.path"],
+    ),
+    (
+        "bad env name",
+        "  version: v1\n",
+        "  version: v1\n  env:\n    BAD-NAME: x\n",
+        ["service.env"],
+    ),
+    ("service name injection", "name: demo", "name: 'demo;reboot'", ["service.name"]),
+]
+
+
+def _write(root: Path, old: str | None, new: str, port: int) -> Path:
+    text = GOOD.replace("LISTEN", str(port))
+    text = new if old is None else text.replace(old.replace("LISTEN", str(port)), new)
+    path = root / "swiftdeploy.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("name", "old", "new", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_manifest_is_refused_with_one_clear_line(
+    short_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    old: str | None,
+    new: str,
+    words: list[str],
+) -> None:
+    # Given a manifest with one mistake
+    path = _write(short_tmp, old, new, 18999)
+    # When it is deployed
+    code = run(["deploy", "-f", str(path)])
+    # Then exit code 2, one line naming the problem, no traceback, and nothing started
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1, lines
+    assert "Traceback" not in captured.err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert not (short_tmp / ".swiftdeploy" / "supervisord.pid").exists()
+
+
+def test_port_in_use_is_refused(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        path = _write(short_tmp, "", "", port)
+        code = run(["deploy", "-f", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"swiftdeploy.yaml:7: traffic.listen: 127.0.0.1:{port} is already in use" in err
+    assert not (short_tmp / ".swiftdeploy" / "supervisord.pid").exists()
+
+
+def test_command_not_found_is_refused(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(short_tmp, '"swiftdeploy-demo"', '"no-such-program-xyz"', 18998)
+    code = run(["canary", "v2", "-f", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "service.command: command 'no-such-program-xyz' not found" in err
+    assert ":4:" in err
+    assert not (short_tmp / ".swiftdeploy" / "supervisord.pid").exists()
+
+
+def test_missing_manifest_points_at_init(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["validate", "-f", str(short_tmp / "nope.yaml")])
+    assert code == 2
+    assert "swiftdeploy init" in capsys.readouterr().err
+
+
+def test_init_writes_a_manifest_that_validates(project: Project) -> None:
+    loaded = load_manifest(project.manifest)
+    assert loaded.manifest.service.replicas == 2
+    assert [s.weight for s in loaded.manifest.strategy.canary.steps] == [10, 50, 100]
+    done = project.cli("validate")
+    assert "nginx -t: the rendered config is valid" in done.stdout
+
+
+def test_init_refuses_to_overwrite(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["init", str(project.root)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_durations_and_pauses_parse(short_tmp: Path) -> None:
+    path = _write(
+        short_tmp,
+        "      - weight: 10\n",
+        "      - weight: 10\n        pause: manual\n      - weight: 20\n        pause: 1m\n",
+        18997,
+    )
+    steps = load_manifest(path).manifest.strategy.canary.steps
+    assert steps[0].pause == "manual"
+    assert steps[1].pause == 60.0
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["schema"]) == 0
+    out = capsys.readouterr().out
+    assert '"apiVersion"' in out
+    assert '"additionalProperties": false' in out
