@@ -87,3 +87,7 @@ class HeldError(SwiftDeployError):
     """Not enough evidence to decide before the limit: held."""
 
     exit_code = ExitCode.HELD
+
+
+class PolicyEngineError(OperationalError):
+    """A policy engine could not be started or asked (decisions themselves fail closed)."""

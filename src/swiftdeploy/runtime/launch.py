@@ -17,7 +17,7 @@ def main() -> None:
         spec = json.load(handle)
     argv = [str(a) for a in spec["argv"]]
     env = {**os.environ, **{str(k): str(v) for k, v in spec["env"].items()}}
-    os.execve(argv[0], argv, env)  # noqa: S606 - argv from our own launch file, no shell
+    os.execvpe(argv[0], argv, env)  # noqa: S606 - argv from our own launch file, no shell
 
 
 if __name__ == "__main__":

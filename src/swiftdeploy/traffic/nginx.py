@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,7 @@ from swiftdeploy.manifest import Manifest
 from swiftdeploy.runtime.base import ProcessSpec
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
-NGINX = "nginx"
+NGINX_SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin"
 ROUTER_LUA = "swiftdeploy_router.lua"
 HEALTH_INTERVAL_S = 0.25
 
@@ -60,8 +61,14 @@ class NginxRouter:
         )
 
     def _argv(self, config: Path) -> list[str]:
+        # Debian puts nginx in /usr/sbin, which a non-root PATH often lacks.
+        nginx = shutil.which("nginx") or shutil.which("nginx", path=NGINX_SEARCH_PATH)
+        if nginx is None:
+            raise TrafficError(
+                "nginx is not installed", hint="run `make setup` or apt-get install nginx"
+            )
         return [
-            NGINX,
+            nginx,
             "-p",
             str(self.nginx_dir),
             "-c",
