@@ -34,7 +34,7 @@ typecheck: setup
 test: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
-	$(OPA) test policies/ -v --v1-compatible 2>/dev/null | tail -n 3 || $(OPA) test policies/
+	$(OPA) test policies/
 	$(VENV)/bin/pytest
 
 demo: setup
