@@ -1,0 +1,1 @@
+"""Pure statistics: counts in, numbers out; no I/O."""

@@ -1,0 +1,1 @@
+"""Metrics providers: what a track served over a window, measured, never assumed."""
