@@ -210,19 +210,19 @@ def status(
     """Versions, weights, replicas, health and requests per second. Reads only."""
     loaded = load(manifest)
     fleet = open_fleet(loaded, _progress)
+    meter = status_cmd.traffic_meter(fleet, sample) if sample > 0 else None
     if not watch:
-        report, _ = status_cmd.collect_status(fleet, None, sample_s=sample)
+        report = status_cmd.collect_status(fleet, meter, sample)
         if as_json:
             _print_json(report.as_dict())
         else:
             out.print(_status_table(loaded, report))
         return
-    counts = status_cmd.read_counts(fleet)
     with Live(console=out, auto_refresh=False) as live:
         while True:
-            time.sleep(interval)
-            report, counts = status_cmd.collect_status(fleet, counts, sample_s=0)
+            report = status_cmd.collect_status(fleet, meter, interval)
             live.update(_status_table(loaded, report), refresh=True)
+            time.sleep(interval)
 
 
 def _status_table(loaded: LoadedManifest, report: status_cmd.StatusReport) -> Table:
@@ -241,10 +241,18 @@ def _status_table(loaded: LoadedManifest, report: status_cmd.StatusReport) -> Ta
         table.add_row(
             r.name, r.track, r.version, r.endpoint, r.process, str(r.pid), healthy, routed
         )
-    for track, rps in report.rps.items():
-        rate = report.error_rate.get(track)
-        errors = f"{rate:.2%}" if rate is not None else "-"
-        table.caption = (table.caption or "") + f"{track}: {rps:.1f} req/s, 5xx {errors}   "
+    captions = []
+    for track, m in report.traffic.items():
+        errors = f"{m.error_rate:.2%}" if m.error_rate is not None else "-"
+        p99 = m.latency_ms(0.99)
+        latency = f"{p99:.0f} ms" if p99 is not None else "-"
+        rps = m.rps or 0.0
+        captions.append(f"{track}: {rps:.1f} req/s, 5xx {errors}, p99 {latency}")
+    if captions:
+        table.caption = (
+            "   ".join(captions)
+            + f"   (nginx, last {report.traffic['stable'].elapsed_s or 0:.1f}s)"
+        )
     return table
 
 

@@ -17,11 +17,14 @@ from swiftdeploy import proc
 from swiftdeploy.errors import RuntimeProcessError, StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.metrics.prometheus_server import PrometheusServer
 from swiftdeploy.ports import free_port
 from swiftdeploy.rollout.state import Replica, State, StateStore, Track
 from swiftdeploy.runtime.base import ProcessSpec, Runtime
 from swiftdeploy.traffic.base import Routes, TrafficRouter
 
+# Processes that belong to the platform, not to a track.
+PLATFORM_PROCESSES = frozenset({"nginx", "opa", "prometheus"})
 CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 Progress = Callable[[str], None]
@@ -37,6 +40,7 @@ class Fleet:
     store: StateStore
     http: httpx.Client
     progress: Progress
+    prometheus: PrometheusServer | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -56,6 +60,34 @@ class Fleet:
 
     def apply_routes(self, state: State) -> None:
         self.router.apply(routes_for(state))
+        if self.prometheus is not None:
+            self.prometheus.write_targets(state)
+
+    def ensure_prometheus(self, state: State) -> str:
+        """The URL of the Prometheus to query: the manifest's, or one started here."""
+        settings = self.loaded.manifest.metrics.prometheus
+        if settings.url:
+            return settings.url
+        if state.prometheus_port is None:
+            taken = {r.port for r in state.replicas} | {state.admin_port or 0}
+            state = self.store.save(
+                state.model_copy(update={"prometheus_port": free_port(avoid=taken)})
+            )
+        assert state.prometheus_port is not None
+        server = PrometheusServer(self.state_dir, state.prometheus_port, settings.scrape_interval)
+        self.prometheus = server
+        self.runtime.ensure_running()
+        if not any(p.name == "prometheus" and p.running for p in self.runtime.processes()):
+            self.progress("starting prometheus")
+            self.runtime.start(server.prepare())
+        server.write_targets(state)
+        server.wait_ready(timeout=30)
+        return server.url
+
+    def metrics_targets(self, track: str) -> list[str]:
+        """The /metrics URLs of a track's routed replicas, from the persisted state."""
+        replicas = self.store.load().replicas
+        return [f"http://{r.endpoint}/metrics" for r in replicas if r.track == track and r.ready]
 
     # --- replicas -------------------------------------------------------------
 
@@ -142,17 +174,42 @@ class Fleet:
         return self.store.save(state.without(names))
 
     def replace_stable(self, state: State, version: str) -> State:
-        """Rolling replace: one new replica up and routed before one old one goes."""
-        old = state.track("stable")
-        count = self.loaded.manifest.service.replicas
-        first = _next_index(state, "stable", version)
-        for offset in range(count):
-            state = self.start_replica(state, "stable", version, first + offset)
-            self.apply_routes(state)
-            if offset < len(old):
-                state = self.retire(state, [old[offset]])
-        state = self.retire(state, old[count:])
+        """Rolling replace: one new replica up and routed before one old one goes.
+
+        Idempotent: after an interruption it starts only the replicas still missing
+        and retires only the old ones still there.
+        """
+        desired = self.loaded.manifest.service.replicas
+        while True:
+            stable = state.track("stable")
+            new = [r for r in stable if r.version == version and r.ready]
+            old = [r for r in stable if r.version != version]
+            if len(new) >= desired and not old:
+                break
+            if len(new) < desired:
+                index = _next_index(state, "stable", version)
+                state = self.start_replica(state, "stable", version, index)
+                self.apply_routes(state)
+            if old:
+                state = self.retire(state, [old[0]])
         return self.store.save(state.model_copy(update={"stable_version": version}))
+
+    def reconcile(self, state: State) -> State:
+        """Make the world match the state after an interruption: nginx routes exactly
+        the ready replicas, and no replica runs that the state does not route."""
+        state = self.ensure_router(state)
+        self.apply_routes(state)
+        stale = [r for r in state.replicas if not r.ready]
+        for replica in stale:
+            self.progress(f"cleaning up {replica.name} (interrupted start or stop)")
+            self.runtime.stop(replica.name)
+        state = self.store.save(state.without({r.name for r in stale}))
+        known = {r.name for r in state.replicas} | PLATFORM_PROCESSES
+        for process in self.runtime.processes():
+            if process.name not in known:
+                self.progress(f"stopping orphan process {process.name}")
+                self.runtime.stop(process.name)
+        return state
 
     def stop_canary(self, state: State) -> State:
         state = self.store.save(state.model_copy(update={"canary_weight": 0}))

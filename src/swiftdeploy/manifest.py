@@ -190,7 +190,7 @@ class PrometheusSettings(_Model):
 
 
 class Metrics(_Model):
-    provider: str = "scrape"
+    provider: Literal["scrape", "prometheus", "nginx"] = "scrape"
     window: Duration = 30.0
     quantiles: list[Fraction] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
@@ -211,7 +211,7 @@ class OpaSettings(_Model):
 
 
 class Policy(_Model):
-    engine: str = "embedded"
+    engine: Literal["embedded", "opa"] = "embedded"
     directory: str = "policies"
     alpha: Fraction = 0.01
     thresholds: Thresholds = Field(default_factory=Thresholds)

@@ -6,19 +6,17 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from swiftdeploy.errors import TrafficError
 from swiftdeploy.fleet import Fleet
+from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.metrics.nginx import NginxProvider
 from swiftdeploy.rollout.state import State
 from swiftdeploy.traffic.base import RouterStatus
+from swiftdeploy.traffic.nginx import NginxRouter
 
-
-@dataclass(frozen=True)
-class TrackCounts:
-    at: float
-    requests: dict[str, float]
-    errors: dict[str, float]
+SCRAPE_SLACK_S = 0.5
+TRAFFIC_FIELDS = {"status", "requests", "errors", "error_rate", "rps", "quantiles", "elapsed_s"}
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,7 @@ class StatusReport:
     state: State
     router: RouterStatus | None
     replicas: list[ReplicaStatus]
-    rps: dict[str, float]
-    error_rate: dict[str, float | None]
-    sampled_s: float
+    traffic: dict[str, Measurement]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -51,58 +47,40 @@ class StatusReport:
             "step_index": self.state.step_index,
             "rollout_id": self.state.rollout_id,
             "replicas": [r.__dict__ for r in self.replicas],
-            "rps": self.rps,
-            "error_rate": self.error_rate,
-            "sampled_s": round(self.sampled_s, 3),
+            "traffic": {
+                track: m.model_dump(mode="json", include=TRAFFIC_FIELDS)
+                for track, m in self.traffic.items()
+            },
         }
 
 
-def read_counts(fleet: Fleet) -> TrackCounts | None:
-    """Per-track totals from nginx's own counters; None when nginx is not up."""
-    metrics_text = getattr(fleet.router, "metrics_text", None)
-    if metrics_text is None:
-        return None
-    try:
-        text = metrics_text()
-    except TrafficError:
-        return None
-    requests: dict[str, float] = {"stable": 0.0, "canary": 0.0}
-    errors: dict[str, float] = {"stable": 0.0, "canary": 0.0}
-    for family in text_string_to_metric_families(text):
-        if family.name != "swiftdeploy_nginx_requests":
-            continue
-        for sample in family.samples:
-            track = sample.labels["track"]
-            requests[track] += sample.value
-            if sample.labels["code_class"] == "5xx":
-                errors[track] += sample.value
-    return TrackCounts(at=time.monotonic(), requests=requests, errors=errors)
+def traffic_meter(fleet: Fleet, sample_s: float) -> NginxProvider:
+    """nginx's own per-track counters; no history file, so status never disturbs a rollout."""
+    router = fleet.router
+    assert isinstance(router, NginxRouter)
+    return NginxProvider(
+        router.metrics_url, client=fleet.http, bootstrap_s=sample_s, history_path=None
+    )
 
 
-def collect_status(
-    fleet: Fleet, previous: TrackCounts | None, sample_s: float
-) -> tuple[StatusReport, TrackCounts | None]:
-    """One status snapshot; rates come from two counter reads and the real time between."""
+def collect_status(fleet: Fleet, meter: NginxProvider | None, window_s: float) -> StatusReport:
+    """One status snapshot. Rates come from nginx's counters over the real time between
+    two reads (at least `window_s`); without a meter there are no rates."""
     state = fleet.store.load()
     router: RouterStatus | None
     try:
         router = fleet.router.current()
     except TrafficError:
         router = None
-    if previous is None and router is not None and sample_s > 0:
-        previous = read_counts(fleet)
-        time.sleep(sample_s)
-    current = read_counts(fleet) if router is not None else None
-    rps: dict[str, float] = {}
-    error_rate: dict[str, float | None] = {}
-    elapsed = 0.0
-    if previous and current:
-        elapsed = current.at - previous.at
-        for track in ("stable", "canary"):
-            served = current.requests[track] - previous.requests[track]
-            failed = current.errors[track] - previous.errors[track]
-            rps[track] = served / elapsed if elapsed > 0 else 0.0
-            error_rate[track] = failed / served if served > 0 else None
+    traffic: dict[str, Measurement] = {}
+    if meter is not None and router is not None:
+        tracks = ("stable", "canary")
+        if len(meter.history("stable")) == 0:
+            for track in tracks:
+                meter.prime(track)
+            time.sleep(window_s)
+        # The slack keeps the scrape taken `window_s` ago inside the window despite jitter.
+        traffic = {track: meter.measure(track, window_s + SCRAPE_SLACK_S) for track in tracks}
     processes = {p.name: p for p in fleet.runtime.processes()}
     routed = set(router.routes.stable + router.routes.canary) if router else set()
     down = set(router.down) if router else set()
@@ -121,7 +99,7 @@ def collect_status(
                 routed=replica.endpoint in routed,
             )
         )
-    return StatusReport(state, router, replicas, rps, error_rate, elapsed), current
+    return StatusReport(state, router, replicas, traffic)
 
 
 def _healthy(fleet: Fleet, endpoint: str) -> bool:

@@ -115,6 +115,10 @@ class MetricsProvider(Protocol):
 
     def is_online(self) -> bool: ...
 
+    def prime(self, track: str) -> None:
+        """Take a first look now, so the next measure() has its window's start."""
+        ...
+
 
 def summarize(
     *,

@@ -108,6 +108,19 @@ class ScrapeProvider:
                 track, self.name, f"unexpected {type(exc).__name__}: {exc}", evidence
             )
 
+    def prime(self, track: str) -> None:
+        """Scrape now and keep it, so a later measure() has a window start without waiting
+        (a failed scrape is simply not kept: the later measure reports it)."""
+        try:
+            urls = list(self._targets(track))
+            if urls:
+                sample, failures = self._scrape(urls)
+                if not failures:
+                    self.history(track).append(sample)
+                    self._save()
+        except Exception as exc:  # priming is best effort; measure() tells what is wrong
+            self._notes.append(f"priming {track} failed: {type(exc).__name__}: {exc}")
+
     def is_online(self) -> bool:
         """True if any replica of any of `tracks` serves valid exposition text."""
         return any(self._answers(url) for track in self.tracks for url in self._urls(track))

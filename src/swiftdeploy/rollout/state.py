@@ -55,7 +55,15 @@ class State(BaseModel):
     step_index: int | None = None
     replicas: tuple[Replica, ...] = ()
     admin_port: int | None = None
+    prometheus_port: int | None = None
+    opa_port: int | None = None
     rollout_id: str | None = None
+    # Set by `rollout`: steps advance by analysis. A canary started by hand has none.
+    analysis: bool = False
+    step_started_at: float | None = None
+    resume_at: float | None = None  # end of a timed pause
+    pause_kind: Literal["manual", "timed", "held"] | None = None
+    message: str | None = None  # why the rollout is paused, held or ended
     updated_at: float = 0.0
 
     def track(self, track: Track) -> list[Replica]:

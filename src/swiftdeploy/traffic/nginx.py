@@ -152,11 +152,9 @@ class NginxRouter:
             routes=_routes_from_json(data["routes"]), down=tuple(data.get("down") or ())
         )
 
-    def metrics_text(self) -> str:
-        try:
-            return self._http.get(f"{self.admin_url}/metrics").text
-        except httpx.HTTPError as exc:
-            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+    def metrics_url(self, track: str) -> str:
+        """nginx's own per-track counters, in the demo service's metric names."""
+        return f"{self.admin_url}/metrics/{track}"
 
 
 def _routes_json(routes: Routes) -> str:

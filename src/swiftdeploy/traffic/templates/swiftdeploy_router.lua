@@ -187,9 +187,7 @@ function M.record()
     if not track then
         return
     end
-    local status = ngx.status
-    local class = (status >= 500 and "5xx") or (status >= 400 and "4xx") or "2xx"
-    dict:incr("req:" .. track .. ":" .. class, 1, 0)
+    dict:incr("req:" .. track .. ":" .. ngx.status, 1, 0)
     local seconds = tonumber(ngx.var.request_time) or 0
     for _, le in ipairs(BUCKETS) do
         if seconds <= le then
@@ -284,33 +282,30 @@ function M.admin_routes()
     }))
 end
 
-function M.admin_metrics()
-    local lines = {
-        "# TYPE swiftdeploy_nginx_requests_total counter",
-    }
-    for _, track in ipairs({ "stable", "canary" }) do
-        for _, class in ipairs({ "2xx", "4xx", "5xx" }) do
-            lines[#lines + 1] = string.format(
-                'swiftdeploy_nginx_requests_total{track="%s",code_class="%s"} %d',
-                track, class, dict:get("req:" .. track .. ":" .. class) or 0)
+-- One track's counters in the same series and labels as the demo service's own
+-- metrics, so the scrape machinery reads nginx and the app alike.
+function M.admin_metrics(track)
+    local labels = 'method="ANY",route="nginx"'
+    local lines = { "# TYPE http_requests_total counter" }
+    local prefix = "req:" .. track .. ":"
+    for _, key in ipairs(dict:get_keys(0)) do
+        if key:sub(1, #prefix) == prefix then
+            lines[#lines + 1] = string.format('http_requests_total{%s,code="%s"} %d',
+                labels, key:sub(#prefix + 1), dict:get(key) or 0)
         end
     end
-    lines[#lines + 1] = "# TYPE swiftdeploy_nginx_request_duration_seconds histogram"
-    for _, track in ipairs({ "stable", "canary" }) do
-        for _, le in ipairs(BUCKETS) do
-            lines[#lines + 1] = string.format(
-                'swiftdeploy_nginx_request_duration_seconds_bucket{track="%s",le="%s"} %d',
-                track, tostring(le), dict:get("bucket:" .. track .. ":" .. le) or 0)
-        end
-        local total = dict:get("bucket:" .. track .. ":+Inf") or 0
-        lines[#lines + 1] = string.format(
-            'swiftdeploy_nginx_request_duration_seconds_bucket{track="%s",le="+Inf"} %d', track, total)
-        lines[#lines + 1] = string.format(
-            'swiftdeploy_nginx_request_duration_seconds_count{track="%s"} %d', track, total)
-        lines[#lines + 1] = string.format(
-            'swiftdeploy_nginx_request_duration_seconds_sum{track="%s"} %.6f', track,
-            dict:get("sum:" .. track) or 0)
+    lines[#lines + 1] = "# TYPE http_request_duration_seconds histogram"
+    for _, le in ipairs(BUCKETS) do
+        lines[#lines + 1] = string.format('http_request_duration_seconds_bucket{%s,le="%s"} %d',
+            labels, tostring(le), dict:get("bucket:" .. track .. ":" .. le) or 0)
     end
+    local total = dict:get("bucket:" .. track .. ":+Inf") or 0
+    lines[#lines + 1] = string.format(
+        'http_request_duration_seconds_bucket{%s,le="+Inf"} %d', labels, total)
+    lines[#lines + 1] = string.format(
+        'http_request_duration_seconds_count{%s} %d', labels, total)
+    lines[#lines + 1] = string.format(
+        'http_request_duration_seconds_sum{%s} %.6f', labels, dict:get("sum:" .. track) or 0)
     ngx.header["Content-Type"] = "text/plain; version=0.0.4"
     ngx.say(table.concat(lines, "\n"))
 end

@@ -1,0 +1,157 @@
+"""The `prometheus` provider: a real Prometheus server, queried through its HTTP API.
+
+Default queries are the ones a person would write (the rate ratio for errors,
+histogram_quantile over bucket rates for latency); each is a jinja2 template with
+`track` and `window` (e.g. `30s`) and can be overridden in `metrics.prometheus.queries`,
+like Flagger's MetricTemplate. Counts come from `increase()`, which Prometheus
+extrapolates to the window's edges, so they are rounded to whole requests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+import jinja2
+
+from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, quantile_key
+
+DEFAULT_QUERIES = {
+    "requests": 'sum(increase(http_requests_total{track="{{ track }}"}[{{ window }}]))',
+    "errors": ('sum(increase(http_requests_total{track="{{ track }}",code=~"5.."}[{{ window }}]))'),
+    "error_rate": (
+        'sum(rate(http_requests_total{track="{{ track }}",code=~"5.."}[{{ window }}]))'
+        ' / sum(rate(http_requests_total{track="{{ track }}"}[{{ window }}]))'
+    ),
+    "buckets": (
+        "sum by (le) (increase("
+        'http_request_duration_seconds_bucket{track="{{ track }}"}[{{ window }}]))'
+    ),
+    "quantile": (
+        "histogram_quantile({{ q }}, sum by (le) (rate("
+        'http_request_duration_seconds_bucket{track="{{ track }}"}[{{ window }}])))'
+    ),
+}
+
+
+class QueryError(Exception):
+    """Prometheus did not answer, or answered something that is not a query result."""
+
+
+class PrometheusProvider:
+    name = "prometheus"
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.Client,
+        *,
+        min_requests: int = 0,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        queries: Mapping[str, str] | None = None,
+        scrape_interval_s: float = 1.0,
+        timeout_s: float = 2.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._client = client
+        self.min_requests = min_requests
+        self.quantiles = tuple(quantiles)
+        self.scrape_interval_s = scrape_interval_s
+        self.timeout_s = timeout_s
+        env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - PromQL, not HTML
+        self._templates = {
+            key: env.from_string(text)
+            for key, text in {**DEFAULT_QUERIES, **(queries or {})}.items()
+        }
+
+    def is_online(self) -> bool:
+        try:
+            return (
+                self._client.get(f"{self.url}/-/ready", timeout=self.timeout_s).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    def prime(self, track: str) -> None:
+        """Prometheus keeps its own history: nothing to do."""
+
+    def render(self, key: str, track: str, window_s: float, **extra: Any) -> str:
+        # Prometheus needs at least two samples in a range: never ask for less than that.
+        seconds = max(round(window_s), math.ceil(2 * self.scrape_interval_s))
+        return self._templates[key].render(track=track, window=f"{seconds}s", **extra)
+
+    def measure(self, track: str, window_s: float) -> Measurement:
+        evidence: list[str] = []
+        now = time.time()
+        try:
+            requests = self._scalar(self.render("requests", track, window_s), now, evidence)
+            errors = self._scalar(self.render("errors", track, window_s), now, evidence)
+            error_rate = self._scalar(self.render("error_rate", track, window_s), now, evidence)
+            buckets = self._by_le(self.render("buckets", track, window_s), now, evidence)
+            latencies: dict[str, float | None] = {}
+            for q in self.quantiles:
+                key = "p99" if q == 0.99 and "p99" in self._templates else "quantile"
+                seconds = self._scalar(self.render(key, track, window_s, q=q), now, evidence)
+                latencies[quantile_key(q)] = None if seconds is None else seconds * 1000
+        except QueryError as exc:
+            return Measurement.provider_error(track, self.name, str(exc), evidence)
+        except Exception as exc:  # never raise out of measure(): fail closed
+            return Measurement.provider_error(
+                track, self.name, f"unexpected {type(exc).__name__}: {exc}", evidence
+            )
+        window = max(round(window_s), math.ceil(2 * self.scrape_interval_s))
+        total = round(requests or 0.0)
+        failed = min(round(errors or 0.0), total)
+        common: dict[str, Any] = {
+            "track": track,
+            "provider": self.name,
+            "window_start": now - window,
+            "window_end": now,
+            "elapsed_s": float(window),
+            "requests": total,
+            "errors": failed,
+            "buckets": {le: round(v) for le, v in buckets.items()},
+            "rps": total / window,
+            "evidence": tuple(evidence),
+        }
+        if total == 0 or total < self.min_requests or error_rate is None:
+            floor = f", fewer than min_requests={self.min_requests}" if self.min_requests else ""
+            return Measurement(
+                status="no_data", detail=f"{total} requests in {window}s{floor}", **common
+            )
+        return Measurement(status="ok", error_rate=error_rate, quantiles=latencies, **common)
+
+    def _query(self, promql: str, at: float, evidence: list[str]) -> list[dict[str, Any]]:
+        evidence.append(promql)
+        try:
+            response = self._client.get(
+                f"{self.url}/api/v1/query",
+                params={"query": promql, "time": f"{at:.3f}"},
+                timeout=self.timeout_s,
+            )
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise QueryError(f"Prometheus at {self.url} did not answer: {exc}") from None
+        if response.status_code != 200 or body.get("status") != "success":
+            raise QueryError(f"Prometheus refused {promql!r}: {body.get('error', response.text)}")
+        data = body.get("data", {})
+        if data.get("resultType") != "vector":
+            raise QueryError(f"expected a vector from {promql!r}, got {data.get('resultType')}")
+        return list(data.get("result", []))
+
+    def _scalar(self, promql: str, at: float, evidence: list[str]) -> float | None:
+        """The single value of a vector query; None for an empty or NaN answer (no data)."""
+        result = self._query(promql, at, evidence)
+        if not result:
+            return None
+        value = float(result[0]["value"][1])
+        return None if math.isnan(value) else value
+
+    def _by_le(self, promql: str, at: float, evidence: list[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for series in self._query(promql, at, evidence):
+            out[str(series["metric"].get("le", ""))] = float(series["value"][1])
+        return out
