@@ -48,15 +48,19 @@ class Fleet:
 
     # --- platform -------------------------------------------------------------
 
-    def ensure_router(self, state: State) -> State:
-        """supervisord and nginx up, with nginx serving the persisted routes."""
+    def ensure_platform(self, state: State) -> State:
+        """supervisord and nginx up, nginx serving the persisted routes, and the local
+        Prometheus when the manifest measures with one and names no server."""
         self.runtime.ensure_running()
         running = {p.name for p in self.runtime.processes() if p.running}
         if "nginx" not in running:
             self.progress("starting nginx")
             self.runtime.start(self.router.prepare())
         self.router.wait_ready(timeout=10)
-        return state
+        metrics = self.loaded.manifest.metrics
+        if metrics.provider == "prometheus" and not metrics.prometheus.url:
+            self.ensure_prometheus(state)
+        return self.store.load()
 
     def apply_routes(self, state: State) -> None:
         self.router.apply(routes_for(state))
@@ -197,7 +201,7 @@ class Fleet:
     def reconcile(self, state: State) -> State:
         """Make the world match the state after an interruption: nginx routes exactly
         the ready replicas, and no replica runs that the state does not route."""
-        state = self.ensure_router(state)
+        state = self.ensure_platform(state)
         self.apply_routes(state)
         stale = [r for r in state.replicas if not r.ready]
         for replica in stale:

@@ -22,7 +22,7 @@ def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
         )
     if version == state.stable_version:
         raise BadInputError(f"{version} is already the stable version")
-    state = fleet.ensure_router(state)
+    state = fleet.ensure_platform(state)
     state = fleet.store.save(
         state.model_copy(
             update={

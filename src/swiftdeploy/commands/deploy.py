@@ -14,7 +14,7 @@ def deploy(fleet: Fleet, version: str) -> State:
             f"a canary ({state.canary_version}) is running",
             hint="finish it with `swiftdeploy promote --all` or `swiftdeploy rollback` first",
         )
-    state = fleet.ensure_router(state)
+    state = fleet.ensure_platform(state)
     if (
         state.track("stable")
         and state.stable_version == version

@@ -9,7 +9,7 @@ from swiftdeploy.rollout.state import Phase, State
 def promote(fleet: Fleet, to_the_end: bool) -> State:
     state = fleet.store.load()
     fleet.require_canary(state)
-    state = fleet.ensure_router(state)
+    state = fleet.ensure_platform(state)
     steps = fleet.loaded.manifest.strategy.canary.steps
     while True:
         next_index = (state.step_index or 0) + 1

@@ -9,7 +9,7 @@ from swiftdeploy.rollout.state import Phase, State
 def rollback(fleet: Fleet) -> State:
     state = fleet.store.load()
     fleet.require_canary(state)
-    state = fleet.ensure_router(state)
+    state = fleet.ensure_platform(state)
     fleet.progress(f"rolling back {state.canary_version}: canary weight 0%")
     state = fleet.store.save(
         state.model_copy(update={"canary_weight": 0, "phase": Phase.ROLLING_BACK})

@@ -12,7 +12,7 @@ def set_weight(fleet: Fleet, weight: int) -> State:
         raise BadInputError(f"weight {weight} is outside 0-100", hint="give a percentage")
     state = fleet.store.load()
     fleet.require_canary(state)
-    state = fleet.ensure_router(state)
+    state = fleet.ensure_platform(state)
     state = fleet.store.save(state.model_copy(update={"canary_weight": weight}))
     fleet.apply_routes(state)
     return state

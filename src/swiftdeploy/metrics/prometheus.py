@@ -117,6 +117,10 @@ class PrometheusProvider:
             "rps": total / window,
             "evidence": tuple(evidence),
         }
+        if error_rate is None and total > 0 and not errors:
+            # No 5xx series exists yet, so the ratio's numerator is an empty vector:
+            # that is zero errors, not missing data.
+            error_rate = 0.0
         if total == 0 or total < self.min_requests or error_rate is None:
             floor = f", fewer than min_requests={self.min_requests}" if self.min_requests else ""
             return Measurement(
