@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system parts SwiftDeploy drives: nginx with Debian's lua module,
-# lua-cjson, Prometheus, hey, the Go toolchain (to build OPA).
+# lua-cjson, Prometheus, hey, the Go toolchain (to build OPA) and Chromium (to render
+# the audit report in tests).
 # It only calls apt when something is missing, and `apt-get update`
 # at most once, so a re-run on a ready machine costs a few `command -v` checks.
 set -euo pipefail
@@ -15,6 +16,7 @@ need_file /usr/share/lua/5.1/resty/core.lua lua-resty-core
 need_file /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so lua-cjson
 need_bin prometheus prometheus
 need_bin hey hey
+need_bin chromium chromium   # renders the HTML audit report in tests
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then missing+=(golang-go); fi
 

@@ -91,3 +91,11 @@ class HeldError(SwiftDeployError):
 
 class PolicyEngineError(OperationalError):
     """A policy engine could not be started or asked (decisions themselves fail closed)."""
+
+
+class AuditError(OperationalError):
+    """The audit trail could not be written or read; an action it should record was not taken."""
+
+
+class AuditTamperedError(AuditError):
+    """`audit verify` found the hash chain broken, a torn record, or a missing anchor."""

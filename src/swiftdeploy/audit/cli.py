@@ -1,0 +1,123 @@
+"""`swiftdeploy audit`: flag wiring only; the work is in `swiftdeploy.commands.audit`.
+
+Mounted by the main CLI with `app.add_typer(audit_app, name="audit")`; errors are
+SwiftDeployError subclasses, which the main handler prints as one line with their
+exit code (a failed verify exits 1).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from swiftdeploy.commands import audit as audit_cmd
+from swiftdeploy.errors import AuditTamperedError
+from swiftdeploy.fsutil import atomic_write
+from swiftdeploy.manifest import DEFAULT_MANIFEST, load_manifest
+
+audit_app = typer.Typer(
+    name="audit",
+    help="Verify, explain and export the tamper-evident audit trail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ManifestOption = Annotated[
+    Path, typer.Option("-f", "--manifest", help="Path to the manifest.", show_default=True)
+]
+DEFAULT_PATH = Path(DEFAULT_MANIFEST)
+
+
+class ExportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    OPA_DECISION_LOG = "opa-decision-log"
+
+
+def _trail(manifest: Path) -> Path:
+    return audit_cmd.settings(load_manifest(manifest)).path
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        typer.echo(f"swiftdeploy: warning: {warning}", err=True)
+
+
+@audit_app.command("verify")
+def verify(
+    manifest: ManifestOption = DEFAULT_PATH,
+    anchor: Annotated[
+        str | None,
+        typer.Option(help="A head hash kept elsewhere; the trail must still contain it."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check the hash chain across all files; name the first bad record."""
+    result = audit_cmd.verify_trail(_trail(manifest), anchor)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for line in result.lines():
+            typer.echo(line)
+    if not result.ok:
+        hint = (
+            "an append was interrupted; see above how to cut the torn bytes off"
+            if result.first_bad is None and result.torn_tail is not None
+            else "restore the trail from a copy you trust; do not act on it until it verifies"
+        )
+        raise AuditTamperedError(result.summary(), hint=hint)
+
+
+@audit_app.command("report")
+def report(
+    manifest: ManifestOption = DEFAULT_PATH,
+    rollout: Annotated[str | None, typer.Option(help="Only this rollout id.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the report (default: reports/ next to the trail)."),
+    ] = None,
+) -> None:
+    """Write audit_report.md and a self-contained audit_report.html with charts."""
+    files = audit_cmd.write_report(_trail(manifest), out, rollout)
+    _warn(files.warnings)
+    typer.echo(f"wrote {files.markdown}")
+    typer.echo(f"wrote {files.html}")
+
+
+@audit_app.command("why")
+def why(
+    rollout_id: Annotated[
+        str | None, typer.Argument(help="A rollout id (default: the last rollout).")
+    ] = None,
+    manifest: ManifestOption = DEFAULT_PATH,
+) -> None:
+    """Why the last (or given) rollout was promoted, rolled back or is still going."""
+    lines, warnings = audit_cmd.why(_trail(manifest), rollout_id)
+    _warn(warnings)
+    for line in lines:
+        typer.echo(line)
+
+
+@audit_app.command("export")
+def export(
+    export_format: Annotated[
+        ExportFormat, typer.Option("--format", help="json, csv or opa-decision-log.")
+    ],
+    manifest: ManifestOption = DEFAULT_PATH,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the verified records as JSON, CSV or OPA decision-log events."""
+    text, warnings = audit_cmd.export(_trail(manifest), export_format.value)
+    _warn(warnings)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write(output, text)
+        typer.echo(f"wrote {output}")
