@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from swiftdeploy.audit.cli import audit_app
 from swiftdeploy.commands import canary as canary_cmd
 from swiftdeploy.commands import chaos as chaos_cmd
 from swiftdeploy.commands import deploy as deploy_cmd
@@ -33,6 +34,7 @@ from swiftdeploy.commands import status as status_cmd
 from swiftdeploy.commands import teardown as teardown_cmd
 from swiftdeploy.commands import validate as validate_cmd
 from swiftdeploy.commands import weight as weight_cmd
+from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.commands.context import load, open_fleet
 from swiftdeploy.errors import ExitCode, SwiftDeployError
 from swiftdeploy.fleet import Fleet
@@ -48,6 +50,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(audit_app, name="audit")
 # Piped output keeps whole tables rather than rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
@@ -65,9 +68,12 @@ def _progress(message: str) -> None:
 
 @contextmanager
 def _locked_fleet(manifest: Path) -> Iterator[Fleet]:
+    """The project's fleet under its lock, with the command recorded before it acts."""
     loaded = load(manifest)
     with project_lock(loaded.state_dir):
-        yield open_fleet(loaded, _progress)
+        fleet = open_fleet(loaded, _progress)
+        fleet.recorder.record("command", rollout_id=fleet.store.load().rollout_id)
+        yield fleet
 
 
 def _print_json(data: Any) -> None:
@@ -284,6 +290,9 @@ def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Stop every process this project started (replicas, nginx, supervisord)."""
     loaded = load(manifest)
     with project_lock(loaded.state_dir):
+        open_audit_log(loaded).append(
+            "command", rollout_id=StateStore(loaded.state_dir).load().rollout_id
+        )
         runtime = create_runtime("local", loaded.state_dir)
         pids = teardown_cmd.teardown(runtime, StateStore(loaded.state_dir))
     out.print(f"stopped {len(pids)} processes")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
@@ -30,6 +31,12 @@ CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not
 Progress = Callable[[str], None]
 
 
+class Recorder(Protocol):
+    """Where actions, transitions and decisions are written before they are acted on."""
+
+    def record(self, kind: str, **fields: Any) -> None: ...
+
+
 @dataclass
 class Fleet:
     """The dependencies every operation needs, passed in rather than looked up."""
@@ -40,11 +47,29 @@ class Fleet:
     store: StateStore
     http: httpx.Client
     progress: Progress
+    recorder: Recorder
     prometheus: PrometheusServer | None = None
 
     @property
     def state_dir(self) -> Path:
         return self.loaded.state_dir
+
+    def transition(self, state: State, reason: str, **updates: Any) -> State:
+        """Record a phase change first, then persist it: a change that cannot be
+        recorded is not made."""
+        after = state.model_copy(update=updates)
+        self.recorder.record(
+            "transition",
+            rollout_id=after.rollout_id,
+            phase_before=state.phase.value,
+            phase_after=after.phase.value,
+            stable_version=after.stable_version,
+            canary_version=after.canary_version,
+            step_index=after.step_index,
+            canary_weight=after.canary_weight,
+            reason=reason,
+        )
+        return self.store.save(after)
 
     # --- platform -------------------------------------------------------------
 

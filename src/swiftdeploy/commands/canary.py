@@ -23,16 +23,14 @@ def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
     if version == state.stable_version:
         raise BadInputError(f"{version} is already the stable version")
     state = fleet.ensure_platform(state)
-    state = fleet.store.save(
-        state.model_copy(
-            update={
-                "canary_version": version,
-                "canary_weight": 0,
-                "phase": Phase.PROGRESSING,
-                "step_index": 0,
-                "rollout_id": uuid.uuid4().hex[:12],
-            }
-        )
+    state = fleet.transition(
+        state.model_copy(update={"rollout_id": uuid.uuid4().hex[:12]}),
+        f"canary {version} started by hand",
+        canary_version=version,
+        canary_weight=0,
+        phase=Phase.PROGRESSING,
+        step_index=0,
+        analysis=False,
     )
     state = fleet.start_track(state, "canary", version, strategy.replicas)
     target = strategy.steps[0].weight if weight is None else weight

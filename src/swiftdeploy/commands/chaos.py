@@ -42,6 +42,15 @@ def set_chaos(
     body = {"error_rate": error_rate or 0.0, "latency_ms": latency_ms or 0.0}
     if duration_s:
         body["duration_s"] = duration_s
+    fleet.recorder.record(
+        "chaos",
+        rollout_id=state.rollout_id,
+        track=track,
+        error_rate=None if recover else body["error_rate"],
+        latency_ms=None if recover else body["latency_ms"],
+        duration_s=duration_s,
+        recover=recover,
+    )
     done = []
     for replica in replicas:
         url = f"http://{replica.endpoint}/chaos"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from swiftdeploy.audit.log import AuditLog
+from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.fleet import Fleet, Progress
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.ports import free_port
@@ -15,6 +18,16 @@ from swiftdeploy.traffic import create_router
 
 RUNTIME = "local"
 ROUTER = "nginx"
+
+
+class AuditRecorder:
+    """The fleet's recorder: every record goes to the audit trail before the action."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def record(self, kind: str, **fields: Any) -> None:
+        self.log.append(kind, **fields)
 
 
 def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
@@ -29,8 +42,9 @@ def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
         runtime=create_runtime(RUNTIME, loaded.state_dir),
         router=create_router(ROUTER, loaded.manifest, loaded.state_dir, state.admin_port),
         store=store,
-        http=httpx.Client(timeout=2.0),
+        http=httpx.Client(timeout=2.0, trust_env=False),
         progress=progress,
+        recorder=AuditRecorder(open_audit_log(loaded)),
     )
 
 

@@ -29,4 +29,4 @@ def deploy(fleet: Fleet, version: str) -> State:
         fleet.apply_routes(state)
     else:
         state = fleet.replace_stable(state, version)
-    return fleet.store.save(state.model_copy(update={"phase": Phase.IDLE}))
+    return fleet.transition(state, f"{version} deployed as stable", phase=Phase.IDLE)
