@@ -178,7 +178,7 @@ def test_missing_manifest_points_at_init(
 def test_init_writes_a_manifest_that_validates(project: Project) -> None:
     loaded = load_manifest(project.manifest)
     assert loaded.manifest.service.replicas == 2
-    assert [s.weight for s in loaded.manifest.strategy.canary.steps] == [10, 50, 100]
+    assert [s.weight for s in loaded.manifest.strategy.canary.steps] == [10, 25, 50]
     done = project.cli("validate")
     assert "nginx -t: the rendered config is valid" in done.stdout
 

@@ -7,11 +7,13 @@ Ctrl-C to 130, and anything unexpected to a crash log with a short pointer to it
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,9 +29,11 @@ from swiftdeploy.commands import canary as canary_cmd
 from swiftdeploy.commands import chaos as chaos_cmd
 from swiftdeploy.commands import deploy as deploy_cmd
 from swiftdeploy.commands import doctor as doctor_cmd
+from swiftdeploy.commands import gate as gate_cmd
 from swiftdeploy.commands import init as init_cmd
 from swiftdeploy.commands import promote as promote_cmd
 from swiftdeploy.commands import rollback as rollback_cmd
+from swiftdeploy.commands import rollout as rollout_cmd
 from swiftdeploy.commands import status as status_cmd
 from swiftdeploy.commands import teardown as teardown_cmd
 from swiftdeploy.commands import validate as validate_cmd
@@ -38,10 +42,12 @@ from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.commands.context import load, open_fleet
 from swiftdeploy.errors import ExitCode, SwiftDeployError
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.lock import project_lock
+from swiftdeploy.lock import lock_holder, project_lock
 from swiftdeploy.manifest import DEFAULT_MANIFEST, LoadedManifest, json_schema
-from swiftdeploy.rollout.state import State, StateStore
+from swiftdeploy.rollout.engine import RolloutEngine
+from swiftdeploy.rollout.state import Phase, State, StateStore, Track
 from swiftdeploy.runtime import create_runtime
+from swiftdeploy.view import RolloutView
 
 app = typer.Typer(
     name="swiftdeploy",
@@ -151,6 +157,7 @@ def deploy(
     validate_cmd.preflight(loaded)
     target = version or loaded.manifest.service.version
     with _locked_fleet(manifest) as fleet:
+        _gate(fleet, "deploy")
         state = deploy_cmd.deploy(fleet, target)
     out.print(
         f"deployed {target}: {_summary(state)}; listening on {loaded.manifest.traffic.listen}"
@@ -169,6 +176,7 @@ def canary(
     loaded = load(manifest)
     validate_cmd.preflight(loaded)
     with _locked_fleet(manifest) as fleet:
+        _gate(fleet, "canary")
         state = canary_cmd.start_canary(fleet, version, weight)
     out.print(f"canary started: {_summary(state)}")
 
@@ -189,10 +197,80 @@ def promote(
     manifest: ManifestOption = DEFAULT_PATH,
     to_the_end: Annotated[bool, typer.Option("--all", help="Run every remaining step.")] = False,
 ) -> None:
-    """Advance the canary to the next step, or (--all) through every step to stable."""
+    """Advance to the next step, or (--all) through every step to stable.
+
+    In a rollout (started with `rollout`), the next steps keep their analysis."""
     with _locked_fleet(manifest) as fleet:
+        if fleet.store.load().analysis:
+            _run_rollout(fleet, lambda engine: rollout_cmd.promote_analysed(engine, to_the_end))
+            return
         state = promote_cmd.promote(fleet, to_the_end)
     out.print(f"promoted: {_summary(state)}")
+
+
+@app.command()
+def rollout(
+    version: Annotated[str, typer.Argument(help="The new version to roll out.")],
+    manifest: ManifestOption = DEFAULT_PATH,
+) -> None:
+    """Roll VERSION out step by step with analysis; promote or roll back by policy.
+
+    Exit codes: 0 promoted (or paused for `promote`), 3 rolled back, 4 held."""
+    loaded = load(manifest)
+    validate_cmd.preflight(loaded)
+    with _locked_fleet(manifest) as fleet:
+        _gate(fleet, "canary")
+        _run_rollout(fleet, lambda engine: rollout_cmd.start(engine, version))
+
+
+@app.command()
+def resume(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Carry on an interrupted rollout from its persisted phase and step."""
+    with _locked_fleet(manifest) as fleet:
+        _run_rollout(fleet, rollout_cmd.resume)
+
+
+@app.command()
+def abort(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Stop a running rollout (its current look finishes), then roll the canary back."""
+    loaded = load(manifest)
+    stopped = rollout_cmd.abort(lambda: lock_holder(loaded.state_dir))
+    if stopped:
+        err.print(f"stopped the rollout (pid {stopped})")
+    with _locked_fleet(manifest) as fleet:
+        if not fleet.store.load().track("canary"):
+            out.print("nothing to abort: no canary is running")
+            return
+        state = rollback_cmd.rollback(fleet, reason="aborted by hand")
+    out.print(f"aborted: {_summary(state)}")
+
+
+def _gate(fleet: Fleet, action: str) -> None:
+    engine = rollout_cmd.policy_engine(fleet)
+    try:
+        gate_cmd.infrastructure_gate(fleet.loaded, engine, fleet.recorder, action)
+    finally:
+        engine.close()
+
+
+def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State]) -> None:
+    """Run a rollout loop in the foreground with the live view; SIGTERM lets the
+    current look finish and leaves the state consistent for `resume`."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    policy = rollout_cmd.policy_engine(fleet)
+    try:
+        title = f"{fleet.loaded.manifest.service.name} rollout"
+        with RolloutView(err, title) as view:
+            engine = rollout_cmd.build_engine(fleet, policy, view.update, stop.is_set)
+            state = body(engine)
+    finally:
+        policy.close()
+        signal.signal(signal.SIGTERM, previous)
+    message = rollout_cmd.outcome(state)
+    out.print(message)
+    if stop.is_set() and state.phase not in (Phase.PROMOTED, Phase.ROLLED_BACK):
+        raise typer.Exit(ExitCode.INTERRUPTED)
 
 
 @app.command()
@@ -276,11 +354,10 @@ def chaos(
     """Inject errors or latency into a track's replicas (demo service), or recover."""
     if track not in ("stable", "canary"):
         raise click.BadParameter("--track must be stable or canary")
-    with _locked_fleet(manifest) as fleet:
-        names = chaos_cmd.set_chaos(
-            fleet, "canary" if track == "canary" else "stable", error_rate, latency_ms,
-            duration_s, recover,
-        )  # fmt: skip
+    # No project lock: chaos changes no state, so it can hit a canary mid-rollout.
+    fleet = open_fleet(load(manifest), _progress)
+    chosen: Track = "canary" if track == "canary" else "stable"
+    names = chaos_cmd.set_chaos(fleet, chosen, error_rate, latency_ms, duration_s, recover)
     action = "recovered" if recover else "chaos injected into"
     out.print(f"{action} {', '.join(names)}")
 

@@ -15,13 +15,15 @@ from typing import Any, Protocol
 import httpx
 
 from swiftdeploy import proc
-from swiftdeploy.errors import RuntimeProcessError, StateError
+from swiftdeploy.errors import OperationalError, RuntimeProcessError, StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.metrics.prometheus_server import PrometheusServer
+from swiftdeploy.policy.opa import opa_server_argv
 from swiftdeploy.ports import free_port
 from swiftdeploy.rollout.state import Replica, State, StateStore, Track
 from swiftdeploy.runtime.base import ProcessSpec, Runtime
+from swiftdeploy.tools import find_opa
 from swiftdeploy.traffic.base import Routes, TrafficRouter
 
 # Processes that belong to the platform, not to a track.
@@ -85,6 +87,9 @@ class Fleet:
         metrics = self.loaded.manifest.metrics
         if metrics.provider == "prometheus" and not metrics.prometheus.url:
             self.ensure_prometheus(state)
+        policy = self.loaded.manifest.policy
+        if policy.engine == "opa" and not policy.opa.url:
+            self.ensure_opa(self.store.load())
         return self.store.load()
 
     def apply_routes(self, state: State) -> None:
@@ -112,6 +117,43 @@ class Fleet:
         server.write_targets(state)
         server.wait_ready(timeout=30)
         return server.url
+
+    def ensure_opa(self, state: State) -> str:
+        """The URL of the OPA server to ask: the manifest's, or one run here under
+        supervisord on the project's policy directory, with decision logs on."""
+        policy = self.loaded.manifest.policy
+        if policy.opa.url:
+            return policy.opa.url
+        opa = find_opa()
+        if opa is None:
+            raise OperationalError(
+                "OPA is not installed", hint="run `make setup`, or set SWIFTDEPLOY_OPA"
+            )
+        if state.opa_port is None:
+            taken = {r.port for r in state.replicas} | {state.admin_port or 0}
+            state = self.store.save(state.model_copy(update={"opa_port": free_port(avoid=taken)}))
+        assert state.opa_port is not None
+        url = f"http://127.0.0.1:{state.opa_port}"
+        self.runtime.ensure_running()
+        if not any(p.name == "opa" and p.running for p in self.runtime.processes()):
+            self.progress("starting opa")
+            argv = opa_server_argv(
+                self.loaded.project_dir / policy.directory, state.opa_port, opa_binary=opa
+            )
+            self.runtime.start(ProcessSpec(name="opa", argv=argv))
+        self._wait_http(f"{url}/health", "OPA", timeout=15)
+        return url
+
+    def _wait_http(self, url: str, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise OperationalError(f"{what} at {url} did not answer within {timeout:g}s")
 
     def metrics_targets(self, track: str) -> list[str]:
         """The /metrics URLs of a track's routed replicas, from the persisted state."""
@@ -238,6 +280,16 @@ class Fleet:
             if process.name not in known:
                 self.progress(f"stopping orphan process {process.name}")
                 self.runtime.stop(process.name)
+        return state
+
+    def ensure_canary(self, state: State) -> State:
+        """Start the canary replicas an interruption left missing, then route them."""
+        version = state.canary_version
+        assert version is not None
+        missing = self.loaded.manifest.strategy.canary.replicas - len(state.track("canary"))
+        if missing > 0:
+            state = self.start_track(state, "canary", version, missing)
+            self.apply_routes(state)
         return state
 
     def stop_canary(self, state: State) -> State:

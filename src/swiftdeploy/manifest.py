@@ -151,15 +151,27 @@ Pause = Annotated[float | Literal["manual"], BeforeValidator(_pause)]
 
 
 class Step(_Model):
+    # Below 100: after the last step passes, the canary is promoted to stable. A step
+    # at 100% would leave no stable traffic to compare the canary with.
     weight: int = Field(ge=0, le=100)
     pause: Pause | None = None
     analysis: Analysis | None = None
+
+    @field_validator("weight")
+    @classmethod
+    def _below_full(cls, weight: int) -> int:
+        if weight == 100:
+            raise ValueError(
+                "a step's weight must be below 100: after the last step passes, the canary"
+                " is promoted to 100% (a step at 100% leaves no stable traffic to compare)"
+            )
+        return weight
 
 
 class CanaryStrategy(_Model):
     replicas: int = Field(default=1, ge=1, le=32)
     steps: list[Step] = Field(
-        default_factory=lambda: [Step(weight=10), Step(weight=50), Step(weight=100)],
+        default_factory=lambda: [Step(weight=10), Step(weight=25), Step(weight=50)],
         min_length=1,
     )
     analysis: Analysis = Field(default_factory=Analysis)
@@ -205,6 +217,15 @@ class Thresholds(_Model):
     min_mem_available_pct: float = Field(default=5.0, ge=0, le=100)
 
 
+class Statistics(_Model):
+    """The sequential tests' settings: what counts as harm, and as no harm."""
+
+    margin: Fraction = 0.01  # no-harm: canary rate < (1 + tolerance) * stable rate + margin
+    tolerance: float = Field(default=0.0, ge=0)  # errors: relative excess that is not harm
+    latency_tolerance: float = Field(default=1.0, ge=0)  # slow share: up to 2x the stable's
+    latency_slo_ms: float = Field(default=100.0, gt=0)  # slower than this (or stable's p99) is slow
+
+
 class OpaSettings(_Model):
     url: str | None = None
     timeout: Duration = 2.0
@@ -215,6 +236,7 @@ class Policy(_Model):
     directory: str = "policies"
     alpha: Fraction = 0.01
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    statistics: Statistics = Field(default_factory=Statistics)
     opa: OpaSettings = Field(default_factory=OpaSettings)
 
     @field_validator("directory")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from swiftdeploy import __version__, proc
 from swiftdeploy.errors import CommandFailedError
+from swiftdeploy.tools import find_opa
 
 LUA_MODULE = Path("/usr/lib/nginx/modules/ngx_http_lua_module.so")
 
@@ -31,14 +32,6 @@ def _version(argv: list[str], pick: int = 0) -> tuple[bool, str]:
     return outcome.code == 0, lines[pick] if len(lines) > pick else "unknown version"
 
 
-def opa_binary() -> str | None:
-    """OPA from the project's .tools/bin (built by `make`), else from PATH."""
-    for candidate in (Path.cwd() / ".tools" / "bin" / "opa",):
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("opa")
-
-
 def run_checks() -> list[Check]:
     checks = [Check("swiftdeploy", True, f"{__version__} on Python {sys.version.split()[0]}")]
     ok, detail = _version(["nginx", "-v"])
@@ -58,7 +51,7 @@ def run_checks() -> list[Check]:
     checks.append(Check("prometheus", ok, detail))
     hey = shutil.which("hey")
     checks.append(Check("hey", hey is not None, hey or "missing: apt-get install hey"))
-    opa = opa_binary()
+    opa = find_opa()
     if opa:
         ok, detail = _version([opa, "version"])
         source = Path(opa).with_name("opa.source")

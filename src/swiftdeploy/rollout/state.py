@@ -63,6 +63,8 @@ class State(BaseModel):
     step_started_at: float | None = None
     resume_at: float | None = None  # end of a timed pause
     pause_kind: Literal["manual", "timed", "held"] | None = None
+    # Running maxima of each test's e-values within the step (anytime-valid p-values).
+    evidence_max: dict[str, tuple[float, float]] = Field(default_factory=dict)
     message: str | None = None  # why the rollout is paused, held or ended
     updated_at: float = 0.0
 

@@ -1,0 +1,110 @@
+"""The CLI killed with SIGKILL in each phase of a rollout; `resume` or `rollback` then
+reaches a consistent state: nginx routes exactly the running replicas, nothing else runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from swiftdeploy.runtime.local import SupervisorRuntime
+from tests.conftest import Project, version_counts
+from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def phase_is(project: Project, phase: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return bool(project.state()["phase"] == phase)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+
+    return check
+
+
+def assert_consistent(project: Project) -> None:
+    state = project.state()
+    runtime = SupervisorRuntime(project.state_dir)
+    processes = {p.name: p for p in runtime.processes()}
+    replicas = {r["name"] for r in state["replicas"]}
+    # every replica in the state runs, and nothing runs that the state does not know
+    assert all(processes[name].running for name in replicas)
+    assert set(processes) - replicas <= {"nginx", "opa", "prometheus"}
+    # nginx routes exactly the ready replicas of each track
+    routes = httpx.get(f"{project.admin_url()}/routes").json()["routes"]
+    for track in ("stable", "canary"):
+        expected = sorted(
+            f"127.0.0.1:{r['port']}"
+            for r in state["replicas"]
+            if r["track"] == track and r["ready"]
+        )
+        assert sorted(routes["endpoints"][track] or []) == expected, track
+
+
+CASES = [
+    # (phase to kill in, how it gets there, recovery command, final phase)
+    ("progressing", None, "resume", "promoted"),
+    ("progressing", None, "rollback", "rolled-back"),
+    ("paused", None, "resume", "promoted"),
+    ("promoting", None, "resume", "promoted"),
+    ("rolling-back", ["--error-rate", "0.5"], "resume", "rolled-back"),
+    ("rolling-back", ["--error-rate", "0.5"], "rollback", "rolled-back"),
+]
+
+
+@pytest.mark.parametrize(
+    ("phase", "fault", "recovery", "final"),
+    CASES,
+    ids=[f"{c[0]}-then-{c[2]}" for c in CASES],
+)
+def test_kill_9_in_each_phase_then_recover(
+    project: Project, phase: str, fault: list[str] | None, recovery: str, final: str
+) -> None:
+    # Given a rollout of v2 (with a timed pause after step 1)
+    fast_rollout(project, [{"weight": 20, "pause": "3s"}, {"weight": 50}])
+    project.cli("deploy")
+    rollout = start_rollout(project, "v2")
+    try:
+        if fault:
+            wait_for(lambda: canary_ready(project), what="the canary")
+            project.cli("chaos", *fault)
+        # When the CLI is killed with SIGKILL as soon as the phase shows
+        wait_for(phase_is(project, phase), timeout=90, what=f"phase {phase}")
+        os.kill(rollout.pid, signal.SIGKILL)
+        rollout.communicate(timeout=10)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.communicate()
+    # Then the recovery command finishes the job
+    done = project.cli(recovery, check=False, timeout=240)
+    assert done.returncode in (0, 3), done.stdout + done.stderr
+    state = project.state()
+    assert state["phase"] == final
+    # And the world matches the state, and every request is answered
+    assert_consistent(project)
+    expected = "v2" if final == "promoted" else "v1"
+    assert version_counts(project.url + "/", 40) == {expected: 40}
+
+
+def test_sigterm_finishes_the_current_look(project: Project) -> None:
+    fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
+    project.cli("deploy")
+    rollout = start_rollout(project, "v2")
+    try:
+        wait_for(lambda: canary_ready(project), what="the canary")
+        rollout.send_signal(signal.SIGTERM)
+        output, _ = rollout.communicate(timeout=60)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.communicate()
+    assert rollout.returncode in (0, 130), output
+    assert project.state()["phase"] in ("progressing", "paused")
+    assert_consistent(project)

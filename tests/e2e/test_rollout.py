@@ -1,0 +1,156 @@
+"""Progressive rollouts end to end: real nginx, demo service replicas and a real OPA
+server; each test asserts the final phase, the exit code and the traffic served."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import SWIFTDEPLOY, Project, version_counts
+
+pytestmark = pytest.mark.e2e
+
+
+def fast_rollout(project: Project, steps: list[dict[str, Any]] | None = None) -> None:
+    """Short steps under the rollout's own load, gated by a real OPA server."""
+    manifest = yaml.safe_load(project.manifest.read_text())
+    canary = manifest["strategy"]["canary"]
+    canary["steps"] = steps or [{"weight": 20}, {"weight": 50}]
+    canary["analysis"] = {
+        "interval": "500ms",
+        "min_duration": "2s",
+        "max_duration": "40s",
+        "on_timeout": "rollback",
+        "load": {"rps": 300, "concurrency": 10},
+    }
+    manifest["policy"]["engine"] = "opa"
+    manifest["policy"]["statistics"] = {"margin": 0.05}
+    project.manifest.write_text(yaml.safe_dump(manifest))
+
+
+def canary_served(project: Project) -> int:
+    """Requests nginx sent to the canary, from its own counters."""
+    text = httpx.get(f"{project.admin_url()}/metrics/canary").text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{")
+    )
+
+
+def start_rollout(project: Project, version: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SWIFTDEPLOY, "rollout", version, "-f", str(project.manifest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=project.root,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def canary_ready(project: Project) -> bool:
+    try:
+        state = project.state()
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return any(r["track"] == "canary" and r["ready"] for r in state["replicas"])
+
+
+@pytest.fixture
+def rollout_project(project: Project) -> Project:
+    fast_rollout(project)
+    project.cli("deploy")
+    return project
+
+
+def test_a_healthy_canary_is_promoted(rollout_project: Project) -> None:
+    # Given v1 deployed
+    project = rollout_project
+    # When v2 is rolled out
+    done = project.cli("rollout", "v2", check=False, timeout=240)
+    # Then it is promoted, exit 0, and v2 serves all traffic
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "promoted: v2 is stable" in done.stdout
+    state = project.state()
+    assert state["phase"] == "promoted"
+    assert state["stable_version"] == "v2"
+    assert version_counts(project.url + "/", 50) == {"v2": 50}
+    history = (project.state_dir / "history.jsonl").read_text().splitlines()
+    decisions = [json.loads(line) for line in history if '"kind":"decision"' in line]
+    canary_decisions = [d for d in decisions if d["decision"]["package"] == "swiftdeploy.canary"]
+    assert canary_decisions, "no canary decisions were recorded"
+    assert all(d["decision"]["engine"] == "opa" for d in canary_decisions)
+    assert all(d["decision"]["decision_id"] for d in canary_decisions)
+    assert sum(1 for d in canary_decisions if d["action"] == "promote") == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (["--error-rate", "0.05"], "error"),
+        (["--latency-ms", "300"], "latency"),
+    ],
+    ids=["5pct-errors", "300ms-latency"],
+)
+def test_a_bad_canary_is_rolled_back(
+    rollout_project: Project, fault: list[str], reason: str
+) -> None:
+    # Given a rollout of v2 in progress
+    project = rollout_project
+    rollout = start_rollout(project, "v2")
+    try:
+        wait_for(lambda: canary_ready(project), what="the canary")
+        # When the canary degrades
+        project.cli("chaos", *fault)
+        output, _ = rollout.communicate(timeout=120)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.communicate()
+    # Then the rollout rolls it back by policy: exit 3, canary at 0%, replicas gone
+    assert rollout.returncode == 3, output
+    assert "rolled back" in output
+    assert reason in output.lower()
+    state = project.state()
+    assert state["phase"] == "rolled-back"
+    assert state["canary_weight"] == 0
+    assert [r["track"] for r in state["replicas"]] == ["stable", "stable"]
+    routes = httpx.get(f"{project.admin_url()}/routes").json()["routes"]
+    assert routes["weights"]["canary"] == 0
+    assert canary_served(project) > 0  # the canary really took traffic before
+    assert version_counts(project.url + "/", 30) == {"v1": 30}
+
+
+def test_a_manual_pause_waits_for_promote(project: Project) -> None:
+    # Given a rollout whose first step pauses for a person
+    fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
+    project.cli("deploy")
+    # When it is rolled out
+    first = project.cli("rollout", "v2", check=False, timeout=240)
+    # Then it stops at step 1, paused, with the canary still taking 20%
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "paused at step 1" in first.stdout
+    state = project.state()
+    assert (state["phase"], state["pause_kind"], state["canary_weight"]) == ("paused", "manual", 20)
+    counts = version_counts(project.url + "/", 100)
+    assert counts == {"v1": 80, "v2": 20}
+    # And `promote` carries on with analysis to the end
+    second = project.cli("promote", check=False, timeout=240)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert project.state()["phase"] == "promoted"
+    assert version_counts(project.url + "/", 20) == {"v2": 20}
