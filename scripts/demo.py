@@ -1,39 +1,115 @@
 """`make demo`: the main job end to end on the embedded defaults, in build/demo/.
 
-Every step is a real `swiftdeploy` command; the project is torn down at the end,
-whatever happens.
+1. deploy v1 (2 replicas behind nginx)
+2. roll out v2, healthy: promoted automatically
+3. roll out v3 with 10% errors injected into its canary: rolled back automatically
+4. a summary table, the audit trail verified, and the audit report's path
+
+Every step is a real `swiftdeploy` command. The manifest is `swiftdeploy init`'s, with
+short steps (20% then 50%) under the rollout's own load so the demo takes about a
+minute. The project is torn down at the end, whatever happens.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
-from collections import Counter
+import time
 from pathlib import Path
 
-import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
 
 from swiftdeploy.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent / "build" / "demo"
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
+console = Console(highlight=False)
 
 
-def sd(*args: str) -> None:
-    print(f"\n$ swiftdeploy {' '.join(args)}", flush=True)
-    subprocess.run([SWIFTDEPLOY, *args], cwd=ROOT, check=True)
+def sd(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    console.print(f"\n[bold]$ swiftdeploy {' '.join(args)}[/]")
+    done = subprocess.run([SWIFTDEPLOY, *args], cwd=ROOT, text=True, check=False)
+    if done.returncode != expect:
+        raise SystemExit(f"demo failed: `swiftdeploy {' '.join(args)}` exited {done.returncode}")
+    return done
 
 
-def show_split(url: str, requests: int) -> None:
-    with httpx.Client(timeout=5) as client:
-        versions = Counter(client.get(url).headers["x-app-version"] for _ in range(requests))
-    print(f"\n{requests} requests through nginx: " + ", ".join(
-        f"{v} {n} ({n / requests:.0%})" for v, n in sorted(versions.items())
-    ))  # fmt: skip
+def shorten_steps() -> None:
+    path = ROOT / "swiftdeploy.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    canary = manifest["strategy"]["canary"]
+    canary["steps"] = [{"weight": 20}, {"weight": 50}]
+    canary["analysis"] = {
+        "interval": "1s",
+        "min_duration": "3s",
+        "max_duration": "45s",
+        "on_timeout": "rollback",
+        "load": {"rps": 300, "concurrency": 10},
+    }
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+def rollout_with_chaos(version: str, error_rate: str) -> int:
+    """Roll out `version` and inject errors into its canary once it takes traffic."""
+    console.print(f"\n[bold]$ swiftdeploy rollout {version}[/]  (chaos: {error_rate} errors)")
+    rollout = subprocess.Popen([SWIFTDEPLOY, "rollout", version], cwd=ROOT, text=True)
+    state_path = ROOT / ".swiftdeploy" / "state.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and rollout.poll() is None:
+        state = json.loads(state_path.read_text())
+        if any(r["track"] == "canary" and r["ready"] for r in state["replicas"]):
+            break
+        time.sleep(0.1)
+    subprocess.run(
+        [SWIFTDEPLOY, "chaos", "--error-rate", error_rate], cwd=ROOT, check=True, text=True
+    )
+    return rollout.wait(timeout=120)
+
+
+def summary() -> None:
+    trail = ROOT / ".swiftdeploy" / "history.jsonl"
+    records = [json.loads(line) for line in trail.read_text().splitlines()]
+    table = Table(title="Rollouts")
+    for column in ("rollout", "version", "outcome", "looks", "took", "why"):
+        table.add_column(column)
+    rollouts: dict[str, list[dict[str, object]]] = {}
+    for record in records:
+        if record.get("rollout_id"):
+            rollouts.setdefault(str(record["rollout_id"]), []).append(record)
+    for rollout_id, items in rollouts.items():
+        transitions = [r for r in items if r["kind"] == "transition"]
+        looks = [r for r in items if r["kind"] == "decision"]
+        if not looks:
+            continue
+        last = transitions[-1]
+        started = _epoch(str(transitions[0]["ts"]))
+        ended = _epoch(str(last["ts"]))
+        version = next(str(t["canary_version"]) for t in transitions if t.get("canary_version"))
+        ending = [t for t in transitions if t["phase_after"] in ("rolling-back", "promoting")]
+        why = str(ending[0].get("reason", "")) if ending else ""
+        table.add_row(
+            rollout_id,
+            version,
+            str(last["phase_after"]),
+            str(len(looks)),
+            f"{ended - started:.0f}s",
+            why[:90],
+        )
+    console.print(table)
+
+
+def _epoch(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def main() -> int:
+    started = time.monotonic()
     if (ROOT / ".swiftdeploy" / "supervisord.pid").exists():
         subprocess.run([SWIFTDEPLOY, "teardown"], cwd=ROOT, check=False)
     shutil.rmtree(ROOT, ignore_errors=True)
@@ -41,24 +117,25 @@ def main() -> int:
     listen = f"127.0.0.1:{free_port()}"
     try:
         sd("init", ".", "--listen", listen)
-        run_steps(listen)
-    except subprocess.CalledProcessError as exc:
-        print(f"\ndemo failed: `swiftdeploy {' '.join(exc.cmd[1:])}` exited {exc.returncode}")
-        return exc.returncode
+        shorten_steps()
+        sd("validate")
+        sd("deploy")
+        sd("rollout", "v2")
+        code = rollout_with_chaos("v3", "0.1")
+        if code != 3:
+            raise SystemExit(f"demo failed: the v3 rollout exited {code}, expected 3")
+        sd("status", "--sample", "0")
+        sd("audit", "why")
+        sd("audit", "verify")
+        sd("audit", "report")
+        summary()
     finally:
         sd("teardown")
-    print("\ndemo finished: deployed v1, ran v2 as a 20% canary, rolled it back, tore down")
+    console.print(
+        f"\ndemo finished in {time.monotonic() - started:.0f}s: v2 promoted, v3 rolled back; "
+        f"report: {ROOT / '.swiftdeploy' / 'reports' / 'audit_report.html'}"
+    )
     return 0
-
-
-def run_steps(listen: str) -> None:
-    sd("validate")
-    sd("deploy")
-    sd("canary", "v2", "--weight", "20")
-    show_split(f"http://{listen}/", 1000)
-    sd("status")
-    sd("rollback")
-    show_split(f"http://{listen}/", 200)
 
 
 if __name__ == "__main__":
