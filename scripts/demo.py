@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -103,8 +104,6 @@ def summary() -> None:
 
 
 def _epoch(ts: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
