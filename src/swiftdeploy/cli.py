@@ -31,6 +31,8 @@ from swiftdeploy.commands import deploy as deploy_cmd
 from swiftdeploy.commands import doctor as doctor_cmd
 from swiftdeploy.commands import gate as gate_cmd
 from swiftdeploy.commands import init as init_cmd
+from swiftdeploy.commands import metrics as metrics_cmd
+from swiftdeploy.commands import policy as policy_cmd
 from swiftdeploy.commands import promote as promote_cmd
 from swiftdeploy.commands import rollback as rollback_cmd
 from swiftdeploy.commands import rollout as rollout_cmd
@@ -360,6 +362,82 @@ def chaos(
     names = chaos_cmd.set_chaos(fleet, chosen, error_rate, latency_ms, duration_s, recover)
     action = "recovered" if recover else "chaos injected into"
     out.print(f"{action} {', '.join(names)}")
+
+
+@app.command()
+def metrics(
+    manifest: ManifestOption = DEFAULT_PATH,
+    track: Annotated[str | None, typer.Option(help="stable or canary (default: both).")] = None,
+    window: Annotated[float | None, typer.Option(help="Seconds (default: metrics.window).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each track's requests, errors and latency quantiles over the current window."""
+    if track not in (None, "stable", "canary"):
+        raise click.BadParameter("--track must be stable or canary")
+    loaded = load(manifest)
+    fleet = open_fleet(loaded, _progress)
+    tracks = [track] if track else ["stable", "canary"]
+    measured = metrics_cmd.measure(fleet, tracks, window or loaded.manifest.metrics.window)
+    if as_json:
+        _print_json({t: m.model_dump(mode="json") for t, m in measured.items()})
+        return
+    columns = ("track", "status", "requests", "5xx", "error rate", "p50", "p90", "p99", "req/s")
+    table = Table(*columns, "window", title=f"metrics ({loaded.manifest.metrics.provider})")
+    for name, m in measured.items():
+        rate = f"{m.error_rate:.2%}" if m.error_rate is not None else "-"
+        quantiles = [m.latency_ms(q) for q in (0.5, 0.9, 0.99)]
+        cells = [f"{v:.1f} ms" if v is not None else "-" for v in quantiles]
+        rps = f"{m.rps:.1f}" if m.rps is not None else "-"
+        table.add_row(name, m.status, str(m.requests), str(m.errors), rate, *cells, rps,
+                      f"{m.elapsed_s or 0:.1f}s")  # fmt: skip
+    out.print(table)
+    for name, m in measured.items():
+        if m.detail:
+            err.print(f"{name}: {m.detail}", markup=False)
+
+
+policy_app = typer.Typer(
+    help="Test, check and ask the project's Rego policies.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("test")
+def policy_test(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Run `opa test` on the policy directory."""
+    passed, report = policy_cmd.run_tests(load(manifest))
+    out.print(report, markup=False)
+    if not passed:
+        raise typer.Exit(ExitCode.OPERATIONAL)
+
+
+@policy_app.command("check")
+def policy_check(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Compile the policies; report every error as file:line: message (exit 2)."""
+    problems = policy_cmd.check(load(manifest))
+    for problem in problems:
+        err.print(problem, markup=False)
+    if problems:
+        raise typer.Exit(ExitCode.BAD_INPUT)
+    out.print("policies compile")
+
+
+@policy_app.command("eval")
+def policy_eval(
+    input_file: Annotated[Path, typer.Option("--input", help="JSON policy input.")],
+    manifest: ManifestOption = DEFAULT_PATH,
+    engine: Annotated[str | None, typer.Option(help="opa or embedded (default: manifest).")] = None,
+    package: Annotated[str, typer.Option(help="Rego package.")] = "swiftdeploy.canary",
+) -> None:
+    """Print the decision a policy engine gives for an input."""
+    loaded = load(manifest)
+    name = engine or loaded.manifest.policy.engine
+    if name not in ("opa", "embedded"):
+        raise click.BadParameter("--engine must be opa or embedded")
+    decision = policy_cmd.evaluate(loaded, input_file, name, package)
+    _print_json(decision.model_dump(mode="json"))
+    if not decision.allow:
+        raise typer.Exit(ExitCode.DENIED)
 
 
 @app.command()
