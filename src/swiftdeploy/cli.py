@@ -296,7 +296,7 @@ def status(
     """Versions, weights, replicas, health and requests per second. Reads only."""
     loaded = load(manifest)
     fleet = open_fleet(loaded, _progress)
-    meter = status_cmd.traffic_meter(fleet, sample) if sample > 0 else None
+    meter = status_cmd.TrafficMeter(fleet) if sample > 0 else None
     if not watch:
         report = status_cmd.collect_status(fleet, meter, sample)
         if as_json:
@@ -335,10 +335,9 @@ def _status_table(loaded: LoadedManifest, report: status_cmd.StatusReport) -> Ta
         rps = m.rps or 0.0
         captions.append(f"{track}: {rps:.1f} req/s, 5xx {errors}, p99 {latency}")
     if captions:
-        table.caption = (
-            "   ".join(captions)
-            + f"   (nginx, last {report.traffic['stable'].elapsed_s or 0:.1f}s)"
-        )
+        provider = loaded.manifest.metrics.provider
+        elapsed = report.traffic["stable"].elapsed_s or 0
+        table.caption = "   ".join(captions) + f"   ({provider}, last {elapsed:.1f}s)"
     return table
 
 

@@ -31,7 +31,7 @@ def test_promote_all_makes_the_canary_stable_without_failed_requests(project: Pr
         time.sleep(1)
         # When it is promoted through every step
         project.cli("promote")
-        assert project.state()["canary_weight"] == 50
+        assert project.state()["canary_weight"] == 25
         project.cli("promote", "--all")
         result = load.wait()
     finally:

@@ -36,7 +36,7 @@ def policy_engine(fleet: Fleet) -> PolicyEngine:
     )
 
 
-def metrics_provider(fleet: Fleet) -> MetricsProvider:
+def metrics_provider(fleet: Fleet, keep_history: bool = True) -> MetricsProvider:
     manifest = fleet.loaded.manifest
     router = fleet.router
     assert isinstance(router, NginxRouter)
@@ -50,6 +50,7 @@ def metrics_provider(fleet: Fleet) -> MetricsProvider:
         min_requests=0,
         state_dir=fleet.state_dir,
         bootstrap_s=manifest.strategy.canary.analysis.interval,
+        keep_history=keep_history,
     )
     return create_provider(manifest.metrics.provider, deps)
 

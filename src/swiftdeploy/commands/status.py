@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from swiftdeploy.commands.rollout import metrics_provider
 from swiftdeploy.errors import TrafficError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.metrics.nginx import NginxProvider
 from swiftdeploy.rollout.state import State
 from swiftdeploy.traffic.base import RouterStatus
-from swiftdeploy.traffic.nginx import NginxRouter
 
 SCRAPE_SLACK_S = 0.5
 TRAFFIC_FIELDS = {"status", "requests", "errors", "error_rate", "rps", "quantiles", "elapsed_s"}
@@ -54,18 +53,28 @@ class StatusReport:
         }
 
 
-def traffic_meter(fleet: Fleet, sample_s: float) -> NginxProvider:
-    """nginx's own per-track counters; no history file, so status never disturbs a rollout."""
-    router = fleet.router
-    assert isinstance(router, NginxRouter)
-    return NginxProvider(
-        router.metrics_url, client=fleet.http, bootstrap_s=sample_s, history_path=None
-    )
+class TrafficMeter:
+    """The manifest's provider, as `metrics` uses it, without saved history: status
+    shows the same numbers and never disturbs a running rollout's."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.provider = metrics_provider(fleet, keep_history=False)
+        self.primed = False
+
+    def measure(self, window_s: float) -> dict[str, Measurement]:
+        tracks = ("stable", "canary")
+        if not self.primed:
+            for track in tracks:
+                self.provider.prime(track)
+            time.sleep(window_s)
+            self.primed = True
+        # The slack keeps the look taken `window_s` ago inside the window despite jitter.
+        return {t: self.provider.measure(t, window_s + SCRAPE_SLACK_S) for t in tracks}
 
 
-def collect_status(fleet: Fleet, meter: NginxProvider | None, window_s: float) -> StatusReport:
-    """One status snapshot. Rates come from nginx's counters over the real time between
-    two reads (at least `window_s`); without a meter there are no rates."""
+def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) -> StatusReport:
+    """One status snapshot. Rates come from two looks `window_s` apart, over the real
+    time between them; without a meter there are no rates."""
     state = fleet.store.load()
     router: RouterStatus | None
     try:
@@ -74,13 +83,7 @@ def collect_status(fleet: Fleet, meter: NginxProvider | None, window_s: float) -
         router = None
     traffic: dict[str, Measurement] = {}
     if meter is not None and router is not None:
-        tracks = ("stable", "canary")
-        if len(meter.history("stable")) == 0:
-            for track in tracks:
-                meter.prime(track)
-            time.sleep(window_s)
-        # The slack keeps the scrape taken `window_s` ago inside the window despite jitter.
-        traffic = {track: meter.measure(track, window_s + SCRAPE_SLACK_S) for track in tracks}
+        traffic = meter.measure(window_s)
     processes = {p.name: p for p in fleet.runtime.processes()}
     routed = set(router.routes.stable + router.routes.canary) if router else set()
     down = set(router.down) if router else set()

@@ -31,6 +31,7 @@ class ProviderDeps:
     min_requests: int
     state_dir: Path
     bootstrap_s: float = 1.0
+    keep_history: bool = True  # saved scrapes, for one-shot runs; off for read-only views
 
 
 def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
@@ -41,7 +42,7 @@ def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
             deps.client,
             min_requests=deps.min_requests,
             quantiles=quantiles,
-            history_path=deps.state_dir / "scrapes.json",
+            history_path=deps.state_dir / "scrapes.json" if deps.keep_history else None,
             bootstrap_s=deps.bootstrap_s,
         )
     if name == "nginx":
@@ -50,7 +51,7 @@ def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
             client=deps.client,
             min_requests=deps.min_requests,
             quantiles=quantiles,
-            history_path=deps.state_dir / "scrapes-nginx.json",
+            history_path=deps.state_dir / "scrapes-nginx.json" if deps.keep_history else None,
             bootstrap_s=deps.bootstrap_s,
         )
     if name == "prometheus":

@@ -1,0 +1,57 @@
+"""The audit trail of a real demo-like run (one rollout promoted, one rolled back):
+verified, explained by `audit why`, and its HTML report rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.audit.test_chromium import chromium, png_facts
+from tests.conftest import Project
+from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_real_runs_trail_verifies_explains_and_renders(project: Project, tmp_path: Path) -> None:
+    # Given v2 promoted and v3 rolled back after 10% errors in its canary
+    fast_rollout(project)
+    project.cli("deploy")
+    assert project.cli("rollout", "v2", check=False, timeout=240).returncode == 0
+    rollout = start_rollout(project, "v3")
+    try:
+        wait_for(lambda: canary_ready(project), what="the v3 canary")
+        project.cli("chaos", "--error-rate", "0.1")
+        output, _ = rollout.communicate(timeout=120)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.communicate()
+    assert rollout.returncode == 3, output
+    rolled_back = project.state()["rollout_id"]
+
+    # When the trail is verified and explained
+    verified = json.loads(project.cli("audit", "verify", "--json").stdout)
+    why = project.cli("audit", "why").stdout
+    # Then the chain holds, and `why` names the rule, observed value, threshold and statistic
+    assert verified["ok"] is True
+    assert "rolled back" in why
+    assert "rule max_error_rate: observed" in why
+    assert "threshold 1.0%" in why
+    assert "sequential test on errors: e =" in why
+
+    # And the HTML report renders with its charts and the rollback reason
+    project.cli("audit", "report", "--out", str(tmp_path / "report"))
+    url = (tmp_path / "report" / "audit_report.html").resolve().as_uri()
+    shot = tmp_path / "report.png"
+    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", url)
+    assert shot.is_file(), done.stderr[-2000:]
+    _, _, distinct = png_facts(shot.read_bytes())
+    assert distinct > 100
+    page = chromium(tmp_path, "--dump-dom", url).stdout
+    assert f'data-chart="{rolled_back}-error-rate"' in page
+    assert f'data-chart="{rolled_back}-p99"' in page
+    assert "canary error rate" in page
+    assert "rolled back" in page
