@@ -7,6 +7,7 @@ stops by itself: hey's `-z` bounds it in time, `-q` per connection bounds the ra
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from dataclasses import dataclass, field
 
@@ -78,6 +79,12 @@ class LoadRun:
         if self._process.returncode != 0:
             raise CommandFailedError(f"hey failed: {output.strip()[-200:]}")
         return parse_hey(output)
+
+    def finish(self) -> LoadResult:
+        """Stop now and return the summary (hey reports what it did on SIGINT)."""
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+        return self.wait()
 
     def stop(self) -> None:
         """Kill it if still running; safe to call after `wait()`."""

@@ -104,6 +104,8 @@ def resume(engine: RolloutEngine) -> State:
     state = fleet.reconcile(state)
     if state.phase in (Phase.PROGRESSING, Phase.PAUSED):
         state = fleet.ensure_canary(state)
+    if state.phase == Phase.PAUSED and state.pause_kind == "held":
+        state = engine.retry_step(state)  # held at the limit: look again, from a fresh window
     return engine.run(state)
 
 

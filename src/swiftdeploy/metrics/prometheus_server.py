@@ -21,9 +21,9 @@ from swiftdeploy.runtime.base import ProcessSpec
 
 CONFIG = """\
 global:
-  scrape_interval: {interval}s
-  scrape_timeout: {timeout}s
-  evaluation_interval: {interval}s
+  scrape_interval: {interval}ms
+  scrape_timeout: {timeout}ms
+  evaluation_interval: {interval}ms
 scrape_configs:
   - job_name: swiftdeploy
     metrics_path: /metrics
@@ -50,8 +50,9 @@ class PrometheusServer:
         atomic_write(
             self.dir / "prometheus.yml",
             CONFIG.format(
-                interval=f"{interval:g}",
-                timeout=f"{min(interval, 1.0):g}",
+                # Prometheus durations take whole units: 0.5s is written 500ms.
+                interval=round(interval * 1000),
+                timeout=round(min(interval, 1.0) * 1000),
                 targets=self.targets_path,
             ),
         )

@@ -85,6 +85,11 @@ class RolloutEngine:
         )
         return self._enter_step(state, 0, steps[0])
 
+    def retry_step(self, state: State) -> State:
+        """Run the current step again from its start (after a hold at its limit)."""
+        index = state.step_index or 0
+        return self._enter_step(state, index, self._steps()[index])
+
     def _enter_step(self, state: State, index: int, step: Step) -> State:
         state = self._transition(
             state,

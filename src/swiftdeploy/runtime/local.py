@@ -135,7 +135,8 @@ class SupervisorRuntime:
         self.ensure_running()
         log = spec.log_path or self.state_dir / "logs" / f"{spec.name}.log"
         launch_file = self.programs / f"{spec.name}.json"
-        atomic_write(launch_file, json.dumps({"argv": spec.argv, "env": spec.env}))
+        launch = {"argv": spec.argv, "env": spec.env, "takeover": spec.takeover}
+        atomic_write(launch_file, json.dumps(launch))
         launcher = [sys.executable, "-m", "swiftdeploy.runtime.launch", str(launch_file)]
         text = PROGRAM_CONF.format(name=spec.name, command=_escape(shlex.join(launcher)), log=log)
         atomic_write(self.programs / f"{spec.name}.conf", text)

@@ -100,6 +100,10 @@ class NginxRouter:
             argv=self._argv(self.config_path),
             env={},
             log_path=self.state_dir / "logs" / "nginx-supervisor.log",
+            takeover={
+                "pid_file": str(self.nginx_dir / "nginx.pid"),
+                "name": "nginx",
+            },
         )
 
     def _make_dirs(self) -> None:

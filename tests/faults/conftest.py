@@ -1,0 +1,40 @@
+"""Shared parts of the fault-injection suite: a rollout under bounded keepalive load,
+and the three things every fault test asserts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import yaml
+
+from swiftdeploy.load import LoadResult, LoadRun
+from tests.conftest import Project
+
+
+def tune(project: Project, **analysis: Any) -> None:
+    """fast_rollout's manifest with some analysis settings changed."""
+    manifest = yaml.safe_load(project.manifest.read_text())
+    manifest["strategy"]["canary"]["analysis"].update(analysis)
+    project.manifest.write_text(yaml.safe_dump(manifest))
+
+
+@contextmanager
+def under_load(project: Project, seconds: float = 90) -> Iterator[list[LoadResult]]:
+    """hey against the service (8 keepalive connections, 80 req/s, at most `seconds`);
+    its summary lands in the yielded list when the block ends."""
+    load = LoadRun(project.url + "/", seconds=seconds, connections=8, rate_per_connection=10)
+    results: list[LoadResult] = []
+    try:
+        yield results
+        results.append(load.finish())
+    finally:
+        load.stop()
+
+
+def assert_chain_verifies(project: Project) -> None:
+    done = project.cli("audit", "verify", "--json", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["ok"] is True

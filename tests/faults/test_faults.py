@@ -1,0 +1,199 @@
+"""Faults injected in the middle of a rollout under load. Each test asserts the final
+phase, that no request failed beyond those in flight at the fault, and that the audit
+chain verifies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+import yaml
+
+from swiftdeploy.runtime.local import SupervisorRuntime
+from tests.conftest import Project
+from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+from tests.faults.conftest import assert_chain_verifies, tune, under_load
+
+pytestmark = pytest.mark.e2e
+
+
+def finish(rollout: subprocess.Popen[str], timeout: float = 150) -> str:
+    try:
+        output, _ = rollout.communicate(timeout=timeout)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.communicate()
+    return output
+
+
+def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
+    # Given a rollout gated by OPA that holds (not rolls back) at its step limit
+    fast_rollout(project)
+    tune(project, max_duration="8s", on_timeout="hold")
+    project.cli("deploy")
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v2")
+        wait_for(lambda: canary_ready(project), what="the canary")
+        # When OPA goes away during analysis
+        SupervisorRuntime(project.state_dir).stop("opa")
+        output = finish(rollout)
+        # Then every gate denies, nothing is promoted, and the rollout is held (exit 4)
+        assert rollout.returncode == 4, output
+        assert "policy engine unreachable" in output
+        state = project.state()
+        assert (state["phase"], state["pause_kind"]) == ("paused", "held")
+        assert state["stable_version"] == "v1"
+        # And once OPA is back (resume starts it), resume carries the rollout to the end
+        done = project.cli("resume", check=False, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.state()["phase"] == "promoted"
+    assert load[0].failed == 0, load[0]
+    assert_chain_verifies(project)
+
+
+def test_prometheus_unreachable_is_never_a_pass(project: Project) -> None:
+    # Given a rollout measured by a real Prometheus
+    fast_rollout(project)
+    tune(project, max_duration="8s")
+    manifest = yaml.safe_load(project.manifest.read_text())
+    manifest["metrics"]["provider"] = "prometheus"
+    manifest["metrics"]["prometheus"] = {"scrape_interval": "500ms"}
+    project.manifest.write_text(yaml.safe_dump(manifest))
+    project.cli("deploy")
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v2")
+        wait_for(lambda: canary_ready(project), what="the canary")
+        # When Prometheus goes away mid-step
+        SupervisorRuntime(project.state_dir).stop("prometheus")
+        output = finish(rollout)
+    # Then the looks report a provider error, the step holds to its limit, and
+    # on_timeout (rollback) ends it: nothing was promoted
+    assert rollout.returncode == 3, output
+    assert "metrics provider failed" in output
+    assert project.state()["phase"] == "rolled-back"
+    assert project.state()["stable_version"] == "v1"
+    assert load[0].failed == 0, load[0]
+    assert_chain_verifies(project)
+
+
+def test_nginx_sigkill_comes_back_with_the_current_weights(project: Project) -> None:
+    # Given a canary at 20% under load, in a paused step
+    fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
+    project.cli("deploy")
+    assert project.cli("rollout", "v2", check=False, timeout=240).returncode == 0
+    assert project.state()["canary_weight"] == 20
+    master = int((project.state_dir / "nginx" / "nginx.pid").read_text())
+    with under_load(project) as load:
+        time.sleep(2)
+        # When nginx's master is killed with SIGKILL
+        os.kill(master, signal.SIGKILL)
+        wait_for(
+            lambda: (project.state_dir / "nginx" / "nginx.pid").read_text().strip() != str(master),
+            what="a new nginx",
+        )
+        time.sleep(3)
+    # Then supervisord restarted it with the persisted weights and endpoints, not defaults
+    routes = httpx.get(f"{project.admin_url()}/routes").json()["routes"]
+    assert routes["weights"]["canary"] == 20
+    assert routes["endpoints"]["canary"]
+    # And only requests in flight at the kill (one per connection at most) failed
+    assert load[0].failed <= 8, load[0]
+    # And the rollout goes on to the end
+    assert project.cli("promote", check=False, timeout=240).returncode == 0
+    assert project.state()["phase"] == "promoted"
+    assert_chain_verifies(project)
+
+
+def test_a_crash_looping_canary_is_rolled_back_as_unhealthy(project: Project) -> None:
+    fast_rollout(project)
+    project.cli("deploy")
+    stop = threading.Event()
+
+    def crash_loop() -> None:
+        runtime = SupervisorRuntime(project.state_dir)
+        while not stop.is_set():
+            for process in runtime.processes():
+                if process.name.startswith("canary-") and process.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGKILL)
+            time.sleep(0.3)
+
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v2")
+        wait_for(lambda: canary_ready(project), what="the canary")
+        killer = threading.Thread(target=crash_loop, daemon=True)
+        killer.start()
+        try:
+            output = finish(rollout)
+        finally:
+            stop.set()
+            killer.join()
+    assert rollout.returncode == 3, output
+    assert "canary is unhealthy" in output
+    assert project.state()["phase"] == "rolled-back"
+    # nginx retried the idempotent requests that met the dying canary on another replica
+    assert load[0].failed == 0, load[0]
+    assert_chain_verifies(project)
+
+
+def test_a_full_audit_disk_stops_the_action(project: Project) -> None:
+    # Given the audit trail on a small tmpfs
+    audit_dir = project.root / "audit"
+    audit_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(audit_dir)], check=True)
+    try:
+        manifest = yaml.safe_load(project.manifest.read_text())
+        manifest["audit"]["path"] = "audit/history.jsonl"
+        project.manifest.write_text(yaml.safe_dump(manifest))
+        project.cli("deploy")
+        before = project.state()
+        # When the disk is full
+        filler = audit_dir / "filler"
+        subprocess.run(
+            ["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False
+        )
+        done = project.cli("canary", "v2", check=False)
+        # Then nothing is done, with one clear line saying why
+        assert done.returncode == 1, done.stdout + done.stderr
+        errors = [ln for ln in done.stderr.splitlines() if ln.startswith("swiftdeploy: error:")]
+        assert len(errors) == 1, done.stderr
+        assert "cannot record" in errors[0]
+        assert project.state()["replicas"] == before["replicas"]
+        assert project.state()["phase"] == before["phase"]
+        # And once there is room again, the same command works and the chain verifies
+        filler.unlink()
+        project.cli("canary", "v2")
+        assert project.state()["canary_version"] == "v2"
+        assert_chain_verifies(project)
+    finally:
+        project.cli("teardown", check=False)
+        subprocess.run(["umount", str(audit_dir)], check=False)
+
+
+def test_two_clis_at_once_the_second_is_refused(project: Project) -> None:
+    fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
+    project.cli("deploy")
+    rollout = start_rollout(project, "v2")
+    try:
+        wait_for(lambda: canary_ready(project), what="the canary")
+        before = project.state()
+        second = project.cli("weight", "80", check=False)
+        assert second.returncode == 1
+        assert f"rollout in progress (pid {rollout.pid})" in second.stderr
+        after = project.state()
+        assert after["canary_weight"] == before["canary_weight"]
+    finally:
+        finish(rollout)
+    assert_chain_verifies(project)
+    assert json.loads(project.cli("status", "--json", "--sample", "0").stdout)["phase"] in (
+        "paused",
+        "promoted",
+    )
