@@ -327,8 +327,9 @@ def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...],
             else "fix the YAML syntax"
         )
         raise ManifestError(f"{where}: YAML syntax error: {exc.problem}", hint=hint) from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: YAML error: {exc}") from None
+    except yaml.YAMLError as exc:  # e.g. a control character the reader refuses
+        flat = " ".join(str(exc).split())
+        raise ManifestError(f"{path}: YAML error: {flat}", hint="fix the file's text") from None
     if not isinstance(data, dict):
         raise ManifestError(
             f"{path}: the manifest must be a mapping with apiVersion and service",

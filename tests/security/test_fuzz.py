@@ -1,0 +1,187 @@
+"""Property-based fuzzing of the manifest loader and the policy-input builder.
+
+The only outcomes allowed are a valid object or a clean SwiftDeployError; anything
+else (a traceback) fails. CI runs FUZZ_EXAMPLES examples per property (default 300);
+`bench/fuzz.py` runs 10,000.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swiftdeploy.analysis.sequential import sequential_test
+from swiftdeploy.errors import SwiftDeployError
+from swiftdeploy.manifest import Analysis, Thresholds, load_manifest
+from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.policy import EmbeddedEngine
+from swiftdeploy.policy.base import CANARY, canonical_json
+from swiftdeploy.rollout.inputs import canary_input
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+GOOD: dict[str, Any] = {
+    "apiVersion": "swiftdeploy/v1",
+    "service": {
+        "name": "demo",
+        "command": ["swiftdeploy-demo", "--port", "{port}", "--version", "{version}"],
+        "version": "v1",
+    },
+    "traffic": {"listen": "127.0.0.1:8080"},
+    "strategy": {"canary": {"steps": [{"weight": 10}, {"weight": 50}]}},
+}
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(["{port}", "../..", "a;b", "X-C\nH: v", "{x}", "10s", "manual", "100"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+paths = st.lists(
+    st.sampled_from(
+        ["apiVersion", "service", "name", "command", "version", "replicas", "env", "health",
+         "traffic", "listen", "canary_header", "sticky_cookie", "strategy", "canary", "steps",
+         "weight", "pause", "analysis", "policy", "thresholds", "metrics", "provider", "audit",
+         "path", "max_error_rate", 0, 1]
+    ),
+    min_size=1,
+    max_size=4,
+)  # fmt: skip
+
+
+def _mutate(document: Any, path: list[Any], value: Any) -> Any:
+    """`document` with the value at `path` replaced (the path is created as needed)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(document, dict) and isinstance(head, str):
+        return {**document, head: _mutate(document.get(head), rest, value)}
+    if isinstance(document, list) and isinstance(head, int) and head < len(document):
+        copy = list(document)
+        copy[head] = _mutate(copy[head], rest, value)
+        return copy
+    return {str(head): _mutate(None, rest, value)}
+
+
+def _load(text: str) -> None:
+    """Loads, or fails with one clean line and exit code 2; anything else propagates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "swiftdeploy.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        failure: SwiftDeployError | None = None
+        try:
+            load_manifest(path)
+        except SwiftDeployError as exc:
+            failure = exc
+    if failure is not None:
+        assert failure.exit_code == 2
+        assert "\n" not in failure.one_line().strip(), failure.one_line()
+
+
+@FUZZ
+@given(paths, values)
+def test_mutated_manifests_load_or_fail_cleanly(path: list[Any], value: Any) -> None:
+    try:
+        text = yaml.safe_dump(_mutate(GOOD, path, value), allow_unicode=True)
+    except (yaml.YAMLError, UnicodeEncodeError, ValueError):
+        return
+    _load(text)
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_arbitrary_text_loads_or_fails_cleanly(text: str) -> None:
+    _load(text.encode("utf-8", "replace").decode("utf-8"))
+
+
+counts = st.integers(min_value=0, max_value=10**7)
+maybe_ms = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6))
+
+
+@st.composite
+def measurements(draw: st.DrawFn, track: str) -> Measurement:
+    status = draw(st.sampled_from(["ok", "no_data", "provider_error"]))
+    requests = draw(counts)
+    errors = draw(st.integers(min_value=0, max_value=requests))
+    if status == "ok" and requests == 0:
+        requests = 1
+    quantiles = {"p50": draw(maybe_ms), "p90": draw(maybe_ms), "p99": draw(maybe_ms)}
+    return Measurement(
+        track=track,
+        provider="scrape",
+        status=status,
+        detail=draw(st.text(max_size=30)),
+        requests=requests,
+        errors=errors,
+        error_rate=(errors / requests) if status == "ok" else None,
+        quantiles=quantiles if status == "ok" else None,
+    )
+
+
+ENGINE = EmbeddedEngine(POLICIES)
+
+
+@FUZZ
+@given(
+    canary=measurements("canary"),
+    stable=measurements("stable"),
+    healthy=st.booleans(),
+    elapsed=st.floats(min_value=0, max_value=1e6),
+    weight=st.integers(min_value=0, max_value=100),
+    alpha=st.floats(min_value=1e-6, max_value=0.5),
+    max_error_rate=st.floats(min_value=0, max_value=1),
+)
+def test_policy_inputs_always_build_and_decide(
+    canary: Measurement,
+    stable: Measurement,
+    healthy: bool,
+    elapsed: float,
+    weight: int,
+    alpha: float,
+    max_error_rate: float,
+) -> None:
+    statistics = {
+        "errors": sequential_test(
+            canary.requests, canary.errors, stable.requests, stable.errors, alpha=alpha
+        ).model_dump(mode="json")
+    }
+    statistics["latency"] = statistics["errors"]
+    document = canary_input(
+        thresholds=Thresholds(max_error_rate=max_error_rate),
+        alpha=alpha,
+        analysis=Analysis(),
+        step_index=0,
+        weight=weight,
+        elapsed_s=elapsed,
+        canary=canary,
+        stable=stable,
+        canary_healthy=healthy,
+        statistics=statistics,
+    )
+    canonical_json(document)
+    decision = ENGINE.decide(CANARY, document)
+    assert decision.verdict in ("promote", "hold", "rollback")
+    assert decision.allow == (decision.verdict == "promote")
+    if not healthy:
+        assert decision.verdict == "rollback"
