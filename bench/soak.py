@@ -146,7 +146,8 @@ def main() -> None:
         f"{result.failed} failed ({result.statuses}, errors {result.errors})\n"
     )
     print(
-        "| rollout | outcome | as expected | processes | open fds | nginx RSS MiB | CLI peak RSS MiB |"
+        "| rollout | outcome | as expected | processes | open fds | nginx RSS MiB "
+        "| CLI peak RSS MiB |"
     )
     print("|---:|---|---|---:|---:|---:|---:|")
     for row in rows:
