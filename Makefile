@@ -40,8 +40,15 @@ test: setup
 demo: setup
 	$(PY) scripts/demo.py
 
+# Every benchmark, one after another (never side by side: they would disturb each other).
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/metrics_scrape.py
+	$(PY) bench/measure_demo.py
+	$(PY) bench/policy_latency.py
+	$(PY) bench/detection.py
+	$(PY) bench/e2e_detection.py
+	$(PY) bench/fuzz.py
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .tools .swiftdeploy build *.egg-info
