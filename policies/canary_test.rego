@@ -386,11 +386,19 @@ test_provider_error_with_a_mistyped_detail_still_holds if {
 	reason(decision, "invalid_field").message == "input field canary.detail is a number, expected a string"
 }
 
-# numbers_present (the quick check) must cover every field the contract checks.
-test_every_number_field_is_checked if {
-	fields := canary.number_fields with input as base
-	count(fields) == 31
-	every path in fields {
+# contract_kept (the quick check) must cover every field the contract checks.
+contract_paths := paths if {
+	numbers := canary.number_fields with input as base
+	choices := canary.choice_fields with input as base
+	paths := array.concat(
+		array.concat(numbers, canary.string_fields),
+		array.concat(canary.boolean_fields, [path | some [path, _] in choices]),
+	)
+}
+
+test_every_contract_field_is_checked if {
+	count(contract_paths) == 40
+	every path in contract_paths {
 		decision := decide_doc(json.remove(base, [path]))
 		decision.allow == false
 		messages := {r.message | some r in decision.reasons; r.rule == "missing_field"}
@@ -398,10 +406,9 @@ test_every_number_field_is_checked if {
 	}
 }
 
-test_every_number_field_must_be_a_number if {
-	fields := canary.number_fields with input as base
-	every path in fields {
-		decision := decide_doc(json.patch(base, [{"op": "replace", "path": path, "value": "1"}]))
+test_every_contract_field_must_have_its_type if {
+	every path in contract_paths {
+		decision := decide_doc(json.patch(base, [{"op": "replace", "path": path, "value": [1]}]))
 		decision.allow == false
 		{r.rule | some r in decision.reasons} & {"invalid_field"} == {"invalid_field"}
 	}

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from swiftdeploy.ports import free_port
 
@@ -125,3 +127,72 @@ def version_counts(
             version = response.headers["x-app-version"]
             counts[version] = counts.get(version, 0) + 1
     return counts
+
+
+# --- rollouts -------------------------------------------------------------------
+
+
+def fast_rollout(project: Project, steps: list[dict[str, Any]] | None = None) -> None:
+    """Short steps under the rollout's own load, gated by a real OPA server."""
+    manifest = yaml.safe_load(project.manifest.read_text())
+    canary = manifest["strategy"]["canary"]
+    canary["steps"] = steps or [{"weight": 20}, {"weight": 50}]
+    canary["analysis"] = {
+        "interval": "500ms",
+        "min_duration": "2s",
+        "max_duration": "40s",
+        "on_timeout": "rollback",
+        "load": {"rps": 300, "concurrency": 10},
+    }
+    manifest["policy"]["engine"] = "opa"
+    manifest["policy"]["statistics"] = {"margin": 0.05}
+    project.manifest.write_text(yaml.safe_dump(manifest))
+
+
+def start_rollout(project: Project, version: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SWIFTDEPLOY, "rollout", version, "-f", str(project.manifest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=project.root,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def canary_ready(project: Project) -> bool:
+    try:
+        state = project.state()
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return any(r["track"] == "canary" and r["ready"] for r in state["replicas"])
+
+
+def finish(rollout: subprocess.Popen[str], timeout: float = 150) -> str:
+    """Wait for a background rollout; kill it if it outlives the timeout."""
+    try:
+        output, _ = rollout.communicate(timeout=timeout)
+    finally:
+        if rollout.poll() is None:
+            rollout.kill()
+            rollout.communicate()
+    return output
+
+
+def rollout_with_fault(project: Project, version: str, *chaos: str) -> tuple[int, str]:
+    """Roll `version` out and inject `swiftdeploy chaos *chaos` once its canary is up."""
+    rollout = start_rollout(project, version)
+    try:
+        wait_for(lambda: canary_ready(project), what="the canary")
+        project.cli("chaos", *chaos)
+    finally:
+        output = finish(rollout)
+    return rollout.returncode, output

@@ -15,10 +15,11 @@ from typing import Any, Protocol
 import httpx
 
 from swiftdeploy import proc
-from swiftdeploy.errors import OperationalError, RuntimeProcessError, StateError
+from swiftdeploy.errors import BadInputError, OperationalError, RuntimeProcessError, StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.metrics.prometheus_server import PrometheusServer
+from swiftdeploy.policy.base import Decision
 from swiftdeploy.policy.opa import opa_server_argv
 from swiftdeploy.ports import free_port
 from swiftdeploy.rollout.state import Replica, State, StateStore, Track
@@ -37,6 +38,33 @@ class Recorder(Protocol):
     """Where actions, transitions and decisions are written before they are acted on."""
 
     def record(self, kind: str, **fields: Any) -> None: ...
+
+
+def record_decision(
+    recorder: Recorder,
+    decision: Decision,
+    package: str,
+    policy_input: dict[str, Any],
+    measurements: dict[str, Any],
+    statistics: dict[str, Any],
+    **fields: Any,
+) -> None:
+    """A gate decision with everything needed to explain or replay it later."""
+    recorder.record(
+        "decision",
+        decision={
+            "engine": decision.engine,
+            "package": package,
+            "decision_id": decision.decision_id,
+            "input": policy_input,
+            "output": decision.model_dump(mode="json"),
+            "measurements": measurements,
+            "statistics": statistics,
+            "thresholds": policy_input["thresholds"],
+            "step": policy_input.get("step"),
+        },
+        **fields,
+    )
 
 
 @dataclass
@@ -302,6 +330,17 @@ class Fleet:
     def require_stable(self, state: State) -> None:
         if not state.track("stable"):
             raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
+
+    def require_canary_can_start(self, state: State, version: str) -> None:
+        """Stable deployed, no canary running, and a version that is not the stable one."""
+        self.require_stable(state)
+        if state.track("canary"):
+            raise StateError(
+                f"a canary ({state.canary_version}) is already running",
+                hint="`swiftdeploy resume` or `promote` carries it on; `rollback` ends it",
+            )
+        if version == state.stable_version:
+            raise BadInputError(f"{version} is already the stable version")
 
     def require_canary(self, state: State) -> None:
         if not state.track("canary"):

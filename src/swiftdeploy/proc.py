@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from swiftdeploy.errors import BadInputError, CommandFailedError
+from swiftdeploy.errors import BadInputError, CommandFailedError, SwiftDeployError
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,27 @@ class Outcome:
         return self
 
 
-def run(argv: list[str], *, timeout: float = 60.0, cwd: Path | None = None) -> Outcome:
+def run(
+    argv: list[str],
+    *,
+    timeout: float = 60.0,
+    cwd: Path | None = None,
+    error: type[SwiftDeployError] = CommandFailedError,
+    hint: str | None = None,
+) -> Outcome:
+    """Run argv and return its outcome; a non-zero exit is returned, not raised. A
+    missing program, one that cannot start, or a timeout raises `error`."""
     started = time.monotonic()
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
         )
     except FileNotFoundError:
-        raise CommandFailedError(f"{argv[0]} is not installed or not on PATH") from None
+        raise error(f"{argv[0]} not found (not installed or not on PATH)", hint=hint) from None
+    except OSError as exc:
+        raise error(f"cannot run {argv[0]}: {exc}", hint=hint) from None
     except subprocess.TimeoutExpired:
-        raise CommandFailedError(f"{argv[0]} did not finish within {timeout:g}s") from None
+        raise error(f"{argv[0]} did not finish within {timeout:g}s", hint=hint) from None
     return Outcome(
         tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started
     )

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.audit.test_chromium import chromium, png_facts
-from tests.conftest import Project
-from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+from tests.conftest import Project, fast_rollout, rollout_with_fault
 
 pytestmark = pytest.mark.e2e
 
@@ -20,16 +19,8 @@ def test_a_real_runs_trail_verifies_explains_and_renders(project: Project, tmp_p
     fast_rollout(project)
     project.cli("deploy")
     assert project.cli("rollout", "v2", check=False, timeout=240).returncode == 0
-    rollout = start_rollout(project, "v3")
-    try:
-        wait_for(lambda: canary_ready(project), what="the v3 canary")
-        project.cli("chaos", "--error-rate", "0.1")
-        output, _ = rollout.communicate(timeout=120)
-    finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
-    assert rollout.returncode == 3, output
+    code, output = rollout_with_fault(project, "v3", "--error-rate", "0.1")
+    assert code == 3, output
     rolled_back = project.state()["rollout_id"]
 
     # When the trail is verified and explained

@@ -12,8 +12,15 @@ import httpx
 import pytest
 
 from swiftdeploy.runtime.local import SupervisorRuntime
-from tests.conftest import Project, version_counts
-from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+from tests.conftest import (
+    Project,
+    canary_ready,
+    fast_rollout,
+    finish,
+    start_rollout,
+    version_counts,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -77,11 +84,8 @@ def test_kill_9_in_each_phase_then_recover(
         # When the CLI is killed with SIGKILL as soon as the phase shows
         wait_for(phase_is(project, phase), timeout=90, what=f"phase {phase}")
         os.kill(rollout.pid, signal.SIGKILL)
-        rollout.communicate(timeout=10)
     finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
+        finish(rollout, timeout=10)
     # Then the recovery command finishes the job
     done = project.cli(recovery, check=False, timeout=240)
     assert done.returncode in (0, 3), done.stdout + done.stderr
@@ -100,11 +104,8 @@ def test_sigterm_finishes_the_current_look(project: Project) -> None:
     try:
         wait_for(lambda: canary_ready(project), what="the canary")
         rollout.send_signal(signal.SIGTERM)
-        output, _ = rollout.communicate(timeout=60)
     finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
+        output = finish(rollout, timeout=60)
     assert rollout.returncode in (0, 130), output
     assert project.state()["phase"] in ("progressing", "paused")
     assert_consistent(project)

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from swiftdeploy.runtime.local import SupervisorRuntime
-from tests.conftest import Project
-from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+from tests.conftest import Project, canary_ready, fast_rollout, finish, start_rollout, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -49,16 +48,10 @@ def test_opa_stopped_mid_canary_denies_and_promotes_nothing(project: Project) ->
     project.manifest.write_text(yaml.safe_dump(manifest))
     project.cli("deploy")
     rollout = start_rollout(project, "v2")
-    try:
-        wait_for(lambda: canary_ready(project), what="the canary")
-        # When OPA stops in the middle of the canary
-        runtime = SupervisorRuntime(project.state_dir)
-        runtime.stop("opa")
-        output, _ = rollout.communicate(timeout=120)
-    finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
+    wait_for(lambda: canary_ready(project), what="the canary")
+    # When OPA stops in the middle of the canary
+    SupervisorRuntime(project.state_dir).stop("opa")
+    output = finish(rollout)
     # Then the gates deny with "policy engine unreachable", nothing is promoted, and at
     # the step's limit on_timeout rolls back
     assert rollout.returncode == 3, output

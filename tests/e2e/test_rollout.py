@@ -4,34 +4,18 @@ server; each test asserts the final phase, the exit code and the traffic served.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.conftest import SWIFTDEPLOY, Project, version_counts
+from tests.conftest import (
+    Project,
+    fast_rollout,
+    rollout_with_fault,
+    version_counts,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-def fast_rollout(project: Project, steps: list[dict[str, Any]] | None = None) -> None:
-    """Short steps under the rollout's own load, gated by a real OPA server."""
-    manifest = yaml.safe_load(project.manifest.read_text())
-    canary = manifest["strategy"]["canary"]
-    canary["steps"] = steps or [{"weight": 20}, {"weight": 50}]
-    canary["analysis"] = {
-        "interval": "500ms",
-        "min_duration": "2s",
-        "max_duration": "40s",
-        "on_timeout": "rollback",
-        "load": {"rps": 300, "concurrency": 10},
-    }
-    manifest["policy"]["engine"] = "opa"
-    manifest["policy"]["statistics"] = {"margin": 0.05}
-    project.manifest.write_text(yaml.safe_dump(manifest))
 
 
 def canary_served(project: Project) -> int:
@@ -42,33 +26,6 @@ def canary_served(project: Project) -> int:
         for line in text.splitlines()
         if line.startswith("http_requests_total{")
     )
-
-
-def start_rollout(project: Project, version: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [SWIFTDEPLOY, "rollout", version, "-f", str(project.manifest)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=project.root,
-    )
-
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def canary_ready(project: Project) -> bool:
-    try:
-        state = project.state()
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return any(r["track"] == "canary" and r["ready"] for r in state["replicas"])
 
 
 @pytest.fixture
@@ -112,18 +69,10 @@ def test_a_bad_canary_is_rolled_back(
 ) -> None:
     # Given a rollout of v2 in progress
     project = rollout_project
-    rollout = start_rollout(project, "v2")
-    try:
-        wait_for(lambda: canary_ready(project), what="the canary")
-        # When the canary degrades
-        project.cli("chaos", *fault)
-        output, _ = rollout.communicate(timeout=120)
-    finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
+    # When the canary degrades
+    code, output = rollout_with_fault(project, "v2", *fault)
     # Then the rollout rolls it back by policy: exit 3, canary at 0%, replicas gone
-    assert rollout.returncode == 3, output
+    assert code == 3, output
     assert "rolled back" in output
     assert reason in output.lower()
     state = project.state()

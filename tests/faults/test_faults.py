@@ -17,21 +17,10 @@ import pytest
 import yaml
 
 from swiftdeploy.runtime.local import SupervisorRuntime
-from tests.conftest import Project
-from tests.e2e.test_rollout import canary_ready, fast_rollout, start_rollout, wait_for
+from tests.conftest import Project, canary_ready, fast_rollout, finish, start_rollout, wait_for
 from tests.faults.conftest import assert_chain_verifies, tune, under_load
 
 pytestmark = pytest.mark.e2e
-
-
-def finish(rollout: subprocess.Popen[str], timeout: float = 150) -> str:
-    try:
-        output, _ = rollout.communicate(timeout=timeout)
-    finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
-    return output
 
 
 def test_opa_killed_holds_then_resume_continues(project: Project) -> None:

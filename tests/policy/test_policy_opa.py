@@ -13,7 +13,8 @@ import pytest
 
 from swiftdeploy.errors import BadInputError, PolicyEngineError
 from swiftdeploy.policy import CANARY, INFRASTRUCTURE, OpaEngine, OpaServer, opa_server_argv
-from swiftdeploy.policy.opa import free_port, opa_check
+from swiftdeploy.policy.opa import opa_check
+from swiftdeploy.ports import free_port
 
 Build = Callable[..., dict[str, Any]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from swiftdeploy.errors import BadInputError, StateError
+from swiftdeploy.errors import BadInputError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.rollout.state import Phase, State
 
@@ -14,14 +14,7 @@ def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
     if weight is not None and not 0 <= weight <= 100:
         raise BadInputError(f"--weight {weight} is outside 0-100")
     state = fleet.store.load()
-    fleet.require_stable(state)
-    if state.track("canary"):
-        raise StateError(
-            f"a canary ({state.canary_version}) is already running",
-            hint="promote or roll it back first",
-        )
-    if version == state.stable_version:
-        raise BadInputError(f"{version} is already the stable version")
+    fleet.require_canary_can_start(state, version)
     state = fleet.ensure_platform(state)
     state = fleet.transition(
         state.model_copy(update={"rollout_id": uuid.uuid4().hex[:12]}),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from swiftdeploy.errors import PolicyDeniedError
-from swiftdeploy.fleet import Recorder
+from swiftdeploy.fleet import Recorder, record_decision
 from swiftdeploy.hostfacts import measure_host
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.policy.base import INFRASTRUCTURE, Decision, PolicyEngine
@@ -17,19 +17,13 @@ def infrastructure_gate(
     host = measure_host(loaded.state_dir)
     policy_input = infrastructure_input(action, loaded.manifest.policy.thresholds, host)
     decision = engine.decide(INFRASTRUCTURE, policy_input)
-    recorder.record(
-        "decision",
-        decision={
-            "engine": decision.engine,
-            "package": INFRASTRUCTURE,
-            "decision_id": decision.decision_id,
-            "input": policy_input,
-            "output": decision.model_dump(mode="json"),
-            "measurements": {"host": host.model_dump()},
-            "statistics": {},
-            "thresholds": policy_input["thresholds"],
-            "step": None,
-        },
+    record_decision(
+        recorder,
+        decision,
+        INFRASTRUCTURE,
+        policy_input,
+        {"host": host.model_dump()},
+        {},
         action=action if decision.allow else "denied",
     )
     if not decision.allow:

@@ -80,15 +80,7 @@ def build_engine(
 
 def start(engine: RolloutEngine, version: str) -> State:
     fleet = engine.fleet
-    state = fleet.store.load()
-    fleet.require_stable(state)
-    if state.track("canary"):
-        raise StateError(
-            f"a canary ({state.canary_version}) is already running",
-            hint="`swiftdeploy resume` continues its rollout; `swiftdeploy rollback` ends it",
-        )
-    if version == state.stable_version:
-        raise StateError(f"{version} is already the stable version")
+    fleet.require_canary_can_start(fleet.store.load(), version)
     return engine.run(engine.begin(version))
 
 

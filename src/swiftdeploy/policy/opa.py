@@ -13,7 +13,6 @@ and `opa_check`, which runs `opa check --format json` for compile problems.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import IO, Any
 
 import httpx
 
+from swiftdeploy import proc
 from swiftdeploy.errors import BadInputError, PolicyEngineError
 from swiftdeploy.policy.base import (
     COMPILE_ERROR,
@@ -38,7 +38,7 @@ from swiftdeploy.policy.base import (
     fail_closed,
     parse_decision,
 )
-from swiftdeploy.policy.process import run
+from swiftdeploy.ports import free_port
 
 DEFAULT_TIMEOUT = 2.0
 LOOPBACK = "127.0.0.1"
@@ -200,14 +200,6 @@ def opa_server_argv(
     return argv
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A port that was free a moment ago (the OS picks it for a socket bound to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class OpaServer:
     """A local `opa run --server` child process; `with OpaServer(dir) as url: ...`."""
 
@@ -318,11 +310,13 @@ class OpaServer:
 
 def opa_check(directory: Path, *, opa_binary: str = "opa", timeout: float = 60.0) -> list[str]:
     """Compile problems from `opa check --format json`, each "file:line: message"."""
-    code, out, err = run(
+    done = proc.run(
         [opa_binary, "check", "--format", "json", str(directory)],
         timeout=timeout,
+        error=PolicyEngineError,
         hint="run `make setup` to install OPA into .tools/bin",
     )
+    code, out, err = done.code, done.stdout, done.stderr
     if code == 0:
         return []
     problems = _check_problems(err) or _check_problems(out)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from swiftdeploy.fleet import Fleet
+from swiftdeploy.fleet import Fleet, record_decision
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Step
 from swiftdeploy.metrics.base import Measurement, MetricsProvider
@@ -176,24 +176,19 @@ class RolloutEngine:
             # The policy decides by max_duration; when it cannot (an engine failure),
             # the manifest's on_timeout does, so nothing waits forever or promotes.
             action = "rollback" if analysis.on_timeout == "rollback" else "held"
-        self.fleet.recorder.record(
-            "decision",
+        measurements = {
+            "canary": canary.model_dump(mode="json"),
+            "stable": stable.model_dump(mode="json"),
+        }
+        record_decision(
+            self.fleet.recorder,
+            decision,
+            CANARY,
+            policy_input,
+            measurements,
+            statistics,
             rollout_id=state.rollout_id,
             step_index=index,
-            decision={
-                "engine": decision.engine,
-                "package": CANARY,
-                "decision_id": decision.decision_id,
-                "input": policy_input,
-                "output": decision.model_dump(mode="json"),
-                "measurements": {
-                    "canary": canary.model_dump(mode="json"),
-                    "stable": stable.model_dump(mode="json"),
-                },
-                "statistics": statistics,
-                "thresholds": policy_input["thresholds"],
-                "step": policy_input["step"],
-            },
             action=action,
         )
         self.on_tick(TickReport(state, elapsed, canary, stable, statistics, decision, action))
