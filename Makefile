@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 OPA := $(TOOLS)/opa
-OPA_VERSION := v1.10.1
+OPA_VERSION := v1.22.3
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
 
 .PHONY: setup system demo test lint typecheck bench clean
