@@ -1,5 +1,7 @@
-"""The CLI killed with SIGKILL in each phase of a rollout; `resume` or `rollback` then
-reaches a consistent state: nginx routes exactly the running replicas, nothing else runs."""
+"""The CLI killed with SIGKILL in each phase of a rollout, under load; `resume` or
+`rollback` then reaches a consistent state: nginx routes exactly the running replicas,
+nothing else runs, no request failed, and the audit chain verifies. SIGTERM lets the
+current look finish."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tests.conftest import (
     version_counts,
     wait_for,
 )
+from tests.faults.conftest import assert_chain_verifies, under_load
 
 pytestmark = pytest.mark.e2e
 
@@ -73,21 +76,22 @@ CASES = [
 def test_kill_9_in_each_phase_then_recover(
     project: Project, phase: str, fault: list[str] | None, recovery: str, final: str
 ) -> None:
-    # Given a rollout of v2 (with a timed pause after step 1)
+    # Given a rollout of v2 (with a timed pause after step 1) under load
     fast_rollout(project, [{"weight": 20, "pause": "3s"}, {"weight": 50}])
     project.cli("deploy")
-    rollout = start_rollout(project, "v2")
-    try:
-        if fault:
-            wait_for(lambda: canary_ready(project), what="the canary")
-            project.cli("chaos", *fault)
-        # When the CLI is killed with SIGKILL as soon as the phase shows
-        wait_for(phase_is(project, phase), timeout=90, what=f"phase {phase}")
-        os.kill(rollout.pid, signal.SIGKILL)
-    finally:
-        finish(rollout, timeout=10)
-    # Then the recovery command finishes the job
-    done = project.cli(recovery, check=False, timeout=240)
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v2")
+        try:
+            if fault:
+                wait_for(lambda: canary_ready(project), what="the canary")
+                project.cli("chaos", *fault)
+            # When the CLI is killed with SIGKILL as soon as the phase shows
+            wait_for(phase_is(project, phase), timeout=90, what=f"phase {phase}")
+            os.kill(rollout.pid, signal.SIGKILL)
+        finally:
+            finish(rollout, timeout=10)
+        # Then the recovery command finishes the job
+        done = project.cli(recovery, check=False, timeout=240)
     assert done.returncode in (0, 3), done.stdout + done.stderr
     state = project.state()
     assert state["phase"] == final
@@ -95,17 +99,24 @@ def test_kill_9_in_each_phase_then_recover(
     assert_consistent(project)
     expected = "v2" if final == "promoted" else "v1"
     assert version_counts(project.url + "/", 40) == {expected: 40}
+    # And no request failed but the chaos the test itself injected
+    assert load[0].errors == {}, load[0]
+    assert fault is not None or load[0].failed == 0, load[0]
+    assert_chain_verifies(project)
 
 
 def test_sigterm_finishes_the_current_look(project: Project) -> None:
     fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
     project.cli("deploy")
-    rollout = start_rollout(project, "v2")
-    try:
-        wait_for(lambda: canary_ready(project), what="the canary")
-        rollout.send_signal(signal.SIGTERM)
-    finally:
-        output = finish(rollout, timeout=60)
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v2")
+        try:
+            wait_for(lambda: canary_ready(project), what="the canary")
+            rollout.send_signal(signal.SIGTERM)
+        finally:
+            output = finish(rollout, timeout=60)
     assert rollout.returncode in (0, 130), output
     assert project.state()["phase"] in ("progressing", "paused")
     assert_consistent(project)
+    assert load[0].failed == 0, load[0]
+    assert_chain_verifies(project)
