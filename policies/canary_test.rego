@@ -23,12 +23,12 @@ base := {
 	},
 	"statistics": {
 		"errors": {
-			"e_value": 0.4, "p_value": 0.6, "verdict": "no_harm", "effect": 0.002,
+			"e_value": 0.4, "p_value": 0.6, "verdict": "no_harm", "effect": 0.002, "e_value_no_harm": 230,
 			"ci_low": -0.004, "ci_high": 0.008,
 			"canary_n": 412, "canary_events": 2, "stable_n": 1650, "stable_events": 5,
 		},
 		"latency": {
-			"e_value": 0.7, "p_value": 0.5, "verdict": "no_harm", "effect": 0.001,
+			"e_value": 0.7, "p_value": 0.5, "verdict": "no_harm", "effect": 0.001, "e_value_no_harm": 150,
 			"ci_low": -0.01, "ci_high": 0.012,
 			"canary_n": 412, "canary_events": 4, "stable_n": 1650, "stable_events": 15,
 		},
@@ -56,7 +56,7 @@ test_healthy_canary_is_promoted if {
 	decision.verdict == "promote"
 	decision.reasons == [{
 		"rule": "no_harm",
-		"message": "no harm found in 412 canary requests after 30s (minimum 10s): errors e-value 0.4, latency e-value 0.7",
+		"message": "no harm found in 412 canary requests after 30s (minimum 10s): no-harm e-values, errors 230 and latency 150, each >= 1/alpha",
 		"observed": 30,
 		"threshold": 10,
 	}]
