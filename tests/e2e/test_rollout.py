@@ -7,12 +7,17 @@ import json
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import (
     Project,
+    canary_ready,
     fast_rollout,
+    finish,
     rollout_with_fault,
+    start_rollout,
     version_counts,
+    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +108,27 @@ def test_a_manual_pause_waits_for_promote(project: Project) -> None:
     assert second.returncode == 0, second.stdout + second.stderr
     assert project.state()["phase"] == "promoted"
     assert version_counts(project.url + "/", 20) == {"v2": 20}
+
+
+def test_abort_stops_a_running_rollout_and_rolls_back(rollout_project: Project) -> None:
+    # Given a rollout in its first step (a long one)
+    project = rollout_project
+    tune = yaml.safe_load(project.manifest.read_text())
+    tune["strategy"]["canary"]["analysis"]["min_duration"] = "60s"
+    tune["strategy"]["canary"]["analysis"]["max_duration"] = "120s"
+    project.manifest.write_text(yaml.safe_dump(tune))
+    rollout = start_rollout(project, "v2")
+    try:
+        wait_for(lambda: canary_ready(project), what="the canary")
+        # When it is aborted from another shell
+        done = project.cli("abort", check=False, timeout=120)
+    finally:
+        output = finish(rollout, timeout=60)
+    # Then the running CLI stopped after its current look, and the canary is rolled back
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"stopped the rollout (pid {rollout.pid})" in done.stderr
+    assert "aborted" in done.stdout
+    assert rollout.returncode == 130, output
+    state = project.state()
+    assert (state["phase"], state["canary_weight"]) == ("rolled-back", 0)
+    assert version_counts(project.url + "/", 20) == {"v1": 20}

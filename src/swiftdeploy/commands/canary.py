@@ -13,9 +13,8 @@ def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
     strategy = fleet.loaded.manifest.strategy.canary
     if weight is not None and not 0 <= weight <= 100:
         raise BadInputError(f"--weight {weight} is outside 0-100")
-    state = fleet.store.load()
+    state = fleet.reconcile(fleet.store.load())  # an interrupted start leaves no trace
     fleet.require_canary_can_start(state, version)
-    state = fleet.ensure_platform(state)
     state = fleet.transition(
         state.model_copy(update={"rollout_id": uuid.uuid4().hex[:12]}),
         f"canary {version} started by hand",
