@@ -7,7 +7,6 @@ the end; tests that need their own policy directory start their own `OpaServer`.
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from swiftdeploy.policy import EmbeddedEngine, OpaEngine, OpaServer, PolicyEngine
+from swiftdeploy.tools import find_opa
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -118,19 +118,11 @@ def infra_input() -> Callable[..., dict[str, Any]]:
     return build
 
 
-def _opa_binary() -> str | None:
-    candidates = [os.environ.get("SWIFTDEPLOY_OPA"), str(ROOT / ".tools/bin/opa")]
-    for candidate in [*candidates, shutil.which("opa")]:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def opa_binary() -> str:
-    binary = _opa_binary()
-    if binary is None:
-        pytest.skip("no opa binary: run `make setup` (or set SWIFTDEPLOY_OPA)")
+    """The OPA the setup installs; its absence is a failure, never a skip."""
+    binary = find_opa()
+    assert binary is not None, "no opa binary: run `make setup` (or set SWIFTDEPLOY_OPA)"
     return binary
 
 
