@@ -22,6 +22,7 @@ from swiftdeploy.metrics.prometheus_server import PrometheusServer
 from swiftdeploy.policy.base import Decision
 from swiftdeploy.policy.opa import opa_server_argv
 from swiftdeploy.ports import free_port
+from swiftdeploy.probe import wait_for_ok
 from swiftdeploy.rollout.state import Replica, State, StateStore, Track
 from swiftdeploy.runtime.base import ProcessSpec, Runtime
 from swiftdeploy.tools import find_opa
@@ -143,7 +144,11 @@ class Fleet:
             self.progress("starting prometheus")
             self.runtime.start(server.prepare())
         server.write_targets(state)
-        server.wait_ready(timeout=30)
+        failure = wait_for_ok(self.http, f"{server.url}/-/ready", timeout=30, interval=0.1)
+        if failure is not None:
+            raise OperationalError(
+                f"Prometheus at {server.url} was not ready within 30s ({failure})"
+            )
         return server.url
 
     def ensure_opa(self, state: State) -> str:
@@ -169,19 +174,10 @@ class Fleet:
                 self.loaded.project_dir / policy.directory, state.opa_port, opa_binary=opa
             )
             self.runtime.start(ProcessSpec(name="opa", argv=argv))
-        self._wait_http(f"{url}/health", "OPA", timeout=15)
+        failure = wait_for_ok(self.http, f"{url}/health", timeout=15)
+        if failure is not None:
+            raise OperationalError(f"OPA at {url} did not answer within 15s ({failure})")
         return url
-
-    def _wait_http(self, url: str, what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise OperationalError(f"{what} at {url} did not answer within {timeout:g}s")
 
     def metrics_targets(self, track: str) -> list[str]:
         """The /metrics URLs of a track's routed replicas, from the persisted state."""
@@ -228,20 +224,12 @@ class Fleet:
     def wait_healthy(self, replica: Replica) -> None:
         service = self.loaded.manifest.service
         url = f"http://{replica.endpoint}{service.health}"
-        deadline = time.monotonic() + service.start_timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            try:
-                response = self.http.get(url, timeout=1.0)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(0.1)
+        failure = wait_for_ok(self.http, url, service.start_timeout, interval=0.1)
+        if failure is None:
+            return
         raise RuntimeProcessError(
             f"{replica.name} failed its health check {url} within "
-            f"{service.start_timeout:g}s ({last})",
+            f"{service.start_timeout:g}s ({failure})",
             hint=f"see {self.state_dir / 'logs' / (replica.name + '.log')}",
         )
 

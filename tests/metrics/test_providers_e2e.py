@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -18,8 +20,13 @@ from tests.conftest import Project
 pytestmark = pytest.mark.e2e
 
 
-def _fleet(project: Project) -> Fleet:
-    return open_fleet(load_manifest(project.manifest), lambda message: None)
+@contextmanager
+def _fleet(project: Project) -> Iterator[Fleet]:
+    fleet = open_fleet(load_manifest(project.manifest), lambda message: None)
+    try:
+        yield fleet
+    finally:
+        fleet.http.close()
 
 
 def _provider(fleet: Fleet, name: str, client: httpx.Client) -> MetricsProvider:
@@ -41,8 +48,7 @@ def test_nginx_counts_agree_exactly_with_the_apps_own(project: Project) -> None:
     project.cli("deploy")
     project.cli("canary", "v2", "--weight", "50")
     project.cli("chaos", "--error-rate", "0.2")
-    fleet = _fleet(project)
-    with httpx.Client(trust_env=False) as client:
+    with _fleet(project) as fleet, httpx.Client(trust_env=False) as client:
         app = _provider(fleet, "scrape", client)
         nginx = _provider(fleet, "nginx", client)
         for provider in (app, nginx):
@@ -70,8 +76,7 @@ def test_scrape_matches_prometheus_default_queries(project: Project) -> None:
     project.cli("deploy")
     project.cli("canary", "v2", "--weight", "50")
     project.cli("chaos", "--error-rate", "0.1", "--latency-ms", "120")
-    fleet = _fleet(project)
-    with httpx.Client(trust_env=False) as client:
+    with _fleet(project) as fleet, httpx.Client(trust_env=False) as client:
         prometheus = _provider(fleet, "prometheus", client)
         scrape = _provider(fleet, "scrape", client)
         assert prometheus.is_online()

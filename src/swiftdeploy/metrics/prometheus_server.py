@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
-
-import httpx
 
 from swiftdeploy.errors import OperationalError
 from swiftdeploy.fsutil import atomic_write, private_dir
@@ -85,14 +82,3 @@ class PrometheusServer:
         ]
         private_dir(self.dir)
         atomic_write(self.targets_path, json.dumps(groups))
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise OperationalError(f"Prometheus at {self.url} was not ready within {timeout:g}s")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from swiftdeploy import proc
 from swiftdeploy.errors import BadInputError, TrafficError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import Manifest
+from swiftdeploy.probe import wait_for_ok
 from swiftdeploy.runtime.base import ProcessSpec
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
@@ -117,25 +117,13 @@ class NginxRouter:
             atomic_write(self.routes_path, _routes_json(Routes()))
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self._http.get(f"{self.admin_url}/routes").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        failure = wait_for_ok(self._http, f"{self.admin_url}/routes", timeout)
+        if failure is None:
+            return
         raise TrafficError(
-            f"nginx admin endpoint {self.admin_url} did not answer within {timeout:g}s",
+            f"nginx admin endpoint {self.admin_url} did not answer within {timeout:g}s ({failure})",
             hint=f"see {self.state_dir / 'logs' / 'nginx-error.log'}",
         )
-
-    def persisted(self) -> Routes:
-        try:
-            data = json.loads(self.routes_path.read_text())
-        except (OSError, ValueError):
-            return Routes()
-        return _routes_from_json(data)
 
     def apply(self, routes: Routes) -> None:
         body = _routes_json(routes)
