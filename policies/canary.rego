@@ -8,10 +8,12 @@
 #   promote contains reason   evidence that the step is good; promoting needs at
 #                             least one promote reason and no deny or hold reason
 #
-# A rule added in another file of this package (same three sets) takes part with
-# no code change. A hold that lasts until step.max_duration_s becomes
-# step.on_timeout. Thresholds come from input.thresholds and input.alpha (the
-# manifest), never from this file. Input and decision: docs/policy-input.md.
+# The numbers come from the CLI's sequential statistics (docs/policy-input.md):
+# statistics.harm is the rollout's evidence of harm against 1/alpha, and each test
+# says whether it carries that harm, and (errors, latency) whether the step has
+# passed it. A rule added in another file of this package (same three sets) takes
+# part with no code change. Thresholds come from the input (the manifest), never
+# from this file. A hold never becomes a rollback here: lack of evidence is no harm.
 package swiftdeploy.canary
 
 import data.swiftdeploy.lib
@@ -22,7 +24,7 @@ decision := {
 	"reasons": reasons,
 }
 
-base_verdict := "rollback" if {
+verdict := "rollback" if {
 	count(deny) > 0
 } else := "hold" if {
 	count(hold) > 0
@@ -30,22 +32,10 @@ base_verdict := "rollback" if {
 	count(promote) > 0
 } else := "hold"
 
-verdict := input.step.on_timeout if {
-	timed_out
-} else := base_verdict
-
-timed_out if {
-	base_verdict == "hold"
-	lib.number(input.step.elapsed_s) >= lib.number(input.step.max_duration_s)
-	input.step.on_timeout in {"rollback", "hold"}
-}
-
-reasons := array.concat([timeout_reason], held) if {
-	timed_out
-} else := [reason | some reason in deny] if {
-	base_verdict == "rollback"
+reasons := [reason | some reason in deny] if {
+	verdict == "rollback"
 } else := held if {
-	base_verdict == "hold"
+	verdict == "hold"
 } else := [reason | some reason in promote]
 
 held := [reason | some reason in hold] if {
@@ -57,23 +47,11 @@ held := [reason | some reason in hold] if {
 	"threshold": null,
 }]
 
-timeout_reason := {
-	"rule": "timeout",
-	"message": concat("", [
-		"no decision after ",
-		lib.seconds(input.step.elapsed_s),
-		" (maximum ",
-		lib.seconds(input.step.max_duration_s),
-		"), so on_timeout applies: ",
-		input.step.on_timeout,
-	]),
-	"observed": input.step.elapsed_s,
-	"threshold": input.step.max_duration_s,
-}
-
 tracks := ["canary", "stable"]
 
-kinds := ["errors", "latency"]
+dimensions := ["errors", "latency"]
+
+tests := ["errors", "latency", "error_rate", "p99"]
 
 # --- track status --------------------------------------------------------------
 
@@ -98,10 +76,10 @@ hold contains reason if {
 	reason := {
 		"rule": "no_data",
 		"message": concat("", [
-			"not enough data: no ",
+			"no ",
 			track,
-			" metrics yet (",
-			detail(track, "no requests seen"),
+			" requests in this step yet (",
+			detail(track, "nothing counted"),
 			")",
 		]),
 		"observed": "no_data",
@@ -123,162 +101,164 @@ deny contains reason if {
 	}
 }
 
-# --- absolute thresholds (only once the canary has min_requests) --------------
-
-hold contains reason if {
-	input.canary.status == "ok"
-	lib.number(input.canary.requests) < lib.number(input.thresholds.min_requests)
-	reason := {
-		"rule": "min_requests",
-		"message": concat("", [
-			"not enough data: ",
-			lib.int(input.canary.requests),
-			" canary requests, needs ",
-			lib.int(input.thresholds.min_requests),
-		]),
-		"observed": input.canary.requests,
-		"threshold": input.thresholds.min_requests,
-	}
-}
-
-enough_canary_data if {
-	input.canary.status == "ok"
-	lib.number(input.canary.requests) >= lib.number(input.thresholds.min_requests)
-}
+# --- harm: the rollout's evidence reached 1/alpha ------------------------------
+# One reason per test that carries the harm. A reason's observed is the test's
+# e-value and its threshold is alpha: reasons carry only input numbers, never
+# computed ones, so both engines report them to the last digit.
 
 deny contains reason if {
-	enough_canary_data
-	lib.number(input.canary.error_rate) > lib.number(input.thresholds.max_error_rate)
-	shown := lib.pct_pair(input.canary.error_rate, input.thresholds.max_error_rate)
+	input.statistics.harm.verdict == "harm"
+	some test in tests
+	stat := input.statistics[test]
+	stat.verdict == "harm"
 	reason := {
-		"rule": "max_error_rate",
-		"message": concat("", [
-			"canary error rate ",
-			shown[0],
-			" > ",
-			shown[1],
-			" (stable ",
-			stable_error_rate,
-			"; ",
-			lib.int(input.canary.requests),
-			" requests)",
-		]),
-		"observed": input.canary.error_rate,
-		"threshold": input.thresholds.max_error_rate,
-	}
-}
-
-deny contains reason if {
-	enough_canary_data
-	lib.number(input.canary.p99_ms) > lib.number(input.thresholds.max_p99_ms)
-	shown := lib.ms_pair(input.canary.p99_ms, input.thresholds.max_p99_ms)
-	reason := {
-		"rule": "max_p99_ms",
-		"message": concat("", [
-			"canary p99 latency ",
-			shown[0],
-			" > ",
-			shown[1],
-			" (stable ",
-			stable_p99,
-			"; ",
-			lib.int(input.canary.requests),
-			" requests)",
-		]),
-		"observed": input.canary.p99_ms,
-		"threshold": input.thresholds.max_p99_ms,
-	}
-}
-
-stable_error_rate := lib.pct(input.stable.error_rate) if {
-	input.stable.status == "ok"
-} else := "n/a"
-
-stable_p99 := lib.ms(input.stable.p99_ms) if {
-	input.stable.status == "ok"
-} else := "n/a"
-
-# --- canary against stable (sequential tests from the analysis) ----------------
-# The analysis reports harm once an e-value reaches 1/alpha. A reason's observed is
-# the e-value and its threshold is alpha itself: reasons carry only input numbers,
-# never computed ones, so both engines report them to the last digit.
-
-compared if {
-	input.canary.status == "ok"
-	input.stable.status == "ok"
-}
-
-deny contains reason if {
-	compared
-	some kind in kinds
-	input.statistics[kind].verdict == "harm"
-	stat := input.statistics[kind]
-	reason := {
-		"rule": concat("_", [kind, "harm"]),
-		"message": concat("", [
-			"canary ",
-			kind,
-			" worse than stable: e-value ",
-			lib.evalue(object.get(stat, "e_value", null)),
-			" >= ",
-			alpha_evalue,
-			" = 1/alpha (alpha ",
-			lib.small(object.get(input, "alpha", null)),
-			"); ",
-			counts(kind, stat),
-		]),
+		"rule": harm_rule[test],
+		"message": concat("", [harm_text(test, stat), "; ", evidence_text]),
 		"observed": object.get(stat, "e_value", null),
 		"threshold": object.get(input, "alpha", null),
 	}
 }
 
-hold contains reason if {
-	compared
-	some kind in kinds
-	input.statistics[kind].verdict == "continue"
-	stat := input.statistics[kind]
-	reason := {
-		"rule": "inconclusive",
-		"message": concat("", [
-			"no verdict yet on ",
-			kind,
-			": e-value ",
-			lib.evalue(object.get(stat, "e_value", null)),
-			", harm needs ",
-			alpha_evalue,
-			" = 1/alpha",
-		]),
-		"observed": object.get(stat, "e_value", null),
-		"threshold": object.get(input, "alpha", null),
-	}
+# object.get needs an object in both engines; a mistyped one is reported by the contract
+harm := input.statistics.harm if {
+	is_object(input.statistics.harm)
+} else := {}
+
+limits := input.thresholds if {
+	is_object(input.thresholds)
+} else := {}
+
+harm_rule := {
+	"errors": "errors_harm",
+	"latency": "latency_harm",
+	"error_rate": "max_error_rate",
+	"p99": "max_p99_ms",
 }
 
-# the e-value the analysis must reach to report harm, for messages
-alpha_evalue := lib.evalue(lib.inverse(object.get(input, "alpha", null)))
+evidence_text := concat("", [
+	"evidence of harm ",
+	lib.evalue(object.get(harm, "e_value", null)),
+	" >= ",
+	lib.evalue(object.get(harm, "threshold", null)),
+	" = 1/alpha (alpha ",
+	lib.small(object.get(input, "alpha", null)),
+	", a false rollback rate per rollout)",
+])
 
-counts("errors", stat) := concat("", [
-	"canary ",
+harm_text("errors", stat) := concat("", [
+	"canary errors worse than stable: ",
 	lib.int(object.get(stat, "canary_events", null)),
 	" errors in ",
 	lib.int(object.get(stat, "canary_n", null)),
-	" requests, stable ",
+	" canary requests, stable ",
 	lib.int(object.get(stat, "stable_events", null)),
 	" in ",
 	lib.int(object.get(stat, "stable_n", null)),
+	" (e-value ",
+	lib.evalue(object.get(stat, "e_value", null)),
+	")",
 ])
 
-counts("latency", stat) := concat("", [
-	"canary ",
+harm_text("latency", stat) := concat("", [
+	"canary slower than stable: ",
 	lib.int(object.get(stat, "canary_events", null)),
 	" of ",
 	lib.int(object.get(stat, "canary_n", null)),
-	" requests slower than the latency SLO, stable ",
+	" canary requests slower than ",
+	lib.ms(object.get(stat, "slow_above_ms", null)),
+	", stable ",
 	lib.int(object.get(stat, "stable_events", null)),
 	" of ",
 	lib.int(object.get(stat, "stable_n", null)),
+	" (e-value ",
+	lib.evalue(object.get(stat, "e_value", null)),
+	")",
 ])
 
-# --- duration and promotion ------------------------------------------------------
+harm_text("error_rate", stat) := concat("", [
+	"canary error rate above ",
+	lib.pct(object.get(limits, "max_error_rate", null)),
+	" (thresholds.max_error_rate): ",
+	lib.int(object.get(stat, "canary_events", null)),
+	" errors in ",
+	lib.int(object.get(stat, "canary_n", null)),
+	" requests (e-value ",
+	lib.evalue(object.get(stat, "e_value", null)),
+	")",
+])
+
+harm_text("p99", stat) := concat("", [
+	"canary p99 above ",
+	lib.ms(object.get(limits, "max_p99_ms", null)),
+	" (thresholds.max_p99_ms): ",
+	lib.int(object.get(stat, "canary_events", null)),
+	" of ",
+	lib.int(object.get(stat, "canary_n", null)),
+	" requests slower than ",
+	lib.ms(object.get(stat, "slow_above_ms", null)),
+	", more than 1% (e-value ",
+	lib.evalue(object.get(stat, "e_value", null)),
+	")",
+])
+
+# --- evidence for a pass ---------------------------------------------------------
+
+hold contains reason if {
+	some dimension in dimensions
+	stat := input.statistics[dimension]
+	stat.verdict == "continue"
+	reason := {
+		"rule": "needs_evidence",
+		"message": needs_text(dimension, stat),
+		"observed": object.get(stat, "canary_n", null),
+		"threshold": object.get(stat, "needed", null),
+	}
+}
+
+needs_text(dimension, stat) := concat("", [
+	dimension,
+	": ",
+	lib.int(stat.remaining),
+	" more canary requests to catch ",
+	lib.text(object.get(stat, "regression", null), "the regression"),
+	" with ",
+	power_pct,
+	" power",
+	eta_text(stat),
+	", or a no-harm e-value of ",
+	lib.evalue(object.get(stat, "no_harm_threshold", null)),
+	" (now ",
+	lib.evalue(object.get(stat, "e_value_no_harm", null)),
+	"); to decide sooner: more traffic, a larger policy.detect.",
+	dimension,
+	", or a larger policy.beta",
+]) if {
+	is_number(stat.remaining)
+} else := concat("", [
+	dimension,
+	": ",
+	lib.text(object.get(stat, "note", null), "power cannot be planned yet"),
+	"; needs a no-harm e-value of ",
+	lib.evalue(object.get(stat, "no_harm_threshold", null)),
+	" (now ",
+	lib.evalue(object.get(stat, "e_value_no_harm", null)),
+	")",
+])
+
+power_pct := concat("", [lib.num((1 - input.beta) * 100), "%"]) if {
+	is_number(input.beta)
+} else := "n/a"
+
+eta_text(stat) := concat("", [
+	" (about ",
+	lib.duration(stat.eta_s),
+	" at ",
+	lib.num(stat.canary_rps),
+	" req/s)",
+]) if {
+	is_number(stat.eta_s)
+	is_number(stat.canary_rps)
+} else := ""
 
 hold contains reason if {
 	lib.number(input.step.elapsed_s) < lib.number(input.step.min_duration_s)
@@ -296,30 +276,55 @@ hold contains reason if {
 	}
 }
 
+compared if {
+	input.canary.status == "ok"
+	input.stable.status == "ok"
+}
+
+# (counted rather than `every`, which rego-cpp 1.5.2 does not support)
 promote contains reason if {
 	compared
-	input.statistics.errors.verdict == "no_harm"
-	input.statistics.latency.verdict == "no_harm"
+	count([d | some d in dimensions; input.statistics[d].verdict == "pass"]) == count(dimensions)
 	lib.number(input.step.elapsed_s) >= lib.number(input.step.min_duration_s)
 	reason := {
-		"rule": "no_harm",
+		"rule": "passed",
 		"message": concat("", [
-			"no harm found in ",
-			lib.int(input.canary.requests),
-			" canary requests after ",
+			step_name,
+			" passed after ",
 			lib.seconds(input.step.elapsed_s),
-			" (minimum ",
-			lib.seconds(input.step.min_duration_s),
-			"): no-harm e-values, errors ",
-			lib.evalue(object.get(input.statistics.errors, "e_value_no_harm", null)),
-			" and latency ",
-			lib.evalue(object.get(input.statistics.latency, "e_value_no_harm", null)),
-			", each >= 1/alpha",
+			" and ",
+			lib.int(input.canary.requests),
+			" canary requests: ",
+			concat("; ", [passed_text(d, input.statistics[d]) | some d in dimensions]),
 		]),
 		"observed": input.step.elapsed_s,
 		"threshold": input.step.min_duration_s,
 	}
 }
+
+passed_text(dimension, stat) := concat("", [
+	dimension,
+	" by power (",
+	lib.text(object.get(stat, "regression", null), "the regression"),
+	" would have been caught with ",
+	power_pct,
+	" power by ",
+	lib.int(object.get(stat, "needed", null)),
+	" canary requests)",
+]) if {
+	stat.passed_by == "power"
+} else := concat("", [
+	dimension,
+	" by no harm (e-value ",
+	lib.evalue(object.get(stat, "e_value_no_harm", null)),
+	" >= ",
+	lib.evalue(object.get(stat, "no_harm_threshold", null)),
+	" = 1/beta)",
+]) if {
+	stat.passed_by == "no_harm"
+} else := concat("", [dimension, " by an earlier step of this rollout"]) if {
+	stat.passed_by == "earlier_step"
+} else := concat("", [dimension, " by hand"])
 
 step_name := concat("", [
 	"step ",
@@ -361,13 +366,16 @@ string_fields := [["canary", "detail"], ["stable", "detail"]]
 
 boolean_fields := [["canary", "healthy"], ["stable", "healthy"]]
 
-number_fields := array.concat(array.concat(step_number_fields, track_number_fields), statistics_number_fields)
+number_fields := array.concat(
+	array.concat(step_number_fields, track_number_fields),
+	statistics_number_fields,
+)
 
 step_number_fields := [
 	["thresholds", "max_error_rate"],
 	["thresholds", "max_p99_ms"],
-	["thresholds", "min_requests"],
 	["alpha"],
+	["beta"],
 	["step", "index"],
 	["step", "weight"],
 	["step", "elapsed_s"],
@@ -379,22 +387,24 @@ step_number_fields := [
 track_number_fields := [[track, key] |
 	some track in tracks
 	input[track].status == "ok"
-	some key in ["requests", "errors", "error_rate", "p50_ms", "p90_ms", "p99_ms"]
+	some key in ["requests", "errors", "error_rate"]
 ]
 
-statistics_number_fields := [["statistics", kind, key] |
-	compared
-	some kind in kinds
-	some key in ["e_value", "canary_n", "canary_events", "stable_n", "stable_events"]
-]
+statistics_number_fields := array.concat(
+	[["statistics", "harm", "e_value"], ["statistics", "harm", "threshold"]],
+	[["statistics", test, key] |
+		some test in tests
+		some key in ["e_value", "weight", "canary_n", "canary_events"]
+	],
+)
 
 choice_fields := array.concat(
 	[
-		[["step", "on_timeout"], ["rollback", "hold"]],
 		[["canary", "status"], statuses],
 		[["stable", "status"], statuses],
+		[["statistics", "harm", "verdict"], ["harm", "none"]],
 	],
-	[[["statistics", kind, "verdict"], ["harm", "no_harm", "continue"]] | compared; some kind in kinds],
+	[[["statistics", test, "verdict"], ["harm", "pass", "continue"]] | some test in tests],
 )
 
 statuses := ["ok", "no_data", "provider_error"]
@@ -409,24 +419,17 @@ contract_kept if {
 	is_string(input.stable.detail)
 	is_boolean(input.canary.healthy)
 	is_boolean(input.stable.healthy)
-	input.step.on_timeout in ["rollback", "hold"]
 	input.canary.status in statuses
 	input.stable.status in statuses
-	verdicts_present
-}
-
-verdicts_present if not compared
-
-verdicts_present if {
-	input.statistics.errors.verdict in ["harm", "no_harm", "continue"]
-	input.statistics.latency.verdict in ["harm", "no_harm", "continue"]
+	input.statistics.harm.verdict in ["harm", "none"]
+	count([t | some t in tests; input.statistics[t].verdict in ["harm", "pass", "continue"]]) == count(tests)
 }
 
 numbers_present if {
 	is_number(input.thresholds.max_error_rate)
 	is_number(input.thresholds.max_p99_ms)
-	is_number(input.thresholds.min_requests)
 	is_number(input.alpha)
+	is_number(input.beta)
 	is_number(input.step.index)
 	is_number(input.step.weight)
 	is_number(input.step.elapsed_s)
@@ -434,7 +437,9 @@ numbers_present if {
 	is_number(input.step.max_duration_s)
 	track_numbers_present("canary")
 	track_numbers_present("stable")
-	statistics_numbers_present
+	is_number(input.statistics.harm.e_value)
+	is_number(input.statistics.harm.threshold)
+	count([t | some t in tests; statistic_numbers_present(input.statistics[t])]) == count(tests)
 }
 
 track_numbers_present(track) if input[track].status != "ok"
@@ -443,22 +448,11 @@ track_numbers_present(track) if {
 	is_number(input[track].requests)
 	is_number(input[track].errors)
 	is_number(input[track].error_rate)
-	is_number(input[track].p50_ms)
-	is_number(input[track].p90_ms)
-	is_number(input[track].p99_ms)
-}
-
-statistics_numbers_present if not compared
-
-statistics_numbers_present if {
-	statistic_numbers_present(input.statistics.errors)
-	statistic_numbers_present(input.statistics.latency)
 }
 
 statistic_numbers_present(stat) if {
 	is_number(stat.e_value)
+	is_number(stat.weight)
 	is_number(stat.canary_n)
 	is_number(stat.canary_events)
-	is_number(stat.stable_n)
-	is_number(stat.stable_events)
 }

@@ -2,35 +2,48 @@ package swiftdeploy.canary_test
 
 import data.swiftdeploy.canary
 
-# A step that has earned promotion; each test changes one thing.
+# A step that has earned promotion, as the CLI builds it (tests/support/inputs.py,
+# `promotable`, rounded); each test changes one thing.
 base := {
 	"thresholds": {
-		"max_error_rate": 0.01, "max_p99_ms": 500, "min_requests": 50,
+		"max_error_rate": 0.01, "max_p99_ms": 500,
 		"min_disk_free_gb": 1.0, "max_load_per_core": 4.0, "min_mem_available_pct": 5.0,
 	},
 	"alpha": 0.01,
-	"step": {
-		"index": 0, "weight": 20, "elapsed_s": 30,
-		"min_duration_s": 10, "max_duration_s": 60, "on_timeout": "rollback",
-	},
+	"beta": 0.1,
+	"detect": {"errors": "+1 point", "latency_ms": 100},
+	"step": {"index": 0, "weight": 20, "elapsed_s": 40, "min_duration_s": 30, "max_duration_s": 600},
 	"canary": {
-		"status": "ok", "detail": "", "requests": 412, "errors": 2, "error_rate": 0.005,
-		"p50_ms": 12.0, "p90_ms": 40.0, "p99_ms": 120.0, "healthy": true,
+		"status": "ok", "detail": "", "requests": 3000, "errors": 15, "error_rate": 0.005,
+		"p50_ms": 25.0, "p90_ms": 45.0, "p99_ms": 49.5, "healthy": true,
 	},
 	"stable": {
-		"status": "ok", "detail": "", "requests": 1650, "errors": 5, "error_rate": 0.003,
-		"p50_ms": 11.0, "p90_ms": 38.0, "p99_ms": 110.0, "healthy": true,
+		"status": "ok", "detail": "", "requests": 12000, "errors": 60, "error_rate": 0.005,
+		"p50_ms": 25.0, "p90_ms": 45.0, "p99_ms": 49.5, "healthy": true,
 	},
 	"statistics": {
+		"harm": {"e_value": 0.19, "threshold": 100, "verdict": "none"},
 		"errors": {
-			"e_value": 0.4, "p_value": 0.6, "verdict": "no_harm", "effect": 0.002, "e_value_no_harm": 230,
-			"ci_low": -0.004, "ci_high": 0.008,
-			"canary_n": 412, "canary_events": 2, "stable_n": 1650, "stable_events": 5,
+			"kind": "compare", "verdict": "pass", "passed_by": "no_harm", "e_value": 0.078,
+			"weight": 0.6, "e_value_no_harm": 617, "no_harm_threshold": 10, "needed": 3296,
+			"remaining": 296, "eta_s": 3.95, "canary_rps": 75, "canary_n": 3000,
+			"canary_events": 15, "stable_n": 12000, "stable_events": 60, "note": "",
+			"regression": "+1 point",
 		},
 		"latency": {
-			"e_value": 0.7, "p_value": 0.5, "verdict": "no_harm", "effect": 0.001, "e_value_no_harm": 150,
-			"ci_low": -0.01, "ci_high": 0.012,
-			"canary_n": 412, "canary_events": 4, "stable_n": 1650, "stable_events": 15,
+			"kind": "compare", "verdict": "pass", "passed_by": "power", "e_value": 0.19,
+			"weight": 0.2, "e_value_no_harm": 10948156, "no_harm_threshold": 10, "needed": 2160,
+			"remaining": 0, "eta_s": 0, "canary_rps": 75, "canary_n": 3000, "canary_events": 3,
+			"stable_n": 12000, "stable_events": 12, "note": "", "regression": "+100 ms at p99",
+			"slow_above_ms": 200,
+		},
+		"error_rate": {
+			"kind": "limit", "verdict": "continue", "e_value": 0.059, "weight": 0.1,
+			"canary_n": 3000, "canary_events": 15, "limit": 0.01,
+		},
+		"p99": {
+			"kind": "limit", "verdict": "continue", "e_value": 1, "weight": 0.1,
+			"canary_n": 3000, "canary_events": 0, "limit": 0.01, "slow_above_ms": 500,
 		},
 	},
 }
@@ -50,47 +63,138 @@ reason(decision, rule) := r if {
 	r.rule == rule
 }
 
-test_healthy_canary_is_promoted if {
+harmed(test, stat) := {"statistics": {
+	"harm": {"e_value": 250, "verdict": "harm"},
+	test: object.union({"verdict": "harm"}, stat),
+}}
+
+# --- promotion ---------------------------------------------------------------------
+
+test_healthy_step_is_promoted if {
 	decision := decide({})
 	decision.allow == true
 	decision.verdict == "promote"
 	decision.reasons == [{
-		"rule": "no_harm",
-		"message": "no harm found in 412 canary requests after 30s (minimum 10s): no-harm e-values, errors 230 and latency 150, each >= 1/alpha",
-		"observed": 30,
-		"threshold": 10,
+		"rule": "passed",
+		"message": "step 1 (20.0% of traffic) passed after 40s and 3000 canary requests: errors by no harm (e-value 617 >= 10 = 1/beta); latency by power (+100 ms at p99 would have been caught with 90% power by 2160 canary requests)",
+		"observed": 40,
+		"threshold": 30,
 	}]
 }
 
-# --- track status --------------------------------------------------------------------
-
-test_canary_provider_error_holds_and_names_the_error if {
-	decision := decide({"canary": {"status": "provider_error", "detail": "prometheus: connection refused", "requests": null}})
-	decision.verdict == "hold"
-	decision.allow == false
-	reason(decision, "provider_error").message == "canary metrics provider failed: prometheus: connection refused"
-}
-
-test_stable_provider_error_holds if {
-	decision := decide({"stable": {"status": "provider_error", "detail": ""}})
-	decision.verdict == "hold"
-	reason(decision, "provider_error").message == "stable metrics provider failed: no detail given"
-}
-
-test_canary_without_data_holds_with_not_enough_data if {
-	decision := decide({"canary": {
-		"status": "no_data", "requests": null, "errors": null, "error_rate": null,
-		"p50_ms": null, "p90_ms": null, "p99_ms": null,
+test_each_way_of_passing_is_named if {
+	decision := decide({"statistics": {
+		"errors": {"passed_by": "earlier_step"},
+		"latency": {"passed_by": "hand"},
 	}})
-	decision.verdict == "hold"
-	rules(decision) == {"no_data"}
-	reason(decision, "no_data").message == "not enough data: no canary metrics yet (no requests seen)"
+	decision.verdict == "promote"
+	contains(decision.reasons[0].message, "errors by an earlier step of this rollout; latency by hand")
 }
 
-test_stable_without_data_holds if {
-	decision := decide({"stable": {"status": "no_data", "detail": "window is empty"}})
+test_exactly_min_duration_promotes if {
+	decide({"step": {"elapsed_s": 30}}).verdict == "promote"
+}
+
+test_before_min_duration_holds if {
+	decision := decide({"step": {"elapsed_s": 12.5}})
 	decision.verdict == "hold"
-	reason(decision, "no_data").message == "not enough data: no stable metrics yet (window is empty)"
+	reason(decision, "min_duration").message == "step 1 (20.0% of traffic) has run 12.5s of its minimum 30s"
+}
+
+test_one_dimension_passed_is_not_enough if {
+	decision := decide({"statistics": {"latency": {"verdict": "continue", "passed_by": null, "remaining": 1200, "eta_s": 16}}})
+	decision.verdict == "hold"
+	rules(decision) == {"needs_evidence"}
+}
+
+test_a_provider_error_blocks_promotion if {
+	decision := decide({"stable": {"status": "provider_error", "detail": "nginx did not answer"}})
+	decision.verdict == "hold"
+	reason(decision, "provider_error").message == "stable metrics provider failed: nginx did not answer"
+}
+
+test_no_promote_reason_means_hold if {
+	decision := decide({"canary": {"status": "no_data", "detail": "0 requests"}})
+	decision.verdict == "hold"
+	reason(decision, "no_data").message == "no canary requests in this step yet (0 requests)"
+}
+
+# --- holding, with what it takes ------------------------------------------------------
+
+test_undecided_dimension_says_how_many_requests_and_how_long if {
+	decision := decide({"statistics": {"errors": {
+		"verdict": "continue", "passed_by": null, "remaining": 2480, "eta_s": 496,
+		"canary_rps": 5, "e_value_no_harm": 1.3,
+	}}})
+	decision.verdict == "hold"
+	decision.reasons == [{
+		"rule": "needs_evidence",
+		"message": "errors: 2480 more canary requests to catch +1 point with 90% power (about 8m 16s at 5 req/s), or a no-harm e-value of 10 (now 1.3); to decide sooner: more traffic, a larger policy.detect.errors, or a larger policy.beta",
+		"observed": 3000,
+		"threshold": 3296,
+	}]
+}
+
+test_an_unplannable_dimension_says_why if {
+	decision := decide({"statistics": {"latency": {
+		"verdict": "continue", "passed_by": null, "remaining": null, "needed": null,
+		"eta_s": null, "e_value_no_harm": 2.5,
+		"note": "the stable itself has about 3.1% of requests slower than 200 ms, so a canary p99 there is not a regression",
+	}}})
+	reason(decision, "needs_evidence").message == "latency: the stable itself has about 3.1% of requests slower than 200 ms, so a canary p99 there is not a regression; needs a no-harm e-value of 10 (now 2.5)"
+}
+
+test_a_hold_never_turns_into_a_rollback_past_max_duration if {
+	decision := decide({
+		"step": {"elapsed_s": 5000},
+		"statistics": {"errors": {"verdict": "continue", "passed_by": null}},
+	})
+	decision.verdict == "hold"
+	not "timeout" in rules(decision)
+}
+
+# --- rolling back on evidence of harm -------------------------------------------------
+
+test_errors_harm_rolls_back_naming_the_counts_and_alpha if {
+	decision := decide(harmed("errors", {
+		"e_value": 412, "canary_n": 412, "canary_events": 21, "stable_n": 1650, "stable_events": 5,
+	}))
+	decision.verdict == "rollback"
+	decision.reasons == [{
+		"rule": "errors_harm",
+		"message": "canary errors worse than stable: 21 errors in 412 canary requests, stable 5 in 1650 (e-value 412); evidence of harm 250 >= 100 = 1/alpha (alpha 0.01, a false rollback rate per rollout)",
+		"observed": 412,
+		"threshold": 0.01,
+	}]
+}
+
+test_latency_harm_rolls_back if {
+	decision := decide(harmed("latency", {"e_value": 1250, "canary_events": 40, "canary_n": 40}))
+	reason(decision, "latency_harm").message == "canary slower than stable: 40 of 40 canary requests slower than 200 ms, stable 12 of 12000 (e-value 1250); evidence of harm 250 >= 100 = 1/alpha (alpha 0.01, a false rollback rate per rollout)"
+}
+
+test_error_rate_above_its_limit_rolls_back if {
+	decision := decide(harmed("error_rate", {"e_value": 2500, "canary_events": 90, "canary_n": 3000}))
+	reason(decision, "max_error_rate").message == "canary error rate above 1.0% (thresholds.max_error_rate): 90 errors in 3000 requests (e-value 2500); evidence of harm 250 >= 100 = 1/alpha (alpha 0.01, a false rollback rate per rollout)"
+}
+
+test_p99_above_its_limit_rolls_back if {
+	decision := decide(harmed("p99", {"e_value": 2500, "canary_events": 90}))
+	reason(decision, "max_p99_ms").message == "canary p99 above 500 ms (thresholds.max_p99_ms): 90 of 3000 requests slower than 500 ms, more than 1% (e-value 2500); evidence of harm 250 >= 100 = 1/alpha (alpha 0.01, a false rollback rate per rollout)"
+}
+
+test_every_test_that_carries_the_harm_is_a_reason if {
+	decision := decide({"statistics": {
+		"harm": {"e_value": 900, "verdict": "harm"},
+		"errors": {"verdict": "harm", "e_value": 1000},
+		"error_rate": {"verdict": "harm", "e_value": 3000},
+	}})
+	rules(decision) == {"errors_harm", "max_error_rate"}
+}
+
+test_a_test_verdict_alone_is_not_harm if {
+	# harm is the rollout's combined evidence; without it nothing rolls back
+	decide({"statistics": {"errors": {"verdict": "harm"}}}).verdict != "rollback"
 }
 
 test_unhealthy_canary_rolls_back if {
@@ -104,257 +208,29 @@ test_unhealthy_canary_rolls_back_even_without_data if {
 	decision.verdict == "rollback"
 }
 
-# --- min_requests ----------------------------------------------------------------------
-
-test_too_few_requests_hold if {
-	decision := decide({"canary": {"requests": 49}})
-	decision.verdict == "hold"
-	decision.reasons == [{
-		"rule": "min_requests",
-		"message": "not enough data: 49 canary requests, needs 50",
-		"observed": 49,
-		"threshold": 50,
-	}]
-}
-
-test_exactly_min_requests_is_enough if {
-	decide({"canary": {"requests": 50}}).verdict == "promote"
-}
-
-test_absolute_thresholds_wait_for_min_requests if {
-	decision := decide({"canary": {"requests": 10, "error_rate": 0.5, "p99_ms": 5000}})
-	decision.verdict == "hold"
-	rules(decision) == {"min_requests"}
-}
-
-# --- max_error_rate -------------------------------------------------------------------
-
-test_error_rate_above_maximum_rolls_back if {
-	decision := decide({"canary": {"error_rate": 0.051}})
+test_harm_wins_over_a_failed_provider if {
+	decision := decide(object.union(harmed("errors", {}), {"canary": {"status": "provider_error"}}))
 	decision.verdict == "rollback"
-	decision.reasons == [{
-		"rule": "max_error_rate",
-		"message": "canary error rate 5.1% > 1.0% (stable 0.3%; 412 requests)",
-		"observed": 0.051,
-		"threshold": 0.01,
-	}]
 }
 
-test_error_rate_at_maximum_passes if {
-	decide({"canary": {"error_rate": 0.01}}).verdict == "promote"
-}
-
-test_error_rate_just_above_maximum_shows_enough_digits if {
-	decision := decide({"canary": {"error_rate": 0.0101}})
-	reason(decision, "max_error_rate").message == "canary error rate 1.01% > 1.00% (stable 0.3%; 412 requests)"
-}
-
-test_error_rate_threshold_comes_from_input if {
-	decision := decide({"thresholds": {"max_error_rate": 0.001}})
-	rules(decision) == {"max_error_rate"}
-}
-
-# --- max_p99_ms -----------------------------------------------------------------------
-
-test_p99_above_maximum_rolls_back if {
-	decision := decide({"canary": {"p99_ms": 812.4}})
-	decision.verdict == "rollback"
-	decision.reasons == [{
-		"rule": "max_p99_ms",
-		"message": "canary p99 latency 812 ms > 500 ms (stable 110 ms; 412 requests)",
-		"observed": 812.4,
-		"threshold": 500,
-	}]
-}
-
-test_p99_at_maximum_passes if {
-	decide({"canary": {"p99_ms": 500}}).verdict == "promote"
-}
-
-test_p99_just_above_maximum_shows_a_decimal if {
-	decision := decide({"canary": {"p99_ms": 500.2}})
-	reason(decision, "max_p99_ms").message == "canary p99 latency 500.2 ms > 500.0 ms (stable 110 ms; 412 requests)"
-}
-
-# --- canary against stable --------------------------------------------------------------
-
-test_error_harm_rolls_back_with_e_value_and_alpha if {
-	decision := decide({"statistics": {"errors": {
-		"verdict": "harm", "e_value": 812.0,
-		"canary_events": 21, "stable_events": 5,
-	}}})
-	decision.verdict == "rollback"
-	decision.reasons == [{
-		"rule": "errors_harm",
-		"message": "canary errors worse than stable: e-value 812 >= 100 = 1/alpha (alpha 0.01); canary 21 errors in 412 requests, stable 5 in 1650",
-		"observed": 812.0,
-		"threshold": 0.01,
-	}]
-}
-
-test_latency_harm_rolls_back if {
-	decision := decide({"alpha": 0.05, "statistics": {"latency": {"verdict": "harm", "e_value": 2500000}}})
-	decision.verdict == "rollback"
-	reason(decision, "latency_harm").message == "canary latency worse than stable: e-value > 1000000 >= 20 = 1/alpha (alpha 0.05); canary 4 of 412 requests slower than the latency SLO, stable 15 of 1650"
-}
-
-test_harm_still_rolls_back_when_numbers_are_missing if {
-	decision := decide_doc(json.patch(base, [
-		{"op": "replace", "path": "/statistics/errors/verdict", "value": "harm"},
-		{"op": "remove", "path": "/statistics/errors/e_value"},
-		{"op": "remove", "path": "/alpha"},
-	]))
-	decision.verdict == "rollback"
-	reason(decision, "errors_harm").observed == null
-}
-
-test_continue_holds_as_inconclusive if {
-	decision := decide({"statistics": {"errors": {"verdict": "continue", "e_value": 3.2}}})
-	decision.verdict == "hold"
-	decision.reasons == [{
-		"rule": "inconclusive",
-		"message": "no verdict yet on errors: e-value 3.2, harm needs 100 = 1/alpha",
-		"observed": 3.2,
-		"threshold": 0.01,
-	}]
-}
-
-test_one_no_harm_is_not_enough if {
-	decision := decide({"statistics": {"latency": {"verdict": "continue"}}})
-	decision.verdict == "hold"
-	rules(decision) == {"inconclusive"}
-}
-
-test_statistics_are_ignored_when_a_track_has_no_data if {
-	decision := decide({
-		"stable": {"status": "no_data"},
-		"statistics": {"errors": {"verdict": "harm"}},
-	})
-	decision.verdict == "hold"
-	rules(decision) == {"no_data"}
-}
-
-# --- duration, timeout and verdict aggregation ----------------------------------------------
-
-test_before_min_duration_holds if {
-	decision := decide({"step": {"elapsed_s": 9.9}})
-	decision.verdict == "hold"
-	decision.reasons == [{
-		"rule": "min_duration",
-		"message": "step 1 (20.0% of traffic) has run 9.9s of its minimum 10s",
-		"observed": 9.9,
-		"threshold": 10,
-	}]
-}
-
-test_exactly_min_duration_promotes if {
-	decide({"step": {"elapsed_s": 10}}).verdict == "promote"
-}
-
-test_inconclusive_at_max_duration_takes_on_timeout_rollback if {
-	decision := decide({"step": {"elapsed_s": 60}, "statistics": {"errors": {"verdict": "continue"}}})
-	decision.verdict == "rollback"
-	decision.allow == false
-	decision.reasons[0] == {
-		"rule": "timeout",
-		"message": "no decision after 60s (maximum 60s), so on_timeout applies: rollback",
-		"observed": 60,
-		"threshold": 60,
-	}
-	rules(decision) == {"timeout", "inconclusive"}
-}
-
-test_inconclusive_before_max_duration_holds if {
-	decide({"step": {"elapsed_s": 59.9}, "statistics": {"errors": {"verdict": "continue"}}}).verdict == "hold"
-}
-
-test_on_timeout_hold_keeps_holding if {
-	decision := decide({
-		"step": {"elapsed_s": 75, "on_timeout": "hold"},
-		"canary": {"status": "provider_error"},
-	})
-	decision.verdict == "hold"
-	rules(decision) == {"timeout", "provider_error"}
-}
-
-test_timeout_does_not_override_a_rollback if {
-	decision := decide({"step": {"elapsed_s": 90, "on_timeout": "hold"}, "canary": {"healthy": false}})
-	decision.verdict == "rollback"
-	rules(decision) == {"canary_unhealthy"}
-}
-
-test_timeout_does_not_override_a_promotion if {
-	decide({"step": {"elapsed_s": 90}}).verdict == "promote"
-}
-
-test_worst_verdict_wins if {
-	decision := decide({"canary": {"error_rate": 0.2}, "step": {"elapsed_s": 1}})
-	decision.verdict == "rollback"
-	rules(decision) == {"max_error_rate"}
-}
-
-test_extra_deny_rule_rolls_back if {
-	extra := {"rule": "custom", "message": "custom rule", "observed": null, "threshold": null}
-	decision := canary.decision with input as base with canary.deny as {extra}
-	decision.verdict == "rollback"
-	decision.reasons == [extra]
-}
-
-test_extra_hold_rule_holds if {
-	extra := {"rule": "custom", "message": "custom rule", "observed": null, "threshold": null}
-	decision := canary.decision with input as base with canary.hold as {extra}
-	decision.verdict == "hold"
-	decision.reasons == [extra]
-}
-
-test_no_promote_reason_means_hold if {
-	decision := canary.decision with input as base with canary.promote as set()
-	decision.verdict == "hold"
-	rules(decision) == {"no_evidence"}
-}
-
-# --- the input contract -------------------------------------------------------------------
+# --- the input contract -------------------------------------------------------------
 
 test_missing_field_holds_and_never_allows if {
-	decision := decide_doc(json.remove(base, ["canary/p99_ms"]))
-	decision.verdict == "hold"
+	decision := decide_doc(json.remove(base, ["canary/requests"]))
 	decision.allow == false
-	decision.reasons == [{
-		"rule": "missing_field",
-		"message": "input field canary.p99_ms is missing",
-		"observed": null,
-		"threshold": "number",
-	}]
+	reason(decision, "missing_field").message == "input field canary.requests is missing"
 }
 
 test_missing_statistics_hold if {
 	decision := decide_doc(json.remove(base, ["statistics"]))
 	decision.allow == false
 	rules(decision) == {"missing_field"}
-	count(decision.reasons) == 12
-}
-
-test_missing_threshold_holds if {
-	decision := decide_doc(json.remove(base, ["thresholds/max_error_rate"]))
-	reason(decision, "missing_field").message == "input field thresholds.max_error_rate is missing"
-	decision.allow == false
-}
-
-test_unknown_on_timeout_is_invalid if {
-	decision := decide({"step": {"on_timeout": "sometimes"}})
-	decision.reasons == [{
-		"rule": "invalid_field",
-		"message": "input field step.on_timeout is \"sometimes\", expected one of rollback, hold",
-		"observed": "sometimes",
-		"threshold": ["rollback", "hold"],
-	}]
 }
 
 test_mistyped_number_is_invalid_and_not_compared if {
-	decision := decide({"canary": {"requests": "412"}})
+	decision := decide({"canary": {"requests": "3000"}})
 	decision.verdict == "hold"
-	rules(decision) == {"invalid_field"}
-	reason(decision, "invalid_field").message == "input field canary.requests is \"412\", expected a number"
+	reason(decision, "invalid_field").message == "input field canary.requests is \"3000\", expected a number"
 }
 
 test_mistyped_healthy_is_invalid if {
@@ -397,7 +273,7 @@ contract_paths := paths if {
 }
 
 test_every_contract_field_is_checked if {
-	count(contract_paths) == 40
+	count(contract_paths) == 44
 	every path in contract_paths {
 		decision := decide_doc(json.remove(base, [path]))
 		decision.allow == false

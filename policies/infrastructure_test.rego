@@ -5,7 +5,7 @@ import data.swiftdeploy.infrastructure
 base := {
 	"action": "deploy",
 	"thresholds": {
-		"max_error_rate": 0.01, "max_p99_ms": 500, "min_requests": 50,
+		"max_error_rate": 0.01, "max_p99_ms": 500,
 		"min_disk_free_gb": 1.0, "max_load_per_core": 4.0, "min_mem_available_pct": 5.0,
 	},
 	"host": {

@@ -132,6 +132,28 @@ seconds(x) := concat("", [num(x), "s"]) if {
 	is_number(x)
 } else := "n/a"
 
+# duration renders seconds for a person: 42 -> "42s", 250 -> "4m 10s", 7300 -> "2h 1m".
+duration(x) := concat("", [int(x), "s"]) if {
+	is_number(x)
+	x < 90
+} else := concat("", [
+	format_int(floor(x / 60), 10),
+	"m ",
+	format_int(floor(x - (floor(x / 60) * 60)), 10),
+	"s",
+]) if {
+	is_number(x)
+	x < 5400
+} else := concat("", [
+	format_int(floor(x / 3600), 10),
+	"h ",
+	format_int(floor((x - (floor(x / 3600) * 3600)) / 60), 10),
+	"m",
+]) if {
+	is_number(x)
+	x < 1000000000
+} else := "n/a"
+
 # evalue renders an e-value; anything above a million is simply "> 1000000".
 evalue(e) := "> 1000000" if {
 	is_number(e)

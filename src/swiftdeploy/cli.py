@@ -42,7 +42,7 @@ from swiftdeploy.commands import validate as validate_cmd
 from swiftdeploy.commands import weight as weight_cmd
 from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.commands.context import load, open_fleet
-from swiftdeploy.errors import ExitCode, SwiftDeployError
+from swiftdeploy.errors import BadInputError, ExitCode, SwiftDeployError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.lock import lock_holder, project_lock
 from swiftdeploy.manifest import DEFAULT_MANIFEST, LoadedManifest, json_schema
@@ -50,6 +50,7 @@ from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.state import Phase, State, StateStore, Track
 from swiftdeploy.runtime import create_runtime
 from swiftdeploy.view import RolloutView
+from swiftdeploy.wiring import policy_engine, rollout_engine
 
 app = typer.Typer(
     name="swiftdeploy",
@@ -63,6 +64,12 @@ app.add_typer(audit_app, name="audit")
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Go on although the canary policy refuses (needs --reason).")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why the refusal is overridden (recorded).")
+]
 ManifestOption = Annotated[
     Path, typer.Option("-f", "--manifest", help="Path to the manifest.", show_default=True)
 ]
@@ -179,7 +186,8 @@ def canary(
     validate_cmd.preflight(loaded)
     with _locked_fleet(manifest) as fleet:
         _gate(fleet, "canary")
-        state = canary_cmd.start_canary(fleet, version, weight)
+        with _engine(fleet) as engine:
+            state = canary_cmd.start_canary(engine, version, weight)
     out.print(f"canary started: {_summary(state)}")
 
 
@@ -187,10 +195,13 @@ def canary(
 def weight(
     percent: Annotated[int, typer.Argument(help="Canary weight, 0-100.")],
     manifest: ManifestOption = DEFAULT_PATH,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
 ) -> None:
-    """Set the canary's share of traffic by hand."""
-    with _locked_fleet(manifest) as fleet:
-        state = weight_cmd.set_weight(fleet, percent)
+    """Set the canary's share of traffic by hand; upward, the canary policy is asked first."""
+    force_reason = _force_reason(force, reason)
+    with _locked_fleet(manifest) as fleet, _engine(fleet) as engine:
+        state = weight_cmd.set_weight(engine, percent, force_reason)
     out.print(f"weight set: {_summary(state)}")
 
 
@@ -198,16 +209,48 @@ def weight(
 def promote(
     manifest: ManifestOption = DEFAULT_PATH,
     to_the_end: Annotated[bool, typer.Option("--all", help="Run every remaining step.")] = False,
+    force: ForceOption = False,
+    reason: ReasonOption = None,
 ) -> None:
     """Advance to the next step, or (--all) through every step to stable.
 
-    In a rollout (started with `rollout`), the next steps keep their analysis."""
+    The canary policy is asked first, on the current step's numbers: evidence of harm,
+    metrics that cannot be read or a policy engine that cannot decide refuse it (exit
+    3, nothing changed) unless --force --reason TEXT. In a rollout (started with
+    `rollout`), the next steps keep their analysis."""
+    force_reason = _force_reason(force, reason)
     with _locked_fleet(manifest) as fleet:
         if fleet.store.load().analysis:
-            _run_rollout(fleet, lambda engine: rollout_cmd.promote_analysed(engine, to_the_end))
+
+            def gated(engine: RolloutEngine) -> State:
+                state = fleet.reconcile(fleet.store.load())
+                action = "promote --all" if to_the_end else "promote"
+                gate_cmd.canary_gate(engine, state, action, force_reason)
+                return rollout_cmd.promote_analysed(engine, to_the_end)
+
+            _run_rollout(fleet, gated)
             return
-        state = promote_cmd.promote(fleet, to_the_end)
+        with _engine(fleet) as engine:
+            state = promote_cmd.promote(engine, to_the_end, force_reason)
     out.print(f"promoted: {_summary(state)}")
+
+
+def _force_reason(force: bool, reason: str | None) -> str | None:
+    if force and not (reason and reason.strip()):
+        raise BadInputError("--force needs --reason TEXT", hint="say why; it is recorded")
+    if reason is not None and not force:
+        raise BadInputError("--reason is only used with --force")
+    return reason.strip() if force and reason else None
+
+
+@contextmanager
+def _engine(fleet: Fleet) -> Iterator[RolloutEngine]:
+    """A rollout engine for one command (its policy engine closed after it)."""
+    policy = policy_engine(fleet)
+    try:
+        yield rollout_engine(fleet, policy)
+    finally:
+        policy.close()
 
 
 @app.command()
@@ -248,7 +291,7 @@ def abort(manifest: ManifestOption = DEFAULT_PATH) -> None:
 
 
 def _gate(fleet: Fleet, action: str) -> None:
-    engine = rollout_cmd.policy_engine(fleet)
+    engine = policy_engine(fleet)
     try:
         gate_cmd.infrastructure_gate(fleet.loaded, engine, fleet.recorder, action)
     finally:
@@ -260,11 +303,11 @@ def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State]) -> None:
     current look finish and leaves the state consistent for `resume`."""
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    policy = rollout_cmd.policy_engine(fleet)
+    policy = policy_engine(fleet)
     try:
         title = f"{fleet.loaded.manifest.service.name} rollout"
         with RolloutView(err, title) as view:
-            engine = rollout_cmd.build_engine(fleet, policy, view.update, stop.is_set)
+            engine = rollout_engine(fleet, policy, view.update, stop.is_set)
             state = body(engine)
     finally:
         policy.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -20,4 +21,6 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{value!r} is not a duration; use forms like 500ms, 10s, 2m or 1h")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be finite")
     return seconds

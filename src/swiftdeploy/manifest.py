@@ -39,6 +39,21 @@ UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 _COMMAND_FIELDS = {"port", "version"}
+# Keys of earlier versions, with what replaced them: named in the error, not "unknown".
+_REMOVED = {
+    "on_timeout": (
+        "on_timeout was removed: a step still undecided at max_duration now holds, with its"
+        " evidence kept, and never rolls back for lack of evidence; delete the key"
+    ),
+    "min_requests": (
+        "min_requests was removed: a step now passes when a regression of the size in"
+        " policy.detect would have been caught (power 1 - beta); delete the key"
+    ),
+    "statistics": (
+        "policy.statistics was removed: say what to catch in policy.detect"
+        " (errors: +1%, latency: +100ms) and policy.beta; delete the block"
+    ),
+}
 _LISTEN = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
@@ -126,20 +141,33 @@ class Load(_Model):
     path: UrlPath = "/"
 
 
+def _interval(value: object) -> float | str:
+    return "auto" if value == "auto" else parse_duration(value)
+
+
+Interval = Annotated[float | Literal["auto"], BeforeValidator(_interval)]
+
+
 class Analysis(_Model):
-    interval: Duration = 2.0
-    min_duration: Duration = 10.0
-    max_duration: Duration = 60.0
-    min_requests: int | None = Field(default=None, ge=0)
-    on_timeout: Literal["rollback", "hold"] = "rollback"
+    # "auto": a look after about five canary requests, between 0.25 s and 2 s, so
+    # detection keeps up with busy services and quiet ones are not polled for nothing.
+    interval: Interval = "auto"
+    # Every step runs at least this long, so a step at a new weight is watched under
+    # its own traffic even when an earlier step already supplied the evidence.
+    min_duration: Duration = 30.0
+    # Still undecided after this long: the rollout holds (it waits, with the evidence
+    # kept, for `resume`, `promote` or `rollback`). Lack of evidence never rolls back.
+    max_duration: Duration = 600.0
     load: Load | None = None
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> Analysis:
         if self.max_duration < self.min_duration:
             raise ValueError("max_duration must be at least min_duration")
-        if self.interval <= 0:
-            raise ValueError("interval must be positive")
+        if self.max_duration <= 0:
+            raise ValueError("max_duration must be positive")
+        if self.interval != "auto" and not 0.05 <= self.interval <= 3600:
+            raise ValueError("interval must be auto or between 50ms and 1h")
         return self
 
 
@@ -202,28 +230,86 @@ class PrometheusSettings(_Model):
 
 
 class Metrics(_Model):
-    provider: Literal["scrape", "prometheus", "nginx"] = "scrape"
+    # nginx: counted by the router itself, so the canary under test cannot misreport
+    # its own errors or latency, and every request a client got is counted.
+    provider: Literal["scrape", "prometheus", "nginx"] = "nginx"
     window: Duration = 30.0
     quantiles: list[Fraction] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
 
 
 class Thresholds(_Model):
-    max_error_rate: Fraction = 0.01
-    max_p99_ms: float = Field(default=500.0, gt=0)
-    min_requests: int = Field(default=50, ge=0)
-    min_disk_free_gb: float = Field(default=1.0, ge=0)
-    max_load_per_core: float = Field(default=4.0, gt=0)
+    """Absolute limits. The canary limits are tested sequentially (evidence that the
+    canary's rate is above the limit), never as point estimates checked at each look."""
+
+    max_error_rate: float = Field(default=0.01, gt=0, lt=1)
+    max_p99_ms: float = Field(default=500.0, gt=0, le=600_000)
+    min_disk_free_gb: float = Field(default=1.0, ge=0, le=1_000_000)
+    max_load_per_core: float = Field(default=4.0, gt=0, le=10_000)
     min_mem_available_pct: float = Field(default=5.0, ge=0, le=100)
 
 
-class Statistics(_Model):
-    """The sequential tests' settings: what counts as harm, and as no harm."""
+_POINTS = re.compile(r"^\+\s*(?P<value>\d+(?:\.\d+)?)\s*(%|points?|pts?)$")
+_RATIO = re.compile(r"^[x\u00d7]\s*(?P<value>\d+(?:\.\d+)?)$")
+_PLUS_MS = re.compile(r"^\+\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s)$")
 
-    margin: Fraction = 0.01  # no-harm: canary rate < (1 + tolerance) * stable rate + margin
-    tolerance: float = Field(default=0.0, ge=0)  # errors: relative excess that is not harm
-    latency_tolerance: float = Field(default=1.0, ge=0)  # slow share: up to 2x the stable's
-    latency_slo_ms: float = Field(default=100.0, gt=0)  # slower than this (or stable's p99) is slow
+
+class ErrorRegression(_Model):
+    """The smallest rise in the canary's error rate worth catching: `+1%` (one
+    percentage point above the stable's rate) or `x2` (twice the stable's rate)."""
+
+    kind: Literal["points", "ratio"]
+    value: float  # a fraction for points (0.01), a factor for ratio (2.0)
+
+    @property
+    def text(self) -> str:
+        if self.kind == "ratio":
+            return f"x{self.value:g}"
+        points = self.value * 100
+        return f"+{points:g} point" + ("" if points == 1 else "s")
+
+
+def _error_regression(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if match := _POINTS.match(text):
+        points = float(match.group("value"))
+        if not 0 < points < 100:
+            raise ValueError("an error regression in points must be between 0 and 100, e.g. +1%")
+        return {"kind": "points", "value": points / 100}
+    if match := _RATIO.match(text):
+        factor = float(match.group("value"))
+        if not 1 < factor <= 1000:
+            raise ValueError("an error regression ratio must be above 1 (and at most 1000)")
+        return {"kind": "ratio", "value": factor}
+    raise ValueError(f"{value!r} is not an error regression; write +1% (points) or x2 (ratio)")
+
+
+def _latency_regression(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    match = _PLUS_MS.match(value.strip().lower())
+    if not match:
+        raise ValueError(f"{value!r} is not a latency regression; write it like +100ms")
+    ms = float(match.group("value")) * (1000 if match.group("unit") == "s" else 1)
+    if not 0 < ms <= 600_000:
+        raise ValueError("a latency regression must be above 0 and at most 10 minutes")
+    return ms
+
+
+class Detect(_Model):
+    """The smallest regressions worth catching, in users' terms."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    errors: Annotated[ErrorRegression, BeforeValidator(_error_regression)] = Field(
+        default_factory=lambda: ErrorRegression(kind="points", value=0.01)
+    )
+    # Added to the stable's p99: the canary's p99 at stable p99 + this is a regression.
+    latency_ms: Annotated[float, BeforeValidator(_latency_regression), Field(gt=0, le=600_000)] = (
+        Field(default=100.0, alias="latency")
+    )
 
 
 class OpaSettings(_Model):
@@ -234,9 +320,12 @@ class OpaSettings(_Model):
 class Policy(_Model):
     engine: Literal["embedded", "opa"] = "embedded"
     directory: str = "policies"
-    alpha: Fraction = 0.01
+    # The chance that a healthy canary (no worse than stable) is rolled back, per rollout.
+    alpha: float = Field(default=0.01, ge=1e-6, le=0.5)
+    # The chance that a regression of the size in `detect` is promoted: power is 1 - beta.
+    beta: float = Field(default=0.1, ge=0.001, le=0.5)
+    detect: Detect = Field(default_factory=Detect)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    statistics: Statistics = Field(default_factory=Statistics)
     opa: OpaSettings = Field(default_factory=OpaSettings)
 
     @field_validator("directory")
@@ -372,7 +461,11 @@ def _friendly(
     field = _dotted(loc)
     line = _nearest_line(loc, lines)
     where = f"{path}:{line}" if line else str(path)
-    if error["type"] == "extra_forbidden":
+    removed = _REMOVED.get(str(loc[-1])) if loc else None
+    if error["type"] == "extra_forbidden" and removed:
+        message = f"{field}: {removed}"
+        hint = "see the manifest reference in README.md"
+    elif error["type"] == "extra_forbidden":
         message = f"unknown key {field!r}"
         hint = "check the spelling; `swiftdeploy schema` lists every key"
     elif error["type"] == "missing":

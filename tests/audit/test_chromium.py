@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -15,7 +18,7 @@ import pytest
 
 from swiftdeploy.audit.report import write_report
 
-from .conftest import ROLLED_BACK
+from .conftest import BY_HAND, NO_DATA, NO_LOOK, NO_STEP, ROLLED_BACK
 
 FLAGS = (
     "--headless",
@@ -83,6 +86,81 @@ def test_the_report_renders_in_headless_chromium(
     assert f'data-chart="{ROLLED_BACK}-error-rate"' in page
     assert f'data-chart="{ROLLED_BACK}-p99"' in page
     assert 'class="decision-marker"' in page
-    assert "canary error rate 5.2% &gt; 1.0% (stable 0.3%; 412 requests)" in page
-    assert "sequential test on errors: e = 812 &gt;= 100 (alpha = 0.01)" in page
+    assert (
+        "canary errors worse than stable: 10 errors in 200 canary requests, stable 18 in 1800"
+    ) in page
+    assert "canary error rate above 1.0% (thresholds.max_error_rate): 10 errors in 200" in page
+    assert "statistic: errors against stable: e = " in page
     assert "rolled back" in page
+
+
+# Put in a copy of the report (the report itself has no script): the box Chromium
+# laid out for every chart label, as JSON in the page, for --dump-dom to show.
+MEASURE = """<script>
+const boxes = [...document.querySelectorAll("svg.chart")].map(svg => ({
+  chart: svg.dataset.chart,
+  labels: [...svg.querySelectorAll("text[data-label]")].map(text => {
+    const box = text.getBBox();
+    return {kind: text.dataset.label, text: text.textContent,
+            x: box.x, y: box.y, width: box.width, height: box.height};
+  }),
+}));
+const out = document.createElement("pre");
+out.id = "label-boxes";
+out.textContent = JSON.stringify(boxes);
+document.body.append(out);
+</script>"""
+
+
+def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+@pytest.mark.slow
+def test_the_awkward_rollouts_render_without_zero_steps_empty_charts_or_piled_labels(
+    awkward: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A canary promoted by hand (two steps 50 ms apart), rolled back before any look or
+    any step, and looks that measured nothing, as Chromium lays the page out."""
+    _, records = awkward
+    _, html_path = write_report(records, tmp_path / "report")
+    measured = tmp_path / "measured.html"
+    measured.write_text(html_path.read_text().replace("</body>", MEASURE + "</body>"))
+
+    dom = chromium(tmp_path, "--dump-dom", measured.resolve().as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    # No 0% step that never happened: only the weights the steps had.
+    assert not re.search(r"\(0(\.0+)?%( of traffic)?\)", page)
+    for name in ("step 1 (10% of traffic)", "step 2 (25% of traffic)", "step 3 (50% of traffic)"):
+        assert name in page
+    # No empty chart: only the rollout promoted by hand has a look to plot; the others
+    # say in one line why they have none.
+    assert "no measurements recorded" not in page
+    charts = re.findall(r'<svg [^>]*class="chart"[^>]*data-chart="([^"]+)"', page)
+    assert charts == [f"{BY_HAND}-error-rate", f"{BY_HAND}-p99"]
+    for rollout in (NO_LOOK, NO_STEP, NO_DATA):
+        section = page[page.index(f'id="rollout-{rollout}"') :]
+        section = section[: section.index("</section>")]
+        assert "<svg" not in section
+        assert section.count('<p class="note">No charts: ') == 1
+    # No label drawn over another, as laid out: the step labels 50 ms apart are stacked.
+    found = re.search(r'<pre id="label-boxes">(.*?)</pre>', page, re.S)
+    assert found, page[-2000:]
+    boxes = json.loads(html.unescape(found.group(1)))
+    assert [b["chart"] for b in boxes] == charts
+    for chart in boxes:
+        labels = chart["labels"]
+        steps = {label["text"]: label for label in labels if label["kind"] == "step"}
+        assert set(steps) == {"step 1 (10%)", "step 2 (25%)", "step 3 (50%)"}
+        assert {label["kind"] for label in labels} == {"step", "threshold"}
+        assert all(label["width"] > 30 for label in labels)  # laid out, not empty
+        assert abs(steps["step 2 (25%)"]["x"] - steps["step 3 (50%)"]["x"]) < 30
+        for i, a in enumerate(labels):
+            for b in labels[i + 1 :]:
+                assert not overlap(a, b), (chart["chart"], a, b)

@@ -75,10 +75,10 @@ def test_verify_ok_and_as_json(project: Path) -> None:
     write_synthetic_trail(project / "audit" / "history.jsonl")
     result = invoke(project, "verify")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("audit trail ok: 34 records in 1 file(s)")
+    assert result.output.startswith("audit trail ok: 30 records in 1 file(s)")
     data = json.loads(invoke(project, "verify", "--json").output)
     assert data["ok"] is True
-    assert data["records"] == 34
+    assert data["records"] == 30
     anchored = invoke(project, "verify", "--anchor", data["head"])
     assert anchored.exit_code == 0
     assert "it is the head" in anchored.output
@@ -115,8 +115,10 @@ def test_why(project: Path) -> None:
     result = invoke(project, "why")
     assert result.exit_code == 0, result.output
     assert f"rollout {ROLLED_BACK}" in result.output
-    assert "rule max_error_rate: observed 5.2%, threshold 1.0%" in result.output
-    assert "statistic: sequential test on errors: e = 812 >= 100" in result.output
+    assert "\nrule errors_harm: e-value " in result.output
+    assert "\nrule max_error_rate: e-value " in result.output
+    assert ", alpha 0.01: canary error rate above 1.0% (thresholds.max_error_rate)" in result.output
+    assert "\nstatistic: errors against stable: e = " in result.output
     assert run_like_main(project, "why", "r-unknown") == ExitCode.BAD_INPUT
 
 

@@ -22,6 +22,8 @@ from swiftdeploy.audit.log import GENESIS_HASH, AuditLog
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import AuditError
 
+from .conftest import a_decision
+
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -33,20 +35,6 @@ def expected_hash(record: dict[str, Any]) -> str:
     body = {k: v for k, v in record.items() if k != "hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def a_decision() -> dict[str, Any]:
-    return {
-        "engine": "embedded",
-        "package": "swiftdeploy.canary",
-        "decision_id": "d-1",
-        "input": {"alpha": 0.01},
-        "output": {"allow": False, "verdict": "hold", "reasons": []},
-        "measurements": {"canary": {"requests": 3}},
-        "statistics": {},
-        "thresholds": {"max_error_rate": 0.01},
-        "step": {"index": 0, "weight": 10},
-    }
 
 
 def test_records_carry_the_envelope_and_form_a_chain(trail_path: Path) -> None:

@@ -1,5 +1,7 @@
-"""Reports, `why` and exports from a synthetic trail: one rollout promoted through three
-steps, one rolled back after chaos (tests/audit/conftest.py)."""
+"""Reports, `why` and exports from trails as the CLI writes them (tests/audit/conftest.py):
+one rollout promoted through three steps, one rolled back after chaos, and the
+awkward cases (a promotion by hand, rollbacks before any look or step, looks that
+measured nothing)."""
 
 from __future__ import annotations
 
@@ -14,57 +16,183 @@ from typing import Any
 
 import pytest
 
+from swiftdeploy.audit.explain import chaos_summary, decision_of, evalue
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.report import export, why, write_report
 from swiftdeploy.errors import BadInputError
+from swiftdeploy.rollout.statistics import WEIGHTS
+from tests.support.inputs import counts
 
-from .conftest import PROMOTED, ROLLED_BACK, START, Clock
+from .conftest import (
+    BY_HAND,
+    NO_DATA,
+    NO_LOOK,
+    NO_STEP,
+    PROMOTED,
+    ROLLED_BACK,
+    START,
+    Cli,
+    Clock,
+    read,
+)
 
 Trail = tuple[Path, list[dict[str, Any]]]
-ROLLBACK_SENTENCE = (
-    "canary error rate 5.2% > 1.0% (stable 0.3%; 412 requests); "
-    "sequential test on errors: e = 812 >= 100 (alpha = 0.01): canary errors worse than "
-    "stable → rollback"
-)
+# A step shown at 0% ("step 1 (0% of traffic)", a chart's "step 1 (0%)"); the
+# policy's own messages write "10.0% of traffic", which this must not match.
+ZERO_STEP = re.compile(r"\(0(\.0+)?%( of traffic)?\)")
+
+
+def decisions(records: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    """The decision records with this action (embedded decisions have no id to look up)."""
+    return [r for r in records if r["kind"] == "decision" and r["action"] == action]
+
+
+def the_rollback(records: list[dict[str, Any]]) -> dict[str, Any]:
+    (record,) = decisions(records, "rollback")
+    return record
+
+
+def reasons_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["rule"]: r for r in record["decision"]["output"]["reasons"]}
+
+
+def rollback_sentence(record: dict[str, Any]) -> str:
+    """The rollback in one line: the policy's messages, harm rules in rule order."""
+    reasons = reasons_of(record)
+    messages = [reasons["errors_harm"]["message"], reasons["max_error_rate"]["message"]]
+    return "; ".join(messages) + " → rollback"
 
 
 def test_why_names_rule_observed_threshold_and_statistic(synthetic: Trail) -> None:
     _, records = synthetic
     lines = why(records)  # the last rollout: the rolled-back one
-    text = "\n".join(lines)
-    assert lines[0].startswith(f"rollout {ROLLED_BACK} (canary v3, stable v2) was rolled back")
-    assert "decision d-rollback-1 by the embedded engine (swiftdeploy.canary)" in text
-    assert "rule max_error_rate: observed 5.2%, threshold 1.0%" in text
-    assert "rule errors_harm: observed 812, threshold 100" in text
+    rollback = the_rollback(records)
+    reasons = reasons_of(rollback)
+    statistics = rollback["decision"]["statistics"]
+    errors, error_rate, harm = statistics["errors"], statistics["error_rate"], statistics["harm"]
+    # Both tests carry the harm, so the policy names both, with their e-values and alpha.
+    assert set(reasons) == {"errors_harm", "max_error_rate"}
+    # (to the 15 digits both engines keep: policy.base.Reason)
+    assert reasons["errors_harm"]["observed"] == pytest.approx(errors["e_value"], rel=1e-14)
+    assert reasons["max_error_rate"]["observed"] == pytest.approx(error_rate["e_value"], rel=1e-14)
+    assert harm["e_value"] >= harm["threshold"] == 100
+
+    assert lines[0].startswith(
+        f"rollout {ROLLED_BACK} (canary v3, stable v2) was rolled back at step 1 (10% of traffic)"
+    )
+    assert lines[1] == (
+        f"decision {rollback['id']} by the embedded engine (swiftdeploy.canary) at step 1 "
+        "(10% of traffic), 13 s into the rollout: rollback"
+    )
+    assert lines[2] == (
+        f"rule errors_harm: e-value {evalue(errors['e_value'])}, alpha 0.01: "
+        + reasons["errors_harm"]["message"]
+    )
     assert (
-        "statistic: sequential test on errors: e = 812 >= 100 (alpha = 0.01); verdict harm; "
-        "p-value 0.00123; canary 21 errors in 412, stable 5 in 1650"
-    ) in text
-    assert len(lines) <= 8
+        ", alpha 0.01: canary errors worse than stable: 10 errors in 200 canary requests, "
+        "stable 18 in 1800 (e-value "
+    ) in lines[2]
+    assert lines[3] == (
+        f"rule max_error_rate: e-value {evalue(error_rate['e_value'])}, alpha 0.01: "
+        + reasons["max_error_rate"]["message"]
+    )
+    assert "canary error rate above 1.0% (thresholds.max_error_rate): 10 errors in 200" in lines[3]
+    assert lines[4:] == [
+        f"statistic: evidence of harm {evalue(harm['e_value'])} >= 100 = 1/alpha",
+        f"statistic: errors against stable: e = {evalue(errors['e_value'])} "
+        f"(weight {WEIGHTS['errors']:g} of alpha); canary 10 errors in 200, stable 18 in 1800; "
+        "carries the evidence of harm",
+        "statistic: error rate against thresholds.max_error_rate: e = "
+        f"{evalue(error_rate['e_value'])} (weight 0.1 of alpha); canary 10 errors in 200; "
+        "carries the evidence of harm",
+    ]
 
 
 def test_why_for_a_promoted_rollout(synthetic: Trail) -> None:
     _, records = synthetic
-    text = "\n".join(why(records, PROMOTED))
-    assert "was promoted at step 3 (100% of traffic)" in text
-    assert "after 3 step(s)" in text
-    assert "rule no_harm: observed 12.0 s, threshold 10.0 s" in text
-    assert "statistic: sequential test on errors: e = 0.40 < 100 (alpha = 0.01)" in text
-    assert "statistic: sequential test on latency: e = 0.60 < 100 (alpha = 0.01)" in text
+    lines = why(records, PROMOTED)
+    text = "\n".join(lines)
+    last_pass = decisions(records, "promote")[-1]
+    assert len(decisions(records, "promote")) == 3  # one pass per step
+    assert "was promoted at step 3 (50% of traffic)" in lines[0]
+    assert "after 3 step(s)" in lines[0]
+    assert lines[1] == (
+        f"decision {last_pass['id']} by the embedded engine (swiftdeploy.canary) at step 3 "
+        "(50% of traffic), 99 s into the rollout: promote"
+    )
+    assert lines[2] == (
+        "rule passed: ran 32.0 s, minimum 30.0 s: step 3 (50.0% of traffic) passed after 32s "
+        "and 9600 canary requests: errors by an earlier step of this rollout; latency by an "
+        "earlier step of this rollout"
+    )
+    assert re.search(r"statistic: evidence of harm [\d.]+ < 100 = 1/alpha", text)
+    assert (
+        f"(weight {WEIGHTS['errors']:g} of alpha); canary 19 errors in 9600, stable 19 in 9600; "
+        "passed by earlier step"
+    ) in text
+    assert "statistic: latency against stable: e = " in text
 
 
 def test_why_for_a_rollback_by_hand(trail_path: Path) -> None:
     clock = Clock(START)
-    log = AuditLog(trail_path, 1_000_000, [], command=["swiftdeploy"], clock=clock)
-    log.append("transition", rollout_id="r-h", phase_before="idle", phase_after="progressing",
-               step={"index": 0, "weight": 20})  # fmt: skip
+    Cli(trail_path, clock, "canary", "v2").transition(
+        "r-h", "idle", "progressing", "canary v2 started by hand", stable="v1", canary="v2",
+        step_index=0, weight=0,
+    )  # fmt: skip
     clock.tick(5)
-    log.append("command", rollout_id="r-h", command=["swiftdeploy", "rollback"])
-    log.append("transition", rollout_id="r-h", phase_before="progressing",
-               phase_after="rolled-back")  # fmt: skip
-    lines = why([json.loads(x) for x in trail_path.read_text().splitlines()])
-    assert "was rolled back" in lines[0]
+    rollback = Cli(trail_path, clock, "rollback")
+    rollback.command("r-h")
+    rollback.transition("r-h", "progressing", "rolled-back", "rolled back", stable="v1",
+                        canary=None, step_index=None, weight=0)  # fmt: skip
+    lines = why(read(trail_path))
+    assert lines[0] == (
+        "rollout r-h (canary v2, stable v1) was rolled back at 2025-03-14 09:00:05.000Z, "
+        "before its first step"
+    )
     assert lines[1].startswith("rolled back by hand: `swiftdeploy rollback` by ")
+    assert lines[1].endswith(" at 2025-03-14T09:00:05.000Z")
+    assert len(lines) == 2  # no decision to explain
+
+
+def test_why_for_a_promotion_by_hand(awkward: Trail) -> None:
+    _, records = awkward
+    lines = why(records, BY_HAND)
+    (gate,) = decisions(records, "promote --all")
+    assert gate["requested"] == "promote --all"
+    assert lines[0].startswith(
+        f"rollout {BY_HAND} (canary v4, stable v3) was promoted at step 3 (50% of traffic)"
+    )
+    assert lines[0].endswith("after 3 step(s)")
+    assert lines[1].startswith("promoted by hand: `swiftdeploy promote --all` by ")
+    assert lines[2] == (
+        f"the canary policy's decision on it: decision {gate['id']} by the embedded engine "
+        "(swiftdeploy.canary) at step 1 (10% of traffic), 20 s into the rollout: "
+        "hold, so promote --all by hand"
+    )
+    # What the person went past: the evidence still missing, and the minimum duration.
+    assert lines[3].startswith("rule needs_evidence: canary requests 400, needed for the power ")
+    assert any(
+        line.startswith("rule min_duration: ran 20.0 s, minimum 30.0 s: step 1 (10.0% of traffic)")
+        for line in lines
+    )
+
+
+def test_why_before_any_look_before_any_step_and_without_data(awkward: Trail) -> None:
+    _, records = awkward
+    no_look = why(records, NO_LOOK)
+    assert no_look[0].startswith(f"rollout {NO_LOOK} (canary v5, stable v4) was rolled back at ")
+    assert no_look[0].endswith("before any look at the canary")
+    assert "at step 1 (10% of traffic)" in no_look[0]
+    assert no_look[1].startswith("rolled back by hand: `swiftdeploy rollback` by ")
+    no_step = why(records, NO_STEP)
+    assert no_step[0].endswith("before its first step")
+    assert not ZERO_STEP.search("\n".join(no_step))
+    no_data = why(records, NO_DATA)
+    assert no_data[2].startswith("the last policy decision before that: decision ")
+    assert no_data[2].endswith("30 s into the rollout: hold")
+    assert (
+        "rule no_data: observed no_data, threshold ok: no canary requests in this step yet"
+    ) in "\n".join(no_data)
 
 
 def test_why_without_rollouts_or_with_an_unknown_id(synthetic: Trail) -> None:
@@ -73,6 +201,11 @@ def test_why_without_rollouts_or_with_an_unknown_id(synthetic: Trail) -> None:
         why([])
     with pytest.raises(BadInputError, match="no rollout 'r-nope'"):
         why(records, "r-nope")
+
+
+def chart_svg(html: str, chart_id: str) -> str:
+    part = html[html.index(f'data-chart="{chart_id}"') :]
+    return part[: part.index("</svg>")]
 
 
 def test_markdown_and_html_reports(synthetic: Trail, tmp_path: Path) -> None:
@@ -89,29 +222,35 @@ def test_markdown_and_html_reports(synthetic: Trail, tmp_path: Path) -> None:
             svg = ET.parse(tmp_path / "out" / "charts" / f"{name}.svg").getroot()
             assert svg.tag == "{http://www.w3.org/2000/svg}svg"
     # The rollback in plain words, in both.
-    assert ROLLBACK_SENTENCE in md
-    assert ROLLBACK_SENTENCE.replace(">", "&gt;") in html
-    assert "rule max_error_rate: observed 5.2%, threshold 1.0%" in md
+    rollback = the_rollback(records)
+    sentence = rollback_sentence(rollback)
+    assert not set(sentence) & set("&<\"'")  # so only ">" needs escaping below
+    assert sentence in md
+    assert sentence.replace(">", "&gt;") in html
+    e = rollback["decision"]["statistics"]["error_rate"]["e_value"]
+    assert f"rule max_error_rate: e-value {evalue(e)}, alpha 0.01" in md  # a violation
     # Rollouts with their steps and outcomes.
     for text in (md, html):
         assert "rolled back" in text
         assert "promoted" in text
-        assert "step 3 (100% of traffic)" in text
+        assert "step 3 (50% of traffic)" in text
+        assert not ZERO_STEP.search(text)
         assert "chaos on canary, error rate 30.0%, for 60.0 s" in text
-        assert "chaos recovered on canary" in text
+        assert "+0.0 ms" not in text  # chaos records 0 for the effect it was not given
         assert "Policy violations" in text
         assert "Timeline" in text
     # Charts: both tracks, step boundaries, decision markers, the threshold, the chaos.
-    svg_part = html[html.index('data-chart="r-20250314-0930-v3-error-rate"') :]
-    svg_part = svg_part[: svg_part.index("</svg>")]
+    svg_part = chart_svg(html, f"{ROLLED_BACK}-error-rate")
     assert 'data-series="canary"' in svg_part
     assert 'data-series="stable"' in svg_part
     assert svg_part.count('class="decision-marker"') == 5
     assert svg_part.count('class="step-boundary"') == 1
     assert svg_part.count('class="chaos-boundary"') == 1
     assert 'class="threshold"' in svg_part
-    promoted_part = html[html.index('data-chart="r-20250314-0900-v2-p99"') :]
-    assert promoted_part[: promoted_part.index("</svg>")].count('class="step-boundary"') == 3
+    promoted = chart_svg(html, f"{PROMOTED}-p99")
+    assert promoted.count('class="step-boundary"') == 3
+    assert promoted.count('class="decision-marker"') == 12
+    assert ">step 2 (25%)</text>" in promoted
     # Every record is on the timeline.
     assert md.count("\n| ") - 1 >= len(records)
 
@@ -137,6 +276,38 @@ def test_report_for_one_rollout(synthetic: Trail, tmp_path: Path) -> None:
     assert PROMOTED not in html
     with pytest.raises(BadInputError, match="no rollout"):
         write_report(records, tmp_path, "r-nope")
+
+
+def test_report_of_the_awkward_rollouts(awkward: Trail, tmp_path: Path) -> None:
+    """No 0% step that never happened, no empty chart, a line where a chart is missing."""
+    _, records = awkward
+    md_path, html_path = write_report(records, tmp_path / "out")
+    md, html = md_path.read_text(), html_path.read_text()
+    for text in (md, html):
+        assert not ZERO_STEP.search(text)
+        assert "no measurements recorded" not in text
+        assert text.count("No charts: the policy never looked at this canary") == 2
+        assert text.count("No charts: no look at this canary had a usable measurement") == 1
+        assert "No step took traffic" in text  # NO_STEP
+    # Only the rollout promoted by hand has something to plot: its gate's look.
+    written = sorted(p.name for p in (tmp_path / "out" / "charts").iterdir())
+    assert written == [f"{BY_HAND}-error-rate.svg", f"{BY_HAND}-p99.svg"]
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="chart"') == 2
+    by_hand = md[md.index(f"## Rollout {BY_HAND}") : md.index(f"## Rollout {NO_LOOK}")]
+    steps = [line.split(" | ")[0] for line in by_hand.splitlines() if re.match(r"\| step \d", line)]
+    assert steps == ["| step 1 (10% of traffic)", "| step 2 (25% of traffic)",
+                     "| step 3 (50% of traffic)"]  # fmt: skip
+    # Steps 2 and 3 began 50 ms apart: their labels are stacked, not drawn over each other.
+    svg = chart_svg(html, f"{BY_HAND}-error-rate")
+    found = re.finditer(
+        r'data-label="step" x="(?P<x>[\d.]+)" y="(?P<y>[\d.]+)"[^>]*>(?P<label>[^<]+)<', svg
+    )
+    labels = {m["label"]: (float(m["x"]), float(m["y"])) for m in found}
+    assert set(labels) == {"step 1 (10%)", "step 2 (25%)", "step 3 (50%)"}
+    assert abs(labels["step 2 (25%)"][0] - labels["step 3 (50%)"][0]) < 2
+    assert abs(labels["step 2 (25%)"][1] - labels["step 3 (50%)"][1]) >= 12
+    no_look = md[md.index(f"## Rollout {NO_LOOK}") : md.index(f"## Rollout {NO_STEP}")]
+    assert "| step 1 (10% of traffic) | +2 s | 0 | - | - |" in no_look
 
 
 def test_report_escapes_what_it_shows(trail_path: Path, tmp_path: Path) -> None:
@@ -171,6 +342,15 @@ def test_an_empty_report(tmp_path: Path) -> None:
     assert "No rollout was recorded." in html_path.read_text()
 
 
+def test_chaos_summaries() -> None:
+    assert chaos_summary({"track": "canary", "recover": True}) == "chaos recovered on canary"
+    assert (
+        chaos_summary({"track": "stable", "error_rate": 0.0, "latency_ms": 250.0,
+                       "duration_s": None, "recover": False})
+        == "chaos on stable, +250 ms latency"
+    )  # fmt: skip
+
+
 def test_export_json(synthetic: Trail) -> None:
     _, records = synthetic
     assert json.loads(export(records, "json")) == records
@@ -181,15 +361,21 @@ def test_export_csv(synthetic: Trail) -> None:
     rows = list(csv.DictReader(io.StringIO(export(records, "csv"))))
     assert len(rows) == len(records)
     assert [row["hash"] for row in rows] == [r["hash"] for r in records]
-    rollback = next(row for row in rows if row["decision_id"] == "d-rollback-1")
-    assert rollback["verdict"] == "rollback"
-    assert rollback["rules"] == "errors_harm max_error_rate"
-    assert float(rollback["canary_error_rate"]) == 0.052
-    assert float(rollback["errors_e_value"]) == 812.0
-    assert rollback["step"] == "1"
-    assert rollback["summary"].endswith("→ rollback")
+    rollback = the_rollback(records)
+    (row,) = [row for row in rows if row["id"] == rollback["id"]]
+    assert row["verdict"] == row["action"] == "rollback"
+    assert row["decision_id"] == ""  # the embedded engine gives none
+    assert row["rules"] == "errors_harm max_error_rate"
+    assert float(row["canary_error_rate"]) == 0.05
+    assert float(row["canary_requests"]) == 200
+    assert float(row["errors_e_value"]) == rollback["decision"]["statistics"]["errors"]["e_value"]
+    assert row["step"] == "1"
+    assert float(row["weight"]) == 10
+    summary = "swiftdeploy.canary step 1 (10% of traffic): " + rollback_sentence(rollback)
+    assert row["summary"] == summary
     transition = next(row for row in rows if row["phase_after"] == "rolled-back")
     assert transition["phase_before"] == "rolling-back"
+    assert transition["command"] == "swiftdeploy rollout v3"
 
 
 def test_export_csv_neutralises_formulas(trail_path: Path) -> None:
@@ -203,18 +389,21 @@ def test_export_csv_neutralises_formulas(trail_path: Path) -> None:
 def test_export_opa_decision_log(synthetic: Trail) -> None:
     _, records = synthetic
     events = [json.loads(line) for line in export(records, "opa-decision-log").splitlines()]
-    decisions = [r for r in records if r["kind"] == "decision"]
-    assert len(events) == len(decisions)
-    last = events[-1]
+    recorded = [r for r in records if r["kind"] == "decision"]
+    assert len(events) == len(recorded)
+    last, rollback = events[-1], the_rollback(records)
     assert set(last) >= {"decision_id", "path", "input", "result", "timestamp", "labels"}
-    assert last["decision_id"] == "d-rollback-1"
+    assert last["decision_id"] == rollback["id"]  # the record's id stands in for OPA's
     assert last["path"] == "swiftdeploy/canary/decision"
     assert last["result"]["verdict"] == "rollback"
-    assert last["input"]["canary"]["requests"] == 412
-    assert last["timestamp"] == decisions[-1]["ts"]
+    assert last["input"]["canary"]["requests"] == 200
+    assert last["timestamp"] == rollback["ts"]
     assert last["labels"]["app"] == "swiftdeploy"
+    assert last["labels"]["engine"] == "embedded"
     assert last["labels"]["rollout_id"] == ROLLED_BACK
-    assert last["metrics"]["timer_rego_query_eval_ns"] == 3_200_000
+    elapsed_ms = rollback["decision"]["output"]["elapsed_ms"]
+    assert elapsed_ms > 0
+    assert last["metrics"]["timer_rego_query_eval_ns"] == int(elapsed_ms * 1_000_000)
 
 
 def test_export_refuses_an_unknown_format(synthetic: Trail) -> None:
@@ -222,75 +411,79 @@ def test_export_refuses_an_unknown_format(synthetic: Trail) -> None:
         export(synthetic[1], "xml")
 
 
-def measurement(track: str, requests: int, errors: int, p99: float) -> dict[str, Any]:
-    """The shape of swiftdeploy.metrics.base.Measurement.model_dump(mode="json")."""
-    return {
-        "track": track, "provider": "scrape", "status": "ok", "detail": "",
-        "window_start": 0.0, "window_end": 10.0, "elapsed_s": 10.0,
-        "requests": requests, "errors": errors, "error_rate": errors / requests,
-        "quantiles": {"p50": p99 / 5, "p90": p99 / 2, "p99": p99},
-        "buckets": {}, "rps": requests / 10, "evidence": [],
-    }  # fmt: skip
-
-
-def test_engine_shaped_records_with_a_rollback_at_the_time_limit(
+def test_engine_shaped_records_with_a_hold_at_the_time_limit(
     trail_path: Path, tmp_path: Path
 ) -> None:
-    """Records as rollout/engine.py writes them: step_index and canary_weight at the top,
-    Measurement dumps (p99 under `quantiles`), Decision dumps, and `action` when the
-    engine applies on_timeout to a hold."""
+    """Records as rollout/engine.py writes them: step_index and canary_weight at the top
+    of transitions and decisions, Measurement dumps (p99 under `quantiles`), Decision
+    dumps, and the action `held` when a step is still undecided at max_duration (600 s
+    by default); a person then rolls it back."""
     clock = Clock(START)
-    log = AuditLog(trail_path, 1_000_000, [], command=["swiftdeploy", "canary", "v9"], clock=clock)
-    rid = "ab12cd34ef56"
-    log.append("transition", rollout_id=rid, phase_before="idle", phase_after="progressing",
-               step_index=0, canary_weight=0, reason="rollout of v9 started")  # fmt: skip
-    log.append("transition", rollout_id=rid, phase_before="progressing",
-               phase_after="progressing", step_index=0, canary_weight=25,
-               reason="step 1: canary weight 25%")  # fmt: skip
-    for tick in range(3):
-        clock.tick(20)
-        canary = measurement("canary", 30 + tick, 0, 700.0 + tick)
-        stable = measurement("stable", 300, 1, 90.0)
-        step = {"index": 0, "weight": 25, "elapsed_s": 20.0 * (tick + 1), "min_duration_s": 10,
-                "max_duration_s": 60, "on_timeout": "rollback"}  # fmt: skip
-        reasons = [{"rule": "min_requests", "message": "not enough data",
-                    "observed": 30 + tick, "threshold": 50}]  # fmt: skip
-        log.append(
-            "decision",
-            rollout_id=rid,
-            step_index=0,
-            decision={
-                "engine": "opa", "package": "swiftdeploy.canary", "decision_id": f"opa-{tick}",
-                "input": {"alpha": 0.05, "step": step, "thresholds": {"max_p99_ms": 500}},
-                "output": {"allow": False, "verdict": "hold", "reasons": reasons,
-                           "engine": "opa", "decision_id": f"opa-{tick}", "elapsed_ms": 1.5},
-                "measurements": {"canary": canary, "stable": stable},
-                "statistics": {}, "thresholds": {"max_p99_ms": 500}, "step": step,
-            },
-            action="rollback" if tick == 2 else "hold",
-        )  # fmt: skip
-    log.append("transition", rollout_id=rid, phase_before="progressing",
-               phase_after="rolling-back", step_index=0, canary_weight=0,
-               reason="not enough data")  # fmt: skip
-    log.append("transition", rollout_id=rid, phase_before="rolling-back",
-               phase_after="rolled-back", step_index=0, canary_weight=0,
-               reason="canary stopped")  # fmt: skip
-    records = [json.loads(x) for x in trail_path.read_text().splitlines()]
+    rid, versions = "ab12cd34ef56", {"stable": "v8", "canary": "v9"}
+    cli = Cli(trail_path, clock, "rollout", "v9")
+    cli.transition(rid, "promoted", "progressing", "rollout of v9 started", **versions,
+                   step_index=0, weight=0)  # fmt: skip
+    cli.transition(rid, "progressing", "progressing", "step 1: canary weight 25%", **versions,
+                   step_index=0, weight=25)  # fmt: skip
+    for n in (1, 2, 3):
+        clock.tick(200)
+        elapsed = 200.0 * n
+        # Too few canary requests to decide; one of them slow, so its p99 is 401 ms.
+        look = cli.look(rid, counts(30 + n, 0, 1), counts(300 * n, 1), elapsed_s=elapsed,
+                        weight=25, action="held" if elapsed >= 600 else None)  # fmt: skip
+        assert look.decision.verdict == "hold"
+    cli.transition(rid, "progressing", "paused", "held: not enough evidence", **versions,
+                   step_index=0, weight=25)  # fmt: skip
+    clock.tick(30)
+    rollback = Cli(trail_path, clock, "rollback")
+    rollback.command(rid)
+    rollback.transition(rid, "paused", "rolling-back", "rollback: rolled back by hand",
+                        **versions, step_index=0, weight=0)  # fmt: skip
+    rollback.transition(rid, "rolling-back", "rolled-back", "rolled back", stable="v8",
+                        canary=None, step_index=None, weight=0)  # fmt: skip
+    records = read(trail_path)
+    held = records[-5]
+    assert (held["kind"], held["action"], held["step_index"]) == ("decision", "held", 0)
+    canary = held["decision"]["measurements"]["canary"]
+    assert "p99_ms" not in canary  # a Measurement dump: quantiles, not the input's p99_ms
+    p99 = canary["quantiles"]["p99"]
+    assert round(p99) == 401
 
     lines = why(records)
-    assert lines[0].startswith(f"rollout {rid} was rolled back at step 1 (25% of traffic)")
-    assert lines[1].endswith("60 s into the rollout: hold, so rollback")
-    assert "rule min_requests: observed 32, threshold 50" in lines[2]
+    assert lines[0].startswith(
+        f"rollout {rid} (canary v9, stable v8) was rolled back at step 1 (25% of traffic)"
+    )
+    assert lines[1].startswith("rolled back by hand: `swiftdeploy rollback` by ")
+    assert lines[2] == (
+        f"the last policy decision before that: decision {held['id']} by the embedded engine "
+        "(swiftdeploy.canary) at step 1 (25% of traffic), 600 s into the rollout: "
+        "hold at max_duration, so held for a person"
+    )
+    needs = [r for r in held["decision"]["output"]["reasons"] if r["rule"] == "needs_evidence"]
+    assert [r["message"].split(":")[0] for r in needs] == ["errors", "latency"]
+    assert lines[3:5] == [
+        f"rule needs_evidence: canary requests 33, needed for the power {r['threshold']}: "
+        + r["message"]
+        for r in needs
+    ]
 
     _, html_path = write_report(records, tmp_path / "out")
     html = html_path.read_text()
-    p99 = html[html.index(f'data-chart="{rid}-p99"') :]
-    p99 = p99[: p99.index("</svg>")]
-    assert 'data-series="canary"' in p99  # p99 read from the Measurement's quantiles
-    assert "702 ms" in p99
-    assert p99.count('class="step-boundary"') == 1
-    assert "only 32 canary requests, 50 needed → hold, so rollback" in html
-    event = json.loads(export(records, "opa-decision-log").splitlines()[-1])
-    assert event["metrics"]["timer_rego_query_eval_ns"] == 1_500_000
+    chart = chart_svg(html, f"{rid}-p99")
+    assert 'data-series="canary"' in chart  # p99 read from the Measurement's quantiles
+    assert f"canary: {p99:g} ms at 10m00s" in chart
+    assert chart.count('class="step-boundary"') == 1
+    assert "→ hold at max_duration, so held for a person" in html
+    events = [json.loads(x) for x in export(records, "opa-decision-log").splitlines()]
+    assert events[-1]["metrics"]["timer_rego_query_eval_ns"] == int(
+        held["decision"]["output"]["elapsed_ms"] * 1_000_000
+    )
     rows = list(csv.DictReader(io.StringIO(export(records, "csv"))))
-    assert [r["action"] for r in rows if r["kind"] == "decision"] == ["hold", "hold", "rollback"]
+    assert [r["action"] for r in rows if r["kind"] == "decision"] == ["hold", "hold", "held"]
+    # The p99 comes from the Measurement's quantiles even where the input has none.
+    assert held["decision"]["input"]["canary"]["p99_ms"] == p99
+    stripped = json.loads(json.dumps(held))
+    del stripped["decision"]["input"]["canary"]["p99_ms"]
+    decision = decision_of(stripped)
+    assert decision is not None
+    assert decision.canary.p99_ms == p99

@@ -29,9 +29,10 @@ def test_a_real_runs_trail_verifies_explains_and_renders(project: Project, tmp_p
     # Then the chain holds, and `why` names the rule, observed value, threshold and statistic
     assert verified["ok"] is True
     assert "rolled back" in why
-    assert "rule max_error_rate: observed" in why
-    assert "threshold 1.0%" in why
-    assert "sequential test on errors: e =" in why
+    assert "rule errors_harm: e-value" in why
+    assert "alpha 0.01" in why
+    assert "statistic: errors against stable: e =" in why
+    assert "canary errors worse than stable" in why
 
     # And the HTML report renders with its charts and the rollback reason
     project.cli("audit", "report", "--out", str(tmp_path / "report"))
@@ -44,5 +45,5 @@ def test_a_real_runs_trail_verifies_explains_and_renders(project: Project, tmp_p
     page = chromium(tmp_path, "--dump-dom", url).stdout
     assert f'data-chart="{rolled_back}-error-rate"' in page
     assert f'data-chart="{rolled_back}-p99"' in page
-    assert "canary error rate" in page
+    assert "canary errors worse than stable" in page
     assert "rolled back" in page

@@ -53,7 +53,7 @@ def test_nginx_counts_agree_exactly_with_the_apps_own(project: Project) -> None:
         nginx = _provider(fleet, "nginx", client)
         for provider in (app, nginx):
             for track in ("stable", "canary"):
-                provider.prime(track)
+                provider.mark(track)
         started = time.monotonic()
         # When 600 requests go through nginx
         statuses = [client.get(project.url + "/").status_code for _ in range(600)]
@@ -72,7 +72,7 @@ def test_nginx_counts_agree_exactly_with_the_apps_own(project: Project) -> None:
 
 def test_scrape_matches_prometheus_default_queries(project: Project) -> None:
     # Given a real Prometheus scraping every replica each second
-    project.edit_manifest("provider: scrape", "provider: prometheus")
+    project.edit_manifest("provider: nginx", "provider: prometheus")
     project.cli("deploy")
     project.cli("canary", "v2", "--weight", "50")
     project.cli("chaos", "--error-rate", "0.1", "--latency-ms", "120")
@@ -85,7 +85,7 @@ def test_scrape_matches_prometheus_default_queries(project: Project) -> None:
         try:
             time.sleep(8)
             for track in ("stable", "canary"):
-                scrape.prime(track)
+                scrape.mark(track)
             time.sleep(20)
             # When both measure the same 20 s window
             measured = {

@@ -16,6 +16,7 @@ import pytest
 
 from swiftdeploy.policy import EmbeddedEngine, OpaEngine, OpaServer, PolicyEngine
 from swiftdeploy.tools import find_opa
+from tests.support.inputs import promotable
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -23,60 +24,13 @@ POLICIES = ROOT / "policies"
 THRESHOLDS: dict[str, Any] = {
     "max_error_rate": 0.01,
     "max_p99_ms": 500,
-    "min_requests": 50,
     "min_disk_free_gb": 1.0,
     "max_load_per_core": 4.0,
     "min_mem_available_pct": 5.0,
 }
 
-
-def _track(**changes: Any) -> dict[str, Any]:
-    track = {
-        "status": "ok",
-        "detail": "",
-        "requests": 412,
-        "errors": 2,
-        "error_rate": 0.005,
-        "p50_ms": 12.0,
-        "p90_ms": 40.0,
-        "p99_ms": 120.0,
-        "healthy": True,
-    }
-    return track | changes
-
-
-def _stat(**changes: Any) -> dict[str, Any]:
-    stat = {
-        "e_value": 0.4,
-        "p_value": 0.6,
-        "verdict": "no_harm",
-        "effect": 0.002,
-        "ci_low": -0.004,
-        "ci_high": 0.008,
-        "canary_n": 412,
-        "canary_events": 2,
-        "stable_n": 1650,
-        "stable_events": 5,
-    }
-    return stat | changes
-
-
-# A step that has earned promotion (docs/policy-input.md); tests change one thing.
-CANARY_INPUT: dict[str, Any] = {
-    "thresholds": THRESHOLDS,
-    "alpha": 0.01,
-    "step": {
-        "index": 0,
-        "weight": 20,
-        "elapsed_s": 30.0,
-        "min_duration_s": 10,
-        "max_duration_s": 60,
-        "on_timeout": "rollback",
-    },
-    "canary": _track(),
-    "stable": _track(requests=1650, errors=5, error_rate=0.003, p99_ms=110.0),
-    "statistics": {"errors": _stat(), "latency": _stat(e_value=0.7)},
-}
+# A step that has earned promotion, built as the engine builds it; tests change one thing.
+CANARY_INPUT: dict[str, Any] = promotable()
 
 INFRA_INPUT: dict[str, Any] = {
     "action": "deploy",

@@ -1,8 +1,9 @@
 """Differential test: OPA over REST and embedded regopy must give identical decisions.
 
 Inputs are generated around every threshold of the shipped policies (equal, just
-above, just below, far away), with tracks in every status, every statistics verdict,
-elapsed times around min and max duration, and fields deleted or mistyped. The whole
+above, just below, far away), with tracks in every status, every statistics verdict
+and way of passing, elapsed times around min and max duration, and fields deleted or
+mistyped. The whole
 decision is compared: allow, verdict, and every reason's rule, message, observed and
 threshold.
 """
@@ -64,7 +65,7 @@ def track(draw: Draw, thresholds: dict[str, Any]) -> dict[str, Any]:
         "detail": draw(
             st.sampled_from(["", "connection refused", "window is empty"]) | st.text(max_size=30)
         ),
-        "requests": count_around(draw, thresholds["min_requests"]) if numbers else None,
+        "requests": draw(st.integers(0, 100_000)) if numbers else None,
         "errors": draw(st.integers(0, 5000)) if numbers else None,
         "error_rate": around(draw, thresholds["max_error_rate"], high=1.0) if numbers else None,
         "p50_ms": draw(st.floats(0, 500)) if numbers else None,
@@ -74,26 +75,57 @@ def track(draw: Draw, thresholds: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def statistic(draw: Draw, alpha: float) -> dict[str, Any]:
+def counted(draw: Draw) -> dict[str, Any]:
     return {
-        "e_value": around(draw, 1 / alpha, high=1e9),
-        "p_value": draw(st.floats(0, 1)),
-        "verdict": draw(st.sampled_from(["harm", "no_harm", "no_harm", "continue"])),
-        "effect": draw(st.floats(-1, 1)),
-        "ci_low": draw(st.floats(-1, 1)),
-        "ci_high": draw(st.floats(-1, 1)),
         "canary_n": draw(st.integers(0, 100_000)),
         "canary_events": draw(st.integers(0, 100_000)),
+    }
+
+
+def comparison(draw: Draw, alpha: float, beta: float) -> dict[str, Any]:
+    verdict = draw(st.sampled_from(["harm", "pass", "pass", "continue", "continue"]))
+    planned = draw(st.booleans())
+    remaining = draw(st.integers(0, 50_000)) if planned else None
+    rate = draw(st.sampled_from([None, 0.5, 5.0]) | st.floats(0.01, 5000))
+    return {
+        "kind": "compare",
+        "verdict": verdict,
+        "passed_by": draw(st.sampled_from(["power", "no_harm", "earlier_step", "hand"]))
+        if verdict == "pass"
+        else None,
+        "e_value": around(draw, 1 / alpha, high=1e9),
+        "weight": draw(st.sampled_from([0.6, 0.2])),
+        "e_value_no_harm": around(draw, 1 / beta, high=1e9),
+        "no_harm_threshold": 1 / beta,
+        "needed": remaining + 100 if remaining is not None else None,
+        "remaining": remaining,
+        "eta_s": remaining / rate if remaining is not None and rate else None,
+        "canary_rps": rate,
+        **counted(draw),
         "stable_n": draw(st.integers(0, 100_000)),
         "stable_events": draw(st.integers(0, 100_000)),
+        "note": draw(st.sampled_from(["", "no stable traffic to compare with yet"])),
+        "regression": draw(st.sampled_from(["+1 point", "x2", "+100 ms at p99"])),
+        "slow_above_ms": draw(st.sampled_from([None, 150, 200.5])),
+    }
+
+
+def limit(draw: Draw, alpha: float) -> dict[str, Any]:
+    return {
+        "kind": "limit",
+        "verdict": draw(st.sampled_from(["harm", "continue", "continue"])),
+        "e_value": around(draw, 1 / alpha, high=1e9),
+        "weight": 0.1,
+        **counted(draw),
+        "limit": draw(st.sampled_from([0.01, 0.05])),
+        "slow_above_ms": draw(st.sampled_from([None, 500, 750.5])),
     }
 
 
 def thresholds(draw: Draw) -> dict[str, Any]:
     return {
-        "max_error_rate": draw(st.sampled_from([0.0, 0.001, 0.01, 0.05]) | st.floats(0, 1)),
+        "max_error_rate": draw(st.sampled_from([0.001, 0.01, 0.05]) | st.floats(1e-4, 0.99)),
         "max_p99_ms": draw(st.sampled_from([100, 250.5, 500]) | st.floats(1, 10_000)),
-        "min_requests": draw(st.sampled_from([0, 50, 100]) | st.integers(0, 10_000)),
         "min_disk_free_gb": draw(st.sampled_from([0, 1.0, 5]) | st.floats(0, 1000)),
         "max_load_per_core": draw(st.sampled_from([1, 4.0]) | st.floats(0.01, 100)),
         "min_mem_available_pct": draw(st.sampled_from([5.0, 10]) | st.floats(0, 100)),
@@ -123,6 +155,7 @@ def damaged(draw: Draw, document: dict[str, Any]) -> dict[str, Any]:
 def canary_inputs(draw: Draw) -> dict[str, Any]:
     limits = thresholds(draw)
     alpha = draw(st.sampled_from([0.01, 0.05, 0.001]) | st.floats(1e-4, 0.5))
+    beta = draw(st.sampled_from([0.1, 0.2]) | st.floats(0.001, 0.5))
     min_duration = draw(st.sampled_from([0, 10, 30.5]))
     max_duration = min_duration + draw(st.sampled_from([0, 50]))
     elapsed = draw(
@@ -130,20 +163,32 @@ def canary_inputs(draw: Draw) -> dict[str, Any]:
         | st.floats(0, 200)
         | st.sampled_from([min_duration - 0.1, max_duration + 0.1, max_duration - 1e-6])
     )
+    combined = around(draw, 1 / alpha, high=1e9)
     document = {
         "thresholds": limits,
         "alpha": alpha,
+        "beta": beta,
+        "detect": {"errors": "+1 point", "latency_ms": 100},
         "step": {
             "index": draw(st.integers(0, 5)),
-            "weight": draw(st.integers(1, 100)),
+            "weight": draw(st.integers(1, 99)),
             "elapsed_s": max(0.0, elapsed),
             "min_duration_s": min_duration,
             "max_duration_s": max_duration,
-            "on_timeout": draw(st.sampled_from(["rollback", "hold"])),
         },
         "canary": track(draw, limits),
         "stable": track(draw, limits),
-        "statistics": {"errors": statistic(draw, alpha), "latency": statistic(draw, alpha)},
+        "statistics": {
+            "harm": {
+                "e_value": combined,
+                "threshold": 1 / alpha,
+                "verdict": "harm" if combined >= 1 / alpha else "none",
+            },
+            "errors": comparison(draw, alpha, beta),
+            "latency": comparison(draw, alpha, beta),
+            "error_rate": limit(draw, alpha),
+            "p99": limit(draw, alpha),
+        },
     }
     return damaged(draw, document)
 

@@ -136,10 +136,17 @@ def test_non_json_input_fails_closed(embedded_engine: EmbeddedEngine, canary_inp
 def test_full_float_precision_reaches_the_policy(
     embedded_engine: EmbeddedEngine, canary_input: Build
 ) -> None:
-    # regopy.Input() would round 0.0100001 to 0.01 (6 digits) and promote this canary.
-    decision = embedded_engine.decide(CANARY, canary_input({"canary": {"error_rate": 0.0100001}}))
+    # regopy.Input() would round 100.0001 to 100 (6 digits): below 1/alpha, no rollback.
+    changes = {
+        "statistics": {
+            "harm": {"e_value": 100.0001, "verdict": "harm"},
+            "errors": {"verdict": "harm", "e_value": 166.66685},
+        }
+    }
+    decision = embedded_engine.decide(CANARY, canary_input(changes))
     assert decision.verdict == "rollback"
-    assert decision.reasons[0].observed == 0.0100001
+    assert decision.reasons[0].observed == 166.66685
+    assert "evidence of harm 100.0001" not in decision.reasons[0].message  # shown as an int
 
 
 def test_the_compiled_bundle_is_reused_with_fresh_input(

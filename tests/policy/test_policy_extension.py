@@ -38,9 +38,9 @@ deny contains reason if {
 
 WARMUP_RULE = """package swiftdeploy.canary
 
-hold contains {"rule": "warmup", "message": "the first step always runs for 20s"} if {
+hold contains {"rule": "warmup", "message": "the first step always runs for 60s"} if {
 	input.step.index == 0
-	input.step.elapsed_s < 20
+	input.step.elapsed_s < 60
 }
 """
 
@@ -96,10 +96,10 @@ def test_a_hold_rule_in_a_new_file_holds_and_reasons_default(
 ) -> None:
     (policy_copy / "warmup.rego").write_text(WARMUP_RULE)
     for engine in engines():
-        decision = engine.decide(CANARY, canary_input({"step": {"elapsed_s": 15}}))
+        decision = engine.decide(CANARY, canary_input({"step": {"elapsed_s": 45}}))
         assert decision.verdict == "hold", engine.name
         assert [(r.rule, r.observed) for r in decision.reasons] == [("warmup", None)]
-        assert engine.decide(CANARY, canary_input({"step": {"elapsed_s": 25}})).allow is True
+        assert engine.decide(CANARY, canary_input({"step": {"elapsed_s": 65}})).allow is True
 
 
 def test_an_infrastructure_rule_in_a_subdirectory_refuses(

@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the manifest loader and the policy-input builder.
+"""Property-based fuzzing of the manifest loader and of the evidence -> statistics ->
+policy input -> decision path.
 
 The only outcomes allowed are a valid object or a clean SwiftDeployError; anything
 else (a traceback) fails. CI runs FUZZ_EXAMPLES examples per property (default 300);
@@ -16,13 +17,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swiftdeploy.analysis.sequential import sequential_test
 from swiftdeploy.errors import SwiftDeployError
-from swiftdeploy.manifest import Analysis, Thresholds, load_manifest
-from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.manifest import Policy, Thresholds, load_manifest
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.policy.base import CANARY, canonical_json
-from swiftdeploy.rollout.inputs import canary_input
+from swiftdeploy.rollout.evidence import Counts, Evidence, StepLedger
+from tests.support.inputs import counts, ledger, policy_input
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(
@@ -115,73 +115,76 @@ def test_arbitrary_text_loads_or_fails_cleanly(text: str) -> None:
     _load(text.encode("utf-8", "replace").decode("utf-8"))
 
 
-counts = st.integers(min_value=0, max_value=10**7)
-maybe_ms = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6))
+ENGINE = EmbeddedEngine(POLICIES)
 
 
 @st.composite
-def measurements(draw: st.DrawFn, track: str) -> Measurement:
-    status = draw(st.sampled_from(["ok", "no_data", "provider_error"]))
-    requests = draw(counts)
+def track_counts(draw: st.DrawFn) -> Counts:
+    requests = draw(st.integers(min_value=0, max_value=10**7))
     errors = draw(st.integers(min_value=0, max_value=requests))
-    if status == "ok" and requests == 0:
-        requests = 1
-    quantiles = {"p50": draw(maybe_ms), "p90": draw(maybe_ms), "p99": draw(maybe_ms)}
-    return Measurement(
-        track=track,
-        provider="scrape",
-        status=status,
-        detail=draw(st.text(max_size=30)),
-        requests=requests,
-        errors=errors,
-        error_rate=(errors / requests) if status == "ok" else None,
-        quantiles=quantiles if status == "ok" else None,
+    slow = draw(st.integers(min_value=0, max_value=requests))
+    return (
+        counts(requests, errors, slow)
+        if draw(st.booleans())
+        else Counts(requests=requests, errors=errors)
     )
 
 
-ENGINE = EmbeddedEngine(POLICIES)
+@st.composite
+def ledgers(draw: st.DrawFn) -> Evidence:
+    earlier = tuple(
+        StepLedger(
+            index=index,
+            weight=draw(st.integers(min_value=1, max_value=99)),
+            started_at=0.0,
+            canary=draw(track_counts()),
+            stable=draw(track_counts()),
+            observed_s=draw(st.floats(min_value=0, max_value=1e6)),
+            passed=draw(st.sampled_from([{}, {"errors": "power"}, {"latency": "hand"}])),
+        )
+        for index in range(draw(st.integers(min_value=0, max_value=2)))
+    )
+    current = ledger(
+        draw(track_counts()),
+        draw(track_counts()),
+        weight=draw(st.integers(min_value=0, max_value=100)),
+        elapsed_s=draw(st.floats(min_value=0, max_value=1e6)),
+        earlier=earlier,
+    )
+    bound = draw(st.one_of(st.none(), st.floats(min_value=1e-4, max_value=100)))
+    return current.model_copy(update={"latency_bound_s": bound})
 
 
 @FUZZ
 @given(
-    canary=measurements("canary"),
-    stable=measurements("stable"),
+    evidence=ledgers(),
     healthy=st.booleans(),
     elapsed=st.floats(min_value=0, max_value=1e6),
-    weight=st.integers(min_value=0, max_value=100),
     alpha=st.floats(min_value=1e-6, max_value=0.5),
-    max_error_rate=st.floats(min_value=0, max_value=1),
+    beta=st.floats(min_value=0.001, max_value=0.5),
+    max_error_rate=st.floats(min_value=1e-6, max_value=0.999),
+    provider_error=st.booleans(),
 )
 def test_policy_inputs_always_build_and_decide(
-    canary: Measurement,
-    stable: Measurement,
+    evidence: Evidence,
     healthy: bool,
     elapsed: float,
-    weight: int,
     alpha: float,
+    beta: float,
     max_error_rate: float,
+    provider_error: bool,
 ) -> None:
-    statistics = {
-        "errors": sequential_test(
-            canary.requests, canary.errors, stable.requests, stable.errors, alpha=alpha
-        ).model_dump(mode="json")
-    }
-    statistics["latency"] = statistics["errors"]
-    document = canary_input(
-        thresholds=Thresholds(max_error_rate=max_error_rate),
-        alpha=alpha,
-        analysis=Analysis(),
-        step_index=0,
-        weight=weight,
-        elapsed_s=elapsed,
-        canary=canary,
-        stable=stable,
-        canary_healthy=healthy,
-        statistics=statistics,
+    policy = Policy(alpha=alpha, beta=beta, thresholds=Thresholds(max_error_rate=max_error_rate))
+    statuses = {"canary": "provider_error"} if provider_error else {}
+    document = policy_input(
+        evidence, policy=policy, elapsed_s=elapsed, healthy=healthy, statuses=statuses
     )
     canonical_json(document)
     decision = ENGINE.decide(CANARY, document)
+    assert not decision.failed, decision
     assert decision.verdict in ("promote", "hold", "rollback")
     assert decision.allow == (decision.verdict == "promote")
     if not healthy:
         assert decision.verdict == "rollback"
+    if provider_error:
+        assert decision.verdict != "promote"

@@ -101,9 +101,9 @@ RATE_PRIOR: tuple[float, float] = (0.5, 5.0)
 # The policy input is JSON (no infinity) and caps magnitudes at 1e300.
 E_VALUE_CAP = 1e300
 _LOG_CAP = math.log(E_VALUE_CAP)
-# Bisection steps for the no-harm infimum: the bracket is at most [0, 1], so 100 halvings
+# Bisection steps for the no-harm infimum: the bracket is at most [0, 1], so 64 halvings
 # reach the resolution of a double.
-_BISECT_STEPS = 100
+_BISECT_STEPS = 64
 # Keep probabilities off 0 and 1 where a count makes the log-likelihood infinite.
 _EDGE = 1e-15
 
@@ -222,19 +222,50 @@ def log_e_harm(
     y = np.asarray(stable_events, dtype=np.float64)
     nc = np.asarray(canary_n, dtype=np.float64)
     ns = np.asarray(stable_n, dtype=np.float64)
-    a, b = prior
     traffic = (nc > 0) & (ns > 0)
     share = np.where(traffic, nc / np.where(traffic, nc + ns, 1.0), 0.5)
     scaled = share * (1.0 + tolerance)
     theta0 = scaled / (scaled + 1.0 - share)
     ok = traffic & (x + y > 0) & (theta0 < 1.0)
-    theta0 = np.where(ok, theta0, 0.5)
+    return np.asarray(np.where(ok, log_e_beyond(x, y, theta0, prior), 0.0), dtype=np.float64)
+
+
+def log_e_exceeds(
+    events: ArrayLike, n: ArrayLike, threshold: float, prior: tuple[float, float] | None = None
+) -> FloatArray:
+    """log e-value against H0: p <= threshold for one arm's event rate; elementwise.
+
+    The one-sample form of the harm test, for absolute limits such as
+    `max_error_rate` (events are errors) and `max_p99_ms` (events are requests slower
+    than the limit, threshold 0.01): a Beta prior truncated to (threshold, 1), by
+    default Beta(1, 1/threshold - 1), whose mean is the threshold, so its mass sits
+    at the scale of the excesses worth catching. 0 (e = 1) without events.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"the threshold must be in (0, 1), got {threshold}")
+    x = np.asarray(events, dtype=np.float64)
+    m = np.asarray(n, dtype=np.float64)
+    chosen = prior or (1.0, 1.0 / threshold - 1.0)
+    value = log_e_beyond(x, m - x, np.full_like(x, threshold), chosen)
+    return np.asarray(np.where(x > 0, value, 0.0), dtype=np.float64)
+
+
+def log_e_beyond(
+    successes: ArrayLike, failures: ArrayLike, theta0: ArrayLike, prior: tuple[float, float]
+) -> FloatArray:
+    """log of the Beta(a, b) mixture, truncated to (theta0, 1), of the binomial
+    likelihood ratios L(theta) / L(theta0): the closed form in the module docstring.
+    Each ratio with theta > theta0 is a supermartingale under every theta' <= theta0."""
+    x = np.asarray(successes, dtype=np.float64)
+    y = np.asarray(failures, dtype=np.float64)
+    t0 = np.asarray(theta0, dtype=np.float64)
+    a, b = prior
     with np.errstate(divide="ignore"):
         # log Q underflows to -inf only where the posterior mass above theta0 is below
         # 1e-308: e = 0 there, which is the right answer to double precision.
-        tail = np.log(betaincc(a + x, b + y, theta0)) - np.log(betaincc(a, b, theta0))
-    log_e = betaln(a + x, b + y) - betaln(a, b) + tail - xlogy(x, theta0) - xlog1py(y, -theta0)
-    return np.asarray(np.where(ok, log_e, 0.0), dtype=np.float64)
+        tail = np.log(betaincc(a + x, b + y, t0)) - np.log(betaincc(a, b, t0))
+    value = betaln(a + x, b + y) - betaln(a, b) + tail - xlogy(x, t0) - xlog1py(y, -t0)
+    return np.asarray(value, dtype=np.float64)
 
 
 # --- the no-harm test and the effect's confidence sequence --------------------------
@@ -339,22 +370,53 @@ def difference_cs(
     return low, high
 
 
-def _line_min(x: int, nc: int, y: int, ns: int, d: float) -> float:
-    """`line_infimum` with slope 1 for one point, in plain floats: the confidence
-    sequence's root finding calls it about a hundred times per look."""
-    low, high = max(0.0, -d), min(1.0, 1.0 - d)
+def _line_min(x: int, nc: int, y: int, ns: int, d: float, slope: float = 1.0) -> float:
+    """`line_infimum` for one point, in plain floats: the confidence sequence's root
+    finding calls it about a hundred times per look, and the engine once per test."""
+    low, high = max(0.0, -d / slope), min(1.0, (1.0 - d) / slope)
     lo, hi = low, high
     for _ in range(_BISECT_STEPS):
         mid = 0.5 * (lo + hi)
-        if _score(x, nc, mid + d) + _score(y, ns, mid) > 0:  # NaN (inf - inf): go up
+        if slope * _score(x, nc, slope * mid + d) + _score(y, ns, mid) > 0:  # NaN: go up
             hi = mid
         else:
             lo = mid
     p_s = min(max(0.5 * (lo + hi), low), high)
-    p_c = min(max(p_s + d, 0.0), 1.0)
+    p_c = min(max(slope * p_s + d, 0.0), 1.0)
     p_s = min(max(p_s, _EDGE if y > 0 else 0.0), 1.0 - _EDGE if ns > y else 1.0)
     p_c = min(max(p_c, _EDGE if x > 0 else 0.0), 1.0 - _EDGE if nc > x else 1.0)
-    return float(log_mixture(x, nc, p_c)) + float(log_mixture(y, ns, p_s))
+    return _log_mixture_at(x, nc, p_c) + _log_mixture_at(y, ns, p_s)
+
+
+def no_harm_log_e(
+    canary_events: int,
+    canary_n: int,
+    stable_events: int,
+    stable_n: int,
+    tolerance: float = 0.0,
+    margin: float = 0.01,
+) -> float:
+    """`log_e_no_harm` for one look, in plain floats (the engine's per-look path)."""
+    x, nc, y, ns = canary_events, canary_n, stable_events, stable_n
+    if nc <= 0 or ns <= 0:
+        return 0.0
+    slope = 1.0 + tolerance
+    on_line = _line_min(x, nc, y, ns, margin, slope)
+    rate_c, rate_s = x / nc, y / ns
+    if rate_c >= slope * rate_s + margin:  # the estimate itself lies in H0'
+        return min(on_line, _log_mixture_at(x, nc, rate_c) + _log_mixture_at(y, ns, rate_s))
+    return on_line
+
+
+def _log_mixture_at(events: int, n: int, p: float) -> float:
+    """`log_mixture` for one point, in plain floats."""
+    a, b = RATE_PRIOR
+    value = betaln(a + events, b + n - events) - betaln(a, b)
+    if events:
+        value -= events * math.log(p)
+    if n - events:
+        value -= (n - events) * math.log1p(-p)
+    return float(value)
 
 
 def _score(events: int, n: int, p: float) -> float:

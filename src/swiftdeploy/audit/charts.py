@@ -17,7 +17,16 @@ from html import escape
 
 STABLE_COLOR = "#1f6fb4"
 CANARY_COLOR = "#e8710a"
-VERDICT_COLORS = {"promote": "#2a9d3c", "hold": "#8a8a8a", "rollback": "#d62828"}
+# A decision marker's colour by what was done: the engine's verdicts, a step held at
+# max_duration, and a person's command through the canary gate (allowed or refused).
+VERDICT_COLORS = {
+    "promote": "#2a9d3c",
+    "hold": "#8a8a8a",
+    "rollback": "#d62828",
+    "held": "#b27b00",
+    "by hand": "#0b7a75",
+    "refused": "#7a1020",
+}
 THRESHOLD_COLOR = "#b00020"
 STEP_COLOR = "#6a4c93"
 CHAOS_COLOR = "#c2185b"
@@ -25,6 +34,12 @@ CHAOS_COLOR = "#c2185b"
 WIDTH = 760
 HEIGHT = 290
 LEFT, RIGHT, TOP, BOTTOM = 70, 24, 40, 48
+# Boundary labels (10 px) are stacked in rows this far apart when they would collide.
+# A character of DejaVu Sans at 10 px is about 5.5 px wide (measured in Chromium);
+# reserving more keeps labels apart in any sans-serif fallback font too.
+LABEL_ROW = 12
+LABEL_CHAR = 6.5
+LABEL_GAP = 4
 
 
 @dataclass(frozen=True)
@@ -153,19 +168,24 @@ def render(chart: Chart) -> str:
         f'<text transform="translate(14 {TOP + plot_h / 2}) rotate(-90)" text-anchor="middle"'
         f' fill="#555">{escape(chart.y_label)}</text>'
     )
-    for boundary in chart.boundaries:
+    # The threshold's label sits at the right end of its line; boundary labels keep
+    # clear of it and of each other.
+    reserved = []
+    if chart.threshold:
+        value, label = chart.threshold
+        reserved.append(_box(LEFT + plot_w - 4, py(value) - 4, "end", label))
+    placed = place_labels(chart.boundaries, px, plot_w, plot_h, reserved)
+    for boundary, (label_x, label_y, anchor) in zip(chart.boundaries, placed, strict=True):
         x = px(boundary.x)
-        label_y = TOP + 11 if boundary.kind == "step" else TOP + plot_h - 6
-        # Labels right of the middle go on the left of their line, to stay inside.
-        anchor = (x - 3, "end") if x > LEFT + plot_w * 0.6 else (x + 3, "start")
         out.append(
             f'<line class="{boundary.kind}-boundary" x1="{x}" y1="{TOP}" x2="{x}"'
             f' y2="{TOP + plot_h}" stroke="{boundary.color}" stroke-dasharray="4 3">'
             f"<title>{escape(boundary.detail or boundary.label)}</title></line>"
         )
         out.append(
-            f'<text x="{anchor[0]}" y="{label_y}" text-anchor="{anchor[1]}"'
-            f' fill="{boundary.color}" font-size="10">{escape(boundary.label)}</text>'
+            f'<text class="boundary-label" data-label="{boundary.kind}" x="{label_x}"'
+            f' y="{label_y}" text-anchor="{anchor}" fill="{boundary.color}" font-size="10">'
+            f"{escape(boundary.label)}</text>"
         )
     if chart.threshold:
         value, label = chart.threshold
@@ -175,8 +195,8 @@ def render(chart: Chart) -> str:
             f' stroke="{THRESHOLD_COLOR}" stroke-dasharray="6 4"/>'
         )
         out.append(
-            f'<text x="{LEFT + plot_w - 4}" y="{y - 4}" text-anchor="end"'
-            f' fill="{THRESHOLD_COLOR}" font-size="10">{escape(label)}</text>'
+            f'<text data-label="threshold" x="{LEFT + plot_w - 4}" y="{y - 4}"'
+            f' text-anchor="end" fill="{THRESHOLD_COLOR}" font-size="10">{escape(label)}</text>'
         )
     for series in chart.series:
         if not series.points:
@@ -206,13 +226,65 @@ def render(chart: Chart) -> str:
                 f' fill="{marker.color}">{escape(marker.verdict)}</text>'
             )
     out.extend(_legend(chart, LEFT + plot_w))
-    if not chart.has_data:
-        out.append(
-            f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle"'
-            ' fill="#888">no measurements recorded</text>'
-        )
     out.append("</svg>")
     return "".join(out)
+
+
+# A label's extent: (left, top, right, bottom) in SVG pixels.
+Box = tuple[float, float, float, float]
+
+
+def label_width(label: str) -> float:
+    """A generous estimate of a 10 px label's width, to keep labels apart."""
+    return LABEL_CHAR * len(label)
+
+
+def _box(x: float, baseline: float, anchor: str, label: str) -> Box:
+    width = label_width(label)
+    left = x - width if anchor == "end" else x
+    # 10 px text reaches about 8 px above its baseline and 2 px below it.
+    return (left, baseline - 9, left + width, baseline + 3)
+
+
+def _clear(box: Box, taken: Sequence[Box]) -> bool:
+    return all(
+        box[2] + LABEL_GAP <= other[0]
+        or other[2] + LABEL_GAP <= box[0]
+        or box[3] <= other[1]
+        or other[3] <= box[1]
+        for other in taken
+    )
+
+
+def place_labels(
+    boundaries: Sequence[Boundary],
+    px: Callable[[float], float],
+    plot_w: float,
+    plot_h: float,
+    reserved: Sequence[Box] = (),
+) -> list[tuple[float, float, str]]:
+    """(x, y, text-anchor) of each boundary's label. A label sits beside its line (on
+    the left of lines right of 60% of the plot, to stay inside); step labels stack
+    down from the top, chaos labels up from the bottom, each in the first row where
+    it clears every label already placed and the `reserved` boxes, so that steps
+    moments apart (a promotion by hand runs several in a second) stay readable."""
+    rows = max(1, int((plot_h / 2 - LABEL_ROW) // LABEL_ROW) + 1)  # half the plot each
+    taken: list[Box] = list(reserved)
+    placed: list[tuple[float, float, str]] = [(0.0, 0.0, "start")] * len(boundaries)
+    for i in sorted(range(len(boundaries)), key=lambda i: px(boundaries[i].x)):
+        boundary = boundaries[i]
+        x = px(boundary.x)
+        label_x, anchor = (x - 3, "end") if x > LEFT + plot_w * 0.6 else (x + 3, "start")
+        first, spacing = (
+            (TOP + 11, LABEL_ROW) if boundary.kind == "step" else (TOP + plot_h - 6, -LABEL_ROW)
+        )
+        baselines = [first + row * spacing for row in range(rows)]
+        boxes = [_box(label_x, y, anchor, boundary.label) for y in baselines]
+        # More labels at one spot than half the plot holds: the last row takes the rest.
+        row = next((r for r, box in enumerate(boxes) if _clear(box, taken)), rows - 1)
+        taken.append(boxes[row])
+        placed[i] = (round(label_x, 2), baselines[row], anchor)
+    return placed
 
 
 def _legend(chart: Chart, right: float) -> list[str]:

@@ -2,9 +2,12 @@
 
 Pure functions over the records (no files): the report, `why` and the exports
 are built from these views. Every sentence is made from what the decision record
-holds: the policy's reasons (rule, observed, threshold) and the input's
-measurements and sequential-test statistics (docs/policy-input.md). A field that
-is missing reads "n/a"; nothing here raises on an odd record.
+holds: the policy's reasons (rule, message, observed, threshold) and the input's
+measurements and statistics (docs/policy-input.md). A field that is missing reads
+"n/a"; nothing here raises on an odd record.
+
+The views are called DecisionView and ReasonView so that they are never mistaken
+for the policy engine's own `swiftdeploy.policy.base.Decision` and `Reason`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from typing import Any
 from swiftdeploy.audit.log import Record
 
 TERMINAL = {"promoted": "promoted", "rolled-back": "rolled back", "failed": "failed"}
+# Phases in which the canary takes its step's traffic; other transitions (promoting,
+# rolling back, done) may carry the step index and a weight of 0 or 100 on their way
+# out, which is no step of the rollout.
+LIVE_PHASES = frozenset({"progressing", "paused"})
 # The rules an engine makes up when it cannot decide (swiftdeploy.policy.base); kept
 # here too, so that a trail written by an older or newer version still reads right.
 FAILURE_RULES = frozenset(
@@ -31,10 +38,15 @@ FAILURE_RULES = frozenset(
         "invalid_input",
     }
 )
-KINDS_OF_TEST = ("errors", "latency")
-HARM_RULES = frozenset({"errors_harm", "latency_harm"})
-_REASON_ORDER = {"max_error_rate": 0, "max_p99_ms": 0, "canary_unhealthy": 0}
-_REASON_ORDER.update(dict.fromkeys(HARM_RULES, 1))
+# The canary policy's harm rules: observed is the test's e-value, threshold is alpha.
+HARM_RULES = frozenset({"errors_harm", "latency_harm", "max_error_rate", "max_p99_ms"})
+# Reasons read best harm first, then what evidence is missing, then the rest.
+_REASON_ORDER = dict.fromkeys(HARM_RULES, 0) | {"canary_unhealthy": 0, "needs_evidence": 1}
+# What the rollout engine records as a decision's action; a gate's action is what the
+# person asked for (it also records `requested`).
+ENGINE_ACTIONS = frozenset({"promote", "hold", "rollback", "held"})
+# Commands by which a person ends a rollout, by the outcome they lead to.
+HAND_VERBS = {"rolled back": ("rollback", "abort"), "promoted": ("promote",)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -87,6 +99,8 @@ def count(value: object) -> str:
 
 
 def plain(value: object) -> str:
+    if isinstance(value, bool):  # as the policy wrote it (JSON), not Python's True
+        return "true" if value else "false"
     x = number(value)
     if x is not None:
         return f"{x:g}"
@@ -103,26 +117,32 @@ def gigabytes(value: object) -> str:
     return "n/a" if x is None else f"{x:g} GB"
 
 
-# How a rule's observed value and threshold read, and which sequential test backs it.
-RULE_FORMAT: dict[str, Callable[[object], str]] = {
-    "max_error_rate": pct,
-    "max_p99_ms": ms,
-    "errors_harm": evalue,
-    "latency_harm": evalue,
-    "inconclusive": evalue,
-    "min_requests": count,
-    "min_duration": seconds,
-    "timeout": seconds,
-    "no_harm": seconds,
-    "min_disk_free_gb": gigabytes,
-    "max_load_per_core": plain,
-    "min_mem_available_pct": percent,
+# How a rule's observed value and threshold read: (observed, threshold, their names).
+RULE_FACTS: dict[str, tuple[Callable[[object], str], Callable[[object], str], str, str]] = {
+    "errors_harm": (evalue, plain, "e-value", "alpha"),
+    "latency_harm": (evalue, plain, "e-value", "alpha"),
+    "max_error_rate": (evalue, plain, "e-value", "alpha"),
+    "max_p99_ms": (evalue, plain, "e-value", "alpha"),
+    "needs_evidence": (count, count, "canary requests", "needed for the power"),
+    "min_duration": (seconds, seconds, "ran", "minimum"),
+    "passed": (seconds, seconds, "ran", "minimum"),
+    "min_disk_free_gb": (gigabytes, gigabytes, "observed", "threshold"),
+    "max_load_per_core": (plain, plain, "observed", "threshold"),
+    "min_mem_available_pct": (percent, percent, "observed", "threshold"),
 }
+# The test in the statistics behind each rule (docs/policy-input.md).
 RULE_TEST = {
-    "max_error_rate": "errors",
     "errors_harm": "errors",
-    "max_p99_ms": "latency",
     "latency_harm": "latency",
+    "max_error_rate": "error_rate",
+    "max_p99_ms": "p99",
+}
+TESTS = ("errors", "latency", "error_rate", "p99")
+TEST_NAMES = {
+    "errors": "errors against stable",
+    "latency": "latency against stable",
+    "error_rate": "error rate against thresholds.max_error_rate",
+    "p99": "p99 against thresholds.max_p99_ms",
 }
 
 
@@ -138,6 +158,10 @@ def parse_ts(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def record_at(record: Record) -> datetime:
+    return parse_ts(record.get("ts")) or _EPOCH
 
 
 def show_ts(moment: datetime) -> str:
@@ -190,14 +214,14 @@ class Track:
 
 
 @dataclass(frozen=True)
-class Reason:
+class ReasonView:
     rule: str
     message: str
     observed: Any
     threshold: Any
 
     @classmethod
-    def of(cls, data: object) -> Reason:
+    def of(cls, data: object) -> ReasonView:
         item = as_mapping(data)
         rule, message = item.get("rule"), item.get("message")
         return cls(
@@ -208,22 +232,25 @@ class Reason:
         )
 
     def facts(self) -> str:
-        """`rule max_error_rate: observed 5.2%, threshold 1.0%`."""
-        shown = RULE_FORMAT.get(self.rule, plain)
+        """`rule errors_harm: e-value 412, alpha 0.01`."""
+        observed, threshold, observed_name, threshold_name = RULE_FACTS.get(
+            self.rule, (plain, plain, "observed", "threshold")
+        )
         return (
-            f"rule {self.rule}: observed {shown(self.observed)}, threshold {shown(self.threshold)}"
+            f"rule {self.rule}: {observed_name} {observed(self.observed)}, "
+            f"{threshold_name} {threshold(self.threshold)}"
         )
 
 
 @dataclass(frozen=True)
-class Decision:
+class DecisionView:
     record: Record
     at: datetime
     package: str
     engine: str
     decision_id: str | None
     verdict: str
-    reasons: tuple[Reason, ...]
+    reasons: tuple[ReasonView, ...]
     step_index: int | None
     step_weight: float | None
     elapsed_s: float | None
@@ -234,7 +261,10 @@ class Decision:
     alpha: float | None
     input: Mapping[str, Any]
     output: Mapping[str, Any]
-    action: str  # what was done: the verdict, or on_timeout for a hold at max_duration
+    # What was done: the verdict, "held" when the step reached max_duration undecided,
+    # or a gate's action ("promote --all", "refused", "forced promote", ...).
+    action: str
+    requested: str | None  # what a person asked the canary gate for; None for the engine
 
     @property
     def rollout_id(self) -> str | None:
@@ -247,6 +277,11 @@ class Decision:
         return any(reason.rule in FAILURE_RULES for reason in self.reasons)
 
     @property
+    def by_hand(self) -> bool:
+        """A canary gate's look before a person's command, not the rollout engine's."""
+        return self.requested is not None
+
+    @property
     def step_name(self) -> str:
         if self.step_index is None:
             return "-"
@@ -254,109 +289,109 @@ class Decision:
         return f"step {self.step_index + 1}{weight}"
 
     def test(self, kind: str) -> str | None:
-        """In words: `sequential test on errors: e = 812 >= 100 (alpha = 0.01)`."""
+        """In words: `errors against stable: e = 812 (weight 0.6 of alpha)`."""
         stat = as_mapping(self.statistics.get(kind))
         e = number(stat.get("e_value"))
         if e is None:
             return None
-        text = f"sequential test on {kind}: e = {evalue(e)}"
-        if self.alpha:
-            bar = 1 / self.alpha
-            text += f" {'>=' if e >= bar else '<'} {evalue(bar)} (alpha = {self.alpha:g})"
-        return text
+        name = TEST_NAMES.get(kind, kind)
+        weight = number(stat.get("weight"))
+        share = f" (weight {weight:g} of alpha)" if weight is not None else ""
+        return f"{name}: e = {evalue(e)}{share}"
+
+    def harm(self) -> str | None:
+        """`evidence of harm 120 >= 100 = 1/alpha`: the weighted mean of the tests' e-values."""
+        harm = as_mapping(self.statistics.get("harm"))
+        e, bar = number(harm.get("e_value")), number(harm.get("threshold"))
+        if e is None or bar is None:
+            return None
+        return f"evidence of harm {evalue(e)} {'>=' if e >= bar else '<'} {evalue(bar)} = 1/alpha"
 
     def test_details(self, kind: str) -> str | None:
-        """The statistic behind a rule, with its counts, for `why`."""
+        """The statistic behind a rule, with its counts and where it stands, for `why`."""
         stat = as_mapping(self.statistics.get(kind))
         text = self.test(kind)
         if text is None:
             return None
         parts = [text]
-        verdict = stat.get("verdict")
-        if isinstance(verdict, str):
-            parts.append(f"verdict {verdict}")
-        if number(stat.get("p_value")) is not None:
-            parts.append(f"p-value {number(stat.get('p_value')):.3g}")
-        events = "errors" if kind == "errors" else "slow requests"
-        parts.append(
-            f"canary {count(stat.get('canary_events'))} {events} in "
-            f"{count(stat.get('canary_n'))}, stable {count(stat.get('stable_events'))} in "
-            f"{count(stat.get('stable_n'))}"
+        if kind in ("errors", "error_rate"):
+            events = "errors"
+        else:
+            above = number(stat.get("slow_above_ms"))
+            events = "slow requests" + (f" (over {ms(above)})" if above is not None else "")
+        counts = (
+            f"canary {count(stat.get('canary_events'))} {events} in {count(stat.get('canary_n'))}"
         )
+        if number(stat.get("stable_n")) is not None:
+            counts += (
+                f", stable {count(stat.get('stable_events'))} in {count(stat.get('stable_n'))}"
+            )
+        parts.append(counts)
+        passed_by = stat.get("passed_by")
+        if stat.get("verdict") == "harm":
+            parts.append("carries the evidence of harm")
+        elif isinstance(passed_by, str):
+            parts.append(f"passed by {passed_by.replace('_', ' ')}")
+        elif number(stat.get("remaining")) is not None:
+            eta = number(stat.get("eta_s"))
+            parts.append(
+                f"{count(stat.get('remaining'))} more canary requests for the power"
+                + (f" (about {seconds(eta)})" if eta is not None else "")
+            )
         return "; ".join(parts)
 
-    def reason_sentence(self, reason: Reason) -> str:
-        canary, stable = self.canary, self.stable
-        stable_note = "n/a" if not stable.usable else None
-        if reason.rule == "max_error_rate":
-            return (
-                f"canary error rate {pct(reason.observed)} > {pct(reason.threshold)} "
-                f"(stable {stable_note or pct(stable.error_rate)}; "
-                f"{count(canary.requests)} requests)"
-            )
-        if reason.rule == "max_p99_ms":
-            return (
-                f"canary p99 latency {ms(reason.observed)} > {ms(reason.threshold)} "
-                f"(stable {stable_note or ms(stable.p99_ms)}; {count(canary.requests)} requests)"
-            )
-        if reason.rule in HARM_RULES:
-            kind = reason.rule.split("_", 1)[0]
-            test = self.test(kind) or f"sequential test on {kind}: e = {evalue(reason.observed)}"
-            return f"{test}: canary {kind} worse than stable"
-        if reason.rule == "inconclusive":
-            return f"no verdict yet: {reason.message or 'sequential test inconclusive'}"
-        if reason.rule == "min_requests":
-            return (
-                f"only {count(reason.observed)} canary requests, {count(reason.threshold)} needed"
-            )
-        if reason.rule == "min_duration":
-            return (
-                f"the step has run {seconds(reason.observed)} of its minimum "
-                f"{seconds(reason.threshold)}"
-            )
-        if reason.rule == "timeout":
-            return (
-                f"no decision after {seconds(reason.observed)} (maximum "
-                f"{seconds(reason.threshold)}), so on_timeout applied"
-            )
-        if reason.rule == "no_harm":
-            tests = [t for kind in KINDS_OF_TEST if (t := self.test(kind))]
-            return (
-                f"no harm found after {seconds(reason.observed)}: "
-                + (", ".join(tests) if tests else "both sequential tests passed")
-                + f"; canary error rate {pct(canary.error_rate)}, p99 {ms(canary.p99_ms)} "
-                f"over {count(canary.requests)} requests"
-            )
+    def statistics_lines(self) -> list[str]:
+        """The evidence of harm, then the tests behind the decision's rules (every test
+        when no rule names one), for `why`."""
+        kinds = [RULE_TEST[r.rule] for r in self.reasons if r.rule in RULE_TEST]
+        texts = [harm] if (harm := self.harm()) else []
+        texts += [
+            text for kind in dict.fromkeys(kinds or TESTS) if (text := self.test_details(kind))
+        ]
+        return texts
+
+    def reason_sentence(self, reason: ReasonView) -> str:
         if reason.rule in FAILURE_RULES:
             return (
                 f"the policy engine could not decide ({reason.rule}), so it failed closed: "
                 f"{reason.message}"
             )
+        # The policy's own message says it best (and both engines word it alike).
         return reason.message or reason.facts()
 
-    def ordered_reasons(self) -> list[Reason]:
-        """Threshold rules first, then the sequential tests, then the rest."""
+    def ordered_reasons(self) -> list[ReasonView]:
+        """Harm first, then the evidence still missing, then the rest."""
         return sorted(self.reasons, key=lambda r: _REASON_ORDER.get(r.rule, 2))
 
     def sentence(self) -> str:
-        """Every reason, the statistic behind them, and the verdict, in one line."""
+        """Every reason and the outcome, in one line."""
         parts = [self.reason_sentence(reason) for reason in self.ordered_reasons()]
-        mentioned = {RULE_TEST[r.rule] for r in self.reasons if r.rule in HARM_RULES}
-        for kind in dict.fromkeys(RULE_TEST[r.rule] for r in self.reasons if r.rule in RULE_TEST):
-            test = self.test(kind)
-            if kind not in mentioned and test:
-                parts.append(test)
         if not parts:
             parts.append("no reasons given")
         return "; ".join(parts) + f" → {self.outcome}"
 
     @property
     def outcome(self) -> str:
-        """`rollback`, or `hold, so rollback` when the engine applied on_timeout."""
-        return self.verdict if self.action == self.verdict else f"{self.verdict}, so {self.action}"
+        """The verdict, and what was done when that differs: `rollback`, `hold at
+        max_duration, so held for a person`, `hold, so promote --all by hand`."""
+        if self.action == self.verdict:
+            return self.verdict
+        if self.action == "held":
+            return f"{self.verdict} at max_duration, so held for a person"
+        if self.action == "refused":
+            return f"{self.verdict}, so {self.requested or 'the command'} was refused"
+        if self.action.startswith("forced "):
+            return f"{self.verdict}, but {self.action.removeprefix('forced ')} forced by hand"
+        if self.by_hand:
+            return f"{self.verdict}, so {self.action} by hand"
+        gated = self.input.get("action")  # the infrastructure gate's input names the command
+        if isinstance(gated, str) and self.action not in ENGINE_ACTIONS:
+            allowed = "allowed" if self.verdict == "promote" else "denied"
+            return f"{self.verdict}, so {gated} {allowed}"
+        return f"{self.verdict}, so {self.action}"
 
 
-def decision_of(record: Record) -> Decision | None:
+def decision_of(record: Record) -> DecisionView | None:
     """The decision view of a `decision` record (None for any other record)."""
     if record.get("kind") != "decision":
         return None
@@ -373,18 +408,23 @@ def decision_of(record: Record) -> Decision | None:
     verdict = output.get("verdict")
     if not isinstance(verdict, str):
         verdict = "promote" if output.get("allow") is True else "rollback"
-    action = record.get("action")  # what was done, when it differs (a hold at the limit)
+    action = record.get("action")
+    requested = record.get("requested")
     raw_reasons = output.get("reasons")
     index = number(step.get("index"))
+    if index is None:
+        index = number(record.get("step_index"))
     decision_id = data.get("decision_id")
-    return Decision(
+    return DecisionView(
         record=record,
-        at=parse_ts(record.get("ts")) or _EPOCH,
+        at=record_at(record),
         package=str(data.get("package") or "unknown"),
         engine=str(data.get("engine") or "unknown"),
         decision_id=decision_id if isinstance(decision_id, str) else None,
         verdict=verdict,
-        reasons=tuple(Reason.of(r) for r in (raw_reasons if isinstance(raw_reasons, list) else [])),
+        reasons=tuple(
+            ReasonView.of(r) for r in (raw_reasons if isinstance(raw_reasons, list) else [])
+        ),
         step_index=int(index) if index is not None else None,
         step_weight=number(step.get("weight")),
         elapsed_s=number(step.get("elapsed_s")),
@@ -395,6 +435,7 @@ def decision_of(record: Record) -> Decision | None:
             as_mapping(measurements.get("stable")), as_mapping(given_input.get("stable"))
         ),
         action=action if isinstance(action, str) else verdict,
+        requested=requested if isinstance(requested, str) else None,
         statistics=statistics,
         thresholds=thresholds,
         alpha=alpha,
@@ -411,7 +452,7 @@ class Step:
     index: int
     weight: float | None
     start: datetime
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[DecisionView] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -419,7 +460,7 @@ class Step:
         return f"step {self.index + 1}{weight}"
 
     @property
-    def last(self) -> Decision | None:
+    def last(self) -> DecisionView | None:
         return self.decisions[-1] if self.decisions else None
 
 
@@ -429,7 +470,7 @@ class Rollout:
     records: list[Record]
     start: datetime
     end: datetime
-    decisions: list[Decision]
+    decisions: list[DecisionView]
     steps: list[Step]
     outcome: str  # promoted | rolled back | failed | in progress
     phase: str | None
@@ -444,29 +485,32 @@ class Rollout:
         return [r for r in self.records if r.get("kind") == "chaos"]
 
     @property
-    def decisive(self) -> Decision | None:
-        """The decision that ended the rollout (or the latest one, while in progress)."""
+    def decisive(self) -> DecisionView | None:
+        """The rollout engine's decision that ended the rollout (or the latest decision,
+        while in progress); None when it ended another way (by hand)."""
         wanted = {"rolled back": "rollback", "promoted": "promote", "failed": "rollback"}
         action = wanted.get(self.outcome)
         if action:
-            matching = [d for d in self.decisions if d.action == action]
+            matching = [d for d in self.decisions if d.action == action and not d.by_hand]
             return matching[-1] if matching else None
         return self.decisions[-1] if self.decisions else None
 
     @property
     def manual_command(self) -> Record | None:
-        """The command record of a hand-made rollback or promote after the last decision."""
-        verb = {"rolled back": "rollback", "promoted": "promote"}.get(self.outcome)
-        if verb is None:
+        """The command record of a rollback, abort or promote by hand that came after
+        the engine's last decision to that end."""
+        verbs = HAND_VERBS.get(self.outcome)
+        if verbs is None:
             return None
-        last_decision = self.decisions[-1].at if self.decisions else _EPOCH
+        decisive = self.decisive
+        after = decisive.at if decisive is not None else _EPOCH
         for record in reversed(self.records):
             command = record.get("command")
             if (
                 record.get("kind") == "command"
                 and isinstance(command, list)
-                and verb in command
-                and (parse_ts(record.get("ts")) or _EPOCH) >= last_decision
+                and any(verb in command[1:] for verb in verbs)
+                and record_at(record) >= after
             ):
                 return record
         return None
@@ -482,7 +526,7 @@ class Rollout:
         return ", ".join(known)
 
 
-def _step_of(record: Record, decision: Decision | None) -> tuple[int | None, float | None]:
+def _step_of(record: Record, decision: DecisionView | None) -> tuple[int | None, float | None]:
     if decision is not None:
         return decision.step_index, decision.step_weight
     step = as_mapping(record.get("step"))
@@ -495,41 +539,66 @@ def _step_of(record: Record, decision: Decision | None) -> tuple[int | None, flo
     return (int(index) if index is not None else None), weight
 
 
+def _steps(records: list[Record], decisions: dict[int, DecisionView]) -> list[Step]:
+    """The steps that took traffic: a step is known from a decision at it (a look at
+    the canary) or a transition that gave it a weight above 0. A transition at weight
+    0 (a canary starting, by hand or before its first step; or on its way out) starts
+    no step, so a rollout never shows a 0% step that did not happen; it only tells
+    when a step that a later look confirms began."""
+    steps: dict[int, Step] = {}
+    live_since: dict[int, datetime] = {}  # the first live record at each step index
+    for position, record in enumerate(records):
+        decision = decisions.get(position)
+        index, weight = _step_of(record, decision)
+        if index is None:
+            continue
+        at = record_at(record)
+        if decision is not None:
+            step = steps.setdefault(index, Step(index, weight, live_since.get(index, at)))
+            if weight is not None:  # the weight the policy saw at this look
+                step.weight = weight
+            step.decisions.append(decision)
+            continue
+        if record.get("kind") != "transition" or record.get("phase_after") not in LIVE_PHASES:
+            continue
+        live_since.setdefault(index, at)
+        if weight is not None and weight > 0:
+            step = steps.setdefault(index, Step(index, weight, at))
+            if step.weight is None:
+                step.weight = weight
+    return [steps[i] for i in sorted(steps)]
+
+
 def build_rollout(rollout_id: str, records: list[Record]) -> Rollout:
     times = [t for r in records if (t := parse_ts(r.get("ts")))]
     start = min(times, default=_EPOCH)
-    decisions: list[Decision] = []
-    steps: dict[int, Step] = {}
+    decisions: dict[int, DecisionView] = {}
     phase: str | None = None
+    ended: datetime | None = None
     versions: dict[str, str] = {}
-    for record in records:
+    for position, record in enumerate(records):
         decision = decision_of(record)
         if decision is not None:
-            decisions.append(decision)
-        index, weight = _step_of(record, decision)
-        if index is not None:
-            step = steps.setdefault(index, Step(index, weight, parse_ts(record.get("ts")) or start))
-            # A decision knows its step's weight; a transition may say 0 (starting,
-            # rolling back), which only stands until a real weight is seen.
-            if weight is not None and (decision is not None or not step.weight):
-                step.weight = weight
-            if decision is not None:
-                step.decisions.append(decision)
-        if record.get("kind") == "transition" and isinstance(record.get("phase_after"), str):
-            phase = record["phase_after"]
+            decisions[position] = decision
+        after = record.get("phase_after")
+        if record.get("kind") == "transition" and isinstance(after, str):
+            phase = after
+            ended = record_at(record) if after in TERMINAL else None
         for key in ("stable_version", "canary_version"):
             # The versions the rollout started with; later records may move them.
             if isinstance(record.get(key), str):
                 versions.setdefault(key, record[key])
-    outcome = TERMINAL.get(phase or "", "in progress")
     return Rollout(
         rollout_id=rollout_id,
         records=records,
         start=start,
-        end=max(times, default=start),
-        decisions=decisions,
-        steps=[steps[i] for i in sorted(steps)],
-        outcome=outcome,
+        # A finished rollout ends with its last transition: records after it under the
+        # same id (the CLI notes the next `rollout` command under the last rollout id)
+        # are not part of it.
+        end=ended or max(times, default=start),
+        decisions=list(decisions.values()),
+        steps=_steps(records, decisions),
+        outcome=TERMINAL.get(phase or "", "in progress"),
         phase=phase,
         stable_version=versions.get("stable_version"),
         canary_version=versions.get("canary_version"),
@@ -537,22 +606,32 @@ def build_rollout(rollout_id: str, records: list[Record]) -> Rollout:
 
 
 def rollouts(records: Iterable[Record]) -> list[Rollout]:
-    """Every rollout in the records, oldest first (by its first record)."""
+    """Every rollout in the records, oldest first (by its first record).
+
+    A rollout is known from its transitions and decisions. The CLI notes each command
+    under the rollout id the state had before it, so a `canary` or `rollout` command
+    carries the previous rollout's id; when that rollout is not in the records (an
+    older file, `--rollout`), those commands alone make no rollout."""
     grouped: dict[str, list[Record]] = {}
     for record in records:
         rollout_id = record.get("rollout_id")
         if isinstance(rollout_id, str) and rollout_id:
             grouped.setdefault(rollout_id, []).append(record)
-    built = [build_rollout(rollout_id, group) for rollout_id, group in grouped.items()]
+    built = [
+        build_rollout(rollout_id, group)
+        for rollout_id, group in grouped.items()
+        if any(r.get("kind") in ("transition", "decision") for r in group)
+    ]
     return sorted(built, key=lambda r: r.start)
 
 
-def violations(records: Iterable[Record]) -> list[tuple[Decision, Reason]]:
-    """Every reason of a decision that denied (rolled back or refused the action)."""
-    found: list[tuple[Decision, Reason]] = []
+def violations(records: Iterable[Record]) -> list[tuple[DecisionView, ReasonView]]:
+    """Every reason of a decision that denied (a rollback verdict, whether the engine
+    rolled back or a gate refused or was overridden) or could not be made at all."""
+    found: list[tuple[DecisionView, ReasonView]] = []
     for record in records:
         decision = decision_of(record)
-        if decision is not None and decision.action == "rollback":
+        if decision is not None and (decision.verdict == "rollback" or decision.failed):
             found.extend((decision, reason) for reason in decision.reasons)
     return found
 
@@ -573,11 +652,12 @@ def chaos_summary(record: Record) -> str:
     if record.get("recover"):
         return f"chaos recovered on {record.get('track', 'all tracks')}"
     parts = [f"chaos on {record.get('track', '?')}"]
-    if number(record.get("error_rate")) is not None:
+    # `chaos` records 0 for the effect it was not asked for; that is no chaos.
+    if number(record.get("error_rate")):
         parts.append(f"error rate {pct(record.get('error_rate'))}")
-    if number(record.get("latency_ms")) is not None:
+    if number(record.get("latency_ms")):
         parts.append(f"+{ms(record.get('latency_ms'))} latency")
-    if number(record.get("duration_s")) is not None:
+    if number(record.get("duration_s")):
         parts.append(f"for {seconds(record.get('duration_s'))}")
     return ", ".join(parts)
 
@@ -593,9 +673,10 @@ def summary(record: Record) -> str:
         text = f"{record.get('phase_before')} → {record.get('phase_after')}"
         index, weight = _step_of(record, None)
         if index is not None:
-            text += f" at step {index + 1}"
+            text += f", step {index + 1}"
         if weight is not None:
-            text += f" ({weight:g}%)"
+            # The weight at this moment, which is not always a step's (0 while starting).
+            text += f", canary weight {weight:g}%"
         reason = record.get("reason")
         return f"{text}: {reason}" if isinstance(reason, str) and reason else text
     decision = decision_of(record)

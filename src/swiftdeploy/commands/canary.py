@@ -1,15 +1,19 @@
-"""`swiftdeploy canary VERSION`: start canary replicas and send them a share of traffic."""
+"""`swiftdeploy canary VERSION`: start canary replicas and send them a share of traffic.
+
+Its evidence is counted from the start as in a rollout, so a later `promote` or
+`weight` is gated on what the canary actually served."""
 
 from __future__ import annotations
 
 import uuid
 
 from swiftdeploy.errors import BadInputError
-from swiftdeploy.fleet import Fleet
+from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.state import Phase, State
 
 
-def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
+def start_canary(engine: RolloutEngine, version: str, weight: int | None) -> State:
+    fleet = engine.fleet
     strategy = fleet.loaded.manifest.strategy.canary
     if weight is not None and not 0 <= weight <= 100:
         raise BadInputError(f"--weight {weight} is outside 0-100")
@@ -23,9 +27,10 @@ def start_canary(fleet: Fleet, version: str, weight: int | None) -> State:
         phase=Phase.PROGRESSING,
         step_index=0,
         analysis=False,
+        evidence=engine.new_evidence(),
     )
     state = fleet.start_track(state, "canary", version, strategy.replicas)
     target = strategy.steps[0].weight if weight is None else weight
     state = fleet.store.save(state.model_copy(update={"canary_weight": target}))
     fleet.apply_routes(state)
-    return state
+    return engine.watch(state, 0, target)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from swiftdeploy.commands.rollout import metrics_provider
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.wiring import BOOTSTRAP_S, metrics_provider
 
 
 def measure(fleet: Fleet, tracks: list[str], window_s: float) -> dict[str, Measurement]:
@@ -14,6 +14,6 @@ def measure(fleet: Fleet, tracks: list[str], window_s: float) -> dict[str, Measu
     (a saved scrape history or Prometheus may give a longer window than the pause)."""
     provider = metrics_provider(fleet)
     for track in tracks:
-        provider.prime(track)
-    time.sleep(max(1.0, fleet.loaded.manifest.strategy.canary.analysis.interval))
+        provider.mark(track)
+    time.sleep(BOOTSTRAP_S)
     return {track: provider.measure(track, window_s) for track in tracks}

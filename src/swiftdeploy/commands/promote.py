@@ -1,16 +1,20 @@
-"""`swiftdeploy promote [--all]`: the next step, or every step and the final switch."""
+"""`swiftdeploy promote [--all]` of a canary started by hand: the next step, or every
+step and the final switch, once the canary gate allows it."""
 
 from __future__ import annotations
 
-from swiftdeploy.fleet import Fleet
+from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.rollout.actions import promote_to_stable
+from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.state import Phase, State
 
 
-def promote(fleet: Fleet, to_the_end: bool) -> State:
+def promote(engine: RolloutEngine, to_the_end: bool, force_reason: str | None) -> State:
+    fleet = engine.fleet
     state = fleet.store.load()
     fleet.require_canary(state)
     state = fleet.ensure_platform(state)
+    canary_gate(engine, state, "promote --all" if to_the_end else "promote", force_reason)
     steps = fleet.loaded.manifest.strategy.canary.steps
     while True:
         next_index = (state.step_index or 0) + 1
@@ -26,5 +30,6 @@ def promote(fleet: Fleet, to_the_end: bool) -> State:
             phase=Phase.PROGRESSING,
         )
         fleet.apply_routes(state)
+        state = engine.watch(state, len(state.evidence.steps), weight)
         if not to_the_end:
             return state

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from swiftdeploy.commands.rollout import metrics_provider
 from swiftdeploy.errors import TrafficError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.state import State
 from swiftdeploy.traffic.base import RouterStatus
+from swiftdeploy.wiring import metrics_provider
 
 SCRAPE_SLACK_S = 0.5
 TRAFFIC_FIELDS = {"status", "requests", "errors", "error_rate", "rps", "quantiles", "elapsed_s"}
@@ -65,7 +65,7 @@ class TrafficMeter:
         tracks = ("stable", "canary")
         if not self.primed:
             for track in tracks:
-                self.provider.prime(track)
+                self.provider.mark(track)
             time.sleep(window_s)
             self.primed = True
         # The slack keeps the look taken `window_s` ago inside the window despite jitter.

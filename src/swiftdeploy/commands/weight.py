@@ -1,18 +1,23 @@
-"""`swiftdeploy weight N`: set the canary's share of traffic by hand."""
+"""`swiftdeploy weight N`: set the canary's share of traffic by hand. Moving it up
+passes the canary gate first; moving it down (less exposure) never waits."""
 
 from __future__ import annotations
 
+from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.errors import BadInputError
-from swiftdeploy.fleet import Fleet
+from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.state import State
 
 
-def set_weight(fleet: Fleet, weight: int) -> State:
+def set_weight(engine: RolloutEngine, weight: int, force_reason: str | None) -> State:
     if not 0 <= weight <= 100:
         raise BadInputError(f"weight {weight} is outside 0-100", hint="give a percentage")
+    fleet = engine.fleet
     state = fleet.store.load()
     fleet.require_canary(state)
     state = fleet.ensure_platform(state)
-    state = fleet.store.save(state.model_copy(update={"canary_weight": weight}))
+    if weight > state.canary_weight:
+        canary_gate(engine, state, f"weight {weight}", force_reason)
+    state = fleet.transition(state, f"canary weight set to {weight}% by hand", canary_weight=weight)
     fleet.apply_routes(state)
-    return state
+    return engine.watch(state, len(state.evidence.steps), weight)

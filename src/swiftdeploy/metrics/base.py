@@ -109,15 +109,29 @@ class MetricsProvider(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def resolution_s(self) -> float:
+        """The shortest span worth measuring: looking more often sees nothing new."""
+        ...
+
     def measure(self, track: str, window_s: float) -> Measurement:
         """Measure `track` over about the last `window_s` seconds; never raises."""
         ...
 
-    def is_online(self) -> bool: ...
-
-    def prime(self, track: str) -> None:
-        """Take a first look now, so the next measure() has its window's start."""
+    def mark(self, track: str) -> float | None:
+        """Take a reading now and return its time, for a later `measure_since`; None if
+        the reading failed (the next measure says why)."""
         ...
+
+    def measure_since(self, track: str, since: float) -> Measurement:
+        """Exactly what `track` served from the reading at `since` (a mark, or an earlier
+        result's window_end) to a reading now; never raises. Its window_end is where the
+        next increment starts. A window_start later than `since` means the reading at
+        `since` is gone (the span in between was not measured); a span too short to
+        measure comes back with window_end == since and nothing counted."""
+        ...
+
+    def is_online(self) -> bool: ...
 
 
 def summarize(

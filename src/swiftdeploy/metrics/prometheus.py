@@ -75,17 +75,42 @@ class PrometheusProvider:
         except httpx.HTTPError:
             return False
 
-    def prime(self, track: str) -> None:
-        """Prometheus keeps its own history: nothing to do."""
+    @property
+    def resolution_s(self) -> float:
+        # increase() needs two samples inside its range
+        return 2 * self.scrape_interval_s
+
+    def mark(self, track: str) -> float | None:
+        """Prometheus keeps its own history: a mark is just the time."""
+        return time.time()
 
     def render(self, key: str, track: str, window_s: float, **extra: Any) -> str:
-        # Prometheus needs at least two samples in a range: never ask for less than that.
-        seconds = max(round(window_s), math.ceil(2 * self.scrape_interval_s))
-        return self._templates[key].render(track=track, window=f"{seconds}s", **extra)
+        # Whole milliseconds, so windows that end where the next begins chain exactly.
+        return self._templates[key].render(
+            track=track, window=f"{max(round(window_s * 1000), 1)}ms", **extra
+        )
 
     def measure(self, track: str, window_s: float) -> Measurement:
+        # Prometheus needs at least two samples in a range: never ask for less than that.
+        window = max(round(window_s), math.ceil(2 * self.scrape_interval_s))
+        return self._measure_range(track, time.time(), float(window))
+
+    def measure_since(self, track: str, since: float) -> Measurement:
+        window_ms = math.floor((time.time() - since) * 1000)
+        if window_ms < self.resolution_s * 1000:  # too short: count it with the next look
+            return Measurement(
+                track=track,
+                provider=self.name,
+                status="no_data",
+                detail=f"{window_ms} ms since the last reading; Prometheus needs more",
+                window_start=since,
+                window_end=since,
+                elapsed_s=0.0,
+            )
+        return self._measure_range(track, since + window_ms / 1000, window_ms / 1000)
+
+    def _measure_range(self, track: str, now: float, window_s: float) -> Measurement:
         evidence: list[str] = []
-        now = time.time()
         try:
             requests = self._scalar(self.render("requests", track, window_s), now, evidence)
             errors = self._scalar(self.render("errors", track, window_s), now, evidence)
@@ -102,19 +127,18 @@ class PrometheusProvider:
             return Measurement.provider_error(
                 track, self.name, f"unexpected {type(exc).__name__}: {exc}", evidence
             )
-        window = max(round(window_s), math.ceil(2 * self.scrape_interval_s))
         total = round(requests or 0.0)
         failed = min(round(errors or 0.0), total)
         common: dict[str, Any] = {
             "track": track,
             "provider": self.name,
-            "window_start": now - window,
+            "window_start": now - window_s,
             "window_end": now,
-            "elapsed_s": float(window),
+            "elapsed_s": window_s,
             "requests": total,
             "errors": failed,
             "buckets": {le: round(v) for le, v in buckets.items()},
-            "rps": total / window,
+            "rps": total / window_s,
             "evidence": tuple(evidence),
         }
         if error_rate is None and total > 0 and not errors:
@@ -124,7 +148,7 @@ class PrometheusProvider:
         if total == 0 or total < self.min_requests or error_rate is None:
             floor = f", fewer than min_requests={self.min_requests}" if self.min_requests else ""
             return Measurement(
-                status="no_data", detail=f"{total} requests in {window}s{floor}", **common
+                status="no_data", detail=f"{total} requests in {window_s:g}s{floor}", **common
             )
         return Measurement(status="ok", error_rate=error_rate, quantiles=latencies, **common)
 

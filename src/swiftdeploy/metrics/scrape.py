@@ -50,6 +50,9 @@ from swiftdeploy.metrics.exposition import ExpositionParser, Sample, TargetSampl
 from swiftdeploy.metrics.window import History, WindowDelta
 
 HISTORY_VERSION = 1
+# Each look scrapes every replica (a few ms); reading more often than this measures
+# the scheduler more than the traffic.
+RESOLUTION_S = 0.25
 MIN_BOOTSTRAP_S = 1.0
 MAX_PARALLEL_SCRAPES = 16
 # prometheus_client serves text format 0.0.4 for this, OpenMetrics only if asked.
@@ -94,6 +97,7 @@ class ScrapeProvider:
         self._parser = ExpositionParser(routes=self.routes)
         self._histories: dict[str, History] = {}
         self._notes: list[str] = []  # history load/save problems, told once in a detail
+        self.resolution_s = RESOLUTION_S
         if history_path is not None:
             self._load(history_path)
 
@@ -108,18 +112,30 @@ class ScrapeProvider:
                 track, self.name, f"unexpected {type(exc).__name__}: {exc}", evidence
             )
 
-    def prime(self, track: str) -> None:
-        """Scrape now and keep it, so a later measure() has a window start without waiting
-        (a failed scrape is simply not kept: the later measure reports it)."""
+    def mark(self, track: str) -> float | None:
+        """Scrape now and keep it as the start of a later `measure_since`."""
         try:
             urls = list(self._targets(track))
-            if urls:
-                sample, failures = self._scrape(urls)
-                if not failures:
-                    self.history(track).append(sample)
-                    self._save()
-        except Exception as exc:  # priming is best effort; measure() tells what is wrong
-            self._notes.append(f"priming {track} failed: {type(exc).__name__}: {exc}")
+            if not urls:
+                return None
+            sample, failures = self._scrape(urls)
+            if failures:
+                self._notes.extend(failures)
+                return None
+            self.history(track).append(sample)
+            self._save()
+            return sample.t
+        except Exception as exc:  # a mark is best effort; measure_since tells what is wrong
+            self._notes.append(f"marking {track} failed: {type(exc).__name__}: {exc}")
+            return None
+
+    def measure_since(self, track: str, since: float) -> Measurement:
+        try:
+            return self._measure_since(track, since)
+        except Exception as exc:  # never raise out of measure: a bug fails closed too
+            return Measurement.provider_error(
+                track, self.name, f"unexpected {type(exc).__name__}: {exc}"
+            )
 
     def is_online(self) -> bool:
         """True if any replica of any of `tracks` serves valid exposition text."""
@@ -181,6 +197,40 @@ class ScrapeProvider:
             return Measurement.no_data(
                 track, self.name, self._with_notes("no two scrapes to measure between"), urls
             )
+        return self._summary(track, delta, urls, self.min_requests)
+
+    def _measure_since(self, track: str, since: float) -> Measurement:
+        urls = list(self._targets(track))
+        if not urls:
+            return Measurement.no_data(
+                track, self.name, self._with_notes(f"no replicas of {track!r} to scrape")
+            )
+        latest, failures = self._scrape(urls)
+        if failures:
+            return Measurement.provider_error(
+                track, self.name, self._with_notes("; ".join(failures)), urls
+            )
+        history = self.history(track)
+        history.append(latest)
+        self._save()
+        delta = history.delta_since(since)
+        if delta is None:  # the reading at `since` is gone: count from this one
+            return Measurement(
+                track=track,
+                provider=self.name,
+                status="no_data",
+                detail=self._with_notes(f"no reading since {since:.3f} to count from"),
+                window_start=latest.t,
+                window_end=latest.t,
+                elapsed_s=0.0,
+                evidence=tuple(urls),
+            )
+        # every increment counts, however small: the caller adds them up
+        return self._summary(track, delta, urls, min_requests=0)
+
+    def _summary(
+        self, track: str, delta: WindowDelta, urls: Sequence[str], min_requests: int
+    ) -> Measurement:
         return summarize(
             track=track,
             provider=self.name,
@@ -189,7 +239,7 @@ class ScrapeProvider:
             requests=delta.requests,
             errors=delta.errors,
             buckets=delta.buckets,
-            min_requests=self.min_requests,
+            min_requests=min_requests,
             quantiles=self.quantiles,
             evidence=urls,
             detail=self._with_notes(_describe(delta)),

@@ -1,36 +1,54 @@
 """The progressive rollout loop: every tick is one idempotent step driven by the
 persisted phase, so a CLI killed at any moment loses nothing (`resume` carries on).
 
-A tick measures both tracks over the current step, runs the sequential tests, asks
-the canary policy, records the decision, and only then acts on it: rollback, hold,
-or promote to the next step. The policy decides; this module only obeys.
+A look counts what each track served since the previous look into the step's
+evidence ledger, turns the ledger into statistics (`rollout.statistics`), asks the
+canary policy, records the decision, and only then acts on it: rollback, hold, or
+the next step. The policy decides; this module only obeys. A step still undecided at
+its deadline holds for a person, with its evidence kept for `resume`.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from swiftdeploy.fleet import Fleet, record_decision
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Step
-from swiftdeploy.metrics.base import Measurement, MetricsProvider
+from swiftdeploy.metrics.base import Measurement, MetricsProvider, summarize
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
+from swiftdeploy.rollout.evidence import Counts, Dimension, Evidence, PassedBy
 from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.state import Phase, State
-from swiftdeploy.rollout.statistics import maxima
+from swiftdeploy.rollout.statistics import Settings, assess, latency_bound, passed_dimensions
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
+Track = Literal["canary", "stable"]
+TRACKS: tuple[Track, ...] = ("canary", "stable")
+
+# `interval: auto`: a look after about this many canary requests, so a busy service is
+# judged within a few requests of the evidence and a quiet one is not polled for nothing.
+LOOK_REQUESTS = 5.0
+AUTO_INTERVAL_MAX_S = 2.0
+AUTO_INTERVAL_FIRST_S = 1.0  # before the step has a canary rate to go by
 
 
-# (canary, stable, running e-value maxima of this step) -> statistics by test name
-Statistics = Callable[
-    [Measurement, Measurement, Mapping[str, tuple[float, float]]], dict[str, dict[str, Any]]
-]
+@dataclass(frozen=True)
+class Look:
+    """One look at the current step: its numbers and the policy's decision on them."""
+
+    state: State  # with this look's counts in its ledger
+    elapsed_s: float
+    canary: Measurement  # the step so far, from the ledger
+    stable: Measurement
+    statistics: dict[str, dict[str, Any]]
+    decision: Decision
+    policy_input: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,6 @@ class RolloutEngine:
     fleet: Fleet
     metrics: MetricsProvider
     policy: PolicyEngine
-    statistics: Statistics
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     on_tick: Callable[[TickReport], None] = lambda report: None
@@ -62,10 +79,12 @@ class RolloutEngine:
         return self.fleet.transition(state, reason, **updates)
 
     def begin(self, version: str) -> State:
-        """Start the canary at the first step with analysis on."""
+        """Fix the latency bound from the stable's recent traffic, start the canary,
+        and enter the first step with analysis on."""
         fleet = self.fleet
         state = fleet.reconcile(fleet.store.load())
-        steps = self._steps()
+        manifest = fleet.loaded.manifest
+        evidence = self.new_evidence()
         state = self._transition(
             state,
             f"rollout of {version} started",
@@ -76,38 +95,66 @@ class RolloutEngine:
             rollout_id=uuid.uuid4().hex[:12],
             analysis=True,
             step_started_at=None,
+            step_deadline=None,
             resume_at=None,
             pause_kind=None,
             message=None,
+            evidence=evidence,
         )
-        state = fleet.start_track(
-            state, "canary", version, fleet.loaded.manifest.strategy.canary.replicas
-        )
-        return self._enter_step(state, 0, steps[0])
+        state = fleet.start_track(state, "canary", version, manifest.strategy.canary.replicas)
+        return self._enter_step(state, 0, self._steps()[0])
 
-    def retry_step(self, state: State) -> State:
-        """Run the current step again from its start (after a hold at its limit)."""
-        index = state.step_index or 0
-        return self._enter_step(state, index, self._steps()[index])
+    def new_evidence(self) -> Evidence:
+        """An empty ledger whose latency bound comes from the stable's recent traffic,
+        read before any canary request exists."""
+        manifest = self.fleet.loaded.manifest
+        reference = self.metrics.measure("stable", manifest.metrics.window)
+        bound, how = latency_bound(reference, manifest.policy.detect.latency_ms)
+        return Evidence(latency_bound_s=bound, latency_reference=how, reference_rps=reference.rps)
+
+    def watch(self, state: State, index: int, weight: int) -> State:
+        """A new ledger step at this weight (set by hand), counted from readings now."""
+        evidence = state.evidence.open_step(index, weight, self.clock())
+        return self._mark(self.fleet.store.save(state.model_copy(update={"evidence": evidence})))
 
     def _enter_step(self, state: State, index: int, step: Step) -> State:
+        now = self.clock()
         state = self._transition(
             state,
             f"step {index + 1}: canary weight {step.weight}%",
             phase=Phase.PROGRESSING,
             step_index=index,
             canary_weight=step.weight,
-            step_started_at=self.clock(),
+            step_started_at=now,
+            step_deadline=now + self._analysis(step).max_duration,
             resume_at=None,
             pause_kind=None,
             message=None,
-            evidence_max={},
+            evidence=state.evidence.open_step(index, step.weight, now),
         )
         self.fleet.apply_routes(state)
-        # A first look now anchors the step's window at its start.
-        self.metrics.prime("canary")
-        self.metrics.prime("stable")
-        return state
+        return self._mark(state)
+
+    def _mark(self, state: State) -> State:
+        """Readings now, after the weight moved: the step's counts start here."""
+        evidence = state.evidence
+        for track in TRACKS:
+            at = self.metrics.mark(track)
+            if at is not None:
+                evidence = evidence.marked(track, at)
+        return self.fleet.store.save(state.model_copy(update={"evidence": evidence}))
+
+    def resume_held(self, state: State) -> State:
+        """Carry on a held step with its evidence, for another max_duration."""
+        step = self._steps()[state.step_index or 0]
+        return self._transition(
+            state,
+            "resumed: the step keeps its evidence and collects more",
+            phase=Phase.PROGRESSING,
+            pause_kind=None,
+            message=None,
+            step_deadline=self.clock() + self._analysis(step).max_duration,
+        )
 
     # --- the loop ---------------------------------------------------------------
 
@@ -141,6 +188,70 @@ class RolloutEngine:
             return self.rollback(state, state.message or "rollback resumed")
         return state
 
+    def look(self, state: State) -> Look:
+        """Count since the last look, assess the step, and ask the policy; acts on nothing."""
+        index = state.step_index or 0
+        analysis = self._analysis(self._steps()[index]) if index < len(self._steps()) else None
+        now = self.clock()
+        evidence = state.evidence
+        latest: dict[Track, Measurement | None] = {}
+        for track in TRACKS:
+            since = evidence.marks.get(track)
+            if since is None:  # no reading to count from yet (a failed mark): take one
+                at = self.metrics.mark(track)
+                if at is None:
+                    latest[track] = Measurement.provider_error(
+                        track, self.metrics.name, "no reading to count from could be taken"
+                    )
+                else:
+                    evidence = evidence.marked(track, at)
+                    latest[track] = None
+                continue
+            measured = self.metrics.measure_since(track, since)
+            latest[track] = measured
+            if measured.status != "provider_error":
+                evidence = evidence.counted(track, measured)
+        settings = Settings.of(self.fleet.loaded.manifest.policy)
+        statistics = assess(evidence, settings)
+        evidence = evidence.looked(passed_dimensions(statistics))
+        state = self.fleet.store.save(state.model_copy(update={"evidence": evidence}))
+        started = state.step_started_at if state.step_started_at is not None else now
+        elapsed = max(now - started, 0.0)
+        step = evidence.current
+        assert step is not None
+        canary = self._summary("canary", step.canary, started, now, latest["canary"])
+        stable = self._summary("stable", step.stable, started, now, latest["stable"])
+        policy_input = canary_input(
+            policy=self.fleet.loaded.manifest.policy,
+            analysis=analysis or self.fleet.loaded.manifest.strategy.canary.analysis,
+            step_index=index,
+            weight=state.canary_weight,
+            elapsed_s=elapsed,
+            canary=canary,
+            stable=stable,
+            canary_healthy=self._canary_healthy(state),
+            statistics=statistics,
+        )
+        decision = self.policy.decide(CANARY, policy_input)
+        return Look(state, elapsed, canary, stable, statistics, decision, policy_input)
+
+    def record(self, look: Look, action: str, **fields: Any) -> None:
+        record_decision(
+            self.fleet.recorder,
+            look.decision,
+            CANARY,
+            look.policy_input,
+            {
+                "canary": look.canary.model_dump(mode="json"),
+                "stable": look.stable.model_dump(mode="json"),
+            },
+            look.statistics,
+            rollout_id=look.state.rollout_id,
+            step_index=look.state.step_index,
+            action=action,
+            **fields,
+        )
+
     def _analyse(self, state: State) -> State:
         index = state.step_index
         assert index is not None
@@ -148,51 +259,20 @@ class RolloutEngine:
         if state.step_started_at is None:
             # Interrupted between starting the canary and entering the step: enter it now.
             return self._enter_step(state, index, step)
-        analysis = self._analysis(step)
-        self._ensure_load(index, analysis)
-        elapsed = max(self.clock() - state.step_started_at, 0.0)
-        window = max(elapsed, 1.0)
-        canary = self.metrics.measure("canary", window)
-        stable = self.metrics.measure("stable", window)
-        statistics = self.statistics(canary, stable, state.evidence_max)
-        state = self.fleet.store.save(state.model_copy(update={"evidence_max": maxima(statistics)}))
-        healthy = self._canary_healthy(state)
-        policy_input = canary_input(
-            thresholds=self.fleet.loaded.manifest.policy.thresholds,
-            alpha=self._alpha(),
-            analysis=analysis,
-            step_index=index,
-            weight=state.canary_weight,
-            elapsed_s=elapsed,
-            canary=canary,
-            stable=stable,
-            canary_healthy=healthy,
-            statistics=statistics,
-        )
-        decision = self.policy.decide(CANARY, policy_input)
-        verdict = decision.verdict
+        self._ensure_load(index, self._analysis(step))
+        look = self.look(state)
+        state = look.state
+        verdict = look.decision.verdict
         action: str = verdict
-        if verdict == "hold" and elapsed >= analysis.max_duration:
-            # The policy decides by max_duration; when it cannot (an engine failure),
-            # the manifest's on_timeout does, so nothing waits forever or promotes.
-            action = "rollback" if analysis.on_timeout == "rollback" else "held"
-        measurements = {
-            "canary": canary.model_dump(mode="json"),
-            "stable": stable.model_dump(mode="json"),
-        }
-        record_decision(
-            self.fleet.recorder,
-            decision,
-            CANARY,
-            policy_input,
-            measurements,
-            statistics,
-            rollout_id=state.rollout_id,
-            step_index=index,
-            action=action,
+        deadline = state.step_deadline
+        if verdict == "hold" and deadline is not None and self.clock() >= deadline:
+            action = "held"
+        self.record(look, action)
+        report = TickReport(
+            state, look.elapsed_s, look.canary, look.stable, look.statistics, look.decision, action
         )
-        self.on_tick(TickReport(state, elapsed, canary, stable, statistics, decision, action))
-        summary = summarize_reasons(decision)
+        self.on_tick(report)
+        summary = summarize_reasons(look.decision)
         if action == "rollback":
             return self.rollback(state, summary or "rolled back by policy")
         if action == "held":
@@ -201,7 +281,7 @@ class RolloutEngine:
                 f"held: {summary}",
                 phase=Phase.PAUSED,
                 pause_kind="held",
-                message=f"inconclusive at max_duration: {summary}",
+                message=f"undecided after {look.elapsed_s:.0f}s: {summary}",
             )
         if action == "promote":
             return self._step_passed(state, step)
@@ -226,9 +306,14 @@ class RolloutEngine:
             )
         return self.advance(state)
 
-    def advance(self, state: State) -> State:
-        """The next step, or the final promotion after the last one."""
+    def advance(self, state: State, passed_by_hand: bool = False) -> State:
+        """The next step, or the final promotion after the last one. By hand, the
+        dimensions the step had not passed are marked so: they prove nothing later."""
         self._stop_load()
+        if passed_by_hand and (current := state.evidence.current) is not None:
+            passed: dict[Dimension, PassedBy] = {"errors": "hand", "latency": "hand"}
+            evidence = state.evidence.looked({**passed, **current.passed})
+            state = self.fleet.store.save(state.model_copy(update={"evidence": evidence}))
         steps = self._steps()
         next_index = (state.step_index or 0) + 1
         if next_index >= len(steps):
@@ -251,13 +336,40 @@ class RolloutEngine:
     def _analysis(self, step: Step) -> Analysis:
         return self.fleet.loaded.manifest.strategy.canary.analysis_for(step)
 
-    def _alpha(self) -> float:
-        return self.fleet.loaded.manifest.policy.alpha
-
     def _interval(self, state: State) -> float:
-        if state.step_index is None:
+        if state.step_index is None or state.step_index >= len(self._steps()):
             return 1.0
-        return self._analysis(self._steps()[state.step_index]).interval
+        interval = self._analysis(self._steps()[state.step_index]).interval
+        if interval != "auto":
+            return interval
+        floor = self.metrics.resolution_s
+        step = state.evidence.current
+        rate: float | None = None
+        if step is not None and step.canary.requests > 0 and step.observed_s >= 1.0:
+            rate = step.canary.requests / step.observed_s
+        elif step is not None and state.evidence.reference_rps:
+            rate = state.evidence.reference_rps * step.weight / 100  # what the split will send
+        if not rate:
+            return max(AUTO_INTERVAL_FIRST_S, floor)
+        return min(max(LOOK_REQUESTS / rate, floor), max(AUTO_INTERVAL_MAX_S, floor))
+
+    def _summary(
+        self, track: Track, counts: Counts, start: float, end: float, latest: Measurement | None
+    ) -> Measurement:
+        """The step so far as a measurement; a failed look makes it a provider error."""
+        measurement = summarize(
+            track=track,
+            provider=self.metrics.name,
+            window_start=start,
+            window_end=max(end, start),
+            requests=counts.requests,
+            errors=counts.errors,
+            buckets=counts.buckets,
+            detail=latest.detail if latest is not None else "first reading of the step",
+        )
+        if latest is not None and latest.status == "provider_error":
+            return measurement.model_copy(update={"status": "provider_error"})
+        return measurement
 
     def _canary_healthy(self, state: State) -> bool:
         processes = {p.name: p for p in self.fleet.runtime.processes()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from swiftdeploy.hostfacts import HostFacts
-from swiftdeploy.manifest import Analysis, Thresholds
+from swiftdeploy.manifest import Analysis, Policy, Thresholds
 from swiftdeploy.metrics.base import Measurement
 
 
@@ -23,17 +23,9 @@ def track_input(measurement: Measurement, healthy: bool) -> dict[str, Any]:
     }
 
 
-def thresholds_input(thresholds: Thresholds, analysis: Analysis | None = None) -> dict[str, Any]:
-    data = thresholds.model_dump()
-    if analysis is not None and analysis.min_requests is not None:
-        data["min_requests"] = analysis.min_requests
-    return data
-
-
 def canary_input(
     *,
-    thresholds: Thresholds,
-    alpha: float,
+    policy: Policy,
     analysis: Analysis,
     step_index: int,
     weight: int,
@@ -44,15 +36,19 @@ def canary_input(
     statistics: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     return {
-        "thresholds": thresholds_input(thresholds, analysis),
-        "alpha": alpha,
+        "thresholds": policy.thresholds.model_dump(),
+        "alpha": policy.alpha,
+        "beta": policy.beta,
+        "detect": {
+            "errors": policy.detect.errors.text,
+            "latency_ms": policy.detect.latency_ms,
+        },
         "step": {
             "index": step_index,
             "weight": weight,
             "elapsed_s": round(elapsed_s, 3),
             "min_duration_s": analysis.min_duration,
             "max_duration_s": analysis.max_duration,
-            "on_timeout": analysis.on_timeout,
         },
         "canary": track_input(canary, canary_healthy),
         "stable": track_input(stable, True),
@@ -63,6 +59,6 @@ def canary_input(
 def infrastructure_input(action: str, thresholds: Thresholds, host: HostFacts) -> dict[str, Any]:
     return {
         "action": action,
-        "thresholds": thresholds_input(thresholds),
+        "thresholds": thresholds.model_dump(),
         "host": host.model_dump(),
     }

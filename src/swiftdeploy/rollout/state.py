@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
+from swiftdeploy.rollout.evidence import Evidence
 
 Track = Literal["stable", "canary"]
 
@@ -61,10 +62,12 @@ class State(BaseModel):
     # Set by `rollout`: steps advance by analysis. A canary started by hand has none.
     analysis: bool = False
     step_started_at: float | None = None
+    # When an undecided step holds: max_duration after the step began or was resumed.
+    step_deadline: float | None = None
     resume_at: float | None = None  # end of a timed pause
     pause_kind: Literal["manual", "timed", "held"] | None = None
-    # Running maxima of each test's e-values within the step (anytime-valid p-values).
-    evidence_max: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # What each track served in each step of this canary, as counted look by look.
+    evidence: Evidence = Field(default_factory=Evidence)
     message: str | None = None  # why the rollout is paused, held or ended
     updated_at: float = 0.0
 

@@ -1,85 +1,371 @@
-"""Canary against stable over the same window: the two sequential tests the policy reads.
+"""From the evidence ledger to the statistics the canary policy reads. Pure.
 
-- errors: 5xx responses as events;
-- latency: requests slower than max(latency_slo_ms, the stable track's p99 bucket) as
-  events, so both a slow canary and a canary slower than an already slow stable
-  show up, while scheduler noise on millisecond responses does not.
-Pure: measurements in, statistics out; the running e-value maxima travel in the state.
+Four anytime-valid tests can roll a canary back, each an e-process over the whole
+rollout (docs/decisions.md has the reasoning and the figures):
+
+- errors: canary against stable, the conditional harm test of `analysis.sequential`
+  on each step's counts (its own traffic share), multiplied from step to step;
+- latency: the same on requests slower than the stable's p99 + `detect.latency`
+  (the bound is fixed before the canary starts);
+- error_rate: the canary's error rate against `thresholds.max_error_rate`;
+- p99: the canary's share of requests slower than `thresholds.max_p99_ms` against 1%.
+
+The rollout's evidence of harm is the weighted mean of the four e-values (WEIGHTS):
+a mean of e-processes is an e-process, so by Ville's inequality a healthy canary (no
+worse than stable, within the limits) is rolled back with probability at most alpha
+over the whole rollout, however many looks and steps it takes.
+
+A step passes when, for errors and for latency alike, either a regression of the size
+in `policy.detect` would have been caught by now with probability 1 - beta (`power`),
+or the no-harm test rules such a regression out at level beta, or an earlier step of
+this rollout did one of these. Otherwise it holds and says how many more canary
+requests that takes. No evidence is never a reason to roll back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from dataclasses import dataclass
 from typing import Any
 
-from swiftdeploy.analysis.sequential import sequential_test, slo_events
-from swiftdeploy.manifest import Statistics
+from swiftdeploy.analysis.power import needed_requests, pessimistic_rate, round_up
+from swiftdeploy.analysis.sequential import (
+    E_VALUE_CAP,
+    log_e_exceeds,
+    log_e_harm,
+    no_harm_log_e,
+)
+from swiftdeploy.manifest import ErrorRegression, Policy
 from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.rollout.evidence import (
+    DIMENSIONS,
+    Counts,
+    Dimension,
+    Evidence,
+    PassedBy,
+    StepLedger,
+)
 
-Maxima = Mapping[str, tuple[float, float]]
+# Each test's share of alpha. Errors against stable carry most: they catch what users
+# feel first, and its share sets how fast a 5% canary goes (docs/decisions.md).
+WEIGHTS: dict[str, float] = {"errors": 0.7, "latency": 0.1, "error_rate": 0.1, "p99": 0.1}
+# Under the latency regression, 1% of the canary's requests are slower than the bound.
+LATENCY_SHARE = 0.01
+# The stable's p99 is read before the canary starts only from this many requests.
+REFERENCE_REQUESTS = 100
+# A test counts among the reasons for a rollback when it carries this much of it.
+CONTRIBUTION = 0.25
+_LOG_CAP = math.log(E_VALUE_CAP)
 
 
-def stable_p99_bound(buckets: Mapping[str, int]) -> float | None:
-    """The upper bound (seconds) of the bucket holding the stable track's p99."""
+@dataclass(frozen=True)
+class Settings:
+    """What the statistics need from the manifest's policy section."""
+
+    alpha: float
+    beta: float
+    errors: ErrorRegression
+    latency_ms: float
+    max_error_rate: float
+    max_p99_ms: float
+
+    @classmethod
+    def of(cls, policy: Policy) -> Settings:
+        return cls(
+            alpha=policy.alpha,
+            beta=policy.beta,
+            errors=policy.detect.errors,
+            latency_ms=policy.detect.latency_ms,
+            max_error_rate=policy.thresholds.max_error_rate,
+            max_p99_ms=policy.thresholds.max_p99_ms,
+        )
+
+
+def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
+    """The statistics of the current step (docs/policy-input.md); the ledger must have one."""
+    step = evidence.current
+    if step is None:
+        raise ValueError("no step to assess")
+    errors = _errors(evidence, step, settings)
+    latency = _latency(evidence, step, settings)
+    error_rate = _error_rate(evidence, settings)
+    p99 = _p99(evidence, settings)
+    tests = {"errors": errors, "latency": latency, "error_rate": error_rate, "p99": p99}
+    combined = sum(WEIGHTS[name] * test["e_value"] for name, test in tests.items())
+    harm = combined >= 1.0 / settings.alpha
+    for name, test in tests.items():
+        contributes = WEIGHTS[name] * test["e_value"] >= CONTRIBUTION * combined
+        if harm and contributes:
+            test["verdict"] = "harm"
+    return {
+        "harm": {
+            "e_value": min(combined, E_VALUE_CAP),
+            "threshold": 1.0 / settings.alpha,
+            "verdict": "harm" if harm else "none",
+            "weights": dict(WEIGHTS),
+        },
+        **tests,
+    }
+
+
+def latency_bound(reference: Measurement, latency_ms: float) -> tuple[float, str]:
+    """The bound (seconds) above which a request counts as slow in the latency
+    comparison: the stable's p99 before the canary started plus the regression worth
+    catching, fixed for the rollout so that no canary data can move it. The p99 is
+    the upper bound of its histogram bucket, so the bound errs high (fewer slow
+    requests, never a false alarm). Also says how it was chosen."""
+    regression_s = latency_ms / 1000
+    p99 = stable_p99_bound(reference.buckets) if reference.requests >= REFERENCE_REQUESTS else None
+    span = f"{reference.elapsed_s or 0:.0f}s"
+    if p99 is None or math.isinf(p99):
+        return regression_s, (
+            f"the stable's p99 was not known ({reference.requests} requests in its last"
+            f" {span}): slow means slower than {latency_ms:g} ms"
+        )
+    return p99 + regression_s, (
+        f"stable p99 at most {p99 * 1000:g} ms ({reference.requests} requests in its last"
+        f" {span}) + {latency_ms:g} ms"
+    )
+
+
+def stable_p99_bound(buckets: dict[str, int]) -> float | None:
+    """The upper bound (seconds) of the bucket holding the p99 of cumulative buckets."""
     pairs = sorted((float(le), count) for le, count in buckets.items())
     if not pairs or pairs[-1][1] <= 0:
         return None
     total = pairs[-1][1]
-    for le, count in pairs:
-        if count >= 0.99 * total:
-            return le
-    return None
+    return next(le for le, count in pairs if count >= 0.99 * total)
 
 
-def compare(
-    canary: Measurement,
-    stable: Measurement,
-    *,
-    alpha: float,
-    settings: Statistics,
-    previous: Maxima,
-) -> dict[str, dict[str, Any]]:
-    errors = sequential_test(
-        canary.requests,
-        canary.errors,
-        stable.requests,
-        stable.errors,
-        alpha=alpha,
-        tolerance=settings.tolerance,
-        margin=settings.margin,
-        previous_max_e=previous.get("errors", (1.0, 1.0))[0],
-        previous_max_e_no_harm=previous.get("errors", (1.0, 1.0))[1],
-    )
-    out: dict[str, dict[str, Any]] = {"errors": errors.model_dump(mode="json")}
-    slo_s = settings.latency_slo_ms / 1000
-    stable_bound = stable_p99_bound(stable.buckets)
-    threshold = (
-        slo_s if stable_bound is None or stable_bound == float("inf") else max(slo_s, stable_bound)
-    )
-    try:
-        slow_canary = slo_events(canary.buckets, threshold) if canary.buckets else None
-        slow_stable = slo_events(stable.buckets, threshold) if stable.buckets else None
-    except ValueError:
-        slow_canary = slow_stable = None
-    latency = sequential_test(
-        slow_canary.n if slow_canary else 0,
-        slow_canary.slow if slow_canary else 0,
-        slow_stable.n if slow_stable else 0,
-        slow_stable.slow if slow_stable else 0,
-        alpha=alpha,
-        tolerance=settings.latency_tolerance,
-        margin=settings.margin,
-        previous_max_e=previous.get("latency", (1.0, 1.0))[0],
-        previous_max_e_no_harm=previous.get("latency", (1.0, 1.0))[1],
-    )
-    bound = slow_canary.bound if slow_canary else threshold
-    out["latency"] = {**latency.model_dump(mode="json"), "slow_above_ms": round(bound * 1000, 3)}
+def passed_dimensions(statistics: dict[str, dict[str, Any]]) -> dict[Dimension, PassedBy]:
+    """How each dimension passed at this look, to keep in the ledger (passes are sticky
+    within a step: the no-harm e-value may dip after reaching its bar, and Ville's
+    inequality covers its running maximum)."""
+    out: dict[Dimension, PassedBy] = {}
+    for dimension in DIMENSIONS:
+        passed_by = statistics[dimension].get("passed_by")
+        if passed_by is not None:
+            out[dimension] = passed_by
     return out
 
 
-def maxima(statistics: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
-    """The running maxima to carry to the next look of the same step."""
-    return {
-        name: (float(test["max_e_value"]), float(test["max_e_value_no_harm"]))
-        for name, test in statistics.items()
+# --- canary against stable -----------------------------------------------------------
+
+
+def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[str, Any]:
+    regression = settings.errors
+    # no harm: below the stable's rate plus the points, or below the ratio times it
+    points = regression.kind == "points"
+    tolerance, margin = (0.0, regression.value) if points else (regression.value - 1.0, 0.0)
+    counts = _error_counts(step)
+    carried = sum(_log_harm(_error_counts(earlier)) for earlier in evidence.earlier)
+    stable = evidence.rollout_counts("stable")
+    needed = _needed_for_errors(regression, stable, step.weight, carried, settings)
+    return _comparison(
+        "errors", evidence, step, counts, carried, needed, tolerance, margin, settings
+    ) | {"regression": regression.text}
+
+
+def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[str, Any]:
+    bound = evidence.latency_bound_s
+    counts = (0, 0, 0, 0)
+    slow_above_ms: float | None = None
+    if bound is not None:
+        canary, stable = step.canary.slower_than(bound), step.stable.slower_than(bound)
+        if canary is not None and stable is not None:
+            counts = (canary[1], canary[0], stable[1], stable[0])
+            slow_above_ms = canary[2] * 1000
+    carried = 0.0
+    for earlier in evidence.earlier:
+        if bound is None:
+            break
+        canary, stable = earlier.canary.slower_than(bound), earlier.stable.slower_than(bound)
+        if canary is not None and stable is not None:
+            carried += _log_harm((canary[1], canary[0], stable[1], stable[0]))
+    needed: int | None = None
+    note = ""
+    rollout_stable = evidence.rollout_counts("stable").slower_than(bound) if bound else None
+    if bound is None:
+        note = "no latency bound: the stable's p99 was not known when the rollout began"
+    elif rollout_stable is None:
+        note = "no latency histogram in the measurements"
+    else:
+        share = pessimistic_rate(rollout_stable[1], rollout_stable[0])
+        if share is None:
+            note = "no stable traffic to compare with yet"
+        elif share >= LATENCY_SHARE:
+            note = (
+                f"the stable itself has about {share:.1%} of requests slower than"
+                f" {rollout_stable[2] * 1000:g} ms, so a canary p99 there is not a regression"
+            )
+        else:
+            bar = _log_bar("latency", carried, settings)
+            needed = _needed(step.weight, round_up(share), LATENCY_SHARE, bar, settings.beta)
+    result = _comparison(
+        "latency", evidence, step, counts, carried, needed, 0.0, LATENCY_SHARE, settings
+    )
+    return result | {
+        "regression": f"+{settings.latency_ms:g} ms at p99",
+        "slow_above_ms": slow_above_ms,
+        "note": note or result.get("note", ""),
     }
+
+
+def _comparison(
+    name: Dimension,
+    evidence: Evidence,
+    step: StepLedger,
+    counts: tuple[int, int, int, int],
+    carried: float,
+    needed: int | None,
+    tolerance: float,
+    margin: float,
+    settings: Settings,
+) -> dict[str, Any]:
+    x, nc, y, ns = counts
+    log_step = _log_harm(counts)
+    log_no_harm = no_harm_log_e(x, nc, y, ns, tolerance, margin)
+    passed_by = _passed_by(name, evidence, step, nc, needed, log_no_harm, settings)
+    remaining = max(needed - nc, 0) if needed is not None else None
+    rate = _finite(nc / step.observed_s) if step.observed_s > 0 and nc > 0 else None
+    return {
+        "kind": "compare",
+        "verdict": "pass" if passed_by else "continue",
+        "passed_by": passed_by,
+        "e_value": _exp(carried + log_step),
+        "e_value_step": _exp(log_step),
+        "carried": _exp(carried),
+        "weight": WEIGHTS[name],
+        "e_value_no_harm": _exp(log_no_harm),
+        "no_harm_threshold": 1.0 / settings.beta,
+        "needed": needed,
+        "remaining": remaining,
+        "eta_s": _finite(remaining / rate)
+        if remaining and rate
+        else (0.0 if remaining == 0 else None),
+        "canary_rps": rate,
+        "canary_n": nc,
+        "canary_events": x,
+        "stable_n": ns,
+        "stable_events": y,
+        "effect": x / nc - y / ns if nc and ns else None,
+        "note": "" if needed is not None else "power cannot be planned yet",
+    }
+
+
+def _passed_by(
+    name: Dimension,
+    evidence: Evidence,
+    step: StepLedger,
+    canary_n: int,
+    needed: int | None,
+    log_no_harm: float,
+    settings: Settings,
+) -> PassedBy | None:
+    if name in step.passed:
+        return step.passed[name]
+    if any(s.passed.get(name) in ("power", "no_harm", "earlier_step") for s in evidence.earlier):
+        return "earlier_step"
+    if needed is not None and canary_n >= needed:
+        return "power"
+    if log_no_harm >= math.log(1.0 / settings.beta):
+        return "no_harm"
+    return None
+
+
+def _needed_for_errors(
+    regression: ErrorRegression, stable: Counts, weight: int, carried: float, settings: Settings
+) -> int | None:
+    if regression.kind == "points":
+        rate = pessimistic_rate(stable.errors, stable.requests)
+        if rate is None:
+            return None
+        p_stable = round_up(rate)
+        p_canary = p_stable + regression.value
+    else:  # a ratio is hardest to see at a low stable rate: plan with the low end
+        low = pessimistic_rate(stable.errors, stable.requests, level=0.05)
+        if low is None or low <= 0:
+            return None
+        p_stable = _round_down(low)
+        p_canary = min(p_stable * regression.value, 1.0)
+    bar = _log_bar("errors", carried, settings)
+    return _needed(weight, p_stable, p_canary, bar, settings.beta)
+
+
+def _needed(
+    weight: int, p_stable: float, p_canary: float, log_bar: float, beta: float
+) -> int | None:
+    if not 0 < weight < 100 or not math.isfinite(log_bar):
+        return None  # no share to plan with, or earlier steps left no way back (e = 0)
+    return needed_requests(weight / 100, p_stable, p_canary, log_bar, beta)
+
+
+def _log_bar(name: str, carried: float, settings: Settings) -> float:
+    """The log e-value this test must reach in this step on its own to roll back:
+    its share of 1/alpha, less what earlier steps carried (rounded up for the cache)."""
+    bar = math.log(1.0 / (WEIGHTS[name] * settings.alpha)) - carried
+    return math.ceil(bar * 100) / 100 if math.isfinite(bar) else math.inf
+
+
+# --- the canary against absolute limits, over the whole rollout ----------------------
+
+
+def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
+    canary = evidence.rollout_counts("canary")
+    log_e = float(log_e_exceeds(canary.errors, canary.requests, settings.max_error_rate))
+    return {
+        "kind": "limit",
+        "verdict": "continue",
+        "e_value": _exp(log_e),
+        "weight": WEIGHTS["error_rate"],
+        "canary_n": canary.requests,
+        "canary_events": canary.errors,
+        "limit": settings.max_error_rate,
+    }
+
+
+def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
+    n = slow = 0
+    above: float | None = None
+    for step in evidence.steps:
+        counted = step.canary.slower_than(settings.max_p99_ms / 1000)
+        if counted is not None:
+            n, slow, above = n + counted[0], slow + counted[1], counted[2] * 1000
+    log_e = float(log_e_exceeds(slow, n, LATENCY_SHARE))
+    return {
+        "kind": "limit",
+        "verdict": "continue",
+        "e_value": _exp(log_e),
+        "weight": WEIGHTS["p99"],
+        "canary_n": n,
+        "canary_events": slow,
+        "limit": LATENCY_SHARE,
+        "slow_above_ms": above,
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _error_counts(step: StepLedger) -> tuple[int, int, int, int]:
+    return step.canary.errors, step.canary.requests, step.stable.errors, step.stable.requests
+
+
+def _log_harm(counts: tuple[int, int, int, int]) -> float:
+    x, nc, y, ns = counts
+    return float(log_e_harm(x, y, nc, ns))
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _exp(log_value: float) -> float:
+    return math.exp(min(log_value, _LOG_CAP))
+
+
+def _round_down(value: float, digits: int = 2) -> float:
+    if value <= 0:
+        return 0.0
+    scale = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return math.floor(value / scale + 1e-9) * scale

@@ -1,0 +1,145 @@
+"""The rollout's evidence ledger: what each track served in each step, as counted.
+
+The engine adds each look's increment (what a track served since the previous look)
+to the current step, so a step's counts are cumulative from its start however long
+it runs, across holds, retries and restarts of the CLI, without asking a metrics
+provider to keep a step's whole history (no sliding window). Traffic that nobody
+measured (the CLI was not running and the provider's history had moved on) is
+skipped and its length noted: leaving out data chosen without looking at it keeps
+the sequential tests valid. Persisted with the state; pure updates only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swiftdeploy.analysis.sequential import slo_events
+from swiftdeploy.metrics.base import Measurement
+
+Dimension = Literal["errors", "latency"]
+DIMENSIONS: tuple[Dimension, ...] = ("errors", "latency")
+# How a dimension of a step passed: the harm test had the power, the no-harm test
+# said so, an earlier step of this rollout did either, or a person promoted by hand.
+PassedBy = Literal["power", "no_harm", "earlier_step", "hand"]
+
+
+class Counts(BaseModel):
+    """One track's requests, 5xx responses and latency histogram over some span."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    buckets: dict[str, int] = Field(default_factory=dict)  # cumulative by le, in seconds
+
+    def plus(self, measurement: Measurement) -> Counts:
+        counted = Counts(
+            requests=measurement.requests, errors=measurement.errors, buckets=measurement.buckets
+        )
+        return self.merged(counted)
+
+    def merged(self, other: Counts) -> Counts:
+        buckets = dict(self.buckets)
+        for le, count in other.buckets.items():
+            buckets[le] = buckets.get(le, 0) + count
+        return Counts(
+            requests=self.requests + other.requests,
+            errors=self.errors + other.errors,
+            buckets=buckets,
+        )
+
+    def slower_than(self, bound_s: float) -> tuple[int, int, float] | None:
+        """(requests, requests above the smallest bucket bound >= bound_s, that bound);
+        None without a usable histogram (no +Inf bucket, or no bound that high)."""
+        if not self.buckets:
+            return None
+        try:
+            events = slo_events(self.buckets, bound_s)
+        except ValueError:
+            return None
+        return events.n, events.slow, events.bound
+
+
+class StepLedger(BaseModel):
+    """One step's counts from its start, and how each dimension passed (sticky)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    weight: int = Field(ge=0, le=100)
+    started_at: float
+    canary: Counts = Field(default_factory=Counts)
+    stable: Counts = Field(default_factory=Counts)
+    observed_s: float = Field(default=0.0, ge=0)  # time covered by counted canary increments
+    looks: int = Field(default=0, ge=0)
+    passed: dict[Dimension, PassedBy] = Field(default_factory=dict)
+
+
+class Evidence(BaseModel):
+    """Every step of one rollout (the last one is current) and where counting resumes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The latency comparison counts requests slower than this (stable p99 + detect.latency).
+    latency_bound_s: float | None = None
+    latency_reference: str = ""  # how the bound was chosen, for the record
+    # Requests per second to the service before the canary started: the first looks'
+    # pace until the step has a canary rate of its own.
+    reference_rps: float | None = Field(default=None, ge=0)
+    steps: tuple[StepLedger, ...] = ()
+    marks: dict[str, float] = Field(default_factory=dict)  # track -> the next increment's start
+    unobserved_s: float = Field(default=0.0, ge=0)
+
+    @property
+    def current(self) -> StepLedger | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def earlier(self) -> tuple[StepLedger, ...]:
+        return self.steps[:-1]
+
+    def open_step(self, index: int, weight: int, at: float) -> Evidence:
+        """A new step: its counts start at the next marks (taken after the weight moved)."""
+        step = StepLedger(index=index, weight=weight, started_at=at)
+        return self.model_copy(update={"steps": (*self.steps, step), "marks": {}})
+
+    def marked(self, track: str, at: float) -> Evidence:
+        return self.model_copy(update={"marks": {**self.marks, track: at}})
+
+    def counted(self, track: Literal["canary", "stable"], measurement: Measurement) -> Evidence:
+        """Add one increment to the current step; the next one starts where it ended."""
+        step = self.current
+        end = measurement.window_end
+        if step is None or end is None:
+            return self
+        since = self.marks.get(track)
+        start = measurement.window_start if measurement.window_start is not None else end
+        gap = max(0.0, start - since) if since is not None else 0.0
+        counts = getattr(step, track).plus(measurement)
+        update: dict[str, object] = {track: counts}
+        if track == "canary":
+            update["observed_s"] = step.observed_s + max(0.0, end - start)
+        steps = (*self.steps[:-1], step.model_copy(update=update))
+        return self.model_copy(
+            update={
+                "steps": steps,
+                "marks": {**self.marks, track: end},
+                "unobserved_s": self.unobserved_s + gap,
+            }
+        )
+
+    def looked(self, passed: dict[Dimension, PassedBy]) -> Evidence:
+        """One more look at the current step, with the dimensions passed so far."""
+        step = self.current
+        if step is None:
+            return self
+        updated = step.model_copy(update={"looks": step.looks + 1, "passed": passed})
+        return self.model_copy(update={"steps": (*self.steps[:-1], updated)})
+
+    def rollout_counts(self, track: Literal["canary", "stable"]) -> Counts:
+        total = Counts()
+        for step in self.steps:
+            total = total.merged(getattr(step, track))
+        return total

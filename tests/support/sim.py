@@ -1,0 +1,336 @@
+"""A simulated service behind a simulated router, for driving the real RolloutEngine
+and the real shipped Rego policy without processes, in simulated time.
+
+Traffic: Poisson arrivals at `total_rps`, split between the tracks exactly as the
+nginx router does (a deterministic interleave: of every 100 requests, `weight` go to
+the canary); each track's requests fail with its error rate (binomial) and take a
+log-normal latency (median, sigma) plus a fixed extra, counted into the router's
+histogram buckets. The metrics provider reads these cumulative counters like the
+`nginx` provider reads nginx's, so the engine sees exactly what a real rollout would.
+Used by the engine's unit tests and by bench/rollouts.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+from scipy.stats import lognorm
+
+from swiftdeploy.commands.deploy import deploy
+from swiftdeploy.commands.init import init_project
+from swiftdeploy.fleet import Fleet
+from swiftdeploy.manifest import LoadedManifest, load_manifest
+from swiftdeploy.metrics.base import Measurement, summarize
+from swiftdeploy.policy.base import PolicyEngine
+from swiftdeploy.rollout.engine import RolloutEngine, TickReport
+from swiftdeploy.rollout.state import State, StateStore
+from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec
+from swiftdeploy.traffic.base import RouterStatus, Routes
+
+# The nginx router's histogram bounds (swiftdeploy_router.lua), in seconds.
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
+          1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # fmt: skip
+LABELS = (*(f"{b:g}" for b in BOUNDS), "+Inf")
+TRACKS = ("canary", "stable")
+
+
+@dataclass(frozen=True)
+class TrackModel:
+    """How one version behaves: its error rate and latency."""
+
+    error_rate: float = 0.005
+    latency_median_s: float = 0.02
+    latency_sigma: float = 0.5
+    extra_latency_s: float = 0.0
+
+    def bucket_probabilities(self) -> np.ndarray:
+        """The chance that a request lands in each bucket (non-cumulative, +Inf last)."""
+        shifted = np.maximum(np.array(BOUNDS) - self.extra_latency_s, 0.0)
+        cdf = lognorm.cdf(shifted, s=self.latency_sigma, scale=self.latency_median_s)
+        cdf = np.concatenate([cdf, [1.0]])
+        return np.diff(np.concatenate([[0.0], cdf]))
+
+
+class SimClock:
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    errors: int = 0
+    buckets: np.ndarray = field(default_factory=lambda: np.zeros(len(LABELS), dtype=np.int64))
+
+    def copy(self) -> _Tally:
+        return _Tally(self.requests, self.errors, self.buckets.copy())
+
+
+class SimTraffic:
+    """Both tracks' cumulative counters, advanced lazily to the clock's time."""
+
+    def __init__(
+        self,
+        clock: SimClock,
+        total_rps: float,
+        stable: TrackModel,
+        canary: TrackModel,
+        rng: np.random.Generator,
+    ) -> None:
+        self.clock = clock
+        self.total_rps = total_rps
+        self.models = {"stable": stable, "canary": canary}
+        self.rng = rng
+        self.weight = 0
+        self.arrivals = 0
+        self.last = clock.now
+        self.tallies = {track: _Tally() for track in TRACKS}
+        self._probabilities = {t: m.bucket_probabilities() for t, m in self.models.items()}
+
+    def advance(self) -> None:
+        span = self.clock.now - self.last
+        if span <= 0:
+            return
+        self.last = self.clock.now
+        arrivals = int(self.rng.poisson(self.total_rps * span))
+        before = self.arrivals * self.weight // 100
+        self.arrivals += arrivals
+        canary = self.arrivals * self.weight // 100 - before
+        for track, count in (("canary", canary), ("stable", arrivals - canary)):
+            if count <= 0:
+                continue
+            tally = self.tallies[track]
+            tally.requests += count
+            tally.errors += int(self.rng.binomial(count, self.models[track].error_rate))
+            tally.buckets += self.rng.multinomial(count, self._probabilities[track])
+
+    def set_weight(self, weight: int) -> None:
+        self.advance()
+        self.weight = weight
+
+    def reading(self, track: str) -> _Tally:
+        self.advance()
+        return self.tallies[track].copy()
+
+
+class SimProvider:
+    """The metrics provider over SimTraffic: marks and increments, as `nginx` gives them."""
+
+    name = "sim"
+    resolution_s = 0.25
+
+    def __init__(self, traffic: SimTraffic) -> None:
+        self.traffic = traffic
+        self.readings: dict[str, dict[float, _Tally]] = {track: {} for track in TRACKS}
+
+    def mark(self, track: str) -> float | None:
+        now = self.traffic.clock.now
+        self.readings[track][now] = self.traffic.reading(track)
+        return now
+
+    def measure_since(self, track: str, since: float) -> Measurement:
+        start = self.readings[track].get(since)
+        self.mark(track)
+        if start is None:
+            now = self.traffic.clock.now
+            return Measurement(
+                track=track, provider=self.name, status="no_data", window_start=now,
+                window_end=now, elapsed_s=0.0,
+            )  # fmt: skip
+        return self._between(track, since, start)
+
+    def measure(self, track: str, window_s: float) -> Measurement:
+        self.mark(track)
+        now = self.traffic.clock.now
+        before = [t for t in self.readings[track] if t <= now - window_s]
+        first = max(before) if before else min(self.readings[track])
+        return self._between(track, first, self.readings[track][first])
+
+    def is_online(self) -> bool:
+        return True
+
+    def _between(self, track: str, since: float, start: _Tally) -> Measurement:
+        now = self.traffic.clock.now
+        end = self.readings[track][now]
+        self.readings[track] = {t: r for t, r in self.readings[track].items() if t >= since}
+        cumulative = np.cumsum(end.buckets - start.buckets)
+        return summarize(
+            track=track,
+            provider=self.name,
+            window_start=since,
+            window_end=now,
+            requests=end.requests - start.requests,
+            errors=end.errors - start.errors,
+            buckets={le: int(count) for le, count in zip(LABELS, cumulative, strict=True)},
+        )
+
+
+class SimRouter:
+    name = "sim"
+
+    def __init__(self, traffic: SimTraffic) -> None:
+        self.traffic = traffic
+        self.routes = Routes()
+
+    def prepare(self) -> ProcessSpec:
+        return ProcessSpec(name="nginx", argv=["true"])
+
+    def wait_ready(self, timeout: float) -> None:
+        return None
+
+    def apply(self, routes: Routes) -> None:
+        self.routes = routes
+        self.traffic.set_weight(routes.canary_weight)
+
+    def current(self) -> RouterStatus:
+        return RouterStatus(routes=self.routes)
+
+    def metrics_url(self, track: str) -> str:
+        return f"sim://{track}"
+
+
+class SimRuntime:
+    name = "sim"
+
+    def __init__(self) -> None:
+        self.running: dict[str, ProcessInfo] = {}
+
+    def ensure_running(self) -> None:
+        return None
+
+    def start(self, spec: ProcessSpec) -> ProcessInfo:
+        info = ProcessInfo(name=spec.name, state="RUNNING", pid=1000 + len(self.running))
+        self.running[spec.name] = info
+        return info
+
+    def stop(self, name: str) -> None:
+        self.running.pop(name, None)
+
+    def processes(self) -> list[ProcessInfo]:
+        return list(self.running.values())
+
+    def shutdown(self) -> list[int]:
+        pids = [p.pid for p in self.running.values()]
+        self.running.clear()
+        return pids
+
+    def is_running(self) -> bool:
+        return True
+
+
+class MemoryStore(StateStore):
+    """The state in memory: the simulation measures decisions, not the disk."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir)
+        self.state = State()
+
+    def load(self) -> State:
+        return self.state
+
+    def save(self, state: State) -> State:
+        self.state = state
+        return state
+
+
+class ListRecorder:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, object]]] = []
+
+    def record(self, kind: str, **fields: object) -> None:
+        self.records.append((kind, fields))
+
+    def decisions(self) -> Iterator[dict[str, object]]:
+        return (fields for kind, fields in self.records if kind == "decision")
+
+
+def init_manifest(directory: Path, **changes: object) -> LoadedManifest:
+    """`swiftdeploy init`'s manifest and policies in `directory`, with `changes` applied
+    (dotted keys, e.g. {"strategy.canary.analysis.max_duration": "2m"}); no drain wait."""
+    init_project(directory, "127.0.0.1:18080", force=True)
+    path = directory / "swiftdeploy.yaml"
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in {"traffic.drain": 0, **changes}.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_manifest(path)
+
+
+@dataclass
+class SimWorld:
+    """Everything one simulated rollout needs, wired like the CLI wires the real thing."""
+
+    clock: SimClock
+    traffic: SimTraffic
+    provider: SimProvider
+    fleet: Fleet
+    recorder: ListRecorder
+    store: MemoryStore
+
+    def engine(self, policy: PolicyEngine, on_tick: object | None = None) -> RolloutEngine:
+        engine = RolloutEngine(
+            fleet=self.fleet,
+            metrics=self.provider,
+            policy=policy,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+        )
+        if callable(on_tick):
+            engine.on_tick = on_tick  # type: ignore[assignment]
+        return engine
+
+
+def sim_world(
+    loaded: LoadedManifest,
+    *,
+    total_rps: float,
+    stable: TrackModel,
+    canary: TrackModel,
+    seed: int,
+    warmup_s: float = 60.0,
+) -> SimWorld:
+    """A deployed stable (v1) that has served `warmup_s` of traffic, ready for a rollout."""
+    clock = SimClock()
+    traffic = SimTraffic(clock, total_rps, stable, canary, np.random.default_rng(seed))
+    provider = SimProvider(traffic)
+    recorder = ListRecorder()
+    store = MemoryStore(loaded.state_dir)
+    fleet = Fleet(
+        loaded=loaded,
+        runtime=SimRuntime(),
+        router=SimRouter(traffic),
+        store=store,
+        http=httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200))),
+        progress=lambda message: None,
+        recorder=recorder,
+    )
+    deploy(fleet, "v1")
+    provider.mark("stable")
+    clock.sleep(warmup_s)
+    return SimWorld(clock, traffic, provider, fleet, recorder, store)
+
+
+def ticks(reports: list[TickReport]) -> object:
+    """An on_tick that keeps every report."""
+    return reports.append
+
+
+def stable_rate_for(canary_rps: float, first_weight: int) -> float:
+    """The total request rate that gives the canary `canary_rps` at the first step."""
+    return canary_rps * 100 / first_weight if first_weight else math.inf
