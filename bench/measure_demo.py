@@ -63,7 +63,8 @@ def main() -> None:
                 ProviderDeps(
                     settings=fleet.loaded.manifest.metrics,
                     app_targets=fleet.metrics_targets,
-                    router_metrics_url=fleet.router.metrics_url,  # type: ignore[attr-defined]
+                    router_metrics=fleet.router.read_metrics,
+                    router_history=fleet.router.read_history,
                     prometheus_url=lambda: "",
                     client=client,
                     min_requests=0,
@@ -78,7 +79,7 @@ def main() -> None:
             time.sleep(2)
             for provider in providers.values():
                 for track in ("stable", "canary"):
-                    provider.prime(track)
+                    provider.mark(track)
             time.sleep(1)
             for _ in range(args.rounds):
                 for name, provider in providers.items():  # interleaved: same noise for both

@@ -333,7 +333,11 @@ def main() -> int:
         "",
     ]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes=os.cpu_count() or 2, initializer=_setup) as pool:
+    # Fresh workers every few rollouts: under glibc's malloc the embedded engine's
+    # process grows by about 30 MB per simulated rollout (not under jemalloc; see
+    # BENCHMARKS.md), which over thousands of rollouts would exhaust the machine.
+    pool_args = {"processes": os.cpu_count() or 2, "initializer": _setup, "maxtasksperchild": 20}
+    with ctx.Pool(**pool_args) as pool:
         for kind in kinds:
             out += [f"## {kind}", "", HEADER]
             for rps in cells:

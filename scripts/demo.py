@@ -123,7 +123,7 @@ def main() -> int:
         code = rollout_with_chaos("v3", "0.1")
         if code != 3:
             raise SystemExit(f"demo failed: the v3 rollout exited {code}, expected 3")
-        sd("status", "--sample", "0")
+        sd("status", "--window", "0")
         sd("audit", "why")
         sd("audit", "verify")
         sd("audit", "report")

@@ -6,6 +6,7 @@ Ctrl-C to 130, and anything unexpected to a crash log with a short pointer to it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -42,11 +43,13 @@ from swiftdeploy.commands import validate as validate_cmd
 from swiftdeploy.commands import weight as weight_cmd
 from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.commands.context import load, open_fleet
-from swiftdeploy.errors import BadInputError, ExitCode, SwiftDeployError
+from swiftdeploy.durations import parse_duration
+from swiftdeploy.errors import BadInputError, ExitCode, StateError, SwiftDeployError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.lock import lock_holder, project_lock
 from swiftdeploy.manifest import DEFAULT_MANIFEST, LoadedManifest, json_schema
 from swiftdeploy.rollout.engine import RolloutEngine
+from swiftdeploy.rollout.plan import Plan
 from swiftdeploy.rollout.state import Phase, State, StateStore, Track
 from swiftdeploy.runtime import create_runtime
 from swiftdeploy.view import RolloutView
@@ -64,6 +67,22 @@ app.add_typer(audit_app, name="audit")
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+WindowOption = Annotated[
+    float | None,
+    typer.Option(
+        parser=_duration,
+        metavar="DURATION",
+        help="The last stretch of traffic to show, e.g. 30s or 5m (default: metrics.window).",
+    ),
+]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Go on although the canary policy refuses (needs --reason).")
 ]
@@ -257,15 +276,56 @@ def _engine(fleet: Fleet) -> Iterator[RolloutEngine]:
 def rollout(
     version: Annotated[str, typer.Argument(help="The new version to roll out.")],
     manifest: ManifestOption = DEFAULT_PATH,
+    show_plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Print what each step would take at today's traffic; start nothing."
+        ),
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Roll VERSION out step by step with analysis; promote or roll back by policy.
 
     Exit codes: 0 promoted (or paused for `promote`), 3 rolled back, 4 held."""
     loaded = load(manifest)
     validate_cmd.preflight(loaded)
+    if show_plan:
+        found = rollout_cmd.plan_now(open_fleet(loaded, _progress))
+        if found is None:
+            raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
+        _print_plan(version, found, as_json)
+        return
     with _locked_fleet(manifest) as fleet:
         _gate(fleet, "canary")
         _run_rollout(fleet, lambda engine: rollout_cmd.start(engine, version))
+
+
+def _print_plan(version: str, found: Plan, as_json: bool) -> None:
+    if as_json:
+        _print_json(dataclasses.asdict(found) | {"total_s": found.total_s})
+        return
+    errors = f"{found.stable_error_rate:.2%}" if found.stable_error_rate is not None else "n/a"
+    table = Table(
+        "step", "weight", "canary req/s", "canary requests needed", "about", "within max_duration",
+        title=f"rollout of {version} at {found.service_rps:.1f} req/s (stable errors {errors})",
+    )  # fmt: skip
+    for step in found.steps:
+        needed = str(step.needed_requests) if step.needed_requests else "- (earlier step's)"
+        about = _seconds(step.seconds) if step.seconds is not None else "cannot plan"
+        within = "yes" if step.within_limit else "[yellow]no: holds[/]"
+        row = (str(step.index + 1), f"{step.weight}%", f"{step.canary_rps:.1f}", needed, about)
+        table.add_row(*row, within)
+    total = found.total_s
+    table.caption = f"whole rollout: about {_seconds(total)}" if total else None
+    out.print(table)
+    for note in found.notes:
+        err.print(f"note: {note}", markup=False)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}s" if value < 90 else f"{value / 60:.1f} min"
 
 
 @app.command()
@@ -332,16 +392,16 @@ def status(
     as_json: JsonOption = False,
     watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
-    sample: Annotated[
-        float, typer.Option(help="Seconds to sample request rates over (0: no rates).")
-    ] = 1.0,
+    window: WindowOption = None,
 ) -> None:
-    """Versions, weights, replicas, health and requests per second. Reads only."""
+    """Versions, weights, replicas, health and each track's recent traffic (--window 0:
+    none). Reads only."""
     loaded = load(manifest)
     fleet = open_fleet(loaded, _progress)
-    meter = status_cmd.TrafficMeter(fleet) if sample > 0 else None
+    span = loaded.manifest.metrics.window if window is None else window
+    meter = status_cmd.TrafficMeter(fleet) if span > 0 else None
     if not watch:
-        report = status_cmd.collect_status(fleet, meter, sample)
+        report = status_cmd.collect_status(fleet, meter, span)
         if as_json:
             _print_json(report.as_dict())
         else:
@@ -349,7 +409,7 @@ def status(
         return
     with Live(console=out, auto_refresh=False) as live:
         while True:
-            report = status_cmd.collect_status(fleet, meter, interval)
+            report = status_cmd.collect_status(fleet, meter, span)
             live.update(_status_table(loaded, report), refresh=True)
             time.sleep(interval)
 
@@ -410,16 +470,17 @@ def chaos(
 def metrics(
     manifest: ManifestOption = DEFAULT_PATH,
     track: Annotated[str | None, typer.Option(help="stable or canary (default: both).")] = None,
-    window: Annotated[float | None, typer.Option(help="Seconds (default: metrics.window).")] = None,
+    window: WindowOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each track's requests, errors and latency quantiles over the current window."""
+    """Each track's requests, errors and latency over the last window of traffic."""
     if track not in (None, "stable", "canary"):
         raise click.BadParameter("--track must be stable or canary")
     loaded = load(manifest)
     fleet = open_fleet(loaded, _progress)
     tracks = [track] if track else ["stable", "canary"]
-    measured = metrics_cmd.measure(fleet, tracks, window or loaded.manifest.metrics.window)
+    span = loaded.manifest.metrics.window if window is None else window
+    measured = metrics_cmd.measure(fleet, tracks, span)
     if as_json:
         _print_json({t: m.model_dump(mode="json") for t, m in measured.items()})
         return

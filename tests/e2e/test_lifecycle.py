@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _pids(project: Project) -> list[int]:
-    info = json.loads(project.cli("status", "--json", "--sample", "0").stdout)
+    info = json.loads(project.cli("status", "--json", "--window", "0").stdout)
     return [r["pid"] for r in info["replicas"]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import MetricsProvider
-from tests.conftest import Project
+from tests.conftest import Project, version_counts
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +31,11 @@ def _fleet(project: Project) -> Iterator[Fleet]:
 
 
 def _provider(fleet: Fleet, name: str, client: httpx.Client) -> MetricsProvider:
-    router_url = fleet.router.metrics_url  # type: ignore[attr-defined]
     deps = ProviderDeps(
         settings=fleet.loaded.manifest.metrics,
         app_targets=fleet.metrics_targets,
-        router_metrics_url=router_url,
+        router_metrics=fleet.router.read_metrics,
+        router_history=fleet.router.read_history,
         prometheus_url=lambda: fleet.ensure_prometheus(fleet.store.load()),
         client=client,
         min_requests=1,
@@ -51,21 +52,26 @@ def test_nginx_counts_agree_exactly_with_the_apps_own(project: Project) -> None:
     with _fleet(project) as fleet, httpx.Client(trust_env=False) as client:
         app = _provider(fleet, "scrape", client)
         nginx = _provider(fleet, "nginx", client)
-        for provider in (app, nginx):
-            for track in ("stable", "canary"):
-                provider.mark(track)
-        started = time.monotonic()
+        marks = {
+            (provider.name, track): provider.mark(track)
+            for provider in (app, nginx)
+            for track in ("stable", "canary")
+        }
         # When 600 requests go through nginx
         statuses = [client.get(project.url + "/").status_code for _ in range(600)]
-        window = time.monotonic() - started + 2
-        # Then both providers count the same requests and errors on each track
+        # Then both providers count the same requests and errors on each track, from
+        # their marks: the increments a rollout adds up
+        seen = {
+            (provider.name, track): provider.measure_since(track, marks[provider.name, track])
+            for provider in (app, nginx)
+            for track in ("stable", "canary")
+        }
         for track in ("stable", "canary"):
-            seen_by_app = app.measure(track, window)
-            seen_by_nginx = nginx.measure(track, window)
-            assert seen_by_app.requests == seen_by_nginx.requests, track
-            assert seen_by_app.errors == seen_by_nginx.errors, track
-        total = sum(nginx.measure(t, window).requests for t in ("stable", "canary"))
-        errors = sum(nginx.measure(t, window).errors for t in ("stable", "canary"))
+            by_app, by_nginx = seen["scrape", track], seen["nginx", track]
+            assert by_app.requests == by_nginx.requests, track
+            assert by_app.errors == by_nginx.errors, track
+        total = sum(seen["nginx", t].requests for t in ("stable", "canary"))
+        errors = sum(seen["nginx", t].errors for t in ("stable", "canary"))
     assert total == 600
     assert errors == statuses.count(500) > 0
 
@@ -111,3 +117,29 @@ def test_scrape_matches_prometheus_default_queries(project: Project) -> None:
         assert abs(ours_p99 - theirs_p99) <= 0.02 * theirs_p99, (track, ours_p99, theirs_p99)
         assert abs(ours.requests - theirs.requests) <= 0.02 * theirs.requests + one_interval
     assert measured["canary"][1].latency_ms(0.99) > 100  # the injected latency shows
+
+
+def test_metrics_shows_the_traffic_that_came_before_it(project: Project) -> None:
+    # Given v1 deployed and a canary taking 20%
+    project.cli("deploy")
+    project.cli("canary", "v2", "--weight", "20")
+    # When 400 requests go through nginx, and only then `metrics` runs
+    sent = version_counts(project.url + "/", 400)
+    time.sleep(1.1)  # the last second completes: the history counts whole seconds
+    started = time.monotonic()
+    done = project.cli("metrics", "--json", "--window", "1m")
+    took = time.monotonic() - started
+    # Then it counts every one of them, by track, at once
+    measured = json.loads(done.stdout)
+    assert measured["canary"]["requests"] == sent["v2"]
+    assert measured["stable"]["requests"] == sent["v1"]
+    assert measured["canary"]["status"] == "ok"
+    assert took < 5  # no priming and waiting
+
+
+def test_a_window_older_than_nginx_says_so(project: Project) -> None:
+    project.cli("deploy")
+    version_counts(project.url + "/", 20)
+    time.sleep(1.1)
+    done = project.cli("metrics", "--window", "10m", "--track", "stable")
+    assert "the window reaches back before nginx's first sample" in done.stderr

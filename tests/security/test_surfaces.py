@@ -102,7 +102,7 @@ def test_secrets_never_reach_logs_status_audit_or_reports(
     env = Path(f"/proc/{_pid(project, replica['name'])}/environ").read_bytes()
     assert SECRET.encode() in env
     outputs = [
-        project.cli("status", "--json", "--sample", "0").stdout,
+        project.cli("status", "--json", "--window", "0").stdout,
         project.cli("audit", "export", "--format", "json").stdout,
         project.cli("audit", "why", check=False).stdout,
     ]
@@ -120,5 +120,5 @@ def test_secrets_never_reach_logs_status_audit_or_reports(
 
 
 def _pid(project: Project, name: str) -> int:
-    info = json.loads(project.cli("status", "--json", "--sample", "0").stdout)
+    info = json.loads(project.cli("status", "--json", "--window", "0").stdout)
     return int(next(r["pid"] for r in info["replicas"] if r["name"] == name))

@@ -197,8 +197,11 @@ class SimRouter:
     def current(self) -> RouterStatus:
         return RouterStatus(routes=self.routes)
 
-    def metrics_url(self, track: str) -> str:
-        return f"sim://{track}"
+    def read_metrics(self, track: str) -> str:
+        raise NotImplementedError("the simulation measures through SimProvider")
+
+    def read_history(self, track: str, start: int, end: int) -> dict[str, object]:
+        raise NotImplementedError("the simulation measures through SimProvider")
 
 
 class SimRuntime:

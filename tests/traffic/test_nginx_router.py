@@ -75,7 +75,7 @@ def test_killed_replica_is_restarted_and_skipped_while_down(deployed: Project) -
     # Given a stable replica under steady traffic
     victim = deployed.state()["replicas"][0]
     endpoint = f"127.0.0.1:{victim['port']}"
-    info = json.loads(deployed.cli("status", "--json", "--sample", "0").stdout)
+    info = json.loads(deployed.cli("status", "--json", "--window", "0").stdout)
     old_pid = next(r["pid"] for r in info["replicas"] if r["name"] == victim["name"])
     access_log = deployed.state_dir / "logs" / "nginx-access.jsonl"
     log_offset = access_log.stat().st_size
@@ -111,7 +111,7 @@ def test_killed_replica_is_restarted_and_skipped_while_down(deployed: Project) -
 def _wait_new_pid(project: Project, name: str, old_pid: int) -> int:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        info = json.loads(project.cli("status", "--json", "--sample", "0").stdout)
+        info = json.loads(project.cli("status", "--json", "--window", "0").stdout)
         replica = next(r for r in info["replicas"] if r["name"] == name)
         if replica["pid"] not in (0, old_pid) and replica["process"] == "RUNNING":
             return int(replica["pid"])

@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable
 
 from swiftdeploy.errors import HeldError, OperationalError, RolledBackError, StateError
+from swiftdeploy.fleet import Fleet
 from swiftdeploy.rollout.engine import RolloutEngine
+from swiftdeploy.rollout.plan import Plan, plan
 from swiftdeploy.rollout.state import Phase, State
 from swiftdeploy.runtime.local import pid_alive
+from swiftdeploy.wiring import metrics_provider
 
 
 def start(engine: RolloutEngine, version: str) -> State:
@@ -80,3 +83,19 @@ def abort(lock_holder: Callable[[], int | None], timeout: float = 60.0) -> int |
             return pid
         time.sleep(0.1)
     raise OperationalError(f"the rollout (pid {pid}) did not stop within {timeout:g}s")
+
+
+def plan_now(fleet: Fleet) -> Plan | None:
+    """The plan at the service's traffic of the last metrics.window; None when nothing
+    is deployed (no router to read)."""
+    state = fleet.store.load()
+    if not state.track("stable"):
+        return None
+    window = fleet.loaded.manifest.metrics.window
+    reference = metrics_provider(fleet, keep_history=False).measure("stable", window)
+    if reference.status == "provider_error":
+        raise OperationalError(
+            f"cannot read the service's traffic: {reference.detail}",
+            hint="is it deployed? `swiftdeploy status` shows what runs",
+        )
+    return plan(fleet.loaded.manifest, reference)

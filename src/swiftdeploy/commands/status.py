@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import httpx
@@ -14,7 +13,6 @@ from swiftdeploy.rollout.state import State
 from swiftdeploy.traffic.base import RouterStatus
 from swiftdeploy.wiring import metrics_provider
 
-SCRAPE_SLACK_S = 0.5
 TRAFFIC_FIELDS = {"status", "requests", "errors", "error_rate", "rps", "quantiles", "elapsed_s"}
 
 
@@ -59,22 +57,14 @@ class TrafficMeter:
 
     def __init__(self, fleet: Fleet) -> None:
         self.provider = metrics_provider(fleet, keep_history=False)
-        self.primed = False
 
     def measure(self, window_s: float) -> dict[str, Measurement]:
-        tracks = ("stable", "canary")
-        if not self.primed:
-            for track in tracks:
-                self.provider.mark(track)
-            time.sleep(window_s)
-            self.primed = True
-        # The slack keeps the look taken `window_s` ago inside the window despite jitter.
-        return {t: self.provider.measure(t, window_s + SCRAPE_SLACK_S) for t in tracks}
+        return {track: self.provider.measure(track, window_s) for track in ("stable", "canary")}
 
 
 def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) -> StatusReport:
-    """One status snapshot. Rates come from two looks `window_s` apart, over the real
-    time between them; without a meter there are no rates."""
+    """One status snapshot, with each track's traffic over the last `window_s` seconds;
+    without a meter there are no rates."""
     state = fleet.store.load()
     router: RouterStatus | None
     try:

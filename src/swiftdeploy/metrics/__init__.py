@@ -5,9 +5,10 @@ An unknown name is an error, never a silent fallback (Flagger's mistake).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,7 +26,8 @@ PROVIDERS = ("scrape", "prometheus", "nginx")
 class ProviderDeps:
     settings: Metrics
     app_targets: Callable[[str], Sequence[str]]  # each track's replica /metrics URLs
-    router_metrics_url: Callable[[str], str]  # nginx's per-track metrics URL
+    router_metrics: Callable[[str], str]  # the router's per-track counters (Prometheus text)
+    router_history: Callable[[str, int, int], Mapping[str, Any]]  # its per-second history
     prometheus_url: Callable[[], str]  # the server to query (started on first use)
     client: httpx.Client
     min_requests: int
@@ -47,7 +49,8 @@ def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
         )
     if name == "nginx":
         return NginxProvider(
-            deps.router_metrics_url,
+            deps.router_metrics,
+            deps.router_history,
             client=deps.client,
             min_requests=deps.min_requests,
             quantiles=quantiles,

@@ -160,7 +160,7 @@ def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[st
     counts = _error_counts(step)
     carried = sum(_log_harm(_error_counts(earlier)) for earlier in evidence.earlier)
     stable = evidence.rollout_counts("stable")
-    needed = _needed_for_errors(regression, stable, step.weight, carried, settings)
+    needed = needed_for_errors(stable, step.weight, carried, settings)
     return _comparison(
         "errors", evidence, step, counts, carried, needed, tolerance, margin, settings
     ) | {"regression": regression.text}
@@ -168,42 +168,19 @@ def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[st
 
 def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[str, Any]:
     bound = evidence.latency_bound_s
-    counts = (0, 0, 0, 0)
-    slow_above_ms: float | None = None
-    if bound is not None:
-        canary, stable = step.canary.slower_than(bound), step.stable.slower_than(bound)
-        if canary is not None and stable is not None:
-            counts = (canary[1], canary[0], stable[1], stable[0])
-            slow_above_ms = canary[2] * 1000
-    carried = 0.0
-    for earlier in evidence.earlier:
-        if bound is None:
-            break
-        canary, stable = earlier.canary.slower_than(bound), earlier.stable.slower_than(bound)
-        if canary is not None and stable is not None:
-            carried += _log_harm((canary[1], canary[0], stable[1], stable[0]))
-    needed: int | None = None
-    note = ""
-    rollout_stable = evidence.rollout_counts("stable").slower_than(bound) if bound else None
-    if bound is None:
-        note = "no latency bound: the stable's p99 was not known when the rollout began"
-    elif rollout_stable is None:
-        note = "no latency histogram in the measurements"
-    else:
-        share = pessimistic_rate(rollout_stable[1], rollout_stable[0])
-        if share is None:
-            note = "no stable traffic to compare with yet"
-        elif share >= LATENCY_SHARE:
-            note = (
-                f"the stable itself has about {share:.1%} of requests slower than"
-                f" {rollout_stable[2] * 1000:g} ms, so a canary p99 there is not a regression"
-            )
-        else:
-            bar = _log_bar("latency", carried, settings)
-            needed = _needed(step.weight, round_up(share), LATENCY_SHARE, bar, settings.beta)
-    result = _comparison(
-        "latency", evidence, step, counts, carried, needed, 0.0, LATENCY_SHARE, settings
+    counts = _slow_counts(step, bound)
+    slow_above_ms = counts[4] * 1000 if counts else None
+    carried = sum(
+        _log_harm(earlier_counts[:4])
+        for earlier in evidence.earlier
+        if (earlier_counts := _slow_counts(earlier, bound))
     )
+    stable = evidence.rollout_counts("stable")
+    needed, note = needed_for_latency(stable, bound, step.weight, carried, settings)
+    result = _comparison(
+        "latency", evidence, step, counts[:4] if counts else (0, 0, 0, 0), carried, needed,
+        0.0, LATENCY_SHARE, settings,
+    )  # fmt: skip
     return result | {
         "regression": f"+{settings.latency_ms:g} ms at p99",
         "slow_above_ms": slow_above_ms,
@@ -273,9 +250,12 @@ def _passed_by(
     return None
 
 
-def _needed_for_errors(
-    regression: ErrorRegression, stable: Counts, weight: int, carried: float, settings: Settings
+def needed_for_errors(
+    stable: Counts, weight: int, carried: float, settings: Settings
 ) -> int | None:
+    """Canary requests at this weight for power 1 - beta against `detect.errors`,
+    planned with the stable's rate at its pessimistic end; None when it cannot be."""
+    regression = settings.errors
     if regression.kind == "points":
         rate = pessimistic_rate(stable.errors, stable.requests)
         if rate is None:
@@ -290,6 +270,28 @@ def _needed_for_errors(
         p_canary = min(p_stable * regression.value, 1.0)
     bar = _log_bar("errors", carried, settings)
     return _needed(weight, p_stable, p_canary, bar, settings.beta)
+
+
+def needed_for_latency(
+    stable: Counts, bound: float | None, weight: int, carried: float, settings: Settings
+) -> tuple[int | None, str]:
+    """Canary requests at this weight for power 1 - beta against `detect.latency` (1% of
+    the canary's requests slower than `bound`), or None and why it cannot be planned."""
+    if bound is None:
+        return None, "no latency bound: the stable's p99 was not known when the rollout began"
+    slow = stable.slower_than(bound)
+    if slow is None:
+        return None, "no latency histogram in the measurements"
+    share = pessimistic_rate(slow[1], slow[0])
+    if share is None:
+        return None, "no stable traffic to compare with yet"
+    if share >= LATENCY_SHARE:
+        return None, (
+            f"the stable itself has about {share:.1%} of requests slower than"
+            f" {slow[2] * 1000:g} ms, so a canary p99 there is not a regression"
+        )
+    bar = _log_bar("latency", carried, settings)
+    return _needed(weight, round_up(share), LATENCY_SHARE, bar, settings.beta), ""
 
 
 def _needed(
@@ -347,12 +349,22 @@ def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
 # --- helpers ---------------------------------------------------------------------------
 
 
+def _slow_counts(step: StepLedger, bound: float | None) -> tuple[int, int, int, int, float] | None:
+    """(canary slow, canary n, stable slow, stable n, the bucket bound used) of a step."""
+    if bound is None:
+        return None
+    canary, stable = step.canary.slower_than(bound), step.stable.slower_than(bound)
+    if canary is None or stable is None:
+        return None
+    return canary[1], canary[0], stable[1], stable[0], canary[2]
+
+
 def _error_counts(step: StepLedger) -> tuple[int, int, int, int]:
     return step.canary.errors, step.canary.requests, step.stable.errors, step.stable.requests
 
 
-def _log_harm(counts: tuple[int, int, int, int]) -> float:
-    x, nc, y, ns = counts
+def _log_harm(counts: tuple[int, ...]) -> float:
+    x, nc, y, ns = counts[:4]
     return float(log_e_harm(x, y, nc, ns))
 
 

@@ -45,7 +45,12 @@ class TrafficRouter(Protocol):
 
     def current(self) -> RouterStatus: ...
 
-    def metrics_url(self, track: str) -> str:
-        """Where the router serves one track's request counts and latency histogram, as
-        Prometheus text: what the `nginx` metrics provider reads."""
+    def read_metrics(self, track: str) -> str:
+        """One track's cumulative request counts and latency histogram as the router
+        counted them, as Prometheus text: what the `nginx` metrics provider reads."""
+        ...
+
+    def read_history(self, track: str, start: int, end: int) -> dict[str, object]:
+        """One track's requests, errors and histogram over the whole seconds
+        [start, end) from the router's recent history; raises TrafficError."""
         ...

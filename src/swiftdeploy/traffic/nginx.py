@@ -144,9 +144,29 @@ class NginxRouter:
             routes=_routes_from_json(data["routes"]), down=tuple(data.get("down") or ())
         )
 
-    def metrics_url(self, track: str) -> str:
-        """nginx's own per-track counters, in the demo service's metric names."""
-        return f"{self.admin_url}/metrics/{track}"
+    def read_metrics(self, track: str) -> str:
+        """nginx's own per-track counters, as Prometheus text in the demo's metric names."""
+        return self._get(f"/metrics/{track}").text
+
+    def read_history(self, track: str, start: int, end: int) -> dict[str, object]:
+        """One track's counts over the whole seconds [start, end), from nginx's memory."""
+        response = self._get(f"/history/{track}", params={"from": start, "to": end})
+        try:
+            data = response.json()
+        except ValueError:
+            raise TrafficError("nginx history: not JSON") from None
+        if not isinstance(data, dict):
+            raise TrafficError("nginx history: not an object")
+        return data
+
+    def _get(self, path: str, params: dict[str, int] | None = None) -> httpx.Response:
+        try:
+            response = self._http.get(f"{self.admin_url}{path}", params=params)
+        except httpx.HTTPError as exc:
+            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise TrafficError(f"nginx admin {path}: HTTP {response.status_code}")
+        return response
 
 
 def _routes_json(routes: Routes) -> str:

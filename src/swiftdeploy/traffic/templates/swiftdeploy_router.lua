@@ -15,6 +15,11 @@ local EMPTY = { weights = { canary = 0 }, endpoints = { stable = {}, canary = {}
 -- Same bounds as the demo service's histogram, so both sides read alike.
 local BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3,
                   0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10 }
+-- Seconds of per-second history kept per track, so a one-shot CLI can read the last
+-- minutes of traffic exactly (`metrics`, `status`, a rollout's reference window).
+local HISTORY_S = 900
+-- Most seconds one /history request may sum (a bound on the admin's work).
+local HISTORY_MAX_SPAN = 3600
 
 function M.configure(options)
     config = options
@@ -196,6 +201,71 @@ function M.record()
     end
     dict:incr("bucket:" .. track .. ":+Inf", 1, 0)
     dict:incr("sum:" .. track, seconds, 0)
+    -- This second's counts, kept HISTORY_S seconds: requests, 5xx, and the one
+    -- (non-cumulative) bucket the request fell in; /history sums them.
+    local prefix = "h:" .. track .. ":" .. math.floor(ngx.now()) .. ":"
+    dict:incr(prefix .. "n", 1, 0, HISTORY_S)
+    if ngx.status >= 500 then
+        dict:incr(prefix .. "e", 1, 0, HISTORY_S)
+    end
+    local index = #BUCKETS + 1
+    for i, le in ipairs(BUCKETS) do
+        if seconds <= le then
+            index = i
+            break
+        end
+    end
+    dict:incr(prefix .. "b" .. index, 1, 0, HISTORY_S)
+end
+
+-- The time history starts from: nginx's start (the dict is new on every start).
+function M.note_history_start()
+    dict:add("history_since", math.floor(ngx.now()))
+end
+
+-- Sum one track's per-second counts over the whole seconds [from, to).
+function M.admin_history(track)
+    local args = ngx.req.get_uri_args()
+    local from, to = tonumber(args.from), tonumber(args.to)
+    if not from or not to or from ~= math.floor(from) or to ~= math.floor(to)
+        or to < from or to - from > HISTORY_MAX_SPAN then
+        ngx.status = 400
+        ngx.say(cjson.encode({ error = "from and to must be whole seconds, at most "
+            .. HISTORY_MAX_SPAN .. " apart" }))
+        return
+    end
+    local requests, errors = 0, 0
+    local counts = {}
+    for i = 1, #BUCKETS + 1 do
+        counts[i] = 0
+    end
+    for sec = from, to - 1 do
+        local prefix = "h:" .. track .. ":" .. sec .. ":"
+        local n = dict:get(prefix .. "n")
+        if n then
+            requests = requests + n
+            errors = errors + (dict:get(prefix .. "e") or 0)
+            for i = 1, #BUCKETS + 1 do
+                counts[i] = counts[i] + (dict:get(prefix .. "b" .. i) or 0)
+            end
+        end
+    end
+    local buckets, running = {}, 0
+    for i, le in ipairs(BUCKETS) do
+        running = running + counts[i]
+        buckets[tostring(le)] = running
+    end
+    buckets["+Inf"] = running + counts[#BUCKETS + 1]
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(cjson.encode({
+        from = from,
+        to = to,
+        since = dict:get("history_since") or from,
+        kept_s = HISTORY_S,
+        requests = requests,
+        errors = errors,
+        buckets = buckets,
+    }))
 end
 
 local function check(addr)
