@@ -5,9 +5,11 @@
 3. roll out v3 with 10% errors injected into its canary: rolled back automatically
 4. a summary table, the audit trail verified, and the audit report's path
 
-Every step is a real `swiftdeploy` command. The manifest is `swiftdeploy init`'s, with
-short steps (20% then 50%) under the rollout's own load so the demo takes about a
-minute. The project is torn down at the end, whatever happens.
+Every step is a real `swiftdeploy` command. The manifest is `swiftdeploy init`'s with
+one change, the "demo load" profile: the rollout generates 300 req/s of its own
+traffic (analysis.load), because a demo has no users. Every decision setting (steps,
+durations, alpha, beta, what to detect) is init's default. It takes about three
+minutes. The project is torn down at the end, whatever happens.
 """
 
 from __future__ import annotations
@@ -39,18 +41,11 @@ def sd(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def shorten_steps() -> None:
+def demo_load() -> None:
+    """The demo load profile: init's manifest, plus the rollout's own 300 req/s."""
     path = ROOT / "swiftdeploy.yaml"
     manifest = yaml.safe_load(path.read_text())
-    canary = manifest["strategy"]["canary"]
-    canary["steps"] = [{"weight": 20}, {"weight": 50}]
-    canary["analysis"] = {
-        "interval": "1s",
-        "min_duration": "3s",
-        "max_duration": "45s",
-        "on_timeout": "rollback",
-        "load": {"rps": 300, "concurrency": 10},
-    }
+    manifest["strategy"]["canary"]["analysis"]["load"] = {"rps": 300, "concurrency": 10}
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
@@ -59,7 +54,7 @@ def rollout_with_chaos(version: str, error_rate: str) -> int:
     console.print(f"\n[bold]$ swiftdeploy rollout {version}[/]  (chaos: {error_rate} errors)")
     rollout = subprocess.Popen([SWIFTDEPLOY, "rollout", version], cwd=ROOT, text=True)
     state_path = ROOT / ".swiftdeploy" / "state.json"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline and rollout.poll() is None:
         state = json.loads(state_path.read_text())
         if any(r["track"] == "canary" and r["ready"] for r in state["replicas"]):
@@ -68,7 +63,7 @@ def rollout_with_chaos(version: str, error_rate: str) -> int:
     subprocess.run(
         [SWIFTDEPLOY, "chaos", "--error-rate", error_rate], cwd=ROOT, check=True, text=True
     )
-    return rollout.wait(timeout=120)
+    return rollout.wait(timeout=300)
 
 
 def summary() -> None:
@@ -116,7 +111,7 @@ def main() -> int:
     listen = f"127.0.0.1:{free_port()}"
     try:
         sd("init", ".", "--listen", listen)
-        shorten_steps()
+        demo_load()
         sd("validate")
         sd("deploy")
         sd("rollout", "v2")

@@ -77,7 +77,7 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _new_project(root: Path) -> Project:
+def new_project(root: Path) -> Project:
     port = free_port()
     subprocess.run(
         [SWIFTDEPLOY, "init", str(root), "--listen", f"127.0.0.1:{port}"],
@@ -87,7 +87,7 @@ def _new_project(root: Path) -> Project:
     return Project(root=root, listen_port=port)
 
 
-def _teardown(project: Project) -> None:
+def teardown(project: Project) -> None:
     if (project.state_dir / "supervisord.pid").exists():
         project.cli("teardown", check=False)
 
@@ -95,23 +95,23 @@ def _teardown(project: Project) -> None:
 @pytest.fixture
 def project(short_tmp: Path) -> Iterator[Project]:
     """A fresh project from `swiftdeploy init`, torn down after the test whatever happens."""
-    proj = _new_project(short_tmp)
+    proj = new_project(short_tmp)
     try:
         yield proj
     finally:
-        _teardown(proj)
+        teardown(proj)
 
 
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[Project]:
     """One project per test module with v1 deployed (2 replicas); torn down at the end."""
     root = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
-    proj = _new_project(root)
+    proj = new_project(root)
     try:
         proj.cli("deploy")
         yield proj
     finally:
-        _teardown(proj)
+        teardown(proj)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -406,6 +406,8 @@ def status(
             _print_json(report.as_dict())
         else:
             out.print(_status_table(loaded, report))
+            for line in _rollout_lines(report.state):
+                out.print(line, markup=False)
         return
     with Live(console=out, auto_refresh=False) as live:
         while True:
@@ -442,6 +444,18 @@ def _status_table(loaded: LoadedManifest, report: status_cmd.StatusReport) -> Ta
         elapsed = report.traffic["stable"].elapsed_s or 0
         table.caption = "   ".join(captions) + f"   ({provider}, last {elapsed:.1f}s)"
     return table
+
+
+def _rollout_lines(state: State) -> list[str]:
+    """Where a canary's step stands, from its last look: the same words as the live view."""
+    if not state.track("canary") or state.last_look is None:
+        return []
+    look = state.last_look
+    lines = [f"last look {time.time() - look.at:.0f}s ago: {look.action}"]
+    lines += [f"  {label}: {text}" for label, text in look.progress]
+    if state.message:
+        lines.append(f"  {state.message}")
+    return lines
 
 
 @app.command()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.engine import TickReport
+from swiftdeploy.rollout.statistics import progress
 
 
 def _track(m: Measurement | None) -> str:
@@ -22,26 +21,18 @@ def _track(m: Measurement | None) -> str:
     return f"{m.requests} req, 5xx {m.errors} ({rate}), p99 {latency}{status}"
 
 
-def _test(stats: dict[str, Any] | None) -> str:
-    if not stats:
-        return "-"
-    return (
-        f"e={stats['e_value']:.3g} / no-harm e={stats['e_value_no_harm']:.3g} -> {stats['verdict']}"
-    )
-
-
 def describe(report: TickReport) -> dict[str, str]:
     state = report.state
     reasons = "; ".join(r.message for r in report.decision.reasons) if report.decision else ""
-    return {
+    fields = {
         "step": f"{(state.step_index or 0) + 1} at {state.canary_weight}%",
         "time in step": f"{report.elapsed_s:.0f}s",
         "canary": _track(report.canary),
         "stable": _track(report.stable),
-        "errors test": _test(report.statistics.get("errors")),
-        "latency test": _test(report.statistics.get("latency")),
-        "decision": f"{report.action}" + (f": {reasons}" if reasons else ""),
     }
+    fields.update(progress(report.statistics))
+    fields["decision"] = f"{report.action}" + (f": {reasons}" if reasons else "")
+    return fields
 
 
 class RolloutView:

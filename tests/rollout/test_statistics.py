@@ -16,6 +16,7 @@ from swiftdeploy.rollout.statistics import (
     assess,
     latency_bound,
     passed_dimensions,
+    progress,
 )
 from tests.support.inputs import counts, ledger
 
@@ -137,3 +138,14 @@ def test_latency_bound_without_enough_stable_traffic_is_the_regression_alone() -
     bound, how = latency_bound(reference, 100)
     assert bound == pytest.approx(0.1)
     assert "was not known (20 requests" in how
+
+
+def test_progress_says_how_each_dimension_stands() -> None:
+    undecided = progress(assess(ledger(counts(300, 1), counts(1200, 6), elapsed_s=60.0), SETTINGS))
+    labels = [label for label, _ in undecided]
+    assert labels == ["evidence of harm", "errors", "latency"]
+    assert undecided[0][1].endswith("(rolls back at 100)")
+    errors = dict(undecided)["errors"]
+    assert "more canary requests for the power (about" in errors
+    passed = dict(progress(assess(ledger(counts(3000, 15, 3), counts(12000, 60, 12)), SETTINGS)))
+    assert passed["errors"].startswith("passed by ")

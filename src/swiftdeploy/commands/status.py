@@ -43,6 +43,8 @@ class StatusReport:
             "canary_weight": self.router.routes.canary_weight if self.router else None,
             "step_index": self.state.step_index,
             "rollout_id": self.state.rollout_id,
+            "message": self.state.message,
+            "last_look": self.state.last_look.model_dump() if self.state.last_look else None,
             "replicas": [r.__dict__ for r in self.replicas],
             "traffic": {
                 track: m.model_dump(mode="json", include=TRAFFIC_FIELDS)

@@ -24,8 +24,14 @@ from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
 from swiftdeploy.rollout.evidence import Counts, Dimension, Evidence, PassedBy
 from swiftdeploy.rollout.inputs import canary_input
-from swiftdeploy.rollout.state import Phase, State
-from swiftdeploy.rollout.statistics import Settings, assess, latency_bound, passed_dimensions
+from swiftdeploy.rollout.state import LastLook, Phase, State
+from swiftdeploy.rollout.statistics import (
+    Settings,
+    assess,
+    latency_bound,
+    passed_dimensions,
+    progress,
+)
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
 Track = Literal["canary", "stable"]
@@ -268,6 +274,13 @@ class RolloutEngine:
         if verdict == "hold" and deadline is not None and self.clock() >= deadline:
             action = "held"
         self.record(look, action)
+        last = LastLook(
+            at=self.clock(),
+            action=action,
+            reasons=tuple(reason.message for reason in look.decision.reasons),
+            progress=tuple(progress(look.statistics)),
+        )
+        state = self.fleet.store.save(state.model_copy(update={"last_look": last}))
         report = TickReport(
             state, look.elapsed_s, look.canary, look.stable, look.statistics, look.decision, action
         )

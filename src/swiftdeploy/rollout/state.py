@@ -46,6 +46,17 @@ class Replica(BaseModel):
         return f"127.0.0.1:{self.port}"
 
 
+class LastLook(BaseModel):
+    """The last look of a rollout, for `status`: what was done, why, and where it stands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: float
+    action: str
+    reasons: tuple[str, ...] = ()
+    progress: tuple[tuple[str, str], ...] = ()
+
+
 class State(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -68,6 +79,7 @@ class State(BaseModel):
     pause_kind: Literal["manual", "timed", "held"] | None = None
     # What each track served in each step of this canary, as counted look by look.
     evidence: Evidence = Field(default_factory=Evidence)
+    last_look: LastLook | None = None
     message: str | None = None  # why the rollout is paused, held or ended
     updated_at: float = 0.0
 

@@ -94,8 +94,9 @@ def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
     combined = sum(WEIGHTS[name] * test["e_value"] for name, test in tests.items())
     harm = combined >= 1.0 / settings.alpha
     for name, test in tests.items():
-        contributes = WEIGHTS[name] * test["e_value"] >= CONTRIBUTION * combined
-        if harm and contributes:
+        weighted = WEIGHTS[name] * test["e_value"]
+        # named when it alone would have rolled back, or carries much of the evidence
+        if harm and (weighted >= 1.0 / settings.alpha or weighted >= CONTRIBUTION * combined):
             test["verdict"] = "harm"
     return {
         "harm": {
@@ -147,6 +148,48 @@ def passed_dimensions(statistics: dict[str, dict[str, Any]]) -> dict[Dimension, 
         if passed_by is not None:
             out[dimension] = passed_by
     return out
+
+
+def progress(statistics: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the step stands, in the policy's terms, as (label, text): the evidence of
+    harm against its bar, and for errors and latency how they passed or what they need."""
+    if not statistics:
+        return []
+    harm = statistics.get("harm") or {}
+    lines = [
+        (
+            "evidence of harm",
+            f"{_e(harm.get('e_value'))} (rolls back at {_e(harm.get('threshold'))})",
+        )
+    ]
+    for name in ("errors", "latency"):
+        stat = statistics.get(name) or {}
+        passed = stat.get("passed_by")
+        if passed:
+            lines.append((name, f"passed by {str(passed).replace('_', ' ')}"))
+            continue
+        remaining, eta = stat.get("remaining"), stat.get("eta_s")
+        need = (
+            f"{remaining} more canary requests for the power"
+            + (f" (about {_duration(eta)})" if isinstance(eta, int | float) else "")
+            if isinstance(remaining, int)
+            else str(stat.get("note") or "power cannot be planned yet")
+        )
+        no_harm = (
+            f"no harm {_e(stat.get('e_value_no_harm'))} of {_e(stat.get('no_harm_threshold'))}"
+        )
+        lines.append((name, f"{need}; {no_harm}"))
+    return lines
+
+
+def _e(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.3g}" if value < 1e6 else "> 1e6"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 # --- canary against stable -----------------------------------------------------------

@@ -1,0 +1,101 @@
+"""Rollouts on `swiftdeploy init`'s defaults, at the traffic a small service has: the
+decisions a new user gets without tuning anything."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from swiftdeploy.load import LoadRun
+from tests.conftest import (
+    Project,
+    canary_ready,
+    finish,
+    new_project,
+    start_rollout,
+    teardown,
+    wait_for,
+)
+from tests.faults.conftest import tune
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def quiet_project() -> Iterator[Project]:
+    root = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
+    project = new_project(root)
+    try:
+        yield project
+    finally:
+        teardown(project)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _rollout_under_load(project: Project, rps: float, results: dict[str, object]) -> None:
+    connections = 5 if rps >= 5 * 2 else 1
+    load = LoadRun(project.url + "/", seconds=420, connections=connections,
+                   rate_per_connection=rps / connections)  # fmt: skip
+    try:
+        results["rollout"] = project.cli("rollout", "v2", check=False, timeout=480)
+    finally:
+        load.stop()
+
+
+def test_healthy_release_is_promoted_or_held_never_rolled_back(
+    project: Project, quiet_project: Project
+) -> None:
+    # Given init's defaults at 50 req/s (5 canary req/s at the first step), and at
+    # 5 req/s with the step limit cut to a minute so the test sees its hold
+    busy, quiet = project, quiet_project
+    tune(quiet, max_duration="1m")
+    for each in (busy, quiet):
+        each.cli("deploy")
+    # When v2, as healthy as v1, rolls out in both at once
+    outcomes: dict[str, dict[str, object]] = {"busy": {}, "quiet": {}}
+    threads = [
+        threading.Thread(target=_rollout_under_load, args=(busy, 50, outcomes["busy"])),
+        threading.Thread(target=_rollout_under_load, args=(quiet, 5, outcomes["quiet"])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=540)
+    busy_done, quiet_done = outcomes["busy"]["rollout"], outcomes["quiet"]["rollout"]
+    # Then at 50 req/s it is promoted (or held with an estimate), never rolled back
+    assert busy_done.returncode in (0, 4), busy_done.stdout + busy_done.stderr
+    if busy_done.returncode == 0:
+        assert busy.state()["stable_version"] == "v2"
+    # And at 5 req/s it holds at the limit, saying what it needs and how long that takes
+    assert quiet_done.returncode == 4, quiet_done.stdout + quiet_done.stderr
+    assert "more canary requests to catch +1 point with 90% power (about" in quiet_done.stderr
+    assert "`swiftdeploy resume` keeps collecting evidence" in quiet_done.stderr
+    state = quiet.state()
+    assert (state["phase"], state["pause_kind"], state["canary_weight"]) == ("paused", "held", 10)
+    # And `status` tells the same: where the step stands and what it needs
+    shown = quiet.cli("status", "--window", "0").stdout
+    assert "last look" in shown
+    assert "more canary requests for the power (about" in shown
+
+
+def test_five_percent_errors_are_rolled_back_on_the_defaults(project: Project) -> None:
+    # Given init's defaults at 50 req/s
+    project.cli("deploy")
+    load = LoadRun(project.url + "/", seconds=300, connections=5, rate_per_connection=10)
+    try:
+        # When v2 rolls out and its canary fails 5% of requests
+        rollout = start_rollout(project, "v2")
+        wait_for(lambda: canary_ready(project), what="the canary")
+        project.cli("chaos", "--error-rate", "0.05")
+        output = finish(rollout, timeout=300)
+    finally:
+        load.stop()
+    # Then it is rolled back by the errors test
+    assert rollout.returncode == 3, output
+    assert "canary errors worse than stable" in output
+    assert project.state()["phase"] == "rolled-back"
