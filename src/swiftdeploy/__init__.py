@@ -2,4 +2,5 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+DEFAULT_MANIFEST = "swiftdeploy.yaml"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -18,15 +18,16 @@ from swiftdeploy import proc
 from swiftdeploy.errors import BadInputError, OperationalError, RuntimeProcessError, StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.metrics.prometheus_server import PrometheusServer
 from swiftdeploy.policy.base import Decision
-from swiftdeploy.policy.opa import opa_server_argv
 from swiftdeploy.ports import free_port
 from swiftdeploy.probe import wait_for_ok
 from swiftdeploy.rollout.state import Replica, State, StateStore, Track
 from swiftdeploy.runtime.base import ProcessSpec, Runtime
 from swiftdeploy.tools import find_opa
 from swiftdeploy.traffic.base import Routes, TrafficRouter
+
+if TYPE_CHECKING:
+    from swiftdeploy.metrics.prometheus_server import PrometheusServer
 
 # Processes that belong to the platform, not to a track.
 PLATFORM_PROCESSES = frozenset({"nginx", "opa", "prometheus"})
@@ -85,6 +86,11 @@ class Fleet:
     def state_dir(self) -> Path:
         return self.loaded.state_dir
 
+    def close(self) -> None:
+        """Close the HTTP clients (the fleet's and the router's)."""
+        self.http.close()
+        self.router.close()
+
     def transition(self, state: State, reason: str, **updates: Any) -> State:
         """Record a phase change first, then persist it: a change that cannot be
         recorded is not made."""
@@ -137,6 +143,8 @@ class Fleet:
                 state.model_copy(update={"prometheus_port": free_port(avoid=taken)})
             )
         assert state.prometheus_port is not None
+        from swiftdeploy.metrics.prometheus_server import PrometheusServer
+
         server = PrometheusServer(self.state_dir, state.prometheus_port, settings.scrape_interval)
         self.prometheus = server
         self.runtime.ensure_running()
@@ -170,6 +178,8 @@ class Fleet:
         self.runtime.ensure_running()
         if not any(p.name == "opa" and p.running for p in self.runtime.processes()):
             self.progress("starting opa")
+            from swiftdeploy.policy.opa import opa_server_argv
+
             argv = opa_server_argv(
                 self.loaded.project_dir / policy.directory, state.opa_port, opa_binary=opa
             )

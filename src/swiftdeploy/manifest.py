@@ -24,14 +24,16 @@ from pydantic import (
 )
 
 from swiftdeploy.durations import parse_duration
-from swiftdeploy.errors import ManifestError
+from swiftdeploy.errors import BadInputError, ManifestError
 
 API_VERSION = "swiftdeploy/v1"
-DEFAULT_MANIFEST = "swiftdeploy.yaml"
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
-Version = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
+# One pattern for versions wherever one enters (manifest and CLI): it names replicas,
+# supervisord programs and log files, so nothing else may pass.
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")]
 CookieName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
@@ -55,6 +57,16 @@ _REMOVED = {
     ),
 }
 _LISTEN = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+def require_version(value: str, where: str) -> str:
+    """`value` if it is a version SwiftDeploy accepts; else a BadInputError (exit 2)."""
+    if re.fullmatch(VERSION_PATTERN, value):
+        return value
+    raise BadInputError(
+        f"{where}: {value!r} is not a version",
+        hint="use 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    )
 
 
 class _Model(BaseModel):

@@ -5,14 +5,17 @@ implementation goes with which manifest setting; commands take what it builds.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import MetricsProvider
 from swiftdeploy.policy import engine_from_policy
 from swiftdeploy.policy.base import PolicyEngine
-from swiftdeploy.rollout.engine import RolloutEngine, TickReport
 from swiftdeploy.tools import find_opa
+
+if TYPE_CHECKING:
+    from swiftdeploy.rollout.engine import RolloutEngine, TickReport
 
 # A one-shot reading without a saved history waits this long for its second scrape.
 BOOTSTRAP_S = 1.0
@@ -52,6 +55,8 @@ def rollout_engine(
     on_tick: Callable[[TickReport], None] = lambda report: None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> RolloutEngine:
+    from swiftdeploy.rollout.engine import RolloutEngine  # scipy, through the statistics
+
     return RolloutEngine(
         fleet=fleet,
         metrics=metrics_provider(fleet),

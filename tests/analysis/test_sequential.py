@@ -15,14 +15,12 @@ from scipy import integrate
 
 from swiftdeploy.analysis.sequential import (
     E_VALUE_CAP,
-    SloEvents,
     difference_cs,
     line_infimum,
     log_e_harm,
     log_e_no_harm,
     log_mixture,
     sequential_test,
-    slo_events,
 )
 
 ALPHA = 0.01
@@ -226,48 +224,6 @@ def test_impossible_input_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         sequential_test(*args, **kwargs)  # type: ignore[arg-type]
-
-
-# --- latency buckets ----------------------------------------------------------------
-
-
-BUCKETS = {"0.05": 50.0, "0.1": 80.0, "0.25": 95.0, "0.5": 98.0, "+Inf": 100.0}
-
-
-@pytest.mark.parametrize(
-    ("slo", "expected"),
-    [
-        (0.1, SloEvents(n=100, slow=20, bound=0.1)),  # a bound at the SLO: exact
-        (0.2, SloEvents(n=100, slow=5, bound=0.25)),  # between bounds: the one above
-        (0.01, SloEvents(n=100, slow=50, bound=0.05)),
-        (0.5, SloEvents(n=100, slow=2, bound=0.5)),
-    ],
-)
-def test_slo_uses_the_smallest_bound_at_or_above_it(slo: float, expected: SloEvents) -> None:
-    assert slo_events(BUCKETS, slo) == expected
-
-
-def test_slo_buckets_by_number_and_non_monotonic_counts() -> None:
-    # the 0.25 count was read before a few more requests landed in 0.1 (not atomic)
-    buckets = {0.1: 81.0, 0.25: 80.0, math.inf: 100.0}
-    assert slo_events(buckets, 0.2) == SloEvents(n=100, slow=19, bound=0.25)
-
-
-def test_empty_window_has_no_requests() -> None:
-    assert slo_events({"0.1": 0, "+Inf": 0}, 0.1) == SloEvents(n=0, slow=0, bound=0.1)
-
-
-@pytest.mark.parametrize(
-    ("buckets", "match"),
-    [
-        ({"0.1": 5.0, "0.5": 9.0}, r"\+Inf"),
-        ({"0.1": 5.0, "+Inf": -1.0}, "non-negative"),
-        ({"0.1": 5.0, "+Inf": 9.0, "0.2": 7.0}, "no latency bucket"),
-    ],
-)
-def test_unusable_buckets_are_refused(buckets: dict[str, float], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        slo_events(buckets, 0.3)
 
 
 # --- simulation: continuous looks -------------------------------------------------

@@ -27,7 +27,7 @@ def _fleet(project: Project) -> Iterator[Fleet]:
     try:
         yield fleet
     finally:
-        fleet.http.close()
+        fleet.close()
 
 
 def _provider(fleet: Fleet, name: str, client: httpx.Client) -> MetricsProvider:

@@ -115,6 +115,7 @@ def test_measures_a_track_across_replicas(
     assert m.quantiles["p99"] == pytest.approx(300 + 100 * 35 / 36)  # in (300, 400] ms
     assert m.evidence == (a.url, b.url)
     assert "2 replica(s), 3 scrapes over 21.0s" in m.detail
+    assert "the last 21.0s of the 30s asked for" in m.detail
 
 
 def test_first_measure_waits_for_a_second_scrape(
@@ -129,6 +130,9 @@ def test_first_measure_waits_for_a_second_scrape(
     assert fake.slept == [1.0]  # never less than a second
     assert m.status == "ok", m.detail
     assert (m.requests, m.errors, m.elapsed_s) == (77, 7, 1.0)
+    # and it says plainly that this is not the 30 s asked for
+    assert "the window reaches back before the first saved reading" in m.detail
+    assert "the last 1.0s of the 30s asked for" in m.detail
 
 
 def test_a_counter_reset_between_measures(

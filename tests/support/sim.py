@@ -197,6 +197,9 @@ class SimRouter:
     def current(self) -> RouterStatus:
         return RouterStatus(routes=self.routes)
 
+    def close(self) -> None:
+        return None
+
     def read_metrics(self, track: str) -> str:
         raise NotImplementedError("the simulation measures through SimProvider")
 

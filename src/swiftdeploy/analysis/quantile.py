@@ -1,4 +1,8 @@
-"""`histogram_quantile` over classic (`le`) histogram buckets, as Prometheus computes it.
+"""Classic (`le`) histogram buckets: `histogram_quantile` as Prometheus computes it, and
+`slo_events`, the requests slower than a bound. Pure Python: no numpy, so the state
+model and the CLI's start-up never pay for it.
+
+`histogram_quantile`:
 
 A line-by-line port of `bucketQuantile` and its helpers `coalesceBuckets`,
 `correctPrecisionErrors` and `ensureMonotonic` from prometheus/prometheus
@@ -19,7 +23,8 @@ boundary to be a NaN"); don't pass them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 # correctPrecisionErrors(buckets, 1e-12) in bucketQuantile.
 PRECISION_TOLERANCE = 1e-12
@@ -131,3 +136,45 @@ def _go_div(numerator: float, denominator: float) -> float:
     if numerator == 0 or math.isnan(numerator):
         return math.nan
     return math.copysign(math.inf, numerator) * math.copysign(1.0, denominator)
+
+
+class SloEvents(NamedTuple):
+    """Requests and slow requests from one window of a latency histogram."""
+
+    n: int
+    slow: int
+    bound: float  # the bucket bound used as the SLO, in the buckets' unit
+
+
+def slo_events(buckets: Mapping[str, float] | Mapping[float, float], slo: float) -> SloEvents:
+    """Requests and requests slower than the SLO from one window's cumulative buckets.
+
+    `buckets` maps each upper bound `le` (a number, or its text as exposed: "0.25",
+    "+Inf") to the cumulative count increase over the window, like
+    `Measurement.buckets`; `slo` is in the same unit as the bounds (seconds for
+    Prometheus histograms). A histogram only knows that a request took at most `le`,
+    so the SLO becomes the smallest bound le >= slo, and "slow" means "above that
+    bound": every request counted slow is certainly slower than the SLO, and requests
+    between the SLO and that bound count as fast. Rounding this way can hide a
+    regression that lives only inside that bucket but never raises a false alarm;
+    put a bucket bound at the SLO to make it exact. Counts are made monotonic the
+    way Prometheus's histogram_quantile does (a running maximum), since the buckets
+    of one scrape are not read atomically. Raises ValueError without a +Inf bucket,
+    with negative counts, or when no finite bound reaches the SLO (nothing could
+    ever count as slow).
+    """
+    pairs = sorted((float(le), float(count)) for le, count in buckets.items())
+    if not pairs or not math.isinf(pairs[-1][0]):
+        raise ValueError("latency buckets need a +Inf bucket")
+    if any(count < 0 or math.isnan(count) for _, count in pairs):
+        raise ValueError("latency bucket counts must be non-negative")
+    running = 0.0
+    monotonic: list[tuple[float, float]] = []
+    for le, count in pairs:
+        running = max(running, count)
+        monotonic.append((le, running))
+    total = round(monotonic[-1][1])
+    for le, count in monotonic[:-1]:
+        if le >= slo:
+            return SloEvents(n=total, slow=max(total - round(count), 0), bound=le)
+    raise ValueError(f"no latency bucket bound at or above the SLO {slo:g}; add one at the SLO")

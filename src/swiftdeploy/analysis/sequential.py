@@ -84,8 +84,7 @@ window: a sliding window drops old evidence and breaks the supermartingale prope
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -132,14 +131,6 @@ class SequentialResult(BaseModel):
     ratio: float | None  # p_c / p_s as observed; None when the stable arm has no events
     tolerance: float
     margin: float
-
-
-class SloEvents(NamedTuple):
-    """Requests and slow requests from one window of a latency histogram."""
-
-    n: int
-    slow: int
-    bound: float  # the bucket bound used as the SLO, in the buckets' unit
 
 
 def sequential_test(
@@ -426,43 +417,6 @@ def _score(events: int, n: int, p: float) -> float:
     left = (events / p if p > 0 else math.inf) if events > 0 else 0.0
     right = ((n - events) / (1.0 - p) if p < 1 else math.inf) if n > events else 0.0
     return right - left
-
-
-# --- latency: histogram buckets to (requests, slow requests) ------------------------
-
-
-def slo_events(buckets: Mapping[str, float] | Mapping[float, float], slo: float) -> SloEvents:
-    """Requests and requests slower than the SLO from one window's cumulative buckets.
-
-    `buckets` maps each upper bound `le` (a number, or its text as exposed: "0.25",
-    "+Inf") to the cumulative count increase over the window, like
-    `Measurement.buckets`; `slo` is in the same unit as the bounds (seconds for
-    Prometheus histograms). A histogram only knows that a request took at most `le`,
-    so the SLO becomes the smallest bound le >= slo, and "slow" means "above that
-    bound": every request counted slow is certainly slower than the SLO, and requests
-    between the SLO and that bound count as fast. Rounding this way can hide a
-    regression that lives only inside that bucket but never raises a false alarm;
-    put a bucket bound at the SLO to make it exact. Counts are made monotonic the
-    way Prometheus's histogram_quantile does (a running maximum), since the buckets
-    of one scrape are not read atomically. Raises ValueError without a +Inf bucket,
-    with negative counts, or when no finite bound reaches the SLO (nothing could
-    ever count as slow).
-    """
-    pairs = sorted((float(le), float(count)) for le, count in buckets.items())
-    if not pairs or not math.isinf(pairs[-1][0]):
-        raise ValueError("latency buckets need a +Inf bucket")
-    if any(count < 0 or math.isnan(count) for _, count in pairs):
-        raise ValueError("latency bucket counts must be non-negative")
-    running = 0.0
-    monotonic: list[tuple[float, float]] = []
-    for le, count in pairs:
-        running = max(running, count)
-        monotonic.append((le, running))
-    total = round(monotonic[-1][1])
-    for le, count in monotonic[:-1]:
-        if le >= slo:
-            return SloEvents(n=total, slow=max(total - round(count), 0), bound=le)
-    raise ValueError(f"no latency bucket bound at or above the SLO {slo:g}; add one at the SLO")
 
 
 # --- helpers ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """`swiftdeploy audit ...`: verify, report, why and export over a project's audit trail.
 
-Plain functions over paths; the flag wiring is in `swiftdeploy.audit.cli`. A report,
+Plain functions over paths; the flag wiring is in `swiftdeploy.cli.audit`. A report,
 `why` or an export reads only a trail whose chain verifies: a torn tail (an
 interrupted append) is left out with a warning, anything else is refused.
 """

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import jinja2
 
+from swiftdeploy import DEFAULT_MANIFEST
 from swiftdeploy.errors import BadInputError
-from swiftdeploy.manifest import DEFAULT_MANIFEST, load_manifest
+from swiftdeploy.manifest import load_manifest
 
 _LISTEN = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 

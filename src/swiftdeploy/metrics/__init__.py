@@ -15,9 +15,6 @@ import httpx
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Metrics
 from swiftdeploy.metrics.base import MetricsProvider
-from swiftdeploy.metrics.nginx import NginxProvider
-from swiftdeploy.metrics.prometheus import PrometheusProvider
-from swiftdeploy.metrics.scrape import ScrapeProvider
 
 PROVIDERS = ("scrape", "prometheus", "nginx")
 
@@ -37,6 +34,11 @@ class ProviderDeps:
 
 
 def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
+    # Each provider's module loads only when that provider is made (jinja2, threads).
+    from swiftdeploy.metrics.nginx import NginxProvider
+    from swiftdeploy.metrics.prometheus import PrometheusProvider
+    from swiftdeploy.metrics.scrape import ScrapeProvider
+
     quantiles = deps.settings.quantiles
     if name == "scrape":
         return ScrapeProvider(

@@ -53,6 +53,9 @@ HISTORY_VERSION = 1
 # Each look scrapes every replica (a few ms); reading more often than this measures
 # the scheduler more than the traffic.
 RESOLUTION_S = 0.25
+# A window this much shorter than asked for is reported as such (scrapes are not
+# exactly on time, so a little short is normal).
+SHORT_WINDOW_SLACK_S = 2.0
 MIN_BOOTSTRAP_S = 1.0
 MAX_PARALLEL_SCRAPES = 16
 # prometheus_client serves text format 0.0.4 for this, OpenMetrics only if asked.
@@ -196,6 +199,12 @@ class ScrapeProvider:
         if delta is None:  # only if the clock went back between the two scrapes
             return Measurement.no_data(
                 track, self.name, self._with_notes("no two scrapes to measure between"), urls
+            )
+        if delta.elapsed < window_s - SHORT_WINDOW_SLACK_S:
+            self._notes.append(
+                f"the window reaches back before the first saved reading: these are the last"
+                f" {delta.elapsed:.1f}s of the {window_s:g}s asked for (the nginx provider"
+                " keeps 15 minutes of history)"
             )
         return self._summary(track, delta, urls, self.min_requests)
 

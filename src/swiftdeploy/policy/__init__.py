@@ -2,17 +2,23 @@
 
 `create_engine(name, ...)` is the only way the rest of SwiftDeploy gets an engine;
 an unknown name is a BadInputError that lists the known ones (no silent fallback).
+The engines' modules (regopy, httpx) load when first used, not with this package:
+importing `swiftdeploy.policy.base` for a Decision must not cost a command its
+start-up time.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Policy
 from swiftdeploy.policy.base import (
     CANARY,
+    DEFAULT_TIMEOUT,
     INFRASTRUCTURE,
     PACKAGES,
     Decision,
@@ -20,8 +26,26 @@ from swiftdeploy.policy.base import (
     Reason,
     Verdict,
 )
-from swiftdeploy.policy.embedded import EmbeddedEngine
-from swiftdeploy.policy.opa import DEFAULT_TIMEOUT, OpaEngine, OpaServer, opa_server_argv
+
+if TYPE_CHECKING:
+    from swiftdeploy.policy.embedded import EmbeddedEngine
+    from swiftdeploy.policy.opa import OpaEngine, OpaServer, opa_server_argv
+
+# Names this package re-exports from the engines' modules, loaded on first use (PEP 562).
+_LAZY = {
+    "EmbeddedEngine": "swiftdeploy.policy.embedded",
+    "OpaEngine": "swiftdeploy.policy.opa",
+    "OpaServer": "swiftdeploy.policy.opa",
+    "opa_server_argv": "swiftdeploy.policy.opa",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "CANARY",
@@ -44,6 +68,8 @@ EngineFactory = Callable[[Path, str | None, float, str], PolicyEngine]
 
 
 def _embedded(directory: Path, url: str | None, timeout: float, opa_binary: str) -> PolicyEngine:
+    from swiftdeploy.policy.embedded import EmbeddedEngine
+
     return EmbeddedEngine(directory)
 
 
@@ -53,6 +79,8 @@ def _opa(directory: Path, url: str | None, timeout: float, opa_binary: str) -> P
             "policy engine 'opa' needs the URL of an OPA server",
             hint="set policy.opa.url in swiftdeploy.yaml, e.g. http://127.0.0.1:8181",
         )
+    from swiftdeploy.policy.opa import OpaEngine
+
     return OpaEngine(url, timeout=timeout, directory=directory, opa_binary=opa_binary)
 
 

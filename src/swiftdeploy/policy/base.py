@@ -28,6 +28,8 @@ from pydantic import (
 from swiftdeploy.errors import BadInputError
 
 INFRASTRUCTURE = "swiftdeploy.infrastructure"
+# Seconds an engine may take to decide before the gate fails closed.
+DEFAULT_TIMEOUT = 2.0
 CANARY = "swiftdeploy.canary"
 PACKAGES = (INFRASTRUCTURE, CANARY)
 

@@ -27,6 +27,7 @@ from swiftdeploy import proc
 from swiftdeploy.errors import BadInputError, PolicyEngineError
 from swiftdeploy.policy.base import (
     COMPILE_ERROR,
+    DEFAULT_TIMEOUT,
     ENGINE_ERROR,
     ENGINE_UNREACHABLE,
     INVALID_INPUT,
@@ -40,7 +41,6 @@ from swiftdeploy.policy.base import (
 )
 from swiftdeploy.ports import free_port
 
-DEFAULT_TIMEOUT = 2.0
 LOOPBACK = "127.0.0.1"
 
 

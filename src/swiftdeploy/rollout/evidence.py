@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swiftdeploy.analysis.sequential import slo_events
+from swiftdeploy.analysis.quantile import slo_events
 from swiftdeploy.metrics.base import Measurement
 
 Dimension = Literal["errors", "latency"]

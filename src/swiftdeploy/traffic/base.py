@@ -50,6 +50,10 @@ class TrafficRouter(Protocol):
         counted them, as Prometheus text: what the `nginx` metrics provider reads."""
         ...
 
+    def close(self) -> None:
+        """Release what the router's client holds open (connections to its admin)."""
+        ...
+
     def read_history(self, track: str, start: int, end: int) -> dict[str, object]:
         """One track's requests, errors and histogram over the whole seconds
         [start, end) from the router's recent history; raises TrafficError."""

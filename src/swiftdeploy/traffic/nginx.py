@@ -144,6 +144,9 @@ class NginxRouter:
             routes=_routes_from_json(data["routes"]), down=tuple(data.get("down") or ())
         )
 
+    def close(self) -> None:
+        self._http.close()
+
     def read_metrics(self, track: str) -> str:
         """nginx's own per-track counters, as Prometheus text in the demo's metric names."""
         return self._get(f"/metrics/{track}").text

@@ -1,8 +1,7 @@
 """`swiftdeploy audit`: flag wiring only; the work is in `swiftdeploy.commands.audit`.
 
-Mounted by the main CLI with `app.add_typer(audit_app, name="audit")`; errors are
-SwiftDeployError subclasses, which the main handler prints as one line with their
-exit code (a failed verify exits 1).
+Errors are SwiftDeployError subclasses, which the main handler prints as one line with
+their exit code (a failed verify exits 1).
 """
 
 from __future__ import annotations
@@ -14,23 +13,16 @@ from typing import Annotated
 
 import typer
 
-from swiftdeploy.commands import audit as audit_cmd
+from swiftdeploy.cli.app import app
+from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load
 from swiftdeploy.errors import AuditTamperedError
-from swiftdeploy.fsutil import atomic_write
-from swiftdeploy.manifest import DEFAULT_MANIFEST, load_manifest
 
 audit_app = typer.Typer(
     name="audit",
     help="Verify, explain and export the tamper-evident audit trail.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-
-ManifestOption = Annotated[
-    Path, typer.Option("-f", "--manifest", help="Path to the manifest.", show_default=True)
-]
-DEFAULT_PATH = Path(DEFAULT_MANIFEST)
+app.add_typer(audit_app, name="audit")
 
 
 class ExportFormat(StrEnum):
@@ -40,7 +32,9 @@ class ExportFormat(StrEnum):
 
 
 def _trail(manifest: Path) -> Path:
-    return audit_cmd.settings(load_manifest(manifest)).path
+    from swiftdeploy.commands.audit import settings
+
+    return settings(load(manifest)).path
 
 
 def _warn(warnings: list[str]) -> None:
@@ -58,7 +52,9 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Check the hash chain across all files; name the first bad record."""
-    result = audit_cmd.verify_trail(_trail(manifest), anchor)
+    from swiftdeploy.commands.audit import verify_trail
+
+    result = verify_trail(_trail(manifest), anchor)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -83,7 +79,9 @@ def report(
     ] = None,
 ) -> None:
     """Write audit_report.md and a self-contained audit_report.html with charts."""
-    files = audit_cmd.write_report(_trail(manifest), out, rollout)
+    from swiftdeploy.commands.audit import write_report
+
+    files = write_report(_trail(manifest), out, rollout)
     _warn(files.warnings)
     typer.echo(f"wrote {files.markdown}")
     typer.echo(f"wrote {files.html}")
@@ -97,7 +95,9 @@ def why(
     manifest: ManifestOption = DEFAULT_PATH,
 ) -> None:
     """Why the last (or given) rollout was promoted, rolled back or is still going."""
-    lines, warnings = audit_cmd.why(_trail(manifest), rollout_id)
+    from swiftdeploy.commands.audit import why as explain
+
+    lines, warnings = explain(_trail(manifest), rollout_id)
     _warn(warnings)
     for line in lines:
         typer.echo(line)
@@ -114,7 +114,10 @@ def export(
     ] = None,
 ) -> None:
     """Print the verified records as JSON, CSV or OPA decision-log events."""
-    text, warnings = audit_cmd.export(_trail(manifest), export_format.value)
+    from swiftdeploy.commands.audit import export as export_records
+    from swiftdeploy.fsutil import atomic_write
+
+    text, warnings = export_records(_trail(manifest), export_format.value)
     _warn(warnings)
     if output is None:
         typer.echo(text, nl=False)

@@ -8,17 +8,15 @@ import io
 import json
 from pathlib import Path
 
-import click
 import pytest
-import typer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from swiftdeploy.audit.cli import audit_app
+from swiftdeploy.cli import run
+from swiftdeploy.cli.audit import audit_app
 from swiftdeploy.commands import audit as audit_cmd
-from swiftdeploy.errors import AuditTamperedError, ExitCode, SwiftDeployError
+from swiftdeploy.errors import AuditTamperedError, ExitCode
 from swiftdeploy.manifest import load_manifest
-
-from .conftest import ROLLED_BACK, write_synthetic_trail
+from tests.audit.conftest import ROLLED_BACK, write_synthetic_trail
 
 MANIFEST = """\
 apiVersion: swiftdeploy/v1
@@ -41,19 +39,13 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def invoke(project: Path, *args: str) -> click.testing.Result:
+def invoke(project: Path, *args: str) -> Result:
     return CliRunner().invoke(audit_app, [*args, "-f", str(project / "swiftdeploy.yaml")])
 
 
 def run_like_main(project: Path, *args: str) -> int:
-    """What swiftdeploy.cli.run does once the group is mounted: errors become exit codes."""
-    app = typer.Typer()
-    app.add_typer(audit_app, name="audit")
-    try:
-        app(args=["audit", *args, "-f", str(project / "swiftdeploy.yaml")], standalone_mode=False)
-    except SwiftDeployError as exc:
-        return int(exc.exit_code)
-    return 0
+    """The real handler: errors become exit codes."""
+    return run(["audit", *args, "-f", str(project / "swiftdeploy.yaml")])
 
 
 def test_settings_come_from_the_manifest(project: Path) -> None:

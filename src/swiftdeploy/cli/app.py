@@ -1,0 +1,87 @@
+"""The Typer app and the one place errors become exit codes.
+
+Every SwiftDeployError is one line on stderr with its exit code; every usage error
+(unknown option or command, missing argument, bad value) is one line naming it and
+the `--help` to read, exit 2; Ctrl-C is 130; anything unexpected goes to a private
+crash log (created fresh with mkstemp: mode 0600, never through a planted link) with
+a one-line pointer to it, exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+
+from swiftdeploy import __version__
+from swiftdeploy.errors import ExitCode, SwiftDeployError
+
+app = typer.Typer(
+    name="swiftdeploy",
+    help="Policy-gated progressive delivery: canary releases through nginx, gated by Rego.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"swiftdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Policy-gated progressive delivery: canary releases through nginx, gated by Rego."""
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; the only place errors become exit codes."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="swiftdeploy")
+    except SwiftDeployError as exc:
+        print(f"swiftdeploy: error: {exc.one_line()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        print("swiftdeploy: interrupted; state is consistent, re-run to continue", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except TyperException as exc:  # typer's own click: usage errors and the like
+        return _usage_error(exc)
+    except Exception:
+        return _crash()
+    return int(result) if isinstance(result, int) else 0
+
+
+def _usage_error(exc: TyperException) -> int:
+    code = int(getattr(exc, "exit_code", ExitCode.BAD_INPUT))
+    context = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+        typer.echo(context.get_help())  # `swiftdeploy audit` alone: the help is the answer
+        return code
+    where = getattr(context, "command_path", None) or "swiftdeploy"
+    message = " ".join(exc.format_message().split())
+    print(f"swiftdeploy: error: {message} (see `{where} --help`)", file=sys.stderr)
+    return code
+
+
+def _crash() -> int:
+    handle, path = tempfile.mkstemp(prefix="swiftdeploy-crash-", suffix=".log")
+    with open(handle, "w", encoding="utf-8") as log:
+        log.write(traceback.format_exc())
+    print(f"swiftdeploy: internal error; traceback written to {path}", file=sys.stderr)
+    return int(ExitCode.OPERATIONAL)
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,136 @@
+"""What the command modules share: the consoles, the options, and the project's fleet
+under its lock. Heavy modules (the fleet, the engines, scipy through the statistics)
+are imported inside the functions that need them, so `--help` and `--version` start
+in a fraction of a second."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from swiftdeploy import DEFAULT_MANIFEST
+from swiftdeploy.durations import parse_duration
+from swiftdeploy.errors import BadInputError
+
+if TYPE_CHECKING:
+    from swiftdeploy.fleet import Fleet
+    from swiftdeploy.manifest import LoadedManifest
+    from swiftdeploy.rollout.engine import RolloutEngine
+    from swiftdeploy.rollout.state import State
+
+# Piped output keeps whole tables rather than rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ManifestOption = Annotated[
+    Path, typer.Option("-f", "--manifest", help="Path to the manifest.", show_default=True)
+]
+DEFAULT_PATH = Path(DEFAULT_MANIFEST)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print data as JSON.")]
+WindowOption = Annotated[
+    float | None,
+    typer.Option(
+        parser=_duration,
+        metavar="DURATION",
+        help="The last stretch of traffic to show, e.g. 30s or 5m (default: metrics.window).",
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Go on although the canary policy refuses (needs --reason).")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="Why the refusal is overridden (recorded).")
+]
+
+
+def progress(message: str) -> None:
+    err.print(f"[cyan]•[/] {escape(message)}", markup=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def summary(state: State) -> str:
+    text = f"phase {state.phase.value}; stable {state.stable_version or '-'}"
+    if state.canary_version:
+        text += f"; canary {state.canary_version} at {state.canary_weight}%"
+    return text
+
+
+def load(manifest: Path) -> LoadedManifest:
+    from swiftdeploy.manifest import load_manifest
+
+    return load_manifest(manifest)
+
+
+def fleet_of(loaded: LoadedManifest) -> Fleet:
+    """The project's fleet, for commands that only read."""
+    from swiftdeploy.commands.context import open_fleet
+
+    return open_fleet(loaded, progress)
+
+
+@contextmanager
+def locked_fleet(manifest: Path) -> Iterator[Fleet]:
+    """The project's fleet under its lock, with the command recorded before it acts."""
+    from swiftdeploy.lock import project_lock
+
+    loaded = load(manifest)
+    with project_lock(loaded.state_dir):
+        fleet = fleet_of(loaded)
+        fleet.recorder.record("command", rollout_id=fleet.store.load().rollout_id)
+        yield fleet
+
+
+@contextmanager
+def engine_for(fleet: Fleet) -> Iterator[RolloutEngine]:
+    """A rollout engine for one command (its policy engine closed after it)."""
+    from swiftdeploy.wiring import policy_engine, rollout_engine
+
+    policy = policy_engine(fleet)
+    try:
+        yield rollout_engine(fleet, policy)
+    finally:
+        policy.close()
+
+
+def infrastructure_gate(fleet: Fleet, action: str) -> None:
+    from swiftdeploy.commands.gate import infrastructure_gate as gate
+    from swiftdeploy.wiring import policy_engine
+
+    engine = policy_engine(fleet)
+    try:
+        gate(fleet.loaded, engine, fleet.recorder, action)
+    finally:
+        engine.close()
+
+
+def force_reason(force: bool, reason: str | None) -> str | None:
+    if force and not (reason and reason.strip()):
+        raise BadInputError("--force needs --reason TEXT", hint="say why; it is recorded")
+    if reason is not None and not force:
+        raise BadInputError("--reason is only used with --force")
+    return reason.strip() if force and reason else None
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}s" if value < 90 else f"{value / 60:.1f} min"

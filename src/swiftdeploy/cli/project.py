@@ -1,0 +1,287 @@
+"""The project's lifecycle and what it shows: init, validate, schema, doctor, deploy,
+status, metrics, chaos, teardown. Parsing and printing only; the work is in
+`commands/`, imported where used so a command pays only for what it runs."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from swiftdeploy.cli.app import app
+from swiftdeploy.cli.common import (
+    DEFAULT_PATH,
+    JsonOption,
+    ManifestOption,
+    WindowOption,
+    err,
+    fleet_of,
+    infrastructure_gate,
+    load,
+    locked_fleet,
+    out,
+    print_json,
+    summary,
+)
+from swiftdeploy.errors import ExitCode
+
+if TYPE_CHECKING:
+    from swiftdeploy.commands.status import StatusReport
+    from swiftdeploy.manifest import LoadedManifest
+    from swiftdeploy.rollout.state import State
+
+
+class TrackName(StrEnum):
+    STABLE = "stable"
+    CANARY = "canary"
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the project.")] = Path("."),
+    listen: Annotated[str, typer.Option(help="Public HOST:PORT for nginx.")] = "127.0.0.1:8080",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing manifest.")] = False,
+) -> None:
+    """Write a commented manifest that runs the bundled demo service, plus policies/."""
+    from swiftdeploy.commands.init import init_project
+
+    for path in init_project(directory, listen, force):
+        out.print(f"wrote {escape(str(path))}")
+
+
+@app.command()
+def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
+    """Check the manifest: schema, command, ports, and the rendered nginx config (nginx -t)."""
+    from swiftdeploy.commands.validate import preflight
+
+    loaded = load(manifest)
+    checks = preflight(loaded)
+    if as_json:
+        print_json({"manifest": str(loaded.path), "valid": True, "checks": checks})
+        return
+    for check in checks:
+        out.print(f"[green]ok[/] {escape(check)}")
+    out.print(f"{escape(str(loaded.path))} is valid")
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (for editor completion)."""
+    from swiftdeploy.manifest import json_schema
+
+    print_json(json_schema())
+
+
+@app.command()
+def doctor(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
+    """Versions and health of every part: nginx, lua, supervisord, Prometheus, hey, OPA."""
+    from swiftdeploy.commands.doctor import run_checks
+    from swiftdeploy.runtime import create_runtime
+
+    checks = run_checks()
+    processes: list[dict[str, Any]] = []
+    if manifest.is_file():
+        loaded = load(manifest)
+        runtime = create_runtime("local", loaded.state_dir)
+        processes = [p.__dict__ for p in runtime.processes()]
+    if as_json:
+        print_json({"checks": [c.__dict__ for c in checks], "processes": processes})
+    else:
+        table = Table("part", "ok", "detail")
+        for check in checks:
+            ok = "[green]yes[/]" if check.ok else "[red]no[/]"
+            table.add_row(escape(check.part), ok, escape(check.detail))
+        out.print(table)
+        for process in processes:
+            out.print(
+                f"process {process['name']}: {process['state']} (pid {process['pid']})",
+                markup=False,
+            )
+    if not all(c.ok for c in checks):
+        raise typer.Exit(ExitCode.OPERATIONAL)
+
+
+@app.command()
+def deploy(
+    manifest: ManifestOption = DEFAULT_PATH,
+    version: Annotated[
+        str | None, typer.Option(help="Version to deploy (default: service.version).")
+    ] = None,
+) -> None:
+    """First deploy, or a plain rolling replace of the stable version."""
+    from swiftdeploy.commands.deploy import deploy as deploy_version
+    from swiftdeploy.commands.validate import preflight
+    from swiftdeploy.manifest import require_version
+
+    loaded = load(manifest)
+    preflight(loaded)
+    target = require_version(version or loaded.manifest.service.version, "--version")
+    with locked_fleet(manifest) as fleet:
+        infrastructure_gate(fleet, "deploy")
+        state = deploy_version(fleet, target)
+    listen = loaded.manifest.traffic.listen
+    out.print(f"deployed {target}: {summary(state)}; listening on {listen}", markup=False)
+
+
+@app.command()
+def status(
+    manifest: ManifestOption = DEFAULT_PATH,
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 2.0,
+    window: WindowOption = None,
+) -> None:
+    """Versions, weights, replicas, health and each track's recent traffic (--window 0:
+    none); for a canary, where its step stands. Reads only."""
+    from rich.live import Live
+
+    from swiftdeploy.commands.status import TrafficMeter, collect_status
+
+    loaded = load(manifest)
+    fleet = fleet_of(loaded)
+    span = loaded.manifest.metrics.window if window is None else window
+    meter = TrafficMeter(fleet) if span > 0 else None
+    if not watch:
+        report = collect_status(fleet, meter, span)
+        if as_json:
+            print_json(report.as_dict())
+        else:
+            out.print(_status_table(loaded, report))
+            for line in rollout_lines(report.state):
+                out.print(line, markup=False)
+        return
+    with Live(console=out, auto_refresh=False) as live:
+        while True:
+            report = collect_status(fleet, meter, span)
+            live.update(_status_table(loaded, report), refresh=True)
+            time.sleep(interval)
+
+
+def _status_table(loaded: LoadedManifest, report: StatusReport) -> Table:
+    state = report.state
+    weight_text = f"{report.router.routes.canary_weight}%" if report.router else "nginx down"
+    title = escape(
+        f"{loaded.manifest.service.name} on {loaded.manifest.traffic.listen} | phase "
+        f"{state.phase.value} | stable {state.stable_version or '-'} | canary "
+        f"{state.canary_version or '-'} at {weight_text}"
+    )
+    table = Table("replica", "track", "version", "endpoint", "process", "pid", "healthy",
+                  "routed", title=title)  # fmt: skip
+    for r in report.replicas:
+        healthy = "yes" if r.healthy else "[red]no[/]"
+        routed = "yes" if r.routed else "no"
+        cells = (r.name, r.track, r.version, r.endpoint, r.process, str(r.pid))
+        table.add_row(*(escape(cell) for cell in cells), healthy, routed)
+    captions = []
+    for track, m in report.traffic.items():
+        errors = f"{m.error_rate:.2%}" if m.error_rate is not None else "-"
+        p99 = m.latency_ms(0.99)
+        latency = f"{p99:.0f} ms" if p99 is not None else "-"
+        rps = m.rps or 0.0
+        captions.append(f"{track}: {rps:.1f} req/s, 5xx {errors}, p99 {latency}")
+    if captions:
+        provider = loaded.manifest.metrics.provider
+        elapsed = report.traffic["stable"].elapsed_s or 0
+        table.caption = "   ".join(captions) + f"   ({provider}, last {elapsed:.1f}s)"
+    return table
+
+
+def rollout_lines(state: State) -> list[str]:
+    """Where a canary's step stands, from its last look: the same words as the live view."""
+    if not state.track("canary") or state.last_look is None:
+        return []
+    look = state.last_look
+    lines = [f"last look {time.time() - look.at:.0f}s ago: {look.action}"]
+    lines += [f"  {label}: {text}" for label, text in look.progress]
+    if state.message:
+        lines.append(f"  {state.message}")
+    return lines
+
+
+@app.command()
+def chaos(
+    manifest: ManifestOption = DEFAULT_PATH,
+    track: Annotated[TrackName, typer.Option(help="stable or canary.")] = TrackName.CANARY,
+    error_rate: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Fraction of requests to fail, 0-1.")
+    ] = None,
+    latency_ms: Annotated[
+        float | None, typer.Option(min=0.0, help="Extra latency per request.")
+    ] = None,
+    duration_s: Annotated[
+        float | None, typer.Option(min=0.0, help="Recover by itself after this.")
+    ] = None,
+    recover: Annotated[bool, typer.Option(help="Stop injecting.")] = False,
+) -> None:
+    """Inject errors or latency into a track's replicas (demo service), or recover."""
+    from swiftdeploy.commands.chaos import set_chaos
+
+    # No project lock: chaos changes no state, so it can hit a canary mid-rollout.
+    fleet = fleet_of(load(manifest))
+    names = set_chaos(
+        fleet,
+        "canary" if track == TrackName.CANARY else "stable",
+        error_rate,
+        latency_ms,
+        duration_s,
+        recover,
+    )
+    action = "recovered" if recover else "chaos injected into"
+    out.print(f"{action} {', '.join(names)}", markup=False)
+
+
+@app.command()
+def metrics(
+    manifest: ManifestOption = DEFAULT_PATH,
+    track: Annotated[
+        TrackName | None, typer.Option(help="stable or canary (default: both).")
+    ] = None,
+    window: WindowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each track's requests, errors and latency over the last window of traffic."""
+    from swiftdeploy.commands.metrics import measure
+
+    loaded = load(manifest)
+    fleet = fleet_of(loaded)
+    tracks = [track.value] if track else ["stable", "canary"]
+    span = loaded.manifest.metrics.window if window is None else window
+    measured = measure(fleet, tracks, span)
+    if as_json:
+        print_json({t: m.model_dump(mode="json") for t, m in measured.items()})
+        return
+    columns = ("track", "status", "requests", "5xx", "error rate", "p50", "p90", "p99", "req/s")
+    table = Table(*columns, "window", title=f"metrics ({loaded.manifest.metrics.provider})")
+    for name, m in measured.items():
+        rate = f"{m.error_rate:.2%}" if m.error_rate is not None else "-"
+        quantiles = [m.latency_ms(q) for q in (0.5, 0.9, 0.99)]
+        cells = [f"{v:.1f} ms" if v is not None else "-" for v in quantiles]
+        rps = f"{m.rps:.1f}" if m.rps is not None else "-"
+        table.add_row(name, m.status, str(m.requests), str(m.errors), rate, *cells, rps,
+                      f"{m.elapsed_s or 0:.1f}s")  # fmt: skip
+    out.print(table)
+    for name, m in measured.items():
+        if m.detail:
+            err.print(f"{name}: {m.detail}", markup=False)
+
+
+@app.command()
+def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Stop every process this project started (replicas, nginx, supervisord)."""
+    from swiftdeploy.commands.audit import open_audit_log
+    from swiftdeploy.commands.teardown import teardown as stop_all
+    from swiftdeploy.lock import project_lock
+    from swiftdeploy.rollout.state import StateStore
+    from swiftdeploy.runtime import create_runtime
+
+    loaded = load(manifest)
+    with project_lock(loaded.state_dir):
+        store = StateStore(loaded.state_dir)
+        open_audit_log(loaded).append("command", rollout_id=store.load().rollout_id)
+        pids = stop_all(create_runtime("local", loaded.state_dir), store)
+    out.print(f"stopped {len(pids)} processes")
