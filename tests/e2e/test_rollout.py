@@ -132,3 +132,22 @@ def test_abort_stops_a_running_rollout_and_rolls_back(rollout_project: Project) 
     state = project.state()
     assert (state["phase"], state["canary_weight"]) == ("rolled-back", 0)
     assert version_counts(project.url + "/", 20) == {"v1": 20}
+
+
+def test_rollout_json_is_one_object_per_look_then_a_summary(rollout_project: Project) -> None:
+    # Given v1 deployed, When v2 rolls out for a CI system
+    done = rollout_project.cli("rollout", "v2", "--json", check=False, timeout=240)
+    # Then stdout is JSON lines: every look with both tracks, the statistics and the
+    # decision, and a last summary carrying the exit code the command returned
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    looks, summary = lines[:-1], lines[-1]
+    assert looks
+    assert all(look["look"] == "decision" for look in looks)
+    first = looks[0]
+    assert {"step", "weight", "canary", "stable", "statistics", "decision", "action"} <= set(first)
+    assert first["statistics"]["harm"]["threshold"] == 100
+    assert [look["action"] for look in looks].count("promote") == 2  # two steps passed
+    assert summary["look"] == "summary"
+    assert (summary["phase"], summary["exit_code"]) == ("promoted", 0)
+    assert summary["stable_version"] == "v2"
