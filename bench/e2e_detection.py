@@ -64,13 +64,13 @@ def one_run(interval: str) -> float:
                 for r in json.loads(state_path.read_text())["replicas"]
             ):
                 time.sleep(0.05)
-            admin = f"http://127.0.0.1:{json.loads(state_path.read_text())['admin_port']}"
+            admin = httpx.HTTPTransport(uds=str(root / ".swiftdeploy" / "nginx" / "admin.sock"))
             time.sleep(3)  # the canary takes traffic, healthy, before the fault
             sd(root, "chaos", "--error-rate", "0.05")
             injected = time.monotonic()
-            with httpx.Client(trust_env=False) as client:
+            with httpx.Client(transport=admin, trust_env=False) as client:
                 while time.monotonic() - injected < 110:
-                    routes = client.get(f"{admin}/routes").json()["routes"]
+                    routes = client.get("http://nginx/routes").json()["routes"]
                     if routes["weights"]["canary"] == 0 or not routes["endpoints"]["canary"]:
                         return time.monotonic() - injected
                     time.sleep(0.05)

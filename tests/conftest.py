@@ -61,8 +61,11 @@ class Project:
     def state(self) -> dict[str, Any]:
         return json.loads((self.state_dir / "state.json").read_text())
 
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.state()['admin_port']}"
+    def admin_get(self, path: str) -> httpx.Response:
+        """GET from nginx's admin server, on its unix socket in the state directory."""
+        transport = httpx.HTTPTransport(uds=str(self.state_dir / "nginx" / "admin.sock"))
+        with httpx.Client(transport=transport, timeout=5.0) as client:
+            return client.get(f"http://nginx{path}")
 
     def edit_manifest(self, old: str, new: str) -> None:
         text = self.manifest.read_text()

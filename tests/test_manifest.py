@@ -4,12 +4,14 @@ YAML gives one), no traceback, and nothing started."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from swiftdeploy.cli import run
 from swiftdeploy.manifest import load_manifest
+from swiftdeploy.ports import free_port
 from tests.conftest import Project
 
 GOOD = """\
@@ -109,7 +111,52 @@ BAD = [
         ["service.env"],
     ),
     ("service name injection", "name: demo", "name: 'demo;reboot'", ["service.name"]),
-]
+    # what passed `validate` before and ran code or crashed later
+    (
+        "query template runs code",
+        "strategy:",
+        "metrics:\n  prometheus:\n    queries:\n      requests: "
+        "\"{{ cycler.__init__.__globals__.os.system('id') }}\"\nstrategy:",
+        ["metrics.prometheus.queries", "query 'requests'", "template error"],
+    ),
+    (
+        "query template does not compile",
+        "strategy:",
+        "metrics:\n  prometheus:\n    queries:\n      errors: '{{'\nstrategy:",
+        ["query 'errors'", "template error"],
+    ),
+    (
+        "query template names an unknown variable",
+        "strategy:",
+        "metrics:\n  prometheus:\n    queries:\n      errors: '{{ job }}'\nstrategy:",
+        ["query 'errors'", "'job' is undefined"],
+    ),
+    (
+        "unknown query name",
+        "strategy:",
+        "metrics:\n  prometheus:\n    queries:\n      latency: up\nstrategy:",
+        ["unknown query 'latency'"],
+    ),
+    ("alpha zero", "strategy:", "policy:\n  alpha: 0\nstrategy:", ["policy.alpha"]),
+    ("p99 infinite", "strategy:", "policy:\n  thresholds:\n    max_p99_ms: .inf\nstrategy:",
+     ["policy.thresholds.max_p99_ms"]),
+    ("duration infinite", "      - weight: 10\n", "      - weight: 10\n        pause: .inf\n",
+     ["pause"]),
+    ("audit path with NUL", "strategy:", 'audit:\n  path: "a\\0b"\nstrategy:',
+     ["audit.path", "NUL"]),
+    ("audit path empty", "strategy:", 'audit:\n  path: ""\nstrategy:', ["audit.path", "empty"]),
+    ("audit path is the manifest", "strategy:", "audit:\n  path: swiftdeploy.yaml\nstrategy:",
+     ["audit.path", "the manifest itself"]),
+    ("policy directory absolute", "strategy:", "policy:\n  directory: /etc\nstrategy:",
+     ["policy.directory", "inside the project"]),
+    ("old on_timeout key", "      - weight: 10\n",
+     "      - weight: 10\n        analysis:\n          on_timeout: rollback\n",
+     ["on_timeout was removed", "never rolls back for lack of evidence"]),
+    ("old statistics block", "strategy:", "policy:\n  statistics:\n    margin: 0.05\nstrategy:",
+     ["policy.statistics was removed", "policy.detect"]),
+    ("bad error regression", "strategy:", "policy:\n  detect:\n    errors: lots\nstrategy:",
+     ["policy.detect.errors", "+1%"]),
+]  # fmt: skip
 
 
 def _write(root: Path, old: str | None, new: str, port: int) -> Path:
@@ -205,3 +252,57 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert '"apiVersion"' in out
     assert '"additionalProperties": false' in out
+
+
+@pytest.mark.parametrize(
+    ("bomb", "words"),
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+                for p, n in zip("abcdefg", "bcdefgh", strict=False)
+            ),
+            "expands to more than",
+        ),
+        ("x: " + "[" * 5000 + "]" * 5000, "nested more than 32 deep"),
+        ("x: " + "a" * 300_000, "more than 262144"),
+        ("".join(f"k{i}: *a\n" for i in range(70)).replace("k0: *a", "k0: &a 1"),
+         "more than 64 YAML aliases"),
+    ],
+    ids=["alias bomb", "deep nesting", "too big", "too many aliases"],
+)  # fmt: skip
+def test_a_yaml_bomb_is_refused_at_once(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str], bomb: str, words: str
+) -> None:
+    path = short_tmp / "swiftdeploy.yaml"
+    path.write_text("apiVersion: swiftdeploy/v1\n" + bomb)
+    started = time.monotonic()
+    code = run(["validate", "-f", str(path)])
+    took = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1
+    assert words in err
+    assert took < 5  # the bench measures it; the point is that it does not explode
+
+
+@pytest.mark.parametrize("name", ["a;include evil.conf;#", 'quo"te', "dollar$x", "new\nline"])
+def test_a_project_path_nginx_cannot_carry_is_refused(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    project = short_tmp / name
+    project.mkdir()
+    path = _write(project, None, GOOD.replace("LISTEN", "18998"), 18998)
+    assert run(["validate", "-f", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot carry safely" in err
+    assert not (project / ".swiftdeploy").exists()
+
+
+def test_a_project_path_with_a_space_validates(short_tmp: Path) -> None:
+    project = short_tmp / "my service"
+    project.mkdir()
+    path = _write(project, None, GOOD.replace("LISTEN", str(free_port())), 0)
+    assert run(["validate", "-f", str(path)]) == 0

@@ -30,7 +30,9 @@ class SwiftDeployError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        text = f"{self.message} ({self.hint})" if self.hint else self.message
+        # One line whatever a message quotes (a path or a value may hold a newline).
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class BadInputError(SwiftDeployError):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 # Processes that belong to the platform, not to a track.
 PLATFORM_PROCESSES = frozenset({"nginx", "opa", "prometheus"})
+OPA_SOCKET = "opa.sock"
 CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 Progress = Callable[[str], None]
@@ -138,7 +139,7 @@ class Fleet:
         if settings.url:
             return settings.url
         if state.prometheus_port is None:
-            taken = {r.port for r in state.replicas} | {state.admin_port or 0}
+            taken = {r.port for r in state.replicas}
             state = self.store.save(
                 state.model_copy(update={"prometheus_port": free_port(avoid=taken)})
             )
@@ -170,24 +171,25 @@ class Fleet:
             raise OperationalError(
                 "OPA is not installed", hint="run `make setup`, or set SWIFTDEPLOY_OPA"
             )
-        if state.opa_port is None:
-            taken = {r.port for r in state.replicas} | {state.admin_port or 0}
-            state = self.store.save(state.model_copy(update={"opa_port": free_port(avoid=taken)}))
-        assert state.opa_port is not None
-        url = f"http://127.0.0.1:{state.opa_port}"
+        # A unix socket in the 0700 state directory: no other local user can read or
+        # change the policies, the data or a decision.
+        socket = self.state_dir / OPA_SOCKET
         self.runtime.ensure_running()
         if not any(p.name == "opa" and p.running for p in self.runtime.processes()):
             self.progress("starting opa")
             from swiftdeploy.policy.opa import opa_server_argv
 
+            socket.unlink(missing_ok=True)  # a stale one from a killed OPA
             argv = opa_server_argv(
-                self.loaded.project_dir / policy.directory, state.opa_port, opa_binary=opa
+                self.loaded.project_dir / policy.directory, socket, opa_binary=opa
             )
             self.runtime.start(ProcessSpec(name="opa", argv=argv))
-        failure = wait_for_ok(self.http, f"{url}/health", timeout=15)
+        transport = httpx.HTTPTransport(uds=str(socket))
+        with httpx.Client(transport=transport, timeout=1.0, trust_env=False) as client:
+            failure = wait_for_ok(client, "http://opa/health", timeout=15)
         if failure is not None:
-            raise OperationalError(f"OPA at {url} did not answer within 15s ({failure})")
-        return url
+            raise OperationalError(f"OPA on {socket} did not answer within 15s ({failure})")
+        return f"unix://{socket}"
 
     def metrics_targets(self, track: str) -> list[str]:
         """The /metrics URLs of a track's routed replicas, from the persisted state."""
@@ -198,8 +200,8 @@ class Fleet:
 
     def start_replica(self, state: State, track: Track, version: str, index: int) -> State:
         taken = {r.port for r in state.replicas}
-        if state.admin_port:
-            taken.add(state.admin_port)
+        if state.prometheus_port:
+            taken.add(state.prometheus_port)
         port = free_port(avoid=taken)
         replica = Replica(
             name=f"{track}-{_safe(version)}-{index}", track=track, version=version, port=port

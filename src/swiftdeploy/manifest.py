@@ -28,7 +28,9 @@ from swiftdeploy.errors import BadInputError, ManifestError
 
 API_VERSION = "swiftdeploy/v1"
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+MAX_DURATION_S = 7 * 86400  # no setting waits longer than a week
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_DURATION_S)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_DURATION_S)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 # One pattern for versions wherever one enters (manifest and CLI): it names replicas,
 # supervisord programs and log files, so nothing else may pass.
@@ -59,6 +61,18 @@ _REMOVED = {
 _LISTEN = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
+def relative_path(value: str, what: str) -> str:
+    """A path inside the project: relative, no '..', no NUL or newline, not empty."""
+    if not value or not value.strip():
+        raise ValueError(f"{what} cannot be empty")
+    if "\x00" in value or "\n" in value or "\r" in value:
+        raise ValueError(f"{what} cannot contain NUL or newline characters")
+    candidate = Path(value)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise ValueError(f"{what} must be relative and stay inside the project (no '..')")
+    return value
+
+
 def require_version(value: str, where: str) -> str:
     """`value` if it is a version SwiftDeploy accepts; else a BadInputError (exit 2)."""
     if re.fullmatch(VERSION_PATTERN, value):
@@ -70,7 +84,8 @@ def require_version(value: str, where: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: no field may be inf or NaN (`max_p99_ms: .inf` is refused)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SecretValue(_Model):
@@ -235,10 +250,31 @@ class Strategy(_Model):
     canary: CanaryStrategy = Field(default_factory=CanaryStrategy)
 
 
+# The PromQL templates the prometheus provider renders, and the variables they get.
+QUERY_NAMES = ("requests", "errors", "error_rate", "buckets", "quantile", "p99")
+QUERY_SAMPLE = {"track": "canary", "window": "30000ms", "q": 0.99}
+
+
 class PrometheusSettings(_Model):
-    url: str | None = None
-    scrape_interval: Duration = 1.0
-    queries: dict[str, str] = Field(default_factory=dict)
+    url: str | None = Field(default=None, max_length=2048)
+    scrape_interval: PositiveDuration = 1.0
+    queries: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict)
+
+    @field_validator("queries")
+    @classmethod
+    def _templates_render(cls, queries: dict[str, str]) -> dict[str, str]:
+        """Every override compiles and renders in the sandbox, so a template error shows
+        at `validate`, and a template can reach nothing but its documented variables."""
+        from swiftdeploy.templates import render_query
+
+        for name, text in queries.items():
+            if name not in QUERY_NAMES:
+                raise ValueError(f"unknown query {name!r}; known: {', '.join(QUERY_NAMES)}")
+            try:
+                render_query(text, **QUERY_SAMPLE)
+            except ValueError as exc:
+                raise ValueError(f"query {name!r}: {exc}") from None
+        return queries
 
 
 class Metrics(_Model):
@@ -343,21 +379,17 @@ class Policy(_Model):
     @field_validator("directory")
     @classmethod
     def _relative_dir(cls, directory: str) -> str:
-        if ".." in Path(directory).parts or "\n" in directory:
-            raise ValueError("the policy directory must stay inside the project (no '..')")
-        return directory
+        return relative_path(directory, "the policy directory")
 
 
 class Audit(_Model):
     path: str = ".swiftdeploy/history.jsonl"
-    max_bytes: int = Field(default=10_000_000, ge=4096)
+    max_bytes: int = Field(default=10_000_000, ge=4096, le=1_000_000_000)
 
     @field_validator("path")
     @classmethod
     def _inside_project(cls, path: str) -> str:
-        if ".." in Path(path).parts or Path(path).is_absolute() or "\n" in path:
-            raise ValueError("the audit path must be relative and stay inside the project")
-        return path
+        return relative_path(path, "the audit path")
 
 
 class Manifest(_Model):
@@ -393,30 +425,76 @@ class LoadedManifest(BaseModel):
         return self.project_dir / ".swiftdeploy"
 
 
+# A manifest is a page of settings: these bound what reading one may cost, so a YAML
+# bomb (aliases that expand exponentially, or deep nesting) is refused at once.
+MAX_MANIFEST_BYTES = 256 * 1024
+MAX_ALIASES = 64
+MAX_DEPTH = 32
+MAX_EXPANDED_NODES = 20_000
+# Characters a project path may have: it is written into nginx and supervisord configs.
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/@+,:~ -]+$")
+
+
 def load_manifest(path: Path) -> LoadedManifest:
     """Load and validate; every failure is one ManifestError naming file, line and field."""
     path = path.resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(
             f"{path}: manifest not found", hint="run `swiftdeploy init` or pass -f FILE"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{path}: the manifest is {len(raw)} bytes, more than {MAX_MANIFEST_BYTES}",
+            hint="a manifest is a page of settings; is this the right file?",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    _check_project_path(path)
     data, lines = _parse_yaml(path, text)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         raise _friendly(path, exc, lines) from None
-    return LoadedManifest(
+    loaded = LoadedManifest(
         manifest=manifest, path=path, lines={_dotted(k): v for k, v in lines.items()}
     )
+    _check_audit_path(loaded)
+    return loaded
+
+
+def _check_project_path(path: Path) -> None:
+    project = str(path.parent)
+    if not _SAFE_PATH.match(project):
+        odd = sorted({c for c in project if not _SAFE_PATH.match(c)})
+        raise ManifestError(
+            f"{path}: the project's directory {project!r} contains {''.join(odd)!r}, which"
+            " its nginx and supervisord configs cannot carry safely",
+            hint="move the project to a path of letters, digits, spaces and ._/@+,:~-",
+        )
+
+
+def _check_audit_path(loaded: LoadedManifest) -> None:
+    target = (loaded.project_dir / loaded.manifest.audit.path).resolve()
+    if target == loaded.path or target.is_dir():
+        raise ManifestError(
+            f"{loaded.where('audit.path')}: {loaded.manifest.audit.path!r} is "
+            + ("the manifest itself" if target == loaded.path else "a directory"),
+            hint="name a file of its own, e.g. .swiftdeploy/history.jsonl",
+        )
 
 
 def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
+        _check_shape(path, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(path, node)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -440,6 +518,55 @@ def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...],
     if node is not None:
         _index_lines(path, node, (), lines)
     return data, lines
+
+
+def _check_shape(path: Path, text: str) -> None:
+    """Aliases and nesting from the event stream, before any tree is built."""
+    aliases = depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise ManifestError(
+                    f"{path}:{line}: more than {MAX_ALIASES} YAML aliases",
+                    hint="write the values out; a manifest needs few anchors",
+                )
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ManifestError(
+                    f"{path}:{line}: nested more than {MAX_DEPTH} deep",
+                    hint="a manifest is a few levels deep; is this the right file?",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_expansion(path: Path, root: yaml.Node) -> None:
+    """How many nodes the document has once aliases are expanded, counted without
+    expanding them (each distinct node once, memoised): a billion-laughs bomb is tiny
+    on disk and astronomically large expanded."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = total = min(total, MAX_EXPANDED_NODES + 1)
+        return total
+
+    if size(root) > MAX_EXPANDED_NODES:
+        raise ManifestError(
+            f"{path}: the manifest expands to more than {MAX_EXPANDED_NODES} values"
+            " through its YAML aliases",
+            hint="write the values out instead of aliasing them",
+        )
 
 
 def _index_lines(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 import yaml
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 def canary_served(project: Project) -> int:
     """Requests nginx sent to the canary, from its own counters."""
-    text = httpx.get(f"{project.admin_url()}/metrics/canary").text
+    text = project.admin_get("/metrics/canary").text
     return sum(
         int(float(line.rsplit(" ", 1)[1]))
         for line in text.splitlines()
@@ -84,7 +83,7 @@ def test_a_bad_canary_is_rolled_back(
     assert state["phase"] == "rolled-back"
     assert state["canary_weight"] == 0
     assert [r["track"] for r in state["replicas"]] == ["stable", "stable"]
-    routes = httpx.get(f"{project.admin_url()}/routes").json()["routes"]
+    routes = project.admin_get("/routes").json()["routes"]
     assert routes["weights"]["canary"] == 0
     assert canary_served(project) > 0  # the canary really took traffic before
     assert version_counts(project.url + "/", 30) == {"v1": 30}

@@ -10,7 +10,6 @@ import os
 import signal
 from collections.abc import Callable
 
-import httpx
 import pytest
 
 from swiftdeploy.runtime.local import SupervisorRuntime
@@ -47,7 +46,7 @@ def assert_consistent(project: Project) -> None:
     assert all(processes[name].running for name in replicas)
     assert set(processes) - replicas <= {"nginx", "opa", "prometheus"}
     # nginx routes exactly the ready replicas of each track
-    routes = httpx.get(f"{project.admin_url()}/routes").json()["routes"]
+    routes = project.admin_get("/routes").json()["routes"]
     for track in ("stable", "canary"):
         expected = sorted(
             f"127.0.0.1:{r['port']}"

@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 
-import httpx
 import pytest
 import yaml
 
@@ -90,7 +89,7 @@ def test_nginx_sigkill_comes_back_with_the_current_weights(project: Project) -> 
         )
         time.sleep(3)
     # Then supervisord restarted it with the persisted weights and endpoints, not defaults
-    routes = httpx.get(f"{project.admin_url()}/routes").json()["routes"]
+    routes = project.admin_get("/routes").json()["routes"]
     assert routes["weights"]["canary"] == 20
     assert routes["endpoints"]["canary"]
     # And only requests in flight at the kill (one per connection at most) failed

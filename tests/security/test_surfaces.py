@@ -61,9 +61,13 @@ def test_every_listener_is_on_loopback(everything_running: Project) -> None:
     listeners = _listening(_family(manager))
     names = {p.name for p in SupervisorRuntime(project.state_dir).processes()}
     assert {"nginx", "opa", "prometheus"} <= names
-    assert len(listeners) >= 6  # nginx x2, opa, prometheus, 3 replicas
+    assert len(listeners) >= 5  # nginx's public listener, prometheus, 3 replicas
     outside = [(addr, who) for addr, who in listeners if not addr.startswith("127.0.0.1:")]
     assert outside == []
+    # the control surfaces listen on no TCP port at all: unix sockets in the state dir
+    assert not [who for _, who in listeners if '"opa"' in who]
+    nginx = [addr for addr, who in listeners if '"nginx"' in who]
+    assert set(nginx) == {f"127.0.0.1:{project.listen_port}"}  # one socket per worker
 
 
 def test_state_files_are_private(everything_running: Project) -> None:
@@ -72,6 +76,7 @@ def test_state_files_are_private(everything_running: Project) -> None:
     for name in ("state.json", "history.jsonl", "chaos.token"):
         assert (state_dir / name).stat().st_mode & 0o777 == 0o600, name
     assert (state_dir / "supervisor.sock").stat().st_mode & 0o777 == 0o700
+    assert (state_dir / "opa.sock").stat().st_mode & 0o777 == 0o600
 
 
 def test_chaos_needs_the_token_and_is_not_public(everything_running: Project) -> None:

@@ -122,7 +122,7 @@ def _wait_new_pid(project: Project, name: str, old_pid: int) -> int:
 def _wait_routed_again(project: Project, endpoint: str) -> float:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        routes = httpx.get(project.admin_url() + "/routes").json()
+        routes = project.admin_get("/routes").json()
         if endpoint not in (routes.get("down") or []):
             return time.time()
         time.sleep(0.1)
@@ -131,7 +131,7 @@ def _wait_routed_again(project: Project, endpoint: str) -> float:
 
 def test_a_bad_config_never_replaces_the_running_one(short_tmp: Path, project: Project) -> None:
     loaded = load_manifest(project.manifest)
-    router = NginxRouter(loaded.manifest, project.state_dir, admin_port=1)
+    router = NginxRouter(loaded.manifest, project.state_dir)
     with pytest.raises(BadInputError, match="nginx rejected the rendered config"):
         router.check("events {}\nhttp { this is not nginx; }\n")
     assert not router.config_path.exists()

@@ -11,7 +11,6 @@ from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.fleet import Fleet, Progress
 from swiftdeploy.manifest import LoadedManifest, load_manifest
-from swiftdeploy.ports import free_port
 from swiftdeploy.rollout.state import StateStore
 from swiftdeploy.runtime import create_runtime
 from swiftdeploy.traffic import create_router
@@ -31,16 +30,12 @@ class AuditRecorder:
 
 
 def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
-    """The fleet of a project, with the nginx admin port fixed once and persisted."""
+    """The fleet of a project: its runtime, router, state, HTTP client and audit trail."""
     store = StateStore(loaded.state_dir)
-    state = store.load()
-    if state.admin_port is None:
-        state = store.save(state.model_copy(update={"admin_port": free_port()}))
-    assert state.admin_port is not None
     return Fleet(
         loaded=loaded,
         runtime=create_runtime(RUNTIME, loaded.state_dir),
-        router=create_router(ROUTER, loaded.manifest, loaded.state_dir, state.admin_port),
+        router=create_router(ROUTER, loaded.manifest, loaded.state_dir),
         store=store,
         http=httpx.Client(timeout=2.0, trust_env=False),
         progress=progress,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from swiftdeploy import proc
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.ports import can_bind, free_port
-from swiftdeploy.rollout.state import StateStore
+from swiftdeploy.ports import can_bind
 from swiftdeploy.runtime import create_runtime
 from swiftdeploy.traffic.nginx import NginxRouter
 
@@ -29,8 +28,7 @@ def preflight(loaded: LoadedManifest) -> list[str]:
             hint="choose a free port, e.g. `swiftdeploy init --listen 127.0.0.1:8081`",
         )
     checks.append(f"traffic.listen: {traffic.listen} is free or ours")
-    state = StateStore(loaded.state_dir).load()
-    router = NginxRouter(manifest, loaded.state_dir, state.admin_port or free_port())
+    router = NginxRouter(manifest, loaded.state_dir)
     router.check()
     checks.append("nginx -t: the rendered config is valid")
     return checks

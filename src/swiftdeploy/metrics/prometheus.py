@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import jinja2
 
 from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, quantile_key
+from swiftdeploy.templates import render_query
 
 DEFAULT_QUERIES = {
     "requests": 'sum(increase(http_requests_total{track="{{ track }}"}[{{ window }}]))',
@@ -61,11 +61,7 @@ class PrometheusProvider:
         self.quantiles = tuple(quantiles)
         self.scrape_interval_s = scrape_interval_s
         self.timeout_s = timeout_s
-        env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - PromQL, not HTML
-        self._templates = {
-            key: env.from_string(text)
-            for key, text in {**DEFAULT_QUERIES, **(queries or {})}.items()
-        }
+        self._templates = {**DEFAULT_QUERIES, **(queries or {})}
 
     def is_online(self) -> bool:
         try:
@@ -86,8 +82,8 @@ class PrometheusProvider:
 
     def render(self, key: str, track: str, window_s: float, **extra: Any) -> str:
         # Whole milliseconds, so windows that end where the next begins chain exactly.
-        return self._templates[key].render(
-            track=track, window=f"{max(round(window_s * 1000), 1)}ms", **extra
+        return render_query(
+            self._templates[key], track=track, window=f"{max(round(window_s * 1000), 1)}ms", **extra
         )
 
     def measure(self, track: str, window_s: float) -> Measurement:

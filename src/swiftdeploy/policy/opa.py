@@ -42,6 +42,7 @@ from swiftdeploy.policy.base import (
 from swiftdeploy.ports import free_port
 
 LOOPBACK = "127.0.0.1"
+UNIX = "unix://"
 
 
 class OpaEngine:
@@ -60,9 +61,12 @@ class OpaEngine:
         self._timeout = timeout
         self._directory = directory
         self._opa_binary = opa_binary
+        if transport is None and self._url.startswith(UNIX):
+            # The project's own OPA listens on a unix socket in its 0700 state directory.
+            transport = httpx.HTTPTransport(uds=self._url.removeprefix(UNIX))
         # trust_env=False: policy traffic never goes through an HTTP(S)_PROXY.
         self._client = httpx.Client(
-            base_url=self._url,
+            base_url="http://opa" if self._url.startswith(UNIX) else self._url,
             timeout=httpx.Timeout(timeout),
             transport=transport,
             trust_env=False,
@@ -148,6 +152,8 @@ def _ms(started: float) -> float:
 
 
 def _checked_url(url: str) -> str:
+    if url.startswith(UNIX) and url.removeprefix(UNIX).startswith("/"):
+        return url
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -165,26 +171,30 @@ def _checked_url(url: str) -> str:
 
 def opa_server_argv(
     directory: Path,
-    port: int,
+    listen: int | Path,
     *,
     opa_binary: str = "opa",
     host: str = LOOPBACK,
     decision_logs: bool = True,
 ) -> list[str]:
-    """argv for `opa run --server` on the policy directory, listening on host:port only.
+    """argv for `opa run --server` on the policy directory, listening on host:port, or
+    (a Path) on a unix socket readable and writable by its owner only.
 
     Test files are not loaded (as in the embedded engine), telemetry is off (no
     traffic leaves the host), and decision logs go to the console so OPA returns a
     decision_id with every answer.
     """
-    if not 1 <= port <= 65535:
-        raise BadInputError(f"port {port} is outside 1-65535")
+    if isinstance(listen, Path):
+        address = ["--addr", f"{UNIX}{listen}", "--unix-socket-perm", "600"]
+    elif 1 <= listen <= 65535:
+        address = ["--addr", f"{host}:{listen}"]
+    else:
+        raise BadInputError(f"port {listen} is outside 1-65535")
     argv = [
         opa_binary,
         "run",
         "--server",
-        "--addr",
-        f"{host}:{port}",
+        *address,
         "--disable-telemetry",
         "--ignore",
         "*_test.rego",

@@ -66,9 +66,7 @@ class State(BaseModel):
     canary_weight: int = Field(default=0, ge=0, le=100)
     step_index: int | None = None
     replicas: tuple[Replica, ...] = ()
-    admin_port: int | None = None
     prometheus_port: int | None = None
-    opa_port: int | None = None
     rollout_id: str | None = None
     # Set by `rollout`: steps advance by analysis. A canary started by hand has none.
     analysis: bool = False

@@ -48,7 +48,7 @@ from swiftdeploy.rollout.evidence import (
 
 # Each test's share of alpha. Errors against stable carry most: they catch what users
 # feel first, and its share sets how fast a 5% canary goes (docs/decisions.md).
-WEIGHTS: dict[str, float] = {"errors": 0.7, "latency": 0.1, "error_rate": 0.1, "p99": 0.1}
+WEIGHTS: dict[str, float] = {"errors": 0.8, "latency": 0.1, "error_rate": 0.05, "p99": 0.05}
 # Under the latency regression, 1% of the canary's requests are slower than the bound.
 LATENCY_SHARE = 0.01
 # The stable's p99 is read before the canary starts only from this many requests.

@@ -12,11 +12,11 @@ from swiftdeploy.traffic.nginx import NginxRouter
 ROUTERS = {"nginx": NginxRouter}
 
 
-def create_router(name: str, manifest: Manifest, state_dir: Path, admin_port: int) -> TrafficRouter:
+def create_router(name: str, manifest: Manifest, state_dir: Path) -> TrafficRouter:
     try:
         factory = ROUTERS[name]
     except KeyError:
         raise BadInputError(
             f"unknown traffic router {name!r}", hint=f"choose one of: {', '.join(ROUTERS)}"
         ) from None
-    return factory(manifest, state_dir, admin_port)
+    return factory(manifest, state_dir)

@@ -1,7 +1,9 @@
 """nginx with Debian's lua module as the traffic router.
 
-Routes live in a shared dict behind a loopback admin location; every rendered
-config passes `nginx -t` before it replaces the running one.
+Routes live in a shared dict behind an admin server on a unix socket in the project's
+0700 state directory, so no other local user can change them; every rendered config
+passes `nginx -t` before it replaces the running one. When the CLI runs as root, the
+workers that face clients run as WORKER_USER.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from swiftdeploy.traffic.base import RouterStatus, Routes
 NGINX_SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin"
 ROUTER_LUA = "swiftdeploy_router.lua"
 HEALTH_INTERVAL_S = 0.25
+# Debian's own nginx worker user; it cannot enter the state directory.
+WORKER_USER = "www-data"
+ADMIN_SOCKET = "admin.sock"
+MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
 
 
 def _template(name: str) -> str:
@@ -35,25 +41,34 @@ def _template(name: str) -> str:
 class NginxRouter:
     name = "nginx"
 
-    def __init__(self, manifest: Manifest, state_dir: Path, admin_port: int) -> None:
+    def __init__(self, manifest: Manifest, state_dir: Path) -> None:
         self.manifest = manifest
         self.state_dir = state_dir
-        self.admin_port = admin_port
         self.nginx_dir = state_dir / "nginx"
         self.config_path = self.nginx_dir / "nginx.conf"
         self.routes_path = self.nginx_dir / "routes.json"
-        self.admin_url = f"http://127.0.0.1:{admin_port}"
-        self._http = httpx.Client(timeout=2.0)
+        self.admin_socket = self.nginx_dir / ADMIN_SOCKET
+        if len(str(self.admin_socket)) > MAX_SOCKET_PATH:
+            raise TrafficError(
+                f"state directory path is too long for a unix socket: {self.admin_socket}",
+                hint="move the project to a shorter path",
+            )
+        self.admin_url = "http://nginx"
+        self._http = httpx.Client(
+            timeout=2.0,
+            trust_env=False,
+            transport=httpx.HTTPTransport(uds=str(self.admin_socket)),
+        )
 
     def render(self) -> str:
         traffic = self.manifest.traffic
         env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - nginx config, not HTML
         return env.from_string(_template("nginx.conf.j2")).render(
-            run_as_user="root" if os.geteuid() == 0 else None,
+            run_as_user=WORKER_USER if os.geteuid() == 0 else None,
             worker_processes=2,
             state_dir=self.state_dir,
             listen=traffic.listen,
-            admin_port=self.admin_port,
+            admin_socket=self.admin_socket,
             health_path=self.manifest.service.health,
             health_interval=HEALTH_INTERVAL_S,
             canary_header=traffic.canary_header,
