@@ -103,8 +103,8 @@ def test_why_names_rule_observed_threshold_and_statistic(synthetic: Trail) -> No
         f"(weight {WEIGHTS['errors']:g} of alpha); canary 10 errors in 200, stable 18 in 1800; "
         "carries the evidence of harm",
         "statistic: error rate against thresholds.max_error_rate: e = "
-        f"{evalue(error_rate['e_value'])} (weight {WEIGHTS['error_rate']:g} of alpha); canary 10 errors in 200; "
-        "carries the evidence of harm",
+        f"{evalue(error_rate['e_value'])} (weight {WEIGHTS['error_rate']:g} of alpha); "
+        "canary 10 errors in 200; carries the evidence of harm",
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -334,3 +335,34 @@ def test_with_the_real_clock(metrics_server: MetricsServer, client: httpx.Client
     assert m.elapsed_s == pytest.approx(1.0, abs=0.5)
     assert m.window_start is not None
     assert abs(m.window_start - time.time()) < 10
+
+
+def test_a_dripping_metrics_endpoint_is_cut_off_by_the_deadline(client: httpx.Client) -> None:
+    # Given a replica whose /metrics sends a byte every 0.2 s and never finishes
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+            for _ in range(50):  # at most 10 s
+                try:
+                    conn.sendall(b"#")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    provider = ScrapeProvider(
+        lambda track: [f"http://127.0.0.1:{port}/metrics"], client, timeout_s=1.0
+    )
+    # When it is measured, Then the answer is a provider error within about the deadline
+    started = time.monotonic()
+    measured = provider.measure_since("canary", 0.0)
+    took = time.monotonic() - started
+    server.close()
+    assert measured.status == "provider_error"
+    assert "no whole answer within 1s" in measured.detail
+    assert took < 3

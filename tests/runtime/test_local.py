@@ -84,3 +84,16 @@ def test_socket_is_private(short_tmp: Path) -> None:
         assert (runtime.state_dir.stat().st_mode & 0o777) == 0o700
     finally:
         runtime.shutdown()
+
+
+@pytest.mark.parametrize("name", ["a]\n[program:x", "../up", "", "-flag", "x" * 82, "a b"])
+def test_names_that_could_escape_the_supervisord_config_are_refused(
+    short_tmp: Path, name: str
+) -> None:
+    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    try:
+        with pytest.raises(RuntimeProcessError, match="refusing process name"):
+            runtime.start(ProcessSpec(name=name, argv=SLEEPER))
+        assert not runtime.is_running(), "nothing starts for a refused name"
+    finally:
+        runtime.shutdown()

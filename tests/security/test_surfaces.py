@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from swiftdeploy.runtime.local import SupervisorRuntime
-from tests.conftest import Project
+from tests.conftest import Project, canary_ready, finish, start_rollout, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -127,3 +129,32 @@ def test_secrets_never_reach_logs_status_audit_or_reports(
 def _pid(project: Project, name: str) -> int:
     info = json.loads(project.cli("status", "--json", "--window", "0").stdout)
     return int(next(r["pid"] for r in info["replicas"] if r["name"] == name))
+
+
+def test_abort_ends_a_rollout_within_10s_whatever_the_canary_does(project: Project) -> None:
+    # Given a service whose /metrics drips a byte a second, measured by scraping it
+    manifest = yaml.safe_load(project.manifest.read_text())
+    manifest["service"]["command"] = [
+        sys.executable, "-m", "tests.support.drip", "--port", "{port}", "--version", "{version}",
+    ]  # fmt: skip
+    manifest["service"]["env"] = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    manifest["service"]["chaos"] = False
+    manifest["metrics"]["provider"] = "scrape"
+    project.manifest.write_text(yaml.safe_dump(manifest))
+    project.cli("deploy")
+    rollout = start_rollout(project, "v2")
+    try:
+        wait_for(lambda: canary_ready(project), what="the canary")
+        time.sleep(3)  # a look is under way, stuck in the dripping scrape
+        # When a person aborts it
+        started = time.monotonic()
+        done = project.cli("abort", check=False, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        finish(rollout, timeout=60)
+    # Then the canary is rolled back within ten seconds
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert took < 10, took
+    state = project.state()
+    assert state["phase"] == "rolled-back"
+    assert not [r for r in state["replicas"] if r["track"] == "canary"]

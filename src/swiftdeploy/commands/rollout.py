@@ -5,6 +5,7 @@ The loop itself is `rollout.engine`; its parts are built in `wiring`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -71,18 +72,34 @@ def outcome(state: State) -> str:
     return f"stopped in phase {state.phase.value}: run `swiftdeploy resume` to carry on"
 
 
-def abort(lock_holder: Callable[[], int | None], timeout: float = 60.0) -> int | None:
-    """Stop a running rollout (SIGTERM: its current tick finishes) and wait for it."""
+# How long a rollout may take to finish its current look after SIGTERM; then SIGKILL.
+ABORT_GRACE_S = 5.0
+
+
+def abort(lock_holder: Callable[[], int | None], grace: float = ABORT_GRACE_S) -> int | None:
+    """Stop a running rollout: SIGTERM lets its current look finish; a look that takes
+    longer than `grace` (a canary stalling its metrics, say) gets SIGKILL, which is
+    safe because every step is persisted before the next. Returns the pid stopped."""
     pid = lock_holder()
     if pid is None or not pid_alive(pid):
         return None
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
+    if _gone(pid, lock_holder, grace):
+        return pid
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if _gone(pid, lock_holder, grace):
+        return pid
+    raise OperationalError(f"the rollout (pid {pid}) did not stop even after SIGKILL")
+
+
+def _gone(pid: int, lock_holder: Callable[[], int | None], within: float) -> bool:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if not pid_alive(pid) or lock_holder() != pid:
-            return pid
+            return True
         time.sleep(0.1)
-    raise OperationalError(f"the rollout (pid {pid}) did not stop within {timeout:g}s")
+    return False
 
 
 def plan_now(fleet: Fleet) -> Plan | None:

@@ -279,7 +279,10 @@ class ScrapeProvider:
             return exc
 
     def _fetch(self, url: str) -> str:
+        """The body, read within `timeout_s` in all: httpx's timeouts bound each read,
+        and a canary that drips a byte a second would pass them forever."""
         body = bytearray()
+        deadline = time.monotonic() + self.timeout_s
         try:
             with self._client.stream(
                 "GET", url, headers=_ACCEPT, timeout=self.timeout_s
@@ -290,6 +293,10 @@ class ScrapeProvider:
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise MetricsProviderError(f"{url}: body over {self.max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise MetricsProviderError(
+                            f"{url}: no whole answer within {self.timeout_s:g}s"
+                        )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise MetricsProviderError(f"{url}: {type(exc).__name__}: {exc}") from None
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -25,6 +26,7 @@ from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
+_PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 SUPERVISORD_CONF = """\
 [unix_http_server]
@@ -132,6 +134,11 @@ class SupervisorRuntime:
         )
 
     def start(self, spec: ProcessSpec, timeout: float = 15.0) -> ProcessInfo:
+        if not _PROGRAM_NAME.match(spec.name):
+            # The name goes into supervisord's config as [program:NAME]; nothing that
+            # could end the line or open a section may pass (defence in depth: versions
+            # are checked where they enter).
+            raise RuntimeProcessError(f"refusing process name {spec.name!r}")
         self.ensure_running()
         log = spec.log_path or self.state_dir / "logs" / f"{spec.name}.log"
         launch_file = self.programs / f"{spec.name}.json"

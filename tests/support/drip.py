@@ -1,0 +1,43 @@
+"""A service whose /metrics never finishes: it sends one byte a second (for at most two
+minutes). `python -m tests.support.drip --port N`; / and /healthz answer at once. It
+plays a canary that stalls the controller by its metrics."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DRIP_FOR_S = 120
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path != "/metrics":
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        for _ in range(DRIP_FOR_S):
+            self.wfile.write(b"#")
+            self.wfile.flush()
+            time.sleep(1)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--version", default="v1")
+    port = parser.parse_args().port
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
