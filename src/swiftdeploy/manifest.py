@@ -38,6 +38,8 @@ VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")]
 CookieName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
+# A URL path with no trailing slash, quoting or nginx syntax: it goes into nginx.conf.
+PrivatePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._~-]+)+$", max_length=200)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -139,6 +141,8 @@ class Traffic(_Model):
     listen: str = "127.0.0.1:8080"
     canary_header: HeaderName = "X-Canary"
     sticky_cookie: CookieName | None = None
+    # The service's paths the public listener never serves (the path and all below it).
+    private_paths: list[PrivatePath] = Field(default=["/metrics", "/chaos"], max_length=32)
     drain: Duration = 1.0
 
     @field_validator("listen")

@@ -1,5 +1,5 @@
-"""Property-based fuzzing of the manifest loader and of the evidence -> statistics ->
-policy input -> decision path.
+"""Property-based fuzzing of the manifest loader, of the command line, and of the
+evidence -> statistics -> policy input -> decision path.
 
 The only outcomes allowed are a valid object or a clean SwiftDeployError; anything
 else (a traceback) fails. CI runs FUZZ_EXAMPLES examples per property (default 300);
@@ -8,16 +8,19 @@ else (a traceback) fails. CI runs FUZZ_EXAMPLES examples per property (default 3
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from swiftdeploy.errors import SwiftDeployError
+from swiftdeploy.cli import run
+from swiftdeploy.errors import ExitCode, SwiftDeployError
 from swiftdeploy.manifest import Policy, Thresholds, load_manifest
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.policy.base import CANARY, canonical_json
@@ -188,3 +191,43 @@ def test_policy_inputs_always_build_and_decide(
         assert decision.verdict == "rollback"
     if provider_error:
         assert decision.verdict != "promote"
+
+
+COMMANDS = ["init", "validate", "schema", "deploy", "status", "chaos", "metrics", "teardown",
+            "canary", "weight", "promote", "rollout", "resume", "abort", "rollback", "audit",
+            "policy", "verify", "explain", "export", "report", "checkpoint", "test", "check",
+            "ask", "--help", "--version"]  # fmt: skip
+OPTIONS = ["-f", "--window", "--weight", "--track", "--error-rate", "--latency", "--json",
+           "--force", "--reason", "--all", "--plan", "--anchor", "--format", "--output",
+           "--listen", "--dir", "--", "-"]  # fmt: skip
+TOKENS = st.one_of(
+    st.sampled_from(COMMANDS + OPTIONS),
+    st.sampled_from(["v2", "[/x]", "a/b", "v\n2", "0", "100", "150", "-1", "nan", "1e999",
+                     "5s", "%n", "{port}", "\x00", "canary", "stable", "swiftdeploy.yaml"]),
+    st.text(max_size=12),
+)  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(TOKENS, min_size=1, max_size=6))
+def test_any_command_line_exits_with_a_documented_code_and_no_crash(argv: list[str]) -> None:
+    # Paths stay inside the example's directory (init writes where it is told), and
+    # completion installation would edit the user's shell profile.
+    assume(not any(t.startswith("/") or ".." in t or "completion" in t for t in argv))
+    with tempfile.TemporaryDirectory(prefix="sd-") as tmp:
+        here, tempdir = os.getcwd(), tempfile.tempdir
+        os.chdir(tmp)
+        tempfile.tempdir = tmp  # where a crash log would go
+        try:
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()) as err,
+            ):
+                code = run(argv)
+        finally:
+            os.chdir(here)
+            tempfile.tempdir = tempdir
+        crash_logs = list(Path(tmp).glob("swiftdeploy-crash-*"))
+    assert code in set(ExitCode), (argv, code)
+    assert "internal error" not in err.getvalue(), (argv, err.getvalue())
+    assert not crash_logs, crash_logs

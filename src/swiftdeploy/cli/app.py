@@ -4,11 +4,13 @@ Every SwiftDeployError is one line on stderr with its exit code; every usage err
 (unknown option or command, missing argument, bad value) is one line naming it and
 the `--help` to read, exit 2; Ctrl-C is 130; anything unexpected goes to a private
 crash log (created fresh with mkstemp: mode 0600, never through a planted link) with
-a one-line pointer to it, exit 1.
+a one-line pointer to it, exit 1. A full disk or read-only filesystem is the machine's
+fault, not a crash: one line, exit 1.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 import tempfile
 import traceback
@@ -58,9 +60,18 @@ def run(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except TyperException as exc:  # typer's own click: usage errors and the like
         return _usage_error(exc)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            return _crash()
+        # The machine, not our code: a full disk or a read-only filesystem mid-command.
+        print(f"swiftdeploy: error: {exc.strerror}: {exc.filename or ''}", file=sys.stderr)
+        return int(ExitCode.OPERATIONAL)
     except Exception:
         return _crash()
     return int(result) if isinstance(result, int) else 0
+
+
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 def _usage_error(exc: TyperException) -> int:
@@ -76,10 +87,14 @@ def _usage_error(exc: TyperException) -> int:
 
 
 def _crash() -> int:
-    handle, path = tempfile.mkstemp(prefix="swiftdeploy-crash-", suffix=".log")
-    with open(handle, "w", encoding="utf-8") as log:
-        log.write(traceback.format_exc())
-    print(f"swiftdeploy: internal error; traceback written to {path}", file=sys.stderr)
+    try:
+        handle, path = tempfile.mkstemp(prefix="swiftdeploy-crash-", suffix=".log")
+        with open(handle, "w", encoding="utf-8") as log:
+            log.write(traceback.format_exc())
+    except OSError as exc:
+        print(f"swiftdeploy: internal error; no crash log ({exc.strerror})", file=sys.stderr)
+    else:
+        print(f"swiftdeploy: internal error; traceback written to {path}", file=sys.stderr)
     return int(ExitCode.OPERATIONAL)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import jinja2
 
 from swiftdeploy import DEFAULT_MANIFEST
 from swiftdeploy.errors import BadInputError
+from swiftdeploy.fsutil import atomic_write
 from swiftdeploy.manifest import load_manifest
 
 _LISTEN = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
@@ -26,7 +26,7 @@ def init_project(directory: Path, listen: str, force: bool) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     template = resources.files("swiftdeploy").joinpath("init_templates", "swiftdeploy.yaml.j2")
     text = jinja2.Template(template.read_text(), autoescape=False).render(listen=listen)
-    manifest_path.write_text(text, encoding="utf-8")
+    atomic_write(manifest_path, text, mode=0o644)
     load_manifest(manifest_path)  # what init writes must load
     written = [manifest_path]
     shipped = resources.files("swiftdeploy").joinpath("policies")
@@ -35,7 +35,6 @@ def init_project(directory: Path, listen: str, force: bool) -> list[Path]:
         if entry.name.endswith(".rego"):
             target = policies / entry.name
             if force or not target.exists():
-                with resources.as_file(entry) as source:
-                    shutil.copyfile(source, target)
+                atomic_write(target, entry.read_text(encoding="utf-8"), mode=0o644)
                 written.append(target)
     return written

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,7 @@ HEALTH_INTERVAL_S = 0.25
 # Debian's own nginx worker user; it cannot enter the state directory.
 WORKER_USER = "www-data"
 ADMIN_SOCKET = "admin.sock"
+COOKIE_KEY = "cookie.key"
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
 
 
@@ -73,7 +75,18 @@ class NginxRouter:
             health_interval=HEALTH_INTERVAL_S,
             canary_header=traffic.canary_header,
             sticky_cookie=traffic.sticky_cookie,
+            cookie_key=self._cookie_key(),
+            private_paths=traffic.private_paths,
         )
+
+    def _cookie_key(self) -> str:
+        """The sticky cookie's HMAC key: made once, 0600 in the private state directory,
+        so pins survive redeploys and no client can forge one."""
+        path = self.nginx_dir / COOKIE_KEY
+        if not path.exists():
+            self._make_dirs()
+            atomic_write(path, secrets.token_hex(32) + "\n")
+        return path.read_text(encoding="utf-8").strip()
 
     def _argv(self, config: Path) -> list[str]:
         # Debian puts nginx in /usr/sbin, which a non-root PATH often lacks.

@@ -121,22 +121,38 @@ local function weighted_track(weight)
     return "stable"
 end
 
+-- A sticky cookie carries the track and an HMAC of it under a key only nginx and the
+-- project's owner hold, so a client cannot forge a pin to the track of its choice.
+local function cookie_value(track)
+    return track .. "." .. ngx.encode_base64(ngx.hmac_sha1(config.cookie_key, track), true)
+end
+
+local function pinned_track(weight)
+    local value = ngx.var["cookie_" .. config.sticky_cookie]
+    if value == cookie_value("canary") and weight > 0 then
+        return "canary"
+    elseif value == cookie_value("stable") and weight < 100 then
+        return "stable"
+    end
+    return nil
+end
+
 function M.choose_track()
     local r = routes()
     local weight = r.weights.canary
     local override = ngx.req.get_headers()[config.canary_header]
     local track
-    if override == "always" then
-        track = "canary"
-    elseif override == "never" then
-        track = "stable"
+    if override == "always" or override == "never" then
+        track = override == "always" and "canary" or "stable"
+        -- A client chose the track: served, but kept out of the analysis counts, so
+        -- outside clients cannot skew either track's statistics.
+        ngx.ctx.forced = true
     elseif config.sticky_cookie then
-        local pinned = ngx.var["cookie_" .. config.sticky_cookie]
-        if (pinned == "canary" and weight > 0) or (pinned == "stable" and weight < 100) then
-            track = pinned
-        else
+        track = pinned_track(weight)
+        if not track then
             track = weighted_track(weight)
-            ngx.header["Set-Cookie"] = config.sticky_cookie .. "=" .. track .. "; Path=/; HttpOnly"
+            ngx.header["Set-Cookie"] = config.sticky_cookie .. "=" .. cookie_value(track)
+                .. "; Path=/; HttpOnly; SameSite=Lax"
         end
     else
         track = weighted_track(weight)
@@ -190,6 +206,10 @@ end
 function M.record()
     local track = ngx.ctx.track
     if not track then
+        return
+    end
+    if ngx.ctx.forced then
+        dict:incr("forced:" .. track, 1, 0)
         return
     end
     dict:incr("req:" .. track .. ":" .. ngx.status, 1, 0)
@@ -376,6 +396,11 @@ function M.admin_metrics(track)
         'http_request_duration_seconds_count{%s} %d', labels, total)
     lines[#lines + 1] = string.format(
         'http_request_duration_seconds_sum{%s} %.6f', labels, dict:get("sum:" .. track) or 0)
+    lines[#lines + 1] = "# HELP swiftdeploy_forced_requests_total Requests a client forced "
+        .. "onto this track with the override header; not in the counts above."
+    lines[#lines + 1] = "# TYPE swiftdeploy_forced_requests_total counter"
+    lines[#lines + 1] = string.format("swiftdeploy_forced_requests_total %d",
+        dict:get("forced:" .. track) or 0)
     ngx.header["Content-Type"] = "text/plain; version=0.0.4"
     ngx.say(table.concat(lines, "\n"))
 end
