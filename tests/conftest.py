@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from swiftdeploy.audit.keys import CONFIG_ENV
 from swiftdeploy.ports import free_port
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
@@ -71,6 +72,26 @@ class Project:
         text = self.manifest.read_text()
         assert old in text, old
         self.manifest.write_text(text.replace(old, new))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The audit keys of every CLI the suite runs (subprocesses inherit the variable)
+    live in the session's temporary directory, never in the real home directory."""
+    directory = tmp_path_factory.mktemp("config") / "swiftdeploy"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CONFIG_ENV, str(directory))
+        yield directory
+
+
+@pytest.fixture
+def fresh_audit_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Audit keys in a directory of this test's own. A MonkeyPatch of its own, so that a
+    test's `monkeypatch.undo()` cannot send the keys back to the session's directory."""
+    directory = tmp_path_factory.mktemp("config") / "swiftdeploy"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CONFIG_ENV, str(directory))
+        yield directory
 
 
 @pytest.fixture

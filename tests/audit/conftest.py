@@ -42,10 +42,13 @@ ROLLED_BACK = "r-20250314-0930-v3"
 STEPS = (10, 25, 50)  # the weights of `swiftdeploy init`'s manifest
 LOOK_S = 8.0  # between looks; min_duration is 30 s (the default), so the 4th look passes
 # The rolled-back rollout: the stable fails 1% of requests; the canary none, until
-# chaos makes it fail 30%. The rollback look then counts 10 errors in 200 canary
+# chaos makes it fail 30%. The rollback look then counts 16 errors in 200 canary
 # requests, enough for both the errors and the error-rate test to carry the harm.
-ROLLBACK_CANARY = (200, 10)
+ROLLBACK_CANARY = (200, 16)
 ROLLBACK_STABLE = (1800, 18)
+# How the reasons and statistics quote those counts.
+CANARY_SAYS = f"{ROLLBACK_CANARY[1]} errors in {ROLLBACK_CANARY[0]}"
+STABLE_SAYS = f"{ROLLBACK_STABLE[1]} in {ROLLBACK_STABLE[0]}"
 # The awkward trail's rollouts.
 BY_HAND = "r-20250314-1000-v4"
 NO_LOOK = "r-20250314-1030-v5"
@@ -357,6 +360,28 @@ def a_decision() -> dict[str, Any]:
     decision = policy_engine().decide(CANARY, given)
     record_decision(Capture(), decision, CANARY, given, {}, given["statistics"])
     return dict(captured["decision"])
+
+
+@pytest.fixture(autouse=True)
+def audit_keys(fresh_audit_keys: Path) -> Path:
+    """Every audit test's keys in a directory of its own."""
+    return fresh_audit_keys
+
+
+def write_trail(path: Path, count: int, **fields: Any) -> Path:
+    """A trail of `count` command records, as one CLI run writes them."""
+    log = AuditLog(path, 10_000_000, [], command=["swiftdeploy", "test"])
+    for i in range(count):
+        log.append("command", n=i, **fields)
+    return path
+
+
+def trail_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines))
 
 
 @pytest.fixture

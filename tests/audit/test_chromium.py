@@ -18,7 +18,15 @@ import pytest
 
 from swiftdeploy.audit.report import write_report
 
-from .conftest import BY_HAND, NO_DATA, NO_LOOK, NO_STEP, ROLLED_BACK
+from .conftest import (
+    BY_HAND,
+    CANARY_SAYS,
+    NO_DATA,
+    NO_LOOK,
+    NO_STEP,
+    ROLLED_BACK,
+    STABLE_SAYS,
+)
 
 FLAGS = (
     "--headless",
@@ -87,9 +95,9 @@ def test_the_report_renders_in_headless_chromium(
     assert f'data-chart="{ROLLED_BACK}-p99"' in page
     assert 'class="decision-marker"' in page
     assert (
-        "canary errors worse than stable: 10 errors in 200 canary requests, stable 18 in 1800"
+        f"canary errors worse than stable: {CANARY_SAYS} canary requests, stable {STABLE_SAYS}"
     ) in page
-    assert "canary error rate above 1.0% (thresholds.max_error_rate): 10 errors in 200" in page
+    assert f"canary error rate above 1.0% (thresholds.max_error_rate): {CANARY_SAYS}" in page
     assert "statistic: errors against stable: e = " in page
     assert "rolled back" in page
 

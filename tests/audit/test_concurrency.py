@@ -188,25 +188,27 @@ def test_a_writer_killed_mid_append_leaves_at_most_a_torn_tail(trail_path: Path)
 
 
 def test_a_truncated_last_line_is_reported_then_recovered_by_hand(trail_path: Path) -> None:
-    """The reproducible torn tail: cut the last line as a kill -9 mid-write would."""
+    """The reproducible torn tail: the start of a record, as a kill -9 inside its write()
+    leaves it (after the last record the head counts)."""
     log = AuditLog(trail_path, 1_000_000, [])
     written = [log.append("command", i=i) for i in range(10)]
-    data = trail_path.read_bytes()
-    start = data.rstrip(b"\n").rfind(b"\n") + 1
-    trail_path.write_bytes(data[: start + 17])
+    start = trail_path.stat().st_size
+    with trail_path.open("ab") as handle:
+        handle.write(trail_path.read_bytes()[:17])
 
     result = verify(trail_path)
     assert result.torn_tail is not None
     assert result.first_bad is None
-    assert (result.torn_tail.line, result.torn_tail.offset) == (10, start)
-    assert result.records == 9
-    assert result.head == written[8]["hash"]
-    with pytest.raises(AuditError, match="torn record at line 10"):
+    assert not result.tampered
+    assert (result.torn_tail.line, result.torn_tail.offset) == (11, start)
+    assert result.records == 10
+    assert result.head == written[9]["hash"]
+    with pytest.raises(AuditError, match="torn record at line 11"):
         log.append("command", i=10)
 
     # What the hint says to do, after keeping a copy: cut the torn bytes off.
     os.truncate(trail_path, start)
     assert verify(trail_path).ok
     record = log.append("command", i=10)
-    assert record["prev_hash"] == written[8]["hash"]
-    assert verify(trail_path).records == 10
+    assert record["prev_hash"] == written[9]["hash"]
+    assert verify(trail_path).records == 11

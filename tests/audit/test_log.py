@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -32,12 +33,19 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 def expected_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_records_carry_the_envelope_and_form_a_chain(trail_path: Path) -> None:
+def expected_mac(audit_keys: Path, record: dict[str, Any]) -> str:
+    """HMAC-SHA256 of the record's hash with the key in the config directory."""
+    key = bytes.fromhex((audit_keys / "audit.key").read_text().strip())
+    message = b"swiftdeploy audit record v1\n" + record["hash"].encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def test_records_carry_the_envelope_and_form_a_chain(trail_path: Path, audit_keys: Path) -> None:
     log = AuditLog(trail_path, 1_000_000, [], command=["swiftdeploy", "canary", "v2"])
     first = log.append("command", rollout_id="r-1")
     second = log.append("transition", rollout_id="r-1", phase_before="idle",
@@ -56,6 +64,7 @@ def test_records_carry_the_envelope_and_form_a_chain(trail_path: Path) -> None:
         assert record["rollout_id"] == "r-1"
         assert record["seq"] == seq
         assert record["hash"] == expected_hash(record)
+        assert record["mac"] == expected_mac(audit_keys, record)
     assert [r["kind"] for r in written] == ["command", "transition", "decision"]
     assert written[0]["prev_hash"] == GENESIS_HASH
     assert written[1]["prev_hash"] == written[0]["hash"]

@@ -25,11 +25,14 @@ from tests.support.inputs import counts
 
 from .conftest import (
     BY_HAND,
+    CANARY_SAYS,
     NO_DATA,
     NO_LOOK,
     NO_STEP,
     PROMOTED,
+    ROLLBACK_CANARY,
     ROLLED_BACK,
+    STABLE_SAYS,
     START,
     Cli,
     Clock,
@@ -89,22 +92,22 @@ def test_why_names_rule_observed_threshold_and_statistic(synthetic: Trail) -> No
         + reasons["errors_harm"]["message"]
     )
     assert (
-        ", alpha 0.01: canary errors worse than stable: 10 errors in 200 canary requests, "
-        "stable 18 in 1800 (e-value "
+        f", alpha 0.01: canary errors worse than stable: {CANARY_SAYS} canary requests, "
+        f"stable {STABLE_SAYS} (e-value "
     ) in lines[2]
     assert lines[3] == (
         f"rule max_error_rate: e-value {evalue(error_rate['e_value'])}, alpha 0.01: "
         + reasons["max_error_rate"]["message"]
     )
-    assert "canary error rate above 1.0% (thresholds.max_error_rate): 10 errors in 200" in lines[3]
+    assert f"canary error rate above 1.0% (thresholds.max_error_rate): {CANARY_SAYS}" in lines[3]
     assert lines[4:] == [
         f"statistic: evidence of harm {evalue(harm['e_value'])} >= 100 = 1/alpha",
         f"statistic: errors against stable: e = {evalue(errors['e_value'])} "
-        f"(weight {WEIGHTS['errors']:g} of alpha); canary 10 errors in 200, stable 18 in 1800; "
+        f"(weight {WEIGHTS['errors']:g} of alpha); canary {CANARY_SAYS}, stable {STABLE_SAYS}; "
         "carries the evidence of harm",
         "statistic: error rate against thresholds.max_error_rate: e = "
         f"{evalue(error_rate['e_value'])} (weight {WEIGHTS['error_rate']:g} of alpha); "
-        "canary 10 errors in 200; carries the evidence of harm",
+        f"canary {CANARY_SAYS}; carries the evidence of harm",
     ]
 
 
@@ -366,8 +369,9 @@ def test_export_csv(synthetic: Trail) -> None:
     assert row["verdict"] == row["action"] == "rollback"
     assert row["decision_id"] == ""  # the embedded engine gives none
     assert row["rules"] == "errors_harm max_error_rate"
-    assert float(row["canary_error_rate"]) == 0.05
-    assert float(row["canary_requests"]) == 200
+    requests, errors = ROLLBACK_CANARY
+    assert float(row["canary_error_rate"]) == errors / requests
+    assert float(row["canary_requests"]) == requests
     assert float(row["errors_e_value"]) == rollback["decision"]["statistics"]["errors"]["e_value"]
     assert row["step"] == "1"
     assert float(row["weight"]) == 10

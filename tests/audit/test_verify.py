@@ -4,38 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from swiftdeploy.audit.head import head_path
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import BadInputError
+from tests.audit.conftest import trail_lines, write_lines, write_trail
 
 N = 20
 
 
 @pytest.fixture
 def trail(trail_path: Path) -> Path:
-    log = AuditLog(trail_path, 10_000_000, [], command=["swiftdeploy", "test"])
-    for i in range(N):
-        log.append("command", rollout_id="r-1", n=i)
-    return trail_path
+    return write_trail(trail_path, N, rollout_id="r-1")
 
 
-def read(path: Path) -> list[str]:
-    return path.read_text().splitlines()
-
-
-def write(path: Path, lines: list[str]) -> None:
-    path.write_text("".join(line + "\n" for line in lines))
+read = trail_lines
+write = write_lines
 
 
 def rehash(record: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in record.items() if k != "hash"}
+    """What someone without the key can do: recompute the hash (the MAC stays as it was)."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return {**body, "hash": hashlib.sha256(canonical.encode()).hexdigest()}
+    return {**record, "hash": hashlib.sha256(canonical.encode()).hexdigest()}
 
 
 def dump(record: dict[str, Any]) -> str:
@@ -109,9 +106,10 @@ def test_a_forged_line_with_a_recomputed_hash_is_found(trail: Path) -> None:
     result = verify(trail)
     bad = result.first_bad
     assert bad is not None
-    assert (bad.code, bad.line, bad.record_id) == ("inserted", 7, "forged-0000")
-    assert "was inserted" in bad.reason
-    assert result.records == 7  # the forgery itself chains; the record after it does not
+    # It chains, but only the key holder can MAC a record.
+    assert (bad.code, bad.line, bad.record_id) == ("forged", 7, "forged-0000")
+    assert "MAC does not match" in bad.reason
+    assert result.records == 6
 
 
 def test_a_rewritten_record_with_a_recomputed_hash_is_found(trail: Path) -> None:
@@ -122,7 +120,7 @@ def test_a_rewritten_record_with_a_recomputed_hash_is_found(trail: Path) -> None
 
     bad = verify(trail).first_bad
     assert bad is not None
-    assert (bad.code, bad.line, bad.record_id) == ("rewritten", 7, original["id"])
+    assert (bad.code, bad.line, bad.record_id) == ("forged", 7, original["id"])
 
 
 def test_a_forged_first_record_is_found(trail: Path) -> None:
@@ -133,7 +131,33 @@ def test_a_forged_first_record_is_found(trail: Path) -> None:
 
     bad = verify(trail).first_bad
     assert bad is not None
-    assert (bad.code, bad.line, bad.record_id) == ("inserted", 1, "forged-first")
+    assert (bad.code, bad.line, bad.record_id) == ("forged", 1, "forged-first")
+
+
+def test_a_record_from_another_copy_of_the_trail_is_placed(trail: Path, tmp_path: Path) -> None:
+    """A genuine record (its MAC holds) where it does not belong: the chain tells where."""
+    fork = tmp_path / "fork" / "history.jsonl"
+    fork.parent.mkdir()
+    shutil.copy(trail, fork)
+    shutil.copy(head_path(trail), head_path(fork))
+    AuditLog(fork, 10_000_000, []).append("command", n="elsewhere")
+    AuditLog(fork, 10_000_000, []).append("command", n="elsewhere too")
+    ours = AuditLog(trail, 10_000_000, [])
+    ours.append("command", n=N)
+    ours.append("command", n=N + 1)
+    lines, theirs = read(trail), read(fork)
+
+    write(trail, [*lines[:N], theirs[N], *lines[N:]])
+    bad = verify(trail).first_bad
+    assert bad is not None
+    assert (bad.code, bad.line) == ("inserted", N + 1)
+    assert bad.record_id == json.loads(theirs[N])["id"]
+
+    write(trail, [*lines[: N + 1], theirs[N + 1]])
+    bad = verify(trail).first_bad
+    assert bad is not None
+    assert (bad.code, bad.line) == ("rewritten", N + 1)
+    assert bad.record_id == json.loads(lines[N])["id"]
 
 
 def test_garbage_in_the_middle_is_found(trail: Path) -> None:
@@ -156,20 +180,42 @@ def test_the_first_problem_wins(trail: Path) -> None:
 
 
 def test_a_torn_tail_is_reported_apart_from_tampering(trail: Path) -> None:
+    """What a writer killed inside its write() leaves: the start of a record after the last
+    one the head counts."""
+    start = trail.stat().st_size
+    with trail.open("ab") as handle:
+        handle.write(read(trail)[-1].encode()[:30])
+
+    result = verify(trail)
+    assert not result.ok
+    assert not result.tampered
+    assert result.first_bad is None
+    assert result.seal_problem is None
+    torn = result.torn_tail
+    assert torn is not None
+    assert (torn.code, torn.line, torn.offset) == ("torn_tail", N + 1, start)
+    assert "torn" in result.summary()
+    assert result.records == N  # everything before it is intact
+    text = "\n".join(result.lines())
+    assert f"truncate -s {start} {trail}" in text
+
+
+def test_a_sealed_record_cut_into_a_torn_line_is_tampering(trail: Path) -> None:
+    """The head counts the last record as complete, so a torn last record was damaged
+    after it was written, not interrupted: no hint to cut it off."""
     data = trail.read_bytes()
     start = data.rstrip(b"\n").rfind(b"\n") + 1
     trail.write_bytes(data[: start + 30])
 
     result = verify(trail)
-    assert not result.ok
-    assert result.first_bad is None
-    torn = result.torn_tail
-    assert torn is not None
-    assert (torn.code, torn.line, torn.offset) == ("torn_tail", N, start)
-    assert "torn" in result.summary()
-    assert result.records == N - 1  # everything before it is intact
-    text = "\n".join(result.lines())
-    assert f"truncate -s {start} {trail}" in text
+    assert result.tampered
+    assert result.torn_tail is not None
+    seal = result.seal_problem
+    assert seal is not None
+    assert seal.code == "cut"
+    assert f"ends at record {N - 1}, but its head file names record {N}" in seal.reason
+    assert "damaged, not interrupted" in seal.reason
+    assert "truncate -s" not in "\n".join(result.lines())
 
 
 def test_an_anchor_catches_records_cut_off_the_end(trail: Path) -> None:
@@ -186,12 +232,12 @@ def test_an_anchor_catches_records_cut_off_the_end(trail: Path) -> None:
     assert earlier.records_after_anchor == N - 10
     assert earlier.anchor_line == f"{trail}:10"
 
-    write(trail, read(trail)[:-3])  # a clean cut: the chain alone cannot tell
-    assert verify(trail).ok
+    write(trail, read(trail)[:-3])  # a clean cut: the chain alone cannot tell, the head can
+    assert verify(trail).seal_problem is not None
     cut = verify(trail, anchor=head)
     assert not cut.ok
     assert cut.anchor_problem is not None
-    assert "no verified record has hash" in cut.summary()
+    assert "no verified record has hash" in "\n".join(cut.lines())
     assert cut.to_dict()["anchor_found"] is False
 
 

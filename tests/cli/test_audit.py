@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from swiftdeploy.audit.head import head_path
+from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.cli import run
 from swiftdeploy.cli.audit import audit_app
 from swiftdeploy.commands import audit as audit_cmd
 from swiftdeploy.errors import AuditTamperedError, ExitCode
 from swiftdeploy.manifest import load_manifest
 from tests.audit.conftest import ROLLED_BACK, write_synthetic_trail
+
+pytestmark = pytest.mark.usefixtures("fresh_audit_keys")
 
 MANIFEST = """\
 apiVersion: swiftdeploy/v1
@@ -159,3 +163,111 @@ def test_a_torn_tail_is_a_warning_for_readers_and_a_failure_for_verify(project: 
 
 def test_missing_manifest_is_bad_input(tmp_path: Path) -> None:
     assert run_like_main(tmp_path, "verify") == ExitCode.BAD_INPUT
+
+
+def test_verify_finds_records_cut_off_the_end(project: Path) -> None:
+    path = project / "audit" / "history.jsonl"
+    write_synthetic_trail(path)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-2]))
+
+    result = invoke(project, "verify")
+    assert isinstance(result.exception, AuditTamperedError)
+    assert "records were cut from the end of the audit trail" in result.stdout
+    assert "ends at record 28, but its head file names record 30" in result.stdout
+    assert "truncate -s" not in result.stdout
+    data = json.loads(invoke(project, "verify", "--json").output)
+    assert data["seal_problem"]["code"] == "cut"
+    for args in (("why",), ("report",), ("export", "--format", "json")):
+        assert isinstance(invoke(project, *args).exception, AuditTamperedError), args
+
+
+def test_checkpoint_then_verify_against_it(project: Path, tmp_path: Path) -> None:
+    path = project / "audit" / "history.jsonl"
+    write_synthetic_trail(path)
+    kept = tmp_path / "kept" / "checkpoint.json"
+    kept.parent.mkdir()
+
+    made = invoke(project, "checkpoint", "-o", str(kept))
+    assert made.exit_code == 0, made.output
+    checkpoint = json.loads(kept.read_text())
+    assert (checkpoint["count"], checkpoint["trail"]) == (30, str(path.resolve()))
+    assert checkpoint["public_key"] in made.stderr  # what to pin with --key
+    on_stdout = invoke(project, "checkpoint")
+    assert json.loads(on_stdout.stdout)["head"] == checkpoint["head"]
+
+    AuditLog(path, 8192, []).append("command", note="after the checkpoint")
+    checked = invoke(
+        project, "verify", "--checkpoint", str(kept), "--key", checkpoint["public_key"]
+    )
+    assert checked.exit_code == 0, checked.output
+    assert "1 records follow it" in checked.output
+    assert json.loads(invoke(project, "verify", "--json", "--checkpoint", str(kept)).output)[
+        "checkpoint_found"
+    ]
+
+    other_key = "ed25519:" + "A" * 43 + "="
+    wrong = invoke(project, "verify", "--checkpoint", str(kept), "--key", other_key)
+    assert isinstance(wrong.exception, AuditTamperedError)
+    assert "the checkpoint cannot be trusted" in wrong.stdout
+    assert run_like_main(project, "verify", "--key", other_key) == ExitCode.BAD_INPUT
+    assert run_like_main(project, "verify", "--checkpoint", str(path)) == ExitCode.BAD_INPUT
+    assert run_like_main(project, "verify", "--checkpoint", str(kept), "--key", "x") == 2
+
+
+def test_checkpoint_refuses_a_trail_that_does_not_verify(project: Path) -> None:
+    assert isinstance(invoke(project, "checkpoint").exception, Exception)  # no trail yet
+    path = project / "audit" / "history.jsonl"
+    write_synthetic_trail(path)
+    head_path(path).unlink()
+    result = invoke(project, "checkpoint")
+    assert isinstance(result.exception, AuditTamperedError)
+    assert result.stdout == ""
+
+
+def test_adopt_seals_a_trail_written_before_head_files(project: Path) -> None:
+    """A trail as swiftdeploy 0.2 wrote it: records without MACs, no head file."""
+    path = project / "audit" / "history.jsonl"
+    records = write_synthetic_trail(path)
+    head_path(path).unlink()
+    stripped = [{k: v for k, v in r.items() if k != "mac"} for r in records]
+    path.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
+                            for r in stripped))  # fmt: skip
+    before = invoke(project, "verify")
+    assert isinstance(before.exception, AuditTamperedError)
+    assert "the audit trail has no head file" in before.stdout
+    assert "swiftdeploy audit adopt" in before.stdout
+
+    adopted = invoke(project, "adopt")
+    assert adopted.exit_code == 0, adopted.output
+    assert f"adopted 30 records (head {records[-1]['hash']}); sealed by record 31" in adopted.output
+    assert invoke(project, "verify").exit_code == 0
+    written = json.loads(path.read_text().splitlines()[-1])
+    assert (written["kind"], written["adopted_records"]) == ("adopt", 30)
+    again = invoke(project, "adopt")
+    assert again.exit_code == 0
+    assert "nothing to adopt" in again.output
+
+
+def test_adopt_refuses_a_trail_with_other_problems(project: Path) -> None:
+    path = project / "audit" / "history.jsonl"
+    write_synthetic_trail(path)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:5] + lines[6:]))
+    result = invoke(project, "adopt")
+    assert isinstance(result.exception, AuditTamperedError)
+    assert "missing head file" in str(result.exception.hint)
+
+
+def test_verify_prints_text_from_the_trail_without_control_characters(project: Path) -> None:
+    # Given a trail whose record id was rewritten to clear the screen
+    path = project / "audit" / "history.jsonl"
+    records = write_synthetic_trail(path)
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(records[3]["id"], "\\u001b[2Jforged", 1)
+    path.write_text("\n".join(lines) + "\n")
+    # When it is verified
+    result = invoke(project, "verify")
+    # Then the id is shown escaped, and no escape character reaches the terminal
+    assert "\\x1b[2Jforged" in result.stdout
+    assert "\x1b" not in result.stdout

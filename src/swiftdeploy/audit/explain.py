@@ -662,7 +662,9 @@ def chaos_summary(record: Record) -> str:
     return ", ".join(parts)
 
 
-_QUIET = {"id", "seq", "ts", "actor", "command", "rollout_id", "kind", "prev_hash", "hash"}
+_QUIET = {
+    "id", "seq", "ts", "actor", "command", "rollout_id", "kind", "prev_hash", "hash", "mac",
+}  # fmt: skip
 
 
 def summary(record: Record) -> str:

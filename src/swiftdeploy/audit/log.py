@@ -1,24 +1,48 @@
-"""The audit trail: one JSON record per line of `history.jsonl`, in a SHA-256 hash chain.
+"""The audit trail: one JSON record per line of `history.jsonl`, in a SHA-256 hash chain
+whose records and head are MAC'd with a key kept outside the trail.
 
-Every record carries `prev_hash` (the `hash` of the record before it; 64 zeros for the
-first) and `hash`, the SHA-256 of the record's canonical JSON without `hash` (sorted
-keys, separators `,` and `:`, UTF-8). Changing, removing, reordering or inserting a
-record breaks the chain at that point, which `swiftdeploy audit verify` reports.
+Every record carries `seq` (1, 2, ... across all files), `prev_hash` (the `hash` of the
+record before it; 64 zeros for the first), `hash`, the SHA-256 of its canonical JSON
+without `hash` and `mac` (`swiftdeploy.audit.records`), and `mac`, an HMAC-SHA256 of
+that hash with the audit key (`swiftdeploy.audit.keys`, in the user's config
+directory, never beside the trail). After every record the head file
+`history.jsonl.head` (`swiftdeploy.audit.head`) is rewritten: the record count and the
+last hash, MAC'd with the same key.
+
+What `swiftdeploy audit verify` can then show, to anyone who cannot read the key:
+
+* a record changed, removed, reordered or inserted anywhere: the chain breaks there;
+* a record forged, or every record rewritten with recomputed hashes: the MACs fail;
+* records cut off the end, or the whole trail deleted: the head says there were more;
+* a second meaning hidden in a line (a duplicate key, another spelling of a value):
+  a line must be exactly the canonical form of what it parses to.
+
+What it cannot show: anything done by someone who can read the key (root can); and a
+trail rolled back together with its head file to an older copy of both, or deleted
+together with it. A signed checkpoint kept elsewhere (`swiftdeploy audit checkpoint`,
+`swiftdeploy.audit.checkpoint`) catches those, up to the records it names.
 
 Appending is crash- and concurrency-safe:
 
 * an exclusive `flock` on `history.jsonl.lock` (a separate file, so that it survives
-  rotation) is held from reading the last hash to the end of the write, so writers in
-  different processes never interleave and never fork the chain;
+  rotation) is held from reading the last record and the head to the end of writing
+  the head, so writers in different processes never interleave and never fork the chain;
 * the whole line goes out in ONE `os.write` on an `O_APPEND` descriptor, then `fsync`;
   a failed or short write is cut back off under the same lock and raised as AuditError,
-  so the caller (who records BEFORE acting) does not act;
-* a torn last line (a writer killed mid-write) is never dropped or repaired: the next
-  append refuses with an AuditError that points to `swiftdeploy audit verify`.
+  so the caller (who records BEFORE acting) does not act; so is a record whose head
+  could not be written;
+* the next record is refused (AuditError pointing to `swiftdeploy audit verify`) when
+  the trail ends in a torn line (a writer killed mid-write: never dropped or repaired),
+  its last line is not a valid record, or the trail does not end where its head says.
+  A head one record behind its trail (a crash between the two writes) is fine: that
+  record's own MAC vouches for it, and this append brings the head up to date.
+
+A trail without a head file (written before swiftdeploy kept one) is refused until
+`swiftdeploy audit adopt` seals it, after `verify` has checked its chain.
 
 At `max_bytes` the file is renamed to `history.jsonl.N` (N = 1, 2, ... in the order
 written, oldest first) and a new file starts whose first record's `prev_hash` is the
-hash of the previous file's last record, so the chain runs across all files.
+hash of the previous file's last record, so the chain, and the head, run across all files.
 
 Secret values are replaced by "***" anywhere in a record (values, nested keys,
 substrings) before it is hashed or written: a secret never reaches the disk.
@@ -32,12 +56,12 @@ import enum
 import errno
 import fcntl
 import getpass
-import hashlib
 import json
 import math
 import os
 import re
 import socket
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,15 +71,25 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from swiftdeploy.audit.head import Head, HeadError, head_path, read_head, write_head
+from swiftdeploy.audit.keys import KeyStore, RecordKey
+from swiftdeploy.audit.records import (
+    GENESIS_HASH,
+    MAX_DEPTH,
+    canonical_bytes,
+    nesting_depth,
+    parse_record,
+    record_hash,
+)
 from swiftdeploy.errors import AuditError
 from swiftdeploy.fsutil import private_dir
 
-GENESIS_HASH = "0" * 64
 REDACTED = "***"
 FILE_MODE = 0o600
 KINDS = ("command", "transition", "decision", "chaos")
+ADOPT = "adopt"  # the record `swiftdeploy audit adopt` writes
 # Fields the log fills in itself; a caller cannot set them.
-ENVELOPE = frozenset({"id", "seq", "ts", "actor", "kind", "prev_hash", "hash"})
+ENVELOPE = frozenset({"id", "seq", "ts", "actor", "kind", "prev_hash", "hash", "mac"})
 DECISION_KEYS = (
     "engine",
     "package",
@@ -72,30 +106,9 @@ VERIFY = "run `swiftdeploy audit verify` to see what is wrong"
 NOT_RECORDED = "nothing was recorded and the action was not taken"
 
 _KIND = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 65536
 
 Record = dict[str, Any]
-
-
-# --- canonical form and hashing -------------------------------------------------------
-
-
-def canonical_bytes(record: Mapping[str, Any]) -> bytes:
-    """The canonical JSON of a record: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the record's canonical JSON without its `hash` field."""
-    body = {key: value for key, value in record.items() if key != "hash"}
-    return hashlib.sha256(canonical_bytes(body)).hexdigest()
-
-
-def is_hash(value: object) -> bool:
-    return isinstance(value, str) and bool(_HEX64.match(value))
 
 
 # --- the files of a trail ---------------------------------------------------------------
@@ -113,13 +126,14 @@ def rotated_number(path: Path, candidate: Path) -> int | None:
 
 
 def rotated_files(path: Path) -> list[tuple[int, Path]]:
-    """The rotated files of a trail, oldest first, as (N, path)."""
+    """The rotated files of a trail, oldest first, as (N, path). Whatever has such a name
+    is listed, a directory too: the reader says what is wrong with it. Raises OSError."""
     if not path.parent.is_dir():
         return []
     found = []
     for candidate in path.parent.iterdir():
         number = rotated_number(path, candidate)
-        if number is not None and candidate.is_file():
+        if number is not None:
             found.append((number, candidate))
     return sorted(found)
 
@@ -231,6 +245,7 @@ class ChainTail:
 
     hash: str
     seq: int
+    mac: str | None = None  # None only for records written before records had MACs
 
 
 GENESIS = ChainTail(hash=GENESIS_HASH, seq=0)
@@ -241,10 +256,15 @@ def read_tail(file: Path) -> ChainTail | None:
 
     Raises AuditError when the file ends in a torn line, or its last line is not a
     valid record: the chain cannot be continued without someone looking at it.
+    Raises OSError when the file cannot be read.
     """
-    fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO in the trail's place must not hang us before fstat refuses it.
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise AuditError(f"the audit trail {file} is not a regular file; {VERIFY}")
+        size = info.st_size
         if size == 0:
             return None
         if os.pread(fd, 1, size - 1) != b"\n":
@@ -257,30 +277,59 @@ def read_tail(file: Path) -> ChainTail | None:
             )
         start = _line_start(fd, size - 1)
         raw = os.pread(fd, size - 1 - start, start)
-        problem = _tail_problem(raw)
+        try:
+            record = parse_record(raw)
+        except ValueError as exc:
+            problem: str | None = str(exc)
+        else:
+            problem = (
+                None
+                if record_hash(record) == record["hash"]
+                else "does not match its hash: it was changed after it was written"
+            )
         if problem:
             raise AuditError(
                 f"the last record of the audit trail {file} (line "
                 f"{_line_number(fd, start)}) {problem}; {VERIFY}",
                 hint=NOT_RECORDED,
             )
-        record = json.loads(raw)
-        return ChainTail(hash=record["hash"], seq=record["seq"])
+        return ChainTail(hash=record["hash"], seq=record["seq"], mac=record.get("mac"))
     finally:
         os.close(fd)
 
 
-def _tail_problem(raw: bytes) -> str | None:
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return "is not valid JSON"
-    if not isinstance(record, dict):
-        return "is not a JSON object"
-    if not is_hash(record.get("hash")) or not isinstance(record.get("seq"), int):
-        return "has no valid hash or seq"
-    if record_hash(record) != record["hash"]:
-        return "does not match its hash: it was changed after it was written"
+def continuation_problem(
+    tail: ChainTail, head: Head | None, key: RecordKey, head_file: Path
+) -> str | None:
+    """Why the trail, ending in `tail`, must not be continued with this key (or None).
+
+    A head behind the tail is a crash between a record and its head; the tail's MAC
+    then shows that the record is ours.
+    """
+    if tail.mac is not None and not key.record_mac_ok(tail.hash, tail.mac):
+        return (
+            f"ends in record {tail.seq}, whose MAC does not match the audit key: it was "
+            "forged, or written with another key"
+        )
+    if head is None:
+        if tail.seq == 0:
+            return None
+        return (
+            f"has {tail.seq} records but no head file ({head_file}): records may have been "
+            "cut from its end, or it was written before swiftdeploy kept one; if "
+            "`swiftdeploy audit verify` finds nothing else, `swiftdeploy audit adopt` seals it"
+        )
+    if tail.seq == 0:
+        return f"is gone, but its head file says it held {head.count} records: it was deleted"
+    if tail.seq < head.count:
+        return (
+            f"ends at record {tail.seq}, but its head file says {head.count}: "
+            f"{head.count - tail.seq} record(s) were cut from its end"
+        )
+    if tail.seq == head.count and tail.hash != head.hash:
+        return f"ends in record {tail.seq}, but not the one its head file names: it was rewritten"
+    if tail.seq > head.count and tail.mac is None:
+        return f"ends in record {tail.seq}, after its head (record {head.count}), without a MAC"
     return None
 
 
@@ -288,7 +337,7 @@ def _tail_problem(raw: bytes) -> str | None:
 
 
 class AuditLog:
-    """Appends hash-chained records to `path`; safe across threads and processes."""
+    """Appends hash-chained, MAC'd records to `path`; safe across threads and processes."""
 
     def __init__(
         self,
@@ -298,6 +347,7 @@ class AuditLog:
         *,
         command: Sequence[str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -308,10 +358,16 @@ class AuditLog:
         self._redactor = _Redactor(list(secrets))
         self._user = _user()
         self._host = socket.gethostname()
+        self._keys = keys
+        self._key: RecordKey | None = None
 
     @property
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
+
+    @property
+    def head_path(self) -> Path:
+        return head_path(self.path)
 
     def append(self, kind: str, **fields: Any) -> Record:
         """Record one event and return the record as written.
@@ -321,25 +377,43 @@ class AuditLog:
         durable; the caller must then not take the action.
         """
         body = self._body(kind, fields)
+        key = self._record_key()
         with self._locked():
-            tail, size = self._tail()
-            # Stamped under the lock, so that the order of the file is the order of time.
-            body["ts"] = utc_timestamp(self._clock())
-            body["seq"] = tail.seq + 1
-            body["prev_hash"] = tail.hash
-            body["hash"] = record_hash(body)
-            line = canonical_bytes(body) + b"\n"
-            if size > 0 and size + len(line) > self.max_bytes:
-                self._rotate(kind)
-            self._write(line, kind)
-        return body
+            tail, size = self._last_record()
+            problem = continuation_problem(tail, self._read_head(key), key, self.head_path)
+            if problem:
+                raise AuditError(
+                    f"the audit trail {self.path} {problem}; {VERIFY}", hint=NOT_RECORDED
+                )
+            return self._append_locked(body, tail, size, key)
+
+    def adopt(self, records: int, last_hash: str) -> Record:
+        """Seal a trail that has no head file, found intact by `verify` up to record
+        `records` with hash `last_hash`: append an `adopt` record saying so (its MAC
+        vouches for the chain before it) and write the head."""
+        body = self._body(ADOPT, {"adopted_records": records, "adopted_head": last_hash})
+        key = self._record_key()
+        with self._locked():
+            if os.path.lexists(self.head_path):
+                raise AuditError(
+                    f"the audit trail {self.path} already has a head file ({self.head_path}); "
+                    "adopt only seals a trail without one",
+                    hint=f"if you trust the trail as it is, move {self.head_path} aside first",
+                )
+            tail, size = self._last_record()
+            if (tail.seq, tail.hash) != (records, last_hash):
+                raise AuditError(
+                    f"the audit trail {self.path} changed while it was being adopted",
+                    hint="run `swiftdeploy audit verify`, then adopt again",
+                )
+            return self._append_locked(body, tail, size, key)
 
     def head(self) -> str | None:
         """The hash of the last record (None for an empty trail): an anchor to keep."""
         if not self.path.parent.is_dir():
             return None
         with self._locked():
-            tail, _ = self._tail()
+            tail, _ = self._last_record()
         return None if tail is GENESIS else tail.hash
 
     # -- building a record
@@ -360,8 +434,59 @@ class AuditLog:
         }
         envelope.update(fields)
         # Top-level keys are the schema; everything else, keys included, is redacted.
-        # (`ts`, `seq` and the hashes are added under the lock, after this.)
-        return {key: self._redactor.plain(value) for key, value in envelope.items()}
+        # (`ts`, `seq`, the hashes and the MAC are added under the lock, after this.)
+        body = {key: self._redactor.plain(value) for key, value in envelope.items()}
+        if nesting_depth(body) > MAX_DEPTH:
+            # verify refuses deeper records, so the log must not write one.
+            raise ValueError(f"audit fields nest more than {MAX_DEPTH} levels deep")
+        return body
+
+    def _append_locked(self, body: Record, tail: ChainTail, size: int, key: RecordKey) -> Record:
+        kind = body["kind"]
+        # Stamped under the lock, so that the order of the file is the order of time.
+        body["ts"] = utc_timestamp(self._clock())
+        body["seq"] = tail.seq + 1
+        body["prev_hash"] = tail.hash
+        body["hash"] = record_hash(body)
+        body["mac"] = key.record_mac(body["hash"])
+        line = canonical_bytes(body) + b"\n"
+        if size > 0 and size + len(line) > self.max_bytes:
+            self._rotate(kind)
+        offset = self._write(line, kind)
+        self._seal(Head(count=body["seq"], hash=body["hash"], ts=body["ts"]), key, kind, offset)
+        return body
+
+    # -- the key and the head
+
+    def _record_key(self) -> RecordKey:
+        # Read once per log: every append needs it, and it never changes under us.
+        if self._key is None:
+            self._key = (self._keys or KeyStore.from_environment()).record_key()
+        return self._key
+
+    def _read_head(self, key: RecordKey) -> Head | None:
+        try:
+            return read_head(self.path, key)
+        except HeadError as exc:
+            raise AuditError(f"{exc}; {VERIFY}", hint=NOT_RECORDED) from exc
+        except OSError as exc:
+            raise AuditError(
+                f"cannot read the audit trail's head {self.head_path}: {exc.strerror}"
+            ) from exc
+
+    def _seal(self, head: Head, key: RecordKey, kind: str, offset: int) -> None:
+        try:
+            write_head(self.path, head, key)
+        except OSError as exc:
+            # Take our record back, so that the trail still ends where its head says and
+            # nothing is recorded; were the cut to fail too, the record's MAC vouches for it.
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, offset)
+            raise AuditError(
+                f"cannot record {kind}: writing the audit trail's head {self.head_path} "
+                f"failed: {exc.strerror or exc}; the action was not taken",
+                hint="free disk space or fix the permissions, then run the command again",
+            ) from exc
 
     # -- the file
 
@@ -382,12 +507,19 @@ class AuditLog:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def _tail(self) -> tuple[ChainTail, int]:
+    def _last_record(self) -> tuple[ChainTail, int]:
         """(last record of the trail, size of the current file)."""
         try:
-            size = self.path.stat().st_size
+            info = self.path.stat()
         except FileNotFoundError:
             size = 0
+        except OSError as exc:
+            raise AuditError(f"cannot read the audit trail {self.path}: {exc.strerror}") from exc
+        else:
+            # A FIFO would block the write below; a directory cannot take it.
+            if not stat.S_ISREG(info.st_mode):
+                raise AuditError(f"the audit trail {self.path} is not a regular file; {VERIFY}")
+            size = info.st_size
         try:
             tail = read_tail(self.path) if size else None
             if tail is None:
@@ -399,7 +531,10 @@ class AuditLog:
         return tail or GENESIS, size
 
     def _rotate(self, kind: str) -> None:
-        rotated = rotated_files(self.path)
+        try:
+            rotated = rotated_files(self.path)
+        except OSError as exc:
+            raise _cannot_record(kind, self.path.parent, exc) from exc
         number = rotated[-1][0] + 1 if rotated else 1
         target = self.path.with_name(f"{self.path.name}.{number}")
         try:
@@ -411,7 +546,8 @@ class AuditLog:
                 f"{exc.strerror}; the action was not taken"
             ) from exc
 
-    def _write(self, line: bytes, kind: str) -> None:
+    def _write(self, line: bytes, kind: str) -> int:
+        """Append `line` durably; returns the offset it starts at."""
         try:
             fd = os.open(
                 self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
@@ -419,8 +555,8 @@ class AuditLog:
         except OSError as exc:
             raise _cannot_record(kind, self.path, exc) from exc
         try:
-            stat = os.fstat(fd)
-            if stat.st_mode & 0o777 != FILE_MODE:
+            info = os.fstat(fd)
+            if info.st_mode & 0o777 != FILE_MODE:
                 os.fchmod(fd, FILE_MODE)
             try:
                 written = os.write(fd, line)
@@ -431,13 +567,14 @@ class AuditLog:
                 # Our own half-written or unsynced record: cut it off under the lock,
                 # so the trail ends where it did and the chain stays valid.
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, stat.st_size)
+                    os.ftruncate(fd, info.st_size)
                 raise _cannot_record(kind, self.path, exc) from exc
         finally:
             os.close(fd)
-        if stat.st_size == 0:
+        if info.st_size == 0:
             with contextlib.suppress(OSError):
                 _fsync_dir(self.path.parent)
+        return info.st_size
 
 
 def _cannot_record(kind: str, path: Path, exc: OSError) -> AuditError:
@@ -451,15 +588,17 @@ def _cannot_record(kind: str, path: Path, exc: OSError) -> AuditError:
 @contextlib.contextmanager
 def shared_lock(path: Path) -> Iterator[None]:
     """Hold off writers while reading the trail, so no half-written append is seen as
-    torn. Read-only: without a lock file (no writer ever ran), there is nothing to wait for."""
+    torn. Read-only: without a usable lock file (no writer ever ran, or something else
+    sits in its place), there is nothing to wait for, and the reader says what it finds."""
     lock = path.with_name(path.name + ".lock")
     try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH)
         yield
     finally:
         os.close(fd)

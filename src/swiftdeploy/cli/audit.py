@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load
+from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load, printable
 from swiftdeploy.errors import AuditTamperedError
 
 audit_app = typer.Typer(
@@ -49,24 +49,78 @@ def verify(
         str | None,
         typer.Option(help="A head hash kept elsewhere; the trail must still contain it."),
     ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file `audit checkpoint` wrote; the trail must still contain its head."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The ed25519:... public key the checkpoint must be signed with "
+            "(default: this user's signing key, when there is one).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Check the hash chain across all files; name the first bad record."""
+    """Check the chain, every record's MAC and the head file; name the first problem."""
     from swiftdeploy.commands.audit import verify_trail
 
-    result = verify_trail(_trail(manifest), anchor)
+    result = verify_trail(_trail(manifest), anchor, checkpoint, key)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         for line in result.lines():
-            typer.echo(line)
+            typer.echo(printable(line))
     if not result.ok:
         hint = (
-            "an append was interrupted; see above how to cut the torn bytes off"
-            if result.first_bad is None and result.torn_tail is not None
-            else "restore the trail from a copy you trust; do not act on it until it verifies"
+            "restore the trail from a copy you trust; do not act on it until it verifies"
+            if result.tampered
+            else "an append was interrupted; see above how to cut the torn bytes off"
         )
         raise AuditTamperedError(result.summary(), hint=hint)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(
+    manifest: ManifestOption = DEFAULT_PATH,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Sign the trail's head (record count, last hash, time) for someone else to keep."""
+    from swiftdeploy.commands.audit import make_checkpoint
+    from swiftdeploy.fsutil import atomic_write
+
+    made = make_checkpoint(_trail(manifest))
+    if output is None:
+        typer.echo(made.to_text(), nl=False)
+    else:
+        atomic_write(output, made.to_text())
+        typer.echo(f"wrote {output}")
+    typer.echo(
+        f"checkpoint of record {made.count} (head {made.head}), signed by {made.public_key}; "
+        "check it later with `swiftdeploy audit verify --checkpoint FILE --key "
+        f"{made.public_key}`",
+        err=True,
+    )
+
+
+@audit_app.command("adopt")
+def adopt(manifest: ManifestOption = DEFAULT_PATH) -> None:
+    """Seal a trail written before swiftdeploy kept a head file, once its chain verifies."""
+    from swiftdeploy.commands.audit import adopt as adopt_trail
+
+    record = adopt_trail(load(manifest))
+    if record is None:
+        typer.echo("the audit trail verifies as it is: nothing to adopt")
+    else:
+        typer.echo(
+            f"adopted {record['adopted_records']} records (head {record['adopted_head']}); "
+            f"sealed by record {record['seq']}"
+        )
 
 
 @audit_app.command("report")
@@ -100,7 +154,7 @@ def why(
     lines, warnings = explain(_trail(manifest), rollout_id)
     _warn(warnings)
     for line in lines:
-        typer.echo(line)
+        typer.echo(printable(line))
 
 
 @audit_app.command("export")

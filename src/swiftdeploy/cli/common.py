@@ -6,6 +6,7 @@ in a fraction of a second."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 # Piped output keeps whole tables rather than rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from a file someone else may have written (the audit trail), with control
+    characters shown as escapes, so it cannot move the cursor or recolour a terminal."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def _duration(text: str) -> float:

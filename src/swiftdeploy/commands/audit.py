@@ -1,8 +1,9 @@
-"""`swiftdeploy audit ...`: verify, report, why and export over a project's audit trail.
+"""`swiftdeploy audit ...`: verify, checkpoint, adopt, report, why and export over a
+project's audit trail.
 
 Plain functions over paths; the flag wiring is in `swiftdeploy.cli.audit`. A report,
-`why` or an export reads only a trail whose chain verifies: a torn tail (an
-interrupted append) is left out with a warning, anything else is refused.
+`why` or an export reads only a trail that verifies (its chain, MACs and head file): a
+torn tail (an interrupted append) is left out with a warning, anything else is refused.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swiftdeploy.audit import checkpoint as checkpoints
 from swiftdeploy.audit import report as audit_report
-from swiftdeploy.audit.log import AuditLog, Record
+from swiftdeploy.audit.checkpoint import Checkpoint
+from swiftdeploy.audit.keys import KeyStore
+from swiftdeploy.audit.log import AuditLog, Record, utc_timestamp
 from swiftdeploy.audit.verify import VerifyResult, read_trail, verify
-from swiftdeploy.errors import AuditTamperedError
+from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
 from swiftdeploy.manifest import LoadedManifest
 
 REPORT_DIR = "reports"
@@ -56,18 +60,59 @@ def open_audit_log(loaded: LoadedManifest, command: Sequence[str] | None = None)
     return AuditLog(audit.path, audit.max_bytes, audit.secrets, command=command)
 
 
-def verify_trail(path: Path, anchor: str | None = None) -> VerifyResult:
-    """Check the chain (and the anchor); the caller decides what a failure means."""
-    return verify(path, anchor)
+def verify_trail(
+    path: Path,
+    anchor: str | None = None,
+    checkpoint_file: Path | None = None,
+    signer: str | None = None,
+) -> VerifyResult:
+    """Check the trail (and the anchor and checkpoint); the caller decides what a failure
+    means. `signer` is the public key the checkpoint must carry."""
+    if signer is not None and checkpoint_file is None:
+        raise BadInputError("--key names who must have signed a checkpoint: pass --checkpoint")
+    checkpoint = checkpoints.load(checkpoint_file) if checkpoint_file else None
+    expected = checkpoints.parse_public_key(signer) if signer is not None else None
+    return verify(path, anchor, checkpoint=checkpoint, signer=expected)
+
+
+def make_checkpoint(path: Path) -> Checkpoint:
+    """Sign the head of a trail that verifies, with this user's signing key."""
+    result = verify(path)
+    if not result.ok:
+        raise AuditTamperedError(
+            result.summary(),
+            hint="a checkpoint vouches for the trail as it is: see `swiftdeploy audit verify`",
+        )
+    if result.head is None:
+        raise AuditError(f"the audit trail {path} holds no records yet: nothing to checkpoint")
+    keys = KeyStore.from_environment()
+    return checkpoints.create(keys, path.resolve(), result.records, result.head, utc_timestamp())
+
+
+def adopt(loaded: LoadedManifest) -> Record | None:
+    """Seal a trail whose one problem is a missing head file (one written before
+    swiftdeploy kept it); None when there is nothing to adopt."""
+    audit = settings(loaded)
+    result = verify(audit.path)
+    if result.ok:
+        return None
+    missing_head = result.seal_problem is not None and result.seal_problem.code == "head_missing"
+    if not missing_head or len(result.problems) > 1 or result.head is None:
+        raise AuditTamperedError(
+            result.summary(),
+            hint="adopt seals only a trail whose one problem is a missing head file",
+        )
+    return open_audit_log(loaded).adopt(result.records, result.head)
 
 
 def load_trail(path: Path) -> Trail:
-    """The verified records; raises AuditTamperedError when the chain is broken."""
+    """The verified records; raises AuditTamperedError when anything but a torn tail is
+    wrong (the chain, a MAC, the head file, the key)."""
     records, result = read_trail(path)
-    if result.first_bad is not None:
+    if result.tampered:
         raise AuditTamperedError(
             result.summary(),
-            hint="see `swiftdeploy audit verify`; a report from a broken chain would not be true",
+            hint="see `swiftdeploy audit verify`; a report from a broken trail would not be true",
         )
     warnings = []
     if result.torn_tail is not None:
