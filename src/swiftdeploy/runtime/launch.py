@@ -8,7 +8,9 @@ exec keeps the pid supervisord watches.
 workers) live on in its process group and keep serving. The new instance starts next
 to them (its listeners use SO_REUSEPORT), and a forked watcher asks the old group to
 quit gracefully (SIGQUIT: finish in-flight requests) once the new one answers, so a
-crash of the master drops no connection that was not in flight.
+crash of the master drops no connection that was not in flight. The old workers keep
+listening on the admin unix socket, so its path is unlinked first (they keep their
+inode until they quit) or the new instance could not bind it.
 """
 
 from __future__ import annotations
@@ -74,10 +76,14 @@ def main() -> None:
         except (OSError, ValueError):
             old = 0
         leader = os.getpid()  # exec keeps it: the new instance's leader
-        if old and old != leader and orphans(old, takeover["name"]) and os.fork() == 0:
-            os.setsid()  # out of the new instance's group: supervisord stops it alone
-            retire_old_group(old, leader, takeover["name"], Path(takeover["pid_file"]))
-            os._exit(0)
+        if old and old != leader and orphans(old, takeover["name"]):
+            if takeover.get("unix_socket"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(takeover["unix_socket"])
+            if os.fork() == 0:
+                os.setsid()  # out of the new instance's group: supervisord stops it alone
+                retire_old_group(old, leader, takeover["name"], Path(takeover["pid_file"]))
+                os._exit(0)
     os.execvpe(argv[0], argv, env)  # noqa: S606 - argv from our own launch file, no shell
 
 
