@@ -81,24 +81,20 @@ class Measurement(BaseModel):
     def no_data(
         cls, track: str, provider: str, detail: str, evidence: Iterable[str] = ()
     ) -> Measurement:
-        return cls(
-            track=track,
-            provider=provider,
-            status="no_data",
-            detail=detail,
-            evidence=tuple(evidence),
-        )
+        return cls._without_numbers("no_data", track, provider, detail, evidence)
 
     @classmethod
     def provider_error(
         cls, track: str, provider: str, detail: str, evidence: Iterable[str] = ()
     ) -> Measurement:
+        return cls._without_numbers("provider_error", track, provider, detail, evidence)
+
+    @classmethod
+    def _without_numbers(
+        cls, status: Status, track: str, provider: str, detail: str, evidence: Iterable[str]
+    ) -> Measurement:
         return cls(
-            track=track,
-            provider=provider,
-            status="provider_error",
-            detail=detail,
-            evidence=tuple(evidence),
+            track=track, provider=provider, status=status, detail=detail, evidence=tuple(evidence)
         )
 
 

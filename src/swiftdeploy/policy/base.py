@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -224,6 +225,11 @@ def _round_floats(value: JsonValue) -> JsonValue:
     if isinstance(value, dict):
         return {key: _round_floats(item) for key, item in value.items()}
     return value
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds elapsed since a `time.perf_counter()` reading."""
+    return (time.perf_counter() - started) * 1000
 
 
 def fail_closed(

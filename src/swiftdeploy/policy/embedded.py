@@ -59,6 +59,7 @@ from swiftdeploy.policy.base import (
     canonical_json,
     decision_path,
     fail_closed,
+    ms_since,
     parse_decision,
     validate_package,
 )
@@ -194,7 +195,9 @@ class EmbeddedEngine:
             message = f"policy evaluation failed: {'; '.join(detail)}"
             return self._fail(package, ENGINE_ERROR, message, started)
         if output.strip() == "undefined":
-            return parse_decision(None, package=package, engine=self.name, elapsed_ms=_ms(started))
+            return parse_decision(
+                None, package=package, engine=self.name, elapsed_ms=ms_since(started)
+            )
         try:
             document = json.loads(output)
         except ValueError:
@@ -205,17 +208,15 @@ class EmbeddedEngine:
             return self._fail(package, MALFORMED_RESULT, message, started)
         expressions = document.get("expressions") if isinstance(document, dict) else None
         result = expressions[0] if isinstance(expressions, list) and expressions else None
-        return parse_decision(result, package=package, engine=self.name, elapsed_ms=_ms(started))
+        return parse_decision(
+            result, package=package, engine=self.name, elapsed_ms=ms_since(started)
+        )
 
     def _fail(self, package: str, rule: str, message: str, started: float) -> Decision:
         validate_package(package)
         return fail_closed(
-            package, engine=self.name, rule=rule, message=message, elapsed_ms=_ms(started)
+            package, engine=self.name, rule=rule, message=message, elapsed_ms=ms_since(started)
         )
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def _compile_message(problems: list[str]) -> str:

@@ -37,6 +37,7 @@ from swiftdeploy.policy.base import (
     canonical_json,
     decision_path,
     fail_closed,
+    ms_since,
     parse_decision,
 )
 from swiftdeploy.ports import free_port
@@ -125,7 +126,7 @@ class OpaEngine:
             document.get("result"),
             package=package,
             engine=self.name,
-            elapsed_ms=_ms(started),
+            elapsed_ms=ms_since(started),
             decision_id=decision_id if isinstance(decision_id, str) else None,
         )
 
@@ -143,12 +144,8 @@ class OpaEngine:
 
     def _fail(self, package: str, rule: str, message: str, started: float) -> Decision:
         return fail_closed(
-            package, engine=self.name, rule=rule, message=message, elapsed_ms=_ms(started)
+            package, engine=self.name, rule=rule, message=message, elapsed_ms=ms_since(started)
         )
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def _checked_url(url: str) -> str:
