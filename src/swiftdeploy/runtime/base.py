@@ -32,8 +32,8 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
-    # {"pid_file", "name"}: take over from a SIGKILLed predecessor's
-    # surviving children (see runtime/launch.py)
+    # {"pid_file", "name", optional "socket"}: take over from a SIGKILLed
+    # predecessor's surviving children (see runtime/launch.py)
     takeover: dict[str, str] | None = None
 
 

@@ -6,9 +6,10 @@ exec keeps the pid supervisord watches.
 
 `takeover`: when a previous instance's leader died by SIGKILL, its children (nginx's
 workers) live on in its process group and keep serving. The new instance starts next
-to them (its listeners use SO_REUSEPORT), and a forked watcher asks the old group to
-quit gracefully (SIGQUIT: finish in-flight requests) once the new one answers, so a
-crash of the master drops no connection that was not in flight.
+to them (its TCP listeners use SO_REUSEPORT; its unix socket's path is freed first),
+and a forked watcher asks the old group to quit gracefully (SIGQUIT: finish in-flight
+requests) once the new one answers, so a crash of the master drops no connection that
+was not in flight.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def main() -> None:
             os.setsid()  # out of the new instance's group: supervisord stops it alone
             retire_old_group(old, leader, takeover["name"], Path(takeover["pid_file"]))
             os._exit(0)
+        # A SIGKILLed leader leaves its unix socket's file behind (its workers keep
+        # serving on the open one): the new instance could not bind the path.
+        if takeover.get("socket"):
+            Path(takeover["socket"]).unlink(missing_ok=True)
     os.execvpe(argv[0], argv, env)  # noqa: S606 - argv from our own launch file, no shell
 
 

@@ -131,6 +131,7 @@ class NginxRouter:
             takeover={
                 "pid_file": str(self.nginx_dir / "nginx.pid"),
                 "name": "nginx",
+                "socket": str(self.admin_socket),
             },
         )
 
