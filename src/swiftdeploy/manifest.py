@@ -398,6 +398,8 @@ class Audit(_Model):
 
 class Manifest(_Model):
     api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
+    # What runs the replicas (`swiftdeploy.runtime.backend`).
+    runtime: Literal["local"] = "local"
     service: Service
     traffic: Traffic = Field(default_factory=Traffic)
     strategy: Strategy = Field(default_factory=Strategy)

@@ -72,3 +72,15 @@ def resolve_program(name: str, *, where: str) -> str:
             hint="install it or give an absolute path",
         )
     return found
+
+
+def version_of(argv: list[str], pick: int = 0) -> tuple[bool, str]:
+    """Whether `argv` (a `--version` call) runs, and line `pick` of what it printed."""
+    if shutil.which(argv[0]) is None:
+        return False, f"{argv[0]} not found on PATH"
+    try:
+        outcome = run(argv, timeout=10)
+    except CommandFailedError as exc:
+        return False, exc.one_line()
+    lines = (outcome.stdout + outcome.stderr).strip().splitlines()
+    return outcome.code == 0, lines[pick] if len(lines) > pick else "unknown version"

@@ -37,8 +37,10 @@ def metrics_provider(fleet: Fleet, keep_history: bool = True) -> MetricsProvider
     deps = ProviderDeps(
         settings=manifest.metrics,
         app_targets=fleet.metrics_targets,
-        router_metrics=fleet.router.read_metrics,
-        router_history=fleet.router.read_history,
+        router_metrics=lambda track: fleet.require_router().read_metrics(track),
+        router_history=lambda track, start, end: fleet.require_router().read_history(
+            track, start, end
+        ),
         prometheus_url=lambda: fleet.ensure_prometheus(fleet.store.load()),
         client=fleet.http,
         min_requests=0,

@@ -206,3 +206,36 @@ def test_latency_bound_comes_from_the_stable_before_the_canary(world: World) -> 
     # the stable's p99 (about 64 ms) rounds up to its bucket, 75 ms, plus 100 ms
     assert bound == pytest.approx(0.175)
     assert state.evidence.latency_reference.startswith("stable p99 at most 75 ms")
+
+
+def test_a_canary_that_never_becomes_ready_is_rolled_back(world: World) -> None:
+    # Given a canary version whose replicas never pass their health check
+    made, engine = world(500)
+    made.tracks.never_ready.add("v2")
+    # When v2 rolls out
+    state = engine.run(engine.begin("v2"))
+    # Then it is rolled back, saying why, no traffic ever reached it, and nothing of it runs
+    assert state.phase == Phase.ROLLED_BACK
+    assert state.message is not None
+    assert state.message.startswith("the canary did not become ready: canary-v2-0")
+    assert not state.track("canary")
+    assert made.traffic.weight == 0
+    assert not list(made.recorder.decisions())
+    with pytest.raises(RolledBackError):
+        outcome(state)
+
+
+def test_a_canary_lost_and_never_ready_again_is_rolled_back_on_resume(world: World) -> None:
+    # Given a rollout whose canary replica is gone (say the host rebooted) and whose
+    # version no longer starts
+    made, engine = world(500)
+    state = engine.begin("v2")
+    state = made.store.save(state.without({r.name for r in state.track("canary")}))
+    made.tracks.never_ready.add("v2")
+    # When it is resumed
+    state = engine.run(engine.ensure_canary(state))
+    # Then it is rolled back with the reason
+    assert state.phase == Phase.ROLLED_BACK
+    assert state.message is not None
+    assert state.message.startswith("the canary did not become ready:")
+    assert state.stable_version == "v1"

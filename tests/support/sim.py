@@ -24,13 +24,15 @@ from scipy.stats import lognorm
 
 from swiftdeploy.commands.deploy import deploy
 from swiftdeploy.commands.init import init_project
+from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.metrics.base import Measurement, summarize
 from swiftdeploy.policy.base import PolicyEngine
 from swiftdeploy.rollout.engine import RolloutEngine, TickReport
-from swiftdeploy.rollout.state import State, StateStore
-from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec
+from swiftdeploy.rollout.state import Replica, State, StateStore, Track
+from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec, ReplicaView
+from swiftdeploy.runtime.hosted import routes_for
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
 # The nginx router's histogram bounds (swiftdeploy_router.lua), in seconds.
@@ -207,33 +209,98 @@ class SimRouter:
         raise NotImplementedError("the simulation measures through SimProvider")
 
 
-class SimRuntime:
-    name = "sim"
+class SimProcesses:
+    """The platform's process manager: nothing to run in a simulation."""
 
-    def __init__(self) -> None:
-        self.running: dict[str, ProcessInfo] = {}
+    name = "sim"
 
     def ensure_running(self) -> None:
         return None
 
     def start(self, spec: ProcessSpec) -> ProcessInfo:
-        info = ProcessInfo(name=spec.name, state="RUNNING", pid=1000 + len(self.running))
-        self.running[spec.name] = info
-        return info
+        return ProcessInfo(name=spec.name, state="RUNNING", pid=0)
 
     def stop(self, name: str) -> None:
-        self.running.pop(name, None)
+        return None
 
     def processes(self) -> list[ProcessInfo]:
-        return list(self.running.values())
+        return []
 
     def shutdown(self) -> list[int]:
-        pids = [p.pid for p in self.running.values()]
-        self.running.clear()
-        return pids
+        return []
 
     def is_running(self) -> bool:
         return True
+
+
+class SimTracks:
+    """The TrackRuntime of the simulation: replicas are entries in the state, ready at
+    once unless their version is in `never_ready`; the split goes to SimRouter."""
+
+    def __init__(self, store: StateStore, router: SimRouter) -> None:
+        self.store = store
+        self.router = router
+        self.never_ready: set[str] = set()
+
+    def ensure_platform(self) -> None:
+        return None
+
+    def ensure_track(self, state: State, track: Track, version: str, replicas: int) -> State:
+        present = [r for r in state.track(track) if r.version == version]
+        for index in range(len(present), replicas):
+            replica = Replica(
+                name=f"{track}-{version}-{index}",
+                track=track,
+                version=version,
+                port=9000 + len(state.replicas),
+            )
+            state = self.store.save(state.with_replica(replica))
+            if version in self.never_ready:
+                raise RuntimeProcessError(f"{replica.name} failed its health check")
+            state = self.store.save(state.with_replica(replica.model_copy(update={"ready": True})))
+        return state
+
+    def replace_stable(self, state: State, version: str) -> State:
+        old = {r.name for r in state.track("stable") if r.version != version}
+        state = self.ensure_track(state, "stable", version, len(state.track("stable")))
+        return self._retire(state, old)
+
+    def retire_track(self, state: State, track: Track) -> State:
+        return self._retire(state, {r.name for r in state.track(track)})
+
+    def _retire(self, state: State, names: set[str]) -> State:
+        self.apply_split(state.without(names))
+        return self.store.save(state.without(names))
+
+    def apply_split(self, state: State) -> None:
+        self.router.apply(routes_for(state))
+
+    def reconcile(self, state: State) -> State:
+        self.apply_split(state)
+        return self.store.save(state.without({r.name for r in state.replicas if not r.ready}))
+
+    def replicas(self) -> list[ReplicaView]:
+        routed = set(self.router.routes.stable + self.router.routes.canary)
+        return [
+            ReplicaView(
+                name=r.name,
+                track=r.track,
+                version=r.version,
+                endpoint=r.endpoint,
+                process="RUNNING",
+                pid=0,
+                healthy=r.ready,
+                routed=r.endpoint in routed,
+            )
+            for r in self.store.load().replicas
+        ]
+
+    def routed_weight(self) -> int | None:
+        return self.router.routes.canary_weight
+
+    def teardown(self) -> list[int]:
+        self.store.save(State())
+        return []
 
 
 class MemoryStore(StateStore):
@@ -288,6 +355,7 @@ class SimWorld:
     fleet: Fleet
     recorder: ListRecorder
     store: MemoryStore
+    tracks: SimTracks
 
     def engine(self, policy: PolicyEngine, on_tick: object | None = None) -> RolloutEngine:
         engine = RolloutEngine(
@@ -317,10 +385,13 @@ def sim_world(
     provider = SimProvider(traffic)
     recorder = ListRecorder()
     store = MemoryStore(loaded.state_dir)
+    router = SimRouter(traffic)
+    tracks = SimTracks(store, router)
     fleet = Fleet(
         loaded=loaded,
-        runtime=SimRuntime(),
-        router=SimRouter(traffic),
+        tracks=tracks,
+        processes=SimProcesses(),
+        router=router,
         store=store,
         http=httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200))),
         progress=lambda message: None,
@@ -329,7 +400,7 @@ def sim_world(
     deploy(fleet, "v1")
     provider.mark("stable")
     clock.sleep(warmup_s)
-    return SimWorld(clock, traffic, provider, fleet, recorder, store)
+    return SimWorld(clock, traffic, provider, fleet, recorder, store, tracks)
 
 
 def ticks(reports: list[TickReport]) -> object:

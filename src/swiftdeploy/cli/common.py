@@ -100,10 +100,10 @@ def fleet_of(loaded: LoadedManifest) -> Fleet:
 @contextmanager
 def locked_fleet(manifest: Path) -> Iterator[Fleet]:
     """The project's fleet under its lock, with the command recorded before it acts."""
-    from swiftdeploy.lock import project_lock
+    from swiftdeploy.commands.context import project_locks
 
     loaded = load(manifest)
-    with project_lock(loaded.state_dir):
+    with project_locks(loaded):
         fleet = fleet_of(loaded)
         fleet.recorder.record("command", rollout_id=fleet.store.load().rollout_id)
         yield fleet

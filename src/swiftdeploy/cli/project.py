@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -80,15 +80,11 @@ def schema() -> None:
 @app.command()
 def doctor(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
     """Versions and health of every part: nginx, lua, supervisord, Prometheus, hey, OPA."""
-    from swiftdeploy.commands.doctor import run_checks
-    from swiftdeploy.runtime import create_runtime
+    from swiftdeploy.commands.doctor import processes_of, run_checks
 
-    checks = run_checks()
-    processes: list[dict[str, Any]] = []
-    if manifest.is_file():
-        loaded = load(manifest)
-        runtime = create_runtime("local", loaded.state_dir)
-        processes = [p.__dict__ for p in runtime.processes()]
+    loaded = load(manifest) if manifest.is_file() else None
+    checks = run_checks(loaded)
+    processes = processes_of(loaded) if loaded else []
     if as_json:
         print_json({"checks": [c.__dict__ for c in checks], "processes": processes})
     else:
@@ -164,7 +160,7 @@ def status(
 
 def _status_table(loaded: LoadedManifest, report: StatusReport) -> Table:
     state = report.state
-    weight_text = f"{report.router.routes.canary_weight}%" if report.router else "nginx down"
+    weight_text = f"{report.weight}%" if report.weight is not None else "nginx down"
     title = escape(
         f"{loaded.manifest.service.name} on {loaded.manifest.traffic.listen} | phase "
         f"{state.phase.value} | stable {state.stable_version or '-'} | canary "
@@ -273,15 +269,8 @@ def metrics(
 @app.command()
 def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Stop every process this project started (replicas, nginx, supervisord)."""
-    from swiftdeploy.commands.audit import open_audit_log
     from swiftdeploy.commands.teardown import teardown as stop_all
-    from swiftdeploy.lock import project_lock
-    from swiftdeploy.rollout.state import StateStore
-    from swiftdeploy.runtime import create_runtime
 
-    loaded = load(manifest)
-    with project_lock(loaded.state_dir):
-        store = StateStore(loaded.state_dir)
-        open_audit_log(loaded).append("command", rollout_id=store.load().rollout_id)
-        pids = stop_all(create_runtime("local", loaded.state_dir), store)
+    with locked_fleet(manifest) as fleet:
+        pids = stop_all(fleet)
     out.print(f"stopped {len(pids)} processes")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import httpx
 
 from swiftdeploy.errors import BadInputError, OperationalError
-from swiftdeploy.fleet import Fleet, chaos_token
+from swiftdeploy.fleet import Fleet
 from swiftdeploy.rollout.state import Track
+from swiftdeploy.runtime.hosted import chaos_token
 
 
 def set_chaos(

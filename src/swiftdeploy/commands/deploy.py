@@ -24,7 +24,7 @@ def deploy(fleet: Fleet, version: str) -> State:
         return state
     if not state.track("stable"):
         count = fleet.loaded.manifest.service.replicas
-        state = fleet.start_track(state, "stable", version, count)
+        state = fleet.ensure_track(state, "stable", version, count)
         state = fleet.store.save(state.model_copy(update={"stable_version": version}))
         fleet.apply_routes(state)
     else:

@@ -4,66 +4,64 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from swiftdeploy import __version__, proc
-from swiftdeploy.errors import CommandFailedError
+from swiftdeploy import __version__
+from swiftdeploy.manifest import LoadedManifest, Manifest
+from swiftdeploy.proc import version_of
+from swiftdeploy.runtime import backend
+from swiftdeploy.runtime.base import Check
 from swiftdeploy.tools import find_opa
 
 LUA_MODULE = Path("/usr/lib/nginx/modules/ngx_http_lua_module.so")
 
 
-@dataclass(frozen=True)
-class Check:
-    part: str
-    ok: bool
-    detail: str
-
-
-def _version(argv: list[str], pick: int = 0) -> tuple[bool, str]:
-    if shutil.which(argv[0]) is None:
-        return False, f"{argv[0]} not found on PATH"
-    try:
-        outcome = proc.run(argv, timeout=10)
-    except CommandFailedError as exc:
-        return False, exc.one_line()
-    lines = (outcome.stdout + outcome.stderr).strip().splitlines()
-    return outcome.code == 0, lines[pick] if len(lines) > pick else "unknown version"
-
-
-def run_checks() -> list[Check]:
+def run_checks(loaded: LoadedManifest | None) -> list[Check]:
+    """The parts of the manifest's runtime (the default one without a manifest), then
+    the tools every runtime uses."""
+    default = Manifest.model_fields["runtime"].default
+    runtime = backend(loaded.manifest.runtime if loaded else default)
     checks = [Check("swiftdeploy", True, f"{__version__} on Python {sys.version.split()[0]}")]
-    ok, detail = _version(["nginx", "-v"])
-    checks.append(Check("nginx", ok, detail))
-    checks.append(
-        Check(
-            "nginx lua module",
-            LUA_MODULE.is_file(),
-            str(LUA_MODULE)
-            if LUA_MODULE.is_file()
-            else "missing: apt-get install libnginx-mod-http-lua",
-        )
-    )
-    ok, detail = _version([sys.executable, "-m", "supervisor.supervisord", "--version"])
-    checks.append(Check("supervisord", ok, detail))
-    ok, detail = _version(["prometheus", "--version"])
+    if runtime.NGINX_ROUTED:
+        checks += _nginx_checks()
+    checks += runtime.doctor(loaded)
+    ok, detail = version_of(["prometheus", "--version"])
     checks.append(Check("prometheus", ok, detail))
     hey = shutil.which("hey")
     checks.append(Check("hey", hey is not None, hey or "missing: apt-get install hey"))
-    opa = find_opa()
-    if opa:
-        ok, detail = _version([opa, "version"])
-        source = Path(opa).with_name("opa.source")
-        where = source.read_text().strip() if source.is_file() else opa
-        checks.append(Check("opa", ok, f"{detail} ({where})"))
-    else:
-        checks.append(
-            Check(
-                "opa",
-                False,
-                "not found: `make setup` builds it with Go; without Go, put a release "
-                "binary of OPA v1.x on PATH as `opa`",
-            )
-        )
+    checks.append(_opa_check())
     return checks
+
+
+def _nginx_checks() -> list[Check]:
+    ok, detail = version_of(["nginx", "-v"])
+    lua = LUA_MODULE.is_file()
+    return [
+        Check("nginx", ok, detail),
+        Check(
+            "nginx lua module",
+            lua,
+            str(LUA_MODULE) if lua else "missing: apt-get install libnginx-mod-http-lua",
+        ),
+    ]
+
+
+def _opa_check() -> Check:
+    opa = find_opa()
+    if opa is None:
+        return Check(
+            "opa",
+            False,
+            "not found: `make setup` builds it with Go; without Go, put a release "
+            "binary of OPA v1.x on PATH as `opa`",
+        )
+    ok, detail = version_of([opa, "version"])
+    source = Path(opa).with_name("opa.source")
+    where = source.read_text().strip() if source.is_file() else opa
+    return Check("opa", ok, f"{detail} ({where})")
+
+
+def processes_of(loaded: LoadedManifest) -> list[dict[str, object]]:
+    """The project's platform processes and their states."""
+    manager = backend(loaded.manifest.runtime).process_manager(loaded)
+    return [p.__dict__ for p in manager.processes()]

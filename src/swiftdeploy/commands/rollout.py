@@ -37,7 +37,7 @@ def resume(engine: RolloutEngine) -> State:
         )
     state = fleet.reconcile(state)
     if state.phase in (Phase.PROGRESSING, Phase.PAUSED):
-        state = fleet.ensure_canary(state)
+        state = engine.ensure_canary(state)
     if state.phase == Phase.PAUSED and state.pause_kind == "held":
         state = engine.resume_held(state)  # the step keeps its evidence
     return engine.run(state)

@@ -1,12 +1,12 @@
-"""`swiftdeploy teardown`: stop every process this project started, and forget them."""
+"""`swiftdeploy teardown`: stop everything this project runs, and forget it."""
 
 from __future__ import annotations
 
-from swiftdeploy.rollout.state import State, StateStore
-from swiftdeploy.runtime.base import Runtime
+from swiftdeploy.fleet import Fleet
+from swiftdeploy.rollout.state import State
 
 
-def teardown(runtime: Runtime, store: StateStore) -> list[int]:
-    pids = runtime.shutdown()
-    store.save(State())
+def teardown(fleet: Fleet) -> list[int]:
+    pids = fleet.tracks.teardown()
+    fleet.store.save(State())
     return pids

@@ -1,12 +1,12 @@
-"""`swiftdeploy validate`: schema, command, ports and the rendered nginx config."""
+"""`swiftdeploy validate`: schema, what the runtime checks, and for a runtime routed by
+nginx, the listener and the rendered nginx config."""
 
 from __future__ import annotations
 
-from swiftdeploy import proc
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.ports import can_bind
-from swiftdeploy.runtime import create_runtime
+from swiftdeploy.runtime import backend
 from swiftdeploy.traffic.nginx import NginxRouter
 
 
@@ -15,12 +15,11 @@ def preflight(loaded: LoadedManifest) -> list[str]:
 
     Returns what was checked; raises BadInputError naming the field on the first failure.
     """
-    manifest = loaded.manifest
-    program = proc.resolve_program(
-        manifest.service.command[0], where=loaded.where("service.command")
-    )
-    checks = [f"service.command: {program}"]
-    traffic = manifest.traffic
+    runtime = backend(loaded.manifest.runtime)
+    checks = runtime.preflight(loaded)
+    if not runtime.NGINX_ROUTED:
+        return checks
+    traffic = loaded.manifest.traffic
     if not _listener_is_ours(loaded) and not can_bind(traffic.host, traffic.port):
         raise BadInputError(
             f"{loaded.where('traffic.listen')}: {traffic.listen} is already in use "
@@ -28,14 +27,12 @@ def preflight(loaded: LoadedManifest) -> list[str]:
             hint="choose a free port, e.g. `swiftdeploy init --listen 127.0.0.1:8081`",
         )
     checks.append(f"traffic.listen: {traffic.listen} is free or ours")
-    router = NginxRouter(manifest, loaded.state_dir)
+    router = NginxRouter(loaded.manifest, loaded.state_dir)
     router.check()
     checks.append("nginx -t: the rendered config is valid")
     return checks
 
 
 def _listener_is_ours(loaded: LoadedManifest) -> bool:
-    if not (loaded.state_dir / "supervisor.sock").exists():
-        return False
-    runtime = create_runtime("local", loaded.state_dir)
-    return any(p.name == "nginx" and p.running for p in runtime.processes())
+    processes = backend(loaded.manifest.runtime).process_manager(loaded).processes()
+    return any(p.name == "nginx" and p.running for p in processes)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet, record_decision
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Step
@@ -107,8 +108,26 @@ class RolloutEngine:
             message=None,
             evidence=evidence,
         )
-        state = fleet.start_track(state, "canary", version, manifest.strategy.canary.replicas)
+        try:
+            state = fleet.ensure_track(state, "canary", version, manifest.strategy.canary.replicas)
+        except RuntimeProcessError as exc:
+            return self._never_ready(exc)
         return self._enter_step(state, 0, self._steps()[0])
+
+    def ensure_canary(self, state: State) -> State:
+        """The canary replicas an interruption left missing, started and routed; a
+        canary that cannot be made ready again is rolled back."""
+        try:
+            return self.fleet.ensure_canary(state)
+        except RuntimeProcessError as exc:
+            return self._never_ready(exc)
+
+    def _never_ready(self, exc: RuntimeProcessError) -> State:
+        # The state on disk has the replica that failed (recorded before it started),
+        # so the rollback drains and stops it with the others.
+        return self.rollback(
+            self.fleet.store.load(), f"the canary did not become ready: {exc.one_line()}"
+        )
 
     def new_evidence(self) -> Evidence:
         """An empty ledger whose latency bound comes from the stable's recent traffic,
@@ -235,7 +254,7 @@ class RolloutEngine:
             elapsed_s=elapsed,
             canary=canary,
             stable=stable,
-            canary_healthy=self._canary_healthy(state),
+            canary_healthy=self._canary_healthy(),
             statistics=statistics,
         )
         decision = self.policy.decide(CANARY, policy_input)
@@ -384,14 +403,9 @@ class RolloutEngine:
             return measurement.model_copy(update={"status": "provider_error"})
         return measurement
 
-    def _canary_healthy(self, state: State) -> bool:
-        processes = {p.name: p for p in self.fleet.runtime.processes()}
-        down = set(self.fleet.router.current().down)
-        for replica in state.track("canary"):
-            info = processes.get(replica.name)
-            if info is None or not info.running or replica.endpoint in down:
-                return False
-        return bool(state.track("canary"))
+    def _canary_healthy(self) -> bool:
+        canary = [r for r in self.fleet.tracks.replicas() if r.track == "canary"]
+        return bool(canary) and all(r.healthy for r in canary)
 
     def _ensure_load(self, step_index: int, analysis: Analysis) -> None:
         if analysis.load is None or self._load_step == step_index:

@@ -1,21 +1,31 @@
-"""Runtimes, by name. An unknown name is an error."""
+"""Runtime backends, by name. An unknown name is an error, never a silent fallback.
+
+A backend's module is imported only when it is asked for, so a backend's clients
+load only for the projects that use it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 from swiftdeploy.errors import BadInputError
-from swiftdeploy.runtime.base import Runtime
-from swiftdeploy.runtime.local import SupervisorRuntime
-
-RUNTIMES = {"local": SupervisorRuntime}
+from swiftdeploy.runtime.base import Backend
 
 
-def create_runtime(name: str, state_dir: Path) -> Runtime:
+def _local() -> Backend:
+    from swiftdeploy.runtime import local
+
+    return local
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local}
+
+
+def backend(name: str) -> Backend:
     try:
-        factory = RUNTIMES[name]
+        load = BACKENDS[name]
     except KeyError:
         raise BadInputError(
-            f"unknown runtime {name!r}", hint=f"choose one of: {', '.join(RUNTIMES)}"
+            f"unknown runtime {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}"
         ) from None
-    return factory(state_dir)
+    return load()

@@ -1,8 +1,12 @@
-"""The local runtime: one supervisord per project, driven over XML-RPC on a 0700 unix socket.
+"""The local backend: one supervisord per project, driven over XML-RPC on a 0700 unix
+socket, runs the platform (nginx, OPA, Prometheus) and the replicas, which
+`HostedTracks` routes through nginx.
 
 Each process is a program group in its own include file, added and removed with
 `reloadConfig` + `addProcessGroup` / `removeProcessGroup`, so starting or stopping a
 replica never restarts the others.
+
+This module is a `runtime.base.Backend`: its module-level functions are the backend's.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shlex
 import sys
 import time
 import xmlrpc.client
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +28,17 @@ from supervisor.xmlrpc import SupervisorTransport
 from swiftdeploy import proc
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fsutil import atomic_write, private_dir
-from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec
+from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.rollout.state import Replica, StateStore
+from swiftdeploy.runtime.base import (
+    BackendDeps,
+    Check,
+    ProcessInfo,
+    ProcessManager,
+    ProcessSpec,
+    TrackRuntime,
+)
+from swiftdeploy.runtime.hosted import PLATFORM_PROCESSES, HostedTracks, replica_env
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
 _PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -253,3 +268,71 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
+
+
+class LocalReplicas:
+    """Replicas as supervisord programs running the manifest's service.command."""
+
+    def __init__(self, loaded: LoadedManifest, processes: ProcessManager) -> None:
+        self.loaded = loaded
+        self.processes = processes
+
+    def start(self, replica: Replica) -> None:
+        service = self.loaded.manifest.service
+        program = proc.resolve_program(service.command[0], where="service.command")
+        argv = [program] + [
+            arg.format(port=replica.port, version=replica.version) for arg in service.command[1:]
+        ]
+        self.processes.start(
+            ProcessSpec(
+                name=replica.name,
+                argv=argv,
+                env=replica_env(self.loaded, replica),
+                log_path=Path(self.logs(replica.name)),
+            )
+        )
+
+    def stop(self, name: str) -> None:
+        self.processes.stop(name)
+
+    def inspect(self) -> dict[str, ProcessInfo]:
+        return {p.name: p for p in self.processes.processes() if p.name not in PLATFORM_PROCESSES}
+
+    def logs(self, name: str) -> str:
+        return str(self.loaded.state_dir / "logs" / f"{name}.log")
+
+
+# --- the Backend functions ---------------------------------------------------------
+
+NGINX_ROUTED = True
+
+
+def process_manager(loaded: LoadedManifest) -> SupervisorRuntime:
+    return SupervisorRuntime(loaded.state_dir)
+
+
+def create_tracks(deps: BackendDeps) -> TrackRuntime:
+    assert deps.router is not None  # NGINX_ROUTED: open_fleet always builds one
+    return HostedTracks(deps, deps.router, LocalReplicas(deps.loaded, deps.processes))
+
+
+def preflight(loaded: LoadedManifest) -> list[str]:
+    program = proc.resolve_program(
+        loaded.manifest.service.command[0], where=loaded.where("service.command")
+    )
+    return [f"service.command: {program}"]
+
+
+def doctor(loaded: LoadedManifest | None) -> list[Check]:
+    ok, detail = proc.version_of([sys.executable, "-m", "supervisor.supervisord", "--version"])
+    return [Check("supervisord", ok, detail)]
+
+
+def state_store(loaded: LoadedManifest) -> StateStore:
+    return StateStore(loaded.state_dir)
+
+
+def shared_lock(loaded: LoadedManifest) -> AbstractContextManager[None]:
+    # Nothing outside this machine drives a local project: its lock in the state
+    # directory is the only one.
+    return nullcontext()
