@@ -276,6 +276,8 @@ def quantile(values: list[float], q: float) -> float:
 def minutes(seconds: float) -> str:
     if math.isnan(seconds):
         return "-"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -319,6 +321,7 @@ def main() -> int:
     parser.add_argument("--cells", default=",".join(f"{c:g}" for c in CELLS))
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = parser.parse_args()
     cells = [float(c) for c in args.cells.split(",")]
     kinds = [k for k in args.kinds.split(",") if k]
@@ -360,9 +363,9 @@ def main() -> int:
                     )
             out.append("")
     out.append(f"Wall time: {time.monotonic() - started:.0f} s.")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(out) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text("\n".join(out) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
