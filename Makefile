@@ -46,6 +46,8 @@ bench: setup
 	$(PY) bench/measure_demo.py
 	$(PY) bench/policy_latency.py
 	$(PY) bench/detection.py
+	$(PY) bench/rollouts.py
+	$(PY) bench/startup.py
 	$(PY) bench/e2e_detection.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/soak.py
