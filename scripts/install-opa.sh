@@ -10,7 +10,9 @@ bindir="${2:?usage: install-opa.sh VERSION BINDIR}"
 mkdir -p "$bindir"
 bindir="$(cd "$bindir" && pwd)"
 target="$bindir/opa"
-if [ -x "$target" ] && "$target" version 2>/dev/null | grep -q "^Version: ${version#v}$"; then
+# Output is captured before it is matched: with pipefail, a reader that stops early
+# (grep -q, head) makes opa die of SIGPIPE and the whole pipeline fail (exit 141).
+if [ -x "$target" ] && [[ "$("$target" version 2>/dev/null)" == *"Version: ${version#v}"$'\n'* ]]; then
   exit 0
 fi
 export PATH="$PATH:/usr/local/go/bin"
@@ -30,4 +32,5 @@ else
   (cd "$work" && CGO_ENABLED=0 go build -o "$target" .)
 fi
 printf '%s\n' "source: go module proxy, $module@$version, built with $(go version | cut -d' ' -f3)" > "$bindir/opa.source"
-"$target" version | head -n1
+installed="$("$target" version)"
+echo "${installed%%$'\n'*}"
