@@ -37,9 +37,9 @@ SURFACES = {
     ),
     "audit files (mutated trails, random files and heads)": ("tests/audit/test_fuzz_verify.py",),
 }
-# e.g. "  - during generate phase (12.34 seconds):\n    - Typical runtimes: ...\n
-#        - 9996 passing examples, 0 failing examples, 41 invalid examples"
-EXAMPLE_COUNTS = re.compile(r"(\d+) passing examples, (\d+) failing examples")
+# e.g. "  - during generate phase (0.03 seconds):" ... "    - 20 passing, 0 failing, and
+# 0 invalid test cases"
+EXAMPLE_COUNTS = re.compile(r"(\d+) passing, (\d+) failing")
 
 
 def run_surface(tests: tuple[str, ...], examples: int) -> tuple[int, int, int, int, float]:
