@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from swiftdeploy.audit.recorder import Recorder
 from swiftdeploy.errors import BadInputError, OperationalError, StateError
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.policy.base import Decision
 from swiftdeploy.ports import free_port
 from swiftdeploy.probe import wait_for_ok
 from swiftdeploy.rollout.state import State, StateStore, Track
@@ -29,39 +29,6 @@ if TYPE_CHECKING:
 OPA_SOCKET = "opa.sock"
 
 Progress = Callable[[str], None]
-
-
-class Recorder(Protocol):
-    """Where actions, transitions and decisions are written before they are acted on."""
-
-    def record(self, kind: str, **fields: Any) -> None: ...
-
-
-def record_decision(
-    recorder: Recorder,
-    decision: Decision,
-    package: str,
-    policy_input: dict[str, Any],
-    measurements: dict[str, Any],
-    statistics: dict[str, Any],
-    **fields: Any,
-) -> None:
-    """A gate decision with everything needed to explain or replay it later."""
-    recorder.record(
-        "decision",
-        decision={
-            "engine": decision.engine,
-            "package": package,
-            "decision_id": decision.decision_id,
-            "input": policy_input,
-            "output": decision.model_dump(mode="json"),
-            "measurements": measurements,
-            "statistics": statistics,
-            "thresholds": policy_input["thresholds"],
-            "step": policy_input.get("step"),
-        },
-        **fields,
-    )
 
 
 @dataclass

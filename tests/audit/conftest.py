@@ -1,10 +1,10 @@
 """Audit trails as the CLI writes them, with a fake clock.
 
 Every record goes through the real AuditLog (real hashes), one log per CLI invocation
-with its argv, through the fleet's real recorder (commands/context.py::AuditRecorder).
+with its argv, through the fleet's real recorder (audit/recorder.py::AuditRecorder).
 Every decision is a real one: a hand-written evidence ledger, the policy input the
 engine builds from it (tests/support/inputs.py), the shipped canary policy in the
-embedded engine, written by fleet.record_decision with Measurement dumps as the
+embedded engine, written by audit.recorder.record_decision with Measurement dumps as the
 rollout engine writes them. So these tests read exactly what a real rollout leaves.
 
 - `write_synthetic_trail`: one rollout promoted through three steps, holding before
@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 
 from swiftdeploy.audit.log import AuditLog
-from swiftdeploy.commands.context import AuditRecorder
-from swiftdeploy.fleet import record_decision
+from swiftdeploy.audit.recorder import AuditRecorder, record_decision
 from swiftdeploy.policy.base import CANARY, Decision
 from swiftdeploy.policy.embedded import EmbeddedEngine
 from swiftdeploy.rollout.engine import summarize_reasons

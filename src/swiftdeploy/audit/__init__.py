@@ -1,8 +1,9 @@
 """The tamper-evident audit trail: a hash-chained JSON-lines log, its verifier and reports.
 
-`log` appends records (rollout engine, commands), `verify` checks the chain,
-`explain` turns records into rollouts and plain-word reasons, `report` renders them
-(Markdown, self-contained HTML, `why`, exports), `cli` is the `swiftdeploy audit` group.
+`recorder` is what the engine and commands write through, `log` appends the records
+(MAC'd, with a head), `verify` checks them, `checkpoint` signs a head; `explain` turns
+records into rollouts and plain-word reasons, read by `why`, `export` and `report`
+(Markdown and self-contained HTML). The `swiftdeploy audit` group lives in `cli/`.
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from swiftdeploy.audit.log import AuditLog
+from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.fleet import Fleet, Progress
 from swiftdeploy.lock import project_lock
@@ -19,16 +18,6 @@ from swiftdeploy.runtime.base import BackendDeps
 from swiftdeploy.traffic import create_router
 
 ROUTER = "nginx"
-
-
-class AuditRecorder:
-    """The fleet's recorder: every record goes to the audit trail before the action."""
-
-    def __init__(self, log: AuditLog) -> None:
-        self.log = log
-
-    def record(self, kind: str, **fields: Any) -> None:
-        self.log.append(kind, **fields)
 
 
 def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:

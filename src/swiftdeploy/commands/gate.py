@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import getpass
 
+from swiftdeploy.audit.recorder import Recorder, record_decision
 from swiftdeploy.errors import PolicyDeniedError
-from swiftdeploy.fleet import Recorder, record_decision
 from swiftdeploy.hostfacts import measure_host
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.policy.base import INFRASTRUCTURE, Decision, PolicyEngine

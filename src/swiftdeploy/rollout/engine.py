@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import RuntimeProcessError
-from swiftdeploy.fleet import Fleet, record_decision
+from swiftdeploy.fleet import Fleet
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Step
 from swiftdeploy.metrics.base import Measurement, MetricsProvider, summarize
