@@ -1,7 +1,7 @@
 """Every fuzzing property of the test suite at --examples each, and a table of the bad
 inputs tried per surface (manifests, audit files, command lines) and the crashes found.
 
-    .venv/bin/python bench/fuzz.py [--examples 10000]
+    .venv/bin/python bench/fuzz.py [--examples 2000]
 
 A crash is any outcome other than the documented one (a valid object, a clean
 SwiftDeployError, an exit code from the documented list, a verify verdict): Hypothesis
@@ -65,7 +65,7 @@ def run_surface(tests: tuple[str, ...], examples: int) -> tuple[int, int, int, i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--examples", type=int, default=10_000)
+    parser.add_argument("--examples", type=int, default=2000)
     args = parser.parse_args()
     command = f".venv/bin/python bench/fuzz.py --examples {args.examples}"
     lines = [

@@ -3,7 +3,7 @@ evidence -> statistics -> policy input -> decision path.
 
 The only outcomes allowed are a valid object or a clean SwiftDeployError; anything
 else (a traceback) fails. CI runs FUZZ_EXAMPLES examples per property (default 300);
-`bench/fuzz.py` runs 10,000.
+`bench/fuzz.py` runs more (BENCHMARKS.md).
 """
 
 from __future__ import annotations
