@@ -295,6 +295,10 @@ class SimTracks:
             for r in self.store.load().replicas
         ]
 
+    def track_healthy(self, state: State, track: Track) -> bool:
+        replicas = state.track(track)
+        return bool(replicas) and all(r.ready for r in replicas)
+
     def routed_weight(self) -> int | None:
         return self.router.routes.canary_weight
 

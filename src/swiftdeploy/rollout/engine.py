@@ -255,7 +255,7 @@ class RolloutEngine:
             elapsed_s=elapsed,
             canary=canary,
             stable=stable,
-            canary_healthy=self._canary_healthy(),
+            canary_healthy=self.fleet.tracks.track_healthy(state, "canary"),
             statistics=statistics,
         )
         decision = self.policy.decide(CANARY, policy_input)
@@ -403,10 +403,6 @@ class RolloutEngine:
         if latest is not None and latest.status == "provider_error":
             return measurement.model_copy(update={"status": "provider_error"})
         return measurement
-
-    def _canary_healthy(self) -> bool:
-        canary = [r for r in self.fleet.tracks.replicas() if r.track == "canary"]
-        return bool(canary) and all(r.healthy for r in canary)
 
     def _ensure_load(self, step_index: int, analysis: Analysis) -> None:
         if analysis.load is None or self._load_step == step_index:

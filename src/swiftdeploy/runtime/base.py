@@ -124,6 +124,11 @@ class TrackRuntime(Protocol):
 
     def replicas(self) -> list[ReplicaView]: ...
 
+    def track_healthy(self, state: State, track: Track) -> bool:
+        """The track has replicas and every one of them runs and is not marked down by
+        the router: what each look asks, so it costs no request to the replicas."""
+        ...
+
     def routed_weight(self) -> int | None:
         """The canary weight the router applies now; None when it cannot be asked."""
         ...

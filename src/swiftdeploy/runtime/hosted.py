@@ -222,6 +222,16 @@ class HostedTracks:
             )
         return views
 
+    def track_healthy(self, state: State, track: Track) -> bool:
+        replicas = state.track(track)
+        running = self.launcher.inspect()
+        status = self._router_status()
+        down = set(status.down) if status else set()
+        return bool(replicas) and all(
+            (info := running.get(r.name)) is not None and info.running and r.endpoint not in down
+            for r in replicas
+        )
+
     def _answers(self, endpoint: str) -> bool:
         try:
             url = f"http://{endpoint}{self.loaded.manifest.service.health}"
