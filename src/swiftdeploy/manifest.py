@@ -97,9 +97,19 @@ class SecretValue(_Model):
     secret: bool = True
 
 
+# An image reference with `{version}` where the version goes, e.g. `app:{version}` or
+# `registry.example/team/app:{version}`: what container runtimes start.
+ImageTemplate = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9._/:-]*\{version\}[A-Za-z0-9._-]*$", max_length=255)
+]
+
+
 class Service(_Model):
     name: Name
-    command: list[str] = Field(min_length=1)
+    # The local runtime runs `command`; container runtimes run `image` at `port`.
+    command: list[str] | None = Field(default=None, min_length=1)
+    image: ImageTemplate | None = None
+    port: int = Field(default=8080, ge=1, le=65535)
     health: UrlPath = "/healthz"
     replicas: int = Field(default=2, ge=1, le=32)
     version: Version
@@ -109,7 +119,9 @@ class Service(_Model):
 
     @field_validator("command")
     @classmethod
-    def _command_templates(cls, argv: list[str]) -> list[str]:
+    def _command_templates(cls, argv: list[str] | None) -> list[str] | None:
+        if argv is None:
+            return None
         for arg in argv:
             if "\n" in arg or "\x00" in arg:
                 raise ValueError("command arguments cannot contain newlines or NUL bytes")
@@ -129,6 +141,11 @@ class Service(_Model):
         if ".." in path:
             raise ValueError("the health path cannot contain '..'")
         return path
+
+    def image_for(self, version: str) -> str:
+        if self.image is None:
+            raise ValueError("service.image is not set")
+        return self.image.replace("{version}", version)
 
     def plain_env(self) -> dict[str, str]:
         return {k: v.value if isinstance(v, SecretValue) else v for k, v in self.env.items()}
@@ -406,6 +423,14 @@ class Manifest(_Model):
     metrics: Metrics = Field(default_factory=Metrics)
     policy: Policy = Field(default_factory=Policy)
     audit: Audit = Field(default_factory=Audit)
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Manifest:
+        if self.runtime == "local" and self.service.command is None:
+            raise ValueError("service.command is required by the local runtime")
+        if self.runtime != "local" and self.service.image is None:
+            raise ValueError(f"service.image is required by the {self.runtime} runtime")
+        return self
 
 
 class LoadedManifest(BaseModel):

@@ -278,10 +278,10 @@ class LocalReplicas:
         self.processes = processes
 
     def start(self, replica: Replica) -> None:
-        service = self.loaded.manifest.service
-        program = proc.resolve_program(service.command[0], where="service.command")
+        command = _command(self.loaded)
+        program = proc.resolve_program(command[0], where="service.command")
         argv = [program] + [
-            arg.format(port=replica.port, version=replica.version) for arg in service.command[1:]
+            arg.format(port=replica.port, version=replica.version) for arg in command[1:]
         ]
         self.processes.start(
             ProcessSpec(
@@ -302,6 +302,12 @@ class LocalReplicas:
         return str(self.loaded.state_dir / "logs" / f"{name}.log")
 
 
+def _command(loaded: LoadedManifest) -> list[str]:
+    command = loaded.manifest.service.command
+    assert command is not None  # the manifest requires it for the local runtime
+    return command
+
+
 # --- the Backend functions ---------------------------------------------------------
 
 NGINX_ROUTED = True
@@ -317,9 +323,7 @@ def create_tracks(deps: BackendDeps) -> TrackRuntime:
 
 
 def preflight(loaded: LoadedManifest) -> list[str]:
-    program = proc.resolve_program(
-        loaded.manifest.service.command[0], where=loaded.where("service.command")
-    )
+    program = proc.resolve_program(_command(loaded)[0], where=loaded.where("service.command"))
     return [f"service.command: {program}"]
 
 
