@@ -14,7 +14,7 @@ import pytest
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write
-from swiftdeploy.rollout.state import State, StateStore
+from swiftdeploy.rollout.state import FileStateStore, State
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
@@ -56,7 +56,7 @@ def test_a_full_disk_leaves_the_previous_file_and_no_temporary(small_disk: Path)
 
 
 def test_saving_state_on_a_full_disk_is_a_state_error(small_disk: Path) -> None:
-    store = StateStore(small_disk / ".swiftdeploy")
+    store = FileStateStore(small_disk / ".swiftdeploy")
     store.save(State())
     before = store.path.read_text()
     _fill(small_disk)

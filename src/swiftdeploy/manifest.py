@@ -273,7 +273,14 @@ class Strategy(_Model):
 
 # The PromQL templates the prometheus provider renders, and the variables they get.
 QUERY_NAMES = ("requests", "errors", "error_rate", "buckets", "quantile", "p99")
-QUERY_SAMPLE = {"track": "canary", "window": "30000ms", "q": 0.99}
+# Kubernetes templates also get `namespace` and `service` (labels namespace, app, track).
+QUERY_SAMPLE = {
+    "track": "canary",
+    "window": "30000ms",
+    "q": 0.99,
+    "namespace": "default",
+    "service": "app",
+}
 
 
 class PrometheusSettings(_Model):
@@ -413,16 +420,35 @@ class Audit(_Model):
         return relative_path(path, "the audit path")
 
 
+# A DNS-1123 label: what Kubernetes accepts as a namespace or an object's name.
+KubeName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+
+
+class GatewayRef(_Model):
+    """The Gateway the service's HTTPRoute attaches to."""
+
+    name: KubeName = "swiftdeploy-gw"
+    namespace: KubeName = "gateway"
+
+
+class Kubernetes(_Model):
+    namespace: KubeName = "default"
+    # A kubeconfig context; None: the current one (`--kube-context` overrides both).
+    context: str | None = Field(default=None, min_length=1, max_length=253)
+    gateway: GatewayRef = Field(default_factory=GatewayRef)
+
+
 class Manifest(_Model):
     api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
     # What runs the replicas (`swiftdeploy.runtime.backend`).
-    runtime: Literal["local"] = "local"
+    runtime: Literal["local", "kubernetes"] = "local"
     service: Service
     traffic: Traffic = Field(default_factory=Traffic)
     strategy: Strategy = Field(default_factory=Strategy)
     metrics: Metrics = Field(default_factory=Metrics)
     policy: Policy = Field(default_factory=Policy)
     audit: Audit = Field(default_factory=Audit)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
 
     @model_validator(mode="after")
     def _runnable(self) -> Manifest:
@@ -430,6 +456,13 @@ class Manifest(_Model):
             raise ValueError("service.command is required by the local runtime")
         if self.runtime != "local" and self.service.image is None:
             raise ValueError(f"service.image is required by the {self.runtime} runtime")
+        if self.runtime == "kubernetes" and not (
+            self.metrics.provider == "prometheus" and self.metrics.prometheus.url
+        ):
+            raise ValueError(
+                "the kubernetes runtime reads metrics from the cluster's Prometheus: set"
+                " metrics.provider: prometheus and metrics.prometheus.url"
+            )
         return self
 
 

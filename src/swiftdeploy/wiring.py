@@ -47,6 +47,11 @@ def metrics_provider(fleet: Fleet, keep_history: bool = True) -> MetricsProvider
         state_dir=fleet.state_dir,
         bootstrap_s=BOOTSTRAP_S,
         keep_history=keep_history,
+        prometheus_labels=(
+            {"namespace": manifest.kubernetes.namespace, "service": manifest.service.name}
+            if manifest.runtime == "kubernetes"
+            else None
+        ),
     )
     return create_provider(manifest.metrics.provider, deps)
 

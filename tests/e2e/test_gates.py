@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from swiftdeploy.rollout.state import StateStore
+from swiftdeploy.rollout.state import FileStateStore
 from swiftdeploy.runtime.local import SupervisorRuntime
 from tests.conftest import Project
 
@@ -39,7 +39,7 @@ def test_scenario_a_disk_threshold_above_free_disk_blocks_the_deploy(
     assert f"{round(free_gb * 10)}" in lines[0]
     processes = {p.name for p in SupervisorRuntime(project.state_dir).processes()}
     assert not any(name.startswith(("stable-", "canary-")) for name in processes)
-    assert StateStore(project.state_dir).load().replicas == ()
+    assert FileStateStore(project.state_dir).load().replicas == ()
 
 
 def _trail(project: Project) -> list[dict[str, object]]:

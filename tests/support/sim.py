@@ -30,7 +30,7 @@ from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.metrics.base import Measurement, summarize
 from swiftdeploy.policy.base import PolicyEngine
 from swiftdeploy.rollout.engine import RolloutEngine, TickReport
-from swiftdeploy.rollout.state import Replica, State, StateStore, Track
+from swiftdeploy.rollout.state import FileStateStore, Replica, State, StateStore, Track
 from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec, ReplicaView
 from swiftdeploy.runtime.hosted import routes_for
 from swiftdeploy.traffic.base import RouterStatus, Routes
@@ -307,7 +307,7 @@ class SimTracks:
         return []
 
 
-class MemoryStore(StateStore):
+class MemoryStore(FileStateStore):
     """The state in memory: the simulation measures decisions, not the disk."""
 
     def __init__(self, state_dir: Path) -> None:

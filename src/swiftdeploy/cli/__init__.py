@@ -1,14 +1,14 @@
 """The command line: parsing and printing only; the work is in `commands/`.
 
 `app` holds the commands of `project` (init ... teardown) and `release` (canary ...
-rollback) and the sub-apps `policy` and `audit`; `run` is the one place errors become
+rollback) and the sub-apps `policy`, `audit` and `kube`; `run` is the one place errors become
 exit codes. Importing this package loads no engine, provider or scipy: commands import
 what they use when they run.
 """
 
 from __future__ import annotations
 
-from swiftdeploy.cli import audit, policy, project, release
+from swiftdeploy.cli import audit, kube, policy, project, release
 from swiftdeploy.cli.app import app, main, run
 
-__all__ = ["app", "audit", "main", "policy", "project", "release", "run"]
+__all__ = ["app", "audit", "kube", "main", "policy", "project", "release", "run"]

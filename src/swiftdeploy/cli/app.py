@@ -11,6 +11,7 @@ fault, not a crash: one line, exit 1.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import tempfile
 import traceback
@@ -36,14 +37,30 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# `--kube-context` reaches the kubernetes backend through the environment, so it also
+# holds for the commands it runs in other processes.
+KUBE_CONTEXT_ENV = "SWIFTDEPLOY_KUBE_CONTEXT"
+
+
 @app.callback()
 def root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
     ] = False,
+    kube_context: Annotated[
+        str | None,
+        typer.Option(
+            "--kube-context",
+            envvar=KUBE_CONTEXT_ENV,
+            help="kubeconfig context for runtime kubernetes (default: kubernetes.context,"
+            " else the current one).",
+        ),
+    ] = None,
 ) -> None:
     """Policy-gated progressive delivery: canary releases through nginx, gated by Rego."""
+    if kube_context:
+        os.environ[KUBE_CONTEXT_ENV] = kube_context
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -31,6 +31,9 @@ class ProviderDeps:
     state_dir: Path
     bootstrap_s: float = 1.0
     keep_history: bool = True  # saved scrapes, for one-shot runs; off for read-only views
+    # A Kubernetes service's {namespace, service}: the prometheus provider's defaults
+    # select its pods by these labels.
+    prometheus_labels: Mapping[str, str] | None = None
 
 
 def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
@@ -67,6 +70,7 @@ def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
             quantiles=quantiles,
             queries=deps.settings.prometheus.queries,
             scrape_interval_s=deps.settings.prometheus.scrape_interval,
+            labels=deps.prometheus_labels,
         )
     raise BadInputError(
         f"unknown metrics provider {name!r}", hint=f"choose one of: {', '.join(PROVIDERS)}"

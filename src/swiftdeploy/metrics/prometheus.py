@@ -5,6 +5,11 @@ histogram_quantile over bucket rates for latency); each is a jinja2 template wit
 `track` and `window` (e.g. `30s`) and can be overridden in `metrics.prometheus.queries`,
 like Flagger's MetricTemplate. Counts come from `increase()`, which Prometheus
 extrapolates to the window's edges, so they are rounded to whole requests.
+
+On Kubernetes the series of many services share one Prometheus: the defaults there
+(`KUBERNETES_QUERIES`) select the service's pods by the common label convention
+(`namespace`, `app` = the service's name, `track`), and templates also get
+`namespace` and `service`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ DEFAULT_QUERIES = {
 }
 
 
+def _scoped(template: str) -> str:
+    return template.replace(
+        'track="{{ track }}"',
+        'namespace="{{ namespace }}",app="{{ service }}",track="{{ track }}"',
+    )
+
+
+KUBERNETES_QUERIES = {name: _scoped(text) for name, text in DEFAULT_QUERIES.items()}
+
+
 class QueryError(Exception):
     """Prometheus did not answer, or answered something that is not a query result."""
 
@@ -54,6 +69,7 @@ class PrometheusProvider:
         queries: Mapping[str, str] | None = None,
         scrape_interval_s: float = 1.0,
         timeout_s: float = 2.0,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._client = client
@@ -61,7 +77,11 @@ class PrometheusProvider:
         self.quantiles = tuple(quantiles)
         self.scrape_interval_s = scrape_interval_s
         self.timeout_s = timeout_s
-        self._templates = {**DEFAULT_QUERIES, **(queries or {})}
+        # labels: {namespace, service} of a Kubernetes service, its default queries'
+        # selectors, and variables every template gets.
+        self._labels = dict(labels or {})
+        defaults = KUBERNETES_QUERIES if labels else DEFAULT_QUERIES
+        self._templates = {**defaults, **(queries or {})}
 
     def is_online(self) -> bool:
         try:
@@ -83,7 +103,11 @@ class PrometheusProvider:
     def render(self, key: str, track: str, window_s: float, **extra: Any) -> str:
         # Whole milliseconds, so windows that end where the next begins chain exactly.
         return render_query(
-            self._templates[key], track=track, window=f"{max(round(window_s * 1000), 1)}ms", **extra
+            self._templates[key],
+            track=track,
+            window=f"{max(round(window_s * 1000), 1)}ms",
+            **self._labels,
+            **extra,
         )
 
     def measure(self, track: str, window_s: float) -> Measurement:

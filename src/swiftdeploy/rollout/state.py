@@ -1,7 +1,9 @@
-"""Persisted project state: phase, versions, weight and replicas, in `.swiftdeploy/state.json`.
+"""Persisted project state: phase, versions, weight and replicas.
 
-Written atomically after every change, so a crash at any point leaves the last
-consistent state on disk; readers never see half a file.
+Where it is kept is a `StateStore`'s: `.swiftdeploy/state.json` for the backends that
+run on this machine (`FileStateStore`), a ConfigMap in the cluster for Kubernetes, so
+any operator's `status` and `resume` find it. Written whole after every change, so a
+crash at any point leaves the last consistent state; readers never see half of one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -94,7 +96,17 @@ class State(BaseModel):
         )
 
 
-class StateStore:
+class StateStore(Protocol):
+    def load(self) -> State:
+        """The saved state; a fresh `State()` when none was saved."""
+        ...
+
+    def save(self, state: State) -> State:
+        """Save the whole state (stamped with `updated_at`) and return it as saved."""
+        ...
+
+
+class FileStateStore:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.path = state_dir / "state.json"

@@ -18,7 +18,13 @@ def _local() -> Backend:
     return local
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local}
+def _kubernetes() -> Backend:
+    from swiftdeploy.runtime import kubernetes
+
+    return kubernetes
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local, "kubernetes": _kubernetes}
 
 
 def backend(name: str) -> Backend:

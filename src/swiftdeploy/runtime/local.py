@@ -29,7 +29,7 @@ from swiftdeploy import proc
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.rollout.state import Replica, StateStore
+from swiftdeploy.rollout.state import FileStateStore, Replica, StateStore
 from swiftdeploy.runtime.base import (
     BackendDeps,
     Check,
@@ -333,7 +333,7 @@ def doctor(loaded: LoadedManifest | None) -> list[Check]:
 
 
 def state_store(loaded: LoadedManifest) -> StateStore:
-    return StateStore(loaded.state_dir)
+    return FileStateStore(loaded.state_dir)
 
 
 def shared_lock(loaded: LoadedManifest) -> AbstractContextManager[None]:

@@ -1,0 +1,115 @@
+"""The Kubernetes backend: tracks as Deployments, the split as a Gateway API HTTPRoute,
+the state in a ConfigMap and the lock a Lease, all in the manifest's namespace.
+
+This module is a `runtime.base.Backend`. The `kubernetes` client loads only here
+(`swiftdeploy.runtime.backend("kubernetes")`), so other projects never pay for it.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+from swiftdeploy.errors import BadInputError
+from swiftdeploy.manifest import LoadedManifest, SecretValue
+from swiftdeploy.rollout.state import StateStore
+from swiftdeploy.runtime.base import BackendDeps, Check, ProcessManager, TrackRuntime
+from swiftdeploy.runtime.kubernetes import objects
+from swiftdeploy.runtime.kubernetes.api import (
+    Kube,
+    KubeApiError,
+    context_of,
+    open_kube,
+)
+from swiftdeploy.runtime.kubernetes.lease import LeaseLock
+from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
+from swiftdeploy.runtime.kubernetes.tracks import KubeTracks
+from swiftdeploy.runtime.local import SupervisorRuntime
+
+NGINX_ROUTED = False
+
+_CONNECTIONS: dict[tuple[str, str | None, str], Kube] = {}
+
+
+def kube_of(loaded: LoadedManifest) -> Kube:
+    """One connection per project and context for the whole command."""
+    key = (str(loaded.path), context_of(loaded), loaded.manifest.kubernetes.namespace)
+    if key not in _CONNECTIONS:
+        _CONNECTIONS[key] = open_kube(loaded)
+    return _CONNECTIONS[key]
+
+
+def process_manager(loaded: LoadedManifest) -> ProcessManager:
+    # The platform processes that still run on the operator's machine: OPA, when the
+    # policy engine is opa without a server's URL.
+    return SupervisorRuntime(loaded.state_dir)
+
+
+def create_tracks(deps: BackendDeps) -> TrackRuntime:
+    return KubeTracks(deps, kube_of(deps.loaded))
+
+
+def state_store(loaded: LoadedManifest) -> StateStore:
+    return ConfigMapStateStore(kube_of(loaded), loaded.manifest)
+
+
+def shared_lock(loaded: LoadedManifest) -> AbstractContextManager[None]:
+    return LeaseLock(kube_of(loaded), loaded.manifest).held()
+
+
+def preflight(loaded: LoadedManifest) -> list[str]:
+    """A server-side dry run (dryRun=All) of every object the service is made of: the
+    API server's admission and validation say now what would fail later."""
+    manifest = loaded.manifest
+    for name, value in manifest.service.env.items():
+        if isinstance(value, SecretValue) and value.secret:
+            raise BadInputError(
+                f"{loaded.where(f'service.env.{name}')}: the kubernetes runtime does not take"
+                " secret values yet (they would be written into the Deployment)",
+                hint="reference a Kubernetes Secret from the image's own configuration",
+            )
+    kube = kube_of(loaded)
+    version = manifest.service.version
+    candidates = [
+        objects.service(manifest, "stable"),
+        objects.deployment(manifest, "stable", version, manifest.service.replicas),
+        objects.service(manifest, "canary"),
+        objects.deployment(manifest, "canary", version, manifest.strategy.canary.replicas),
+        objects.http_route(manifest, manifest.strategy.canary.steps[0].weight, canary=True),
+        objects.state_config_map(manifest, "{}"),
+    ]
+    checks = [f"kubernetes: {kube.server}, namespace {kube.namespace}"]
+    for obj in candidates:
+        what = f"{obj['kind']} {kube.namespace}/{obj['metadata']['name']}"
+        try:
+            kube.apply(obj, dry_run=True)
+        except KubeApiError as exc:
+            if exc.status is None or exc.status in (401, 403) or exc.status >= 500:
+                raise
+            hint = "fix the manifest value it names"
+            if obj["kind"] == "HTTPRoute" and exc.status == 404:
+                hint = "are the Gateway API CRDs installed? `swiftdeploy doctor` says"
+            raise BadInputError(
+                f"{what} fails the server-side dry run: {exc.said}", hint=hint
+            ) from None
+        checks.append(f"server-side dry run: {what}")
+    return checks
+
+
+def doctor(loaded: LoadedManifest | None) -> list[Check]:
+    import kubernetes
+
+    checks = [Check("kubernetes client", True, f"kubernetes {kubernetes.__version__}")]
+    if loaded is None:
+        return checks
+    try:
+        kube = kube_of(loaded)
+        checks.append(Check("kubernetes API server", True, f"{kube.version()} at {kube.server}"))
+        served = kube.serves("gateway.networking.k8s.io/v1", "httproutes")
+    except (KubeApiError, BadInputError) as exc:
+        return [*checks, Check("kubernetes API server", False, exc.one_line())]
+    detail = (
+        "HTTPRoute (gateway.networking.k8s.io/v1) is served"
+        if served
+        else "missing: install the Gateway API CRDs (standard channel)"
+    )
+    return [*checks, Check("Gateway API CRDs", served, detail)]

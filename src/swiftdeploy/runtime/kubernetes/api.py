@@ -1,0 +1,259 @@
+"""The connection to the API server: the official `kubernetes` client, configured from
+the user's kubeconfig (the manifest's context, or `--kube-context`), every call
+bounded by a timeout and counted, every refusal one line naming the object.
+
+`Kube` speaks the REST paths of the few kinds SwiftDeploy writes, with plain dicts in
+and out, through the client's configured transport (auth, TLS, proxies): one code
+path for built-in kinds and the Gateway API's HTTPRoute alike.
+
+Objects are written with server-side apply (one PATCH whether or not the object
+exists, and the same call with dryRun=All is `validate`'s check), so every write is
+idempotent and a resumed command applies what an interrupted one may have half done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from swiftdeploy.errors import BadInputError, OperationalError
+from swiftdeploy.manifest import LoadedManifest
+
+CONTEXT_ENV = "SWIFTDEPLOY_KUBE_CONTEXT"  # set by `--kube-context` (cli/app.py)
+FIELD_MANAGER = "swiftdeploy"
+APPLY = "application/apply-patch+yaml"
+REQUEST_TIMEOUT_S = 10.0
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kind:
+    api: str  # the group-version path: /api/v1, /apis/apps/v1, ...
+    plural: str
+
+
+KINDS = {
+    "Deployment": Kind("/apis/apps/v1", "deployments"),
+    "Service": Kind("/api/v1", "services"),
+    "ConfigMap": Kind("/api/v1", "configmaps"),
+    "Pod": Kind("/api/v1", "pods"),
+    "HTTPRoute": Kind("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+    "Lease": Kind("/apis/coordination.k8s.io/v1", "leases"),
+}
+
+
+class KubeApiError(OperationalError):
+    """The API server refused a call, or could not be reached."""
+
+    def __init__(
+        self, message: str, status: int | None = None, hint: str | None = None, said: str = ""
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.said = said  # the API server's own words, for callers that reword
+
+
+class CountingApiClient(kubernetes.client.ApiClient):
+    """An ApiClient that counts its requests (API calls per look are benchmarked) and
+    bounds each one, so an unreachable server is an error, not a hang."""
+
+    calls = 0
+
+    def call_api(
+        self,
+        method: Any,
+        url: Any,
+        header_params: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> Any:
+        self.calls += 1
+        return super().call_api(
+            method, url, header_params, body, post_params, _request_timeout or REQUEST_TIMEOUT_S
+        )
+
+
+def context_of(loaded: LoadedManifest) -> str | None:
+    return os.environ.get(CONTEXT_ENV) or loaded.manifest.kubernetes.context
+
+
+def connect(loaded: LoadedManifest) -> CountingApiClient:
+    """A client for the kubeconfig's context; a missing or broken kubeconfig is bad input."""
+    configuration = kubernetes.client.Configuration()
+    context = context_of(loaded)
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            context=context, client_configuration=configuration, persist_config=False
+        )
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        where = f"context {context!r}" if context else "the current context"
+        raise BadInputError(
+            f"{loaded.where('kubernetes.context')}: cannot use {where} of the kubeconfig: "
+            + " ".join(str(exc).split()),
+            hint="set KUBECONFIG, kubernetes.context or --kube-context",
+        ) from None
+    configuration.retries = 1  # the commands retry by re-running; never stall on one call
+    return CountingApiClient(configuration=configuration)
+
+
+def message_of(exc: ApiException) -> str:
+    """The API server's own message from a refusal's Status body."""
+    try:
+        body = json.loads(exc.body or "")
+        return str(body.get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason or exc.status)
+
+
+@contextmanager
+def calling(what: str) -> Iterator[None]:
+    """Map the client's exceptions to one line naming the call: `what` is e.g.
+    'apply Deployment demo-canary'."""
+    try:
+        yield
+    except ApiException as exc:
+        status = int(exc.status) if exc.status else None
+        hint = None
+        if status == 403:
+            hint = (
+                "the kubeconfig's user lacks a permission: `swiftdeploy kube rbac` prints the Role"
+            )
+        said = message_of(exc)
+        raise KubeApiError(
+            f"Kubernetes API: {what}: {said}", status=status, hint=hint, said=said
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeApiError(
+            f"Kubernetes API: {what}: the API server did not answer ({type(exc).__name__})",
+            hint="is the cluster up and the kubeconfig's server right?",
+        ) from None
+
+
+class Kube:
+    """The calls SwiftDeploy makes, in one namespace."""
+
+    def __init__(self, client: CountingApiClient, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls
+
+    @property
+    def server(self) -> str:
+        return str(self.client.configuration.host)
+
+    def _path(self, kind: str, name: str | None = None) -> str:
+        spec = KINDS[kind]
+        path = f"{spec.api}/namespaces/{self.namespace}/{spec.plural}"
+        return f"{path}/{name}" if name else path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Obj | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        """One call; raises ApiException for a refusal (`calling` words it)."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method, url, headers, payload, post = self.client.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.client.call_api(method, url, headers, payload, post)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(
+                status=response.status,
+                reason=response.reason,
+                body=data.decode("utf-8", "replace") if data else None,
+            )
+        return json.loads(data) if data else {}
+
+    def get(self, kind: str, name: str) -> Obj | None:
+        """The object, or None when it does not exist."""
+        try:
+            with calling(f"read {kind} {name}"):
+                return self.request("GET", self._path(kind, name))
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, label_selector: str) -> list[Obj]:
+        with calling(f"list {KINDS[kind].plural} ({label_selector})"):
+            answer = self.request("GET", self._path(kind), query={"labelSelector": label_selector})
+        return list(answer.get("items", []))
+
+    def apply(self, obj: Obj, dry_run: bool = False) -> Obj:
+        """Server-side apply: create or update to exactly these fields."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        if dry_run:
+            query["dryRun"] = "All"
+        with calling(f"{'dry-run ' if dry_run else ''}apply {kind} {name}"):
+            return self.request(
+                "PATCH", self._path(kind, name), query=query, body=obj, content_type=APPLY
+            )
+
+    def create(self, obj: Obj) -> Obj:
+        with calling(f"create {obj['kind']} {obj['metadata']['name']}"):
+            return self.request("POST", self._path(obj["kind"]), body=obj)
+
+    def replace(self, obj: Obj) -> Obj:
+        """PUT with the object's resourceVersion: 409 when someone wrote it since."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        with calling(f"update {kind} {name}"):
+            return self.request("PUT", self._path(kind, name), body=obj)
+
+    def delete(self, kind: str, name: str, resource_version: str | None = None) -> None:
+        """Delete (its pods too, in the background); an absent object is no error. With
+        `resource_version`, only if nobody wrote it since (else 409)."""
+        options: Obj = {"propagationPolicy": "Background"}
+        if resource_version:
+            options["preconditions"] = {"resourceVersion": resource_version}
+        try:
+            with calling(f"delete {kind} {name}"):
+                self.request("DELETE", self._path(kind, name), body=options)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def version(self) -> str:
+        with calling("read the server version"):
+            return str(self.request("GET", "/version").get("gitVersion", "unknown"))
+
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves a resource (discovery needs no Role)."""
+        try:
+            with calling(f"discover {group_version}"):
+                resources = self.request("GET", f"/apis/{group_version}").get("resources", [])
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in resources)
+
+
+def open_kube(loaded: LoadedManifest) -> Kube:
+    return Kube(connect(loaded), loaded.manifest.kubernetes.namespace)

@@ -1,0 +1,45 @@
+"""The rollout state in a ConfigMap, `<svc>-swiftdeploy-state`: any operator's `status`
+or `resume`, on any machine with the kubeconfig, reads the state the last command
+saved. Writes are whole (server-side apply of one key), and the Lease keeps them to
+one writer at a time."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from pydantic import ValidationError
+
+from swiftdeploy.errors import StateError
+from swiftdeploy.manifest import Manifest
+from swiftdeploy.rollout.state import State
+from swiftdeploy.runtime.kubernetes import objects
+from swiftdeploy.runtime.kubernetes.api import Kube
+
+KEY = "state.json"
+
+
+class ConfigMapStateStore:
+    def __init__(self, kube: Kube, manifest: Manifest) -> None:
+        self.kube = kube
+        self.manifest = manifest
+        self.name = objects.state_name(manifest)
+
+    def load(self) -> State:
+        found = self.kube.get("ConfigMap", self.name)
+        text = (found or {}).get("data", {}).get(KEY)
+        if not text:
+            return State()
+        try:
+            return State.model_validate(json.loads(text))
+        except (ValueError, ValidationError) as exc:
+            raise StateError(
+                f"ConfigMap {self.kube.namespace}/{self.name}: the state is corrupt "
+                f"({str(exc).splitlines()[0]})",
+                hint="run `swiftdeploy teardown` to start over",
+            ) from None
+
+    def save(self, state: State) -> State:
+        state = state.model_copy(update={"updated_at": time.time()})
+        self.kube.apply(objects.state_config_map(self.manifest, state.model_dump_json()))
+        return state
