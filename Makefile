@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 OPA := $(TOOLS)/opa
 OPA_VERSION := v1.22.3
+KUBE := .tools/kube
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: setup system demo test lint typecheck bench clean
+.PHONY: setup system kube demo test lint typecheck bench clean
 
-setup: system $(VENV)/.installed $(OPA)
+setup: system $(VENV)/.installed $(OPA) kube
 
 system:
 	@bash scripts/install-system.sh
@@ -23,6 +24,11 @@ $(VENV)/.installed: pyproject.toml | system
 
 $(OPA): scripts/install-opa.sh | system
 	@bash scripts/install-opa.sh $(OPA_VERSION) $(TOOLS)
+
+# The control plane the kubernetes tests start; the script checks its own version stamp,
+# so a re-run costs one comparison (a cold build is about 15 minutes on 2 cores).
+kube: | system
+	@bash scripts/install-kube.sh $(KUBE)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
