@@ -1,0 +1,201 @@
+"""A SwiftDeploy project on the test cluster, driven by the real CLI as a user bound to
+the Role `swiftdeploy kube rbac` prints (never as an admin), and read back through
+the admin's API client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.conftest import SWIFTDEPLOY
+from tests.support.kube import KubeCluster
+
+SERVICE = "demo"
+USER = "deployer"
+
+MANIFEST = """\
+apiVersion: swiftdeploy/v1
+runtime: kubernetes
+service:
+  name: {service}
+  image: registry.example/demo:{{version}}
+  port: 8080
+  version: v1
+  replicas: 2
+  start_timeout: {start_timeout}
+kubernetes:
+  namespace: {namespace}
+traffic:
+  drain: 0s
+strategy:
+  canary:
+    replicas: 1
+    steps:
+      - weight: 10
+      - weight: 50
+    analysis:
+      interval: 1s
+      min_duration: {min_duration}
+      max_duration: {max_duration}
+metrics:
+  provider: prometheus
+  window: 10s
+  prometheus:
+    url: {prometheus}
+"""
+
+
+@dataclass
+class KubeProject:
+    root: Path
+    namespace: str
+    kubeconfig: Path
+    cluster: KubeCluster
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "swiftdeploy.yaml"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 90, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        root = cwd or self.root
+        done = subprocess.run(
+            [SWIFTDEPLOY, *args, "-f", str(root / "swiftdeploy.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=root,
+            env=self.env(),
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"swiftdeploy {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [SWIFTDEPLOY, *args, "-f", str(self.manifest)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.root,
+            env=self.env(),
+        )
+
+    def second_machine(self, root: Path) -> Path:
+        """Another operator's checkout: the same manifest and policies, none of this
+        directory's local state (no lock, no state file)."""
+        subprocess.run([SWIFTDEPLOY, "init", str(root)], check=True, capture_output=True)
+        (root / "swiftdeploy.yaml").write_text(self.manifest.read_text())
+        return root
+
+    # --- what the API server says (as admin) -------------------------------------------
+
+    def route(self) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = client.CustomObjectsApi(
+                self.cluster.api
+            ).get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", SERVICE
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    def weights(self) -> dict[str, int]:
+        """The weighted rule's backends (the rule without matches), by Service name."""
+        route = self.route()
+        assert route is not None, "no HTTPRoute"
+        split = [r for r in route["spec"]["rules"] if not r.get("matches")]
+        assert len(split) == 1, route["spec"]["rules"]
+        return {ref["name"]: ref.get("weight", 1) for ref in split[0]["backendRefs"]}
+
+    def header_rules(self) -> dict[str, str]:
+        """X-Canary value -> the Service it routes to."""
+        route = self.route()
+        assert route is not None
+        out = {}
+        for rule in route["spec"]["rules"]:
+            for match in rule.get("matches") or []:
+                for header in match.get("headers", []):
+                    out[header["value"]] = rule["backendRefs"][0]["name"]
+        return out
+
+    def deployment(self, track: str) -> client.V1Deployment | None:
+        try:
+            return client.AppsV1Api(self.cluster.api).read_namespaced_deployment(
+                f"{SERVICE}-{track}", self.namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def image(self, track: str) -> str | None:
+        found = self.deployment(track)
+        return None if found is None else found.spec.template.spec.containers[0].image
+
+    def wait_for(self, what: str, check: Any, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+
+def bind_role(cluster: KubeCluster, project: KubeProject) -> None:
+    """The Role and RoleBinding exactly as `swiftdeploy kube rbac` prints them."""
+    done = subprocess.run(
+        [SWIFTDEPLOY, "kube", "rbac", "-f", str(project.manifest), "--subject", f"User/{USER}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    for document in yaml.safe_load_all(done.stdout):
+        if document["kind"] == "Role":
+            rbac.create_namespaced_role(project.namespace, document)
+        else:
+            rbac.create_namespaced_role_binding(project.namespace, document)
+
+
+def new_project(
+    cluster: KubeCluster,
+    namespace: str,
+    root: Path,
+    prometheus: str,
+    *,
+    start_timeout: str = "30s",
+    min_duration: str = "1s",
+    max_duration: str = "4s",
+) -> KubeProject:
+    subprocess.run([SWIFTDEPLOY, "init", str(root)], check=True, capture_output=True)
+    project = KubeProject(root, namespace, cluster.user_kubeconfig(USER, namespace), cluster)
+    project.manifest.write_text(
+        MANIFEST.format(
+            service=SERVICE,
+            namespace=namespace,
+            prometheus=prometheus,
+            start_timeout=start_timeout,
+            min_duration=min_duration,
+            max_duration=max_duration,
+        )
+    )
+    bind_role(cluster, project)
+    return project

@@ -1,0 +1,157 @@
+"""The kubernetes runtime end to end: the real CLI against a real control plane (kwok
+nodes), as a user holding only the Role `swiftdeploy kube rbac` prints, so every
+test also proves that Role is enough. Weights are read back from the API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from swiftdeploy.ports import free_port
+from tests.kube.kubeproject import SERVICE, KubeProject, new_project
+from tests.support.kube import KubeCluster
+
+STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
+FORCE = ("--force", "--reason", "no metrics in this test: the lifecycle is under test")
+
+
+@pytest.fixture
+def dead_prometheus() -> str:
+    """A Prometheus URL nothing answers: every look is a provider error, which holds."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def project(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path, dead_prometheus: str
+) -> Iterator[KubeProject]:
+    yield new_project(kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus)
+
+
+def test_deploy_canary_rollback_then_promote_moves_the_http_route(project: KubeProject) -> None:
+    # Given v1 deployed as stable
+    project.cli("deploy")
+    assert project.image("stable") == "registry.example/demo:v1"
+    assert project.deployment("stable").status.ready_replicas == 2  # type: ignore[union-attr]
+    assert project.weights() == {STABLE: 100}
+    assert project.header_rules() == {"never": STABLE}
+
+    # When a canary of v2 starts by hand
+    project.cli("canary", "v2")
+
+    # Then the HTTPRoute on the API server sends it the first step's weight, and the
+    # canary header pins requests to either track
+    assert project.weights() == {STABLE: 90, CANARY: 10}
+    assert project.header_rules() == {"always": CANARY, "never": STABLE}
+    assert project.image("canary") == "registry.example/demo:v2"
+
+    # When the weight moves up by hand (forced: no metrics here), then the route follows
+    project.cli("weight", "50", *FORCE)
+    assert project.weights() == {STABLE: 50, CANARY: 50}
+
+    # When it is rolled back: the route goes to 100/0 and the canary's Deployment goes
+    project.cli("rollback")
+    assert project.weights() == {STABLE: 100}
+    project.wait_for("the canary Deployment to go", lambda: project.deployment("canary") is None)
+
+    # When v3 is promoted through every step
+    project.cli("canary", "v3")
+    project.cli("promote", "--all", *FORCE)
+
+    # Then the stable Deployment runs v3, all traffic goes to it, and no canary is left
+    assert project.image("stable") == "registry.example/demo:v3"
+    assert project.weights() == {STABLE: 100}
+    assert project.deployment("canary") is None
+    status = project.cli("status", "--json", "--window", "0").stdout
+    assert '"stable_version": "v3"' in status
+
+
+def test_a_canary_whose_pods_never_start_is_rolled_back_with_the_reason(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path, dead_prometheus: str
+) -> None:
+    # Given v1 deployed, and a quota that leaves no room for another pod
+    project = new_project(
+        kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus, start_timeout="4s"
+    )
+    project.cli("deploy")
+    client.CoreV1Api(kube_cluster.api).create_namespaced_resource_quota(
+        kube_namespace,
+        {"metadata": {"name": "full"}, "spec": {"hard": {"pods": "2"}}},
+    )
+
+    # When v2 is rolled out
+    done = project.cli("rollout", "v2", check=False)
+
+    # Then it is rolled back (exit 3) saying why its pods never became ready
+    assert done.returncode == 3, done.stderr
+    assert "the canary did not become ready" in done.stderr
+    assert "exceeded quota" in done.stderr
+    assert project.weights() == {STABLE: 100}
+    assert project.deployment("canary") is None
+
+
+def test_the_lease_refuses_a_second_cli_and_a_killed_rollout_is_carried_on_elsewhere(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path, dead_prometheus: str
+) -> None:
+    # Given v1 deployed, and a rollout of v2 running on this machine (its steps hold
+    # for want of metrics, so it keeps running)
+    project = new_project(
+        kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus, max_duration="60s"
+    )
+    project.cli("deploy")
+    running = project.popen("rollout", "v2")
+    try:
+        project.wait_for("step 1", lambda: project.weights().get(CANARY) == 10, timeout=60)
+        elsewhere = project.second_machine(short_tmp / "b")
+
+        # When a second operator, with none of this directory's state, tries to act
+        refused = project.cli("rollback", cwd=elsewhere, check=False)
+
+        # Then the Lease refuses it in one line, naming who drives the service
+        assert refused.returncode == 1, refused.stderr
+        assert "is being driven by" in refused.stderr
+        assert f"/{running.pid}/" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        # When the first CLI is killed mid-rollout
+        os.kill(running.pid, signal.SIGKILL)
+        running.communicate(timeout=10)
+
+    # Then the other operator finds the rollout in the cluster's state and carries it
+    # on at once (the lease's holder is gone): here, rolled back
+    status = project.cli("status", "--json", "--window", "0", cwd=elsewhere).stdout
+    assert '"canary_version": "v2"' in status
+    project.cli("rollback", cwd=elsewhere)
+    assert project.weights() == {STABLE: 100}
+    project.wait_for("the canary Deployment to go", lambda: project.deployment("canary") is None)
+
+
+def test_validate_dry_runs_every_object_on_the_server(project: KubeProject) -> None:
+    # Given a valid manifest, validate names every object it dry-ran
+    checks = project.cli("validate").stdout
+    for kind, name in [("Deployment", STABLE), ("Service", CANARY), ("HTTPRoute", SERVICE)]:
+        assert f"server-side dry run: {kind} {project.namespace}/{name}" in checks
+    assert project.deployment("stable") is None  # a dry run creates nothing
+
+    # When the version makes a label the API server refuses (it must end alphanumeric)
+    project.manifest.write_text(project.manifest.read_text().replace("version: v1", "version: v1-"))
+    done = project.cli("validate", check=False)
+
+    # Then validate fails with one line naming the object and the server's message
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert f"Deployment {project.namespace}/{STABLE} fails the server-side dry run" in line
+    assert "v1-" in line
+
+
+def test_doctor_reports_the_cluster_version_and_the_gateway_api(project: KubeProject) -> None:
+    done = project.cli("doctor", "--json", check=False)
+    assert "kubernetes API server" in done.stdout
+    assert "v1.37" in done.stdout
+    assert "HTTPRoute (gateway.networking.k8s.io/v1) is served" in done.stdout
