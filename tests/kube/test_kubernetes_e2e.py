@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,8 +28,8 @@ def dead_prometheus() -> str:
 @pytest.fixture
 def project(
     kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path, dead_prometheus: str
-) -> Iterator[KubeProject]:
-    yield new_project(kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus)
+) -> KubeProject:
+    return new_project(kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus)
 
 
 def test_deploy_canary_rollback_then_promote_moves_the_http_route(project: KubeProject) -> None:

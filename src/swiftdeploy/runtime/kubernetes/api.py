@@ -93,7 +93,11 @@ def connect(loaded: LoadedManifest) -> CountingApiClient:
     context = context_of(loaded)
     try:
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            context=context, client_configuration=configuration, persist_config=False
+            # KUBECONFIG as it is now: the client reads it once, when it is imported
+            config_file=os.environ.get("KUBECONFIG") or None,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
         )
     except (kubernetes.config.ConfigException, OSError) as exc:
         where = f"context {context!r}" if context else "the current context"
