@@ -1,0 +1,80 @@
+"""KubeTracks and the Lease against a real control plane, in process, as the user bound
+to the Role `swiftdeploy kube rbac` prints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from swiftdeploy.commands.context import open_fleet
+from swiftdeploy.errors import LockedError
+from swiftdeploy.manifest import LoadedManifest, load_manifest
+from swiftdeploy.ports import free_port
+from swiftdeploy.runtime.kubernetes import kube_of
+from swiftdeploy.runtime.kubernetes.lease import LeaseLock
+from tests.kube.kubeproject import SERVICE, new_project
+from tests.support.kube import KubeCluster
+
+
+@pytest.fixture
+def loaded(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    short_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> LoadedManifest:
+    project = new_project(
+        kube_cluster, kube_namespace, short_tmp, f"http://127.0.0.1:{free_port()}"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(project.kubeconfig))
+    return load_manifest(project.manifest)
+
+
+def test_a_look_at_a_track_costs_the_same_api_calls_for_any_replica_count(
+    loaded: LoadedManifest,
+) -> None:
+    fleet = open_fleet(loaded, progress=lambda message: None)
+    kube = kube_of(loaded)
+    calls = {}
+    for replicas in (1, 4):
+        # Given the canary track ready with this many replicas
+        state = fleet.tracks.ensure_track(fleet.store.load(), "canary", "v2", replicas)
+        # When a look asks whether it is healthy
+        before = kube.calls
+        healthy = fleet.tracks.track_healthy(state, "canary")
+        calls[replicas] = kube.calls - before
+        # Then it is, at the cost of
+        assert healthy
+        assert len([r for r in fleet.tracks.replicas() if r.track == "canary"]) == replicas
+    assert calls[1] == calls[4] == 1
+
+
+def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(
+    loaded: LoadedManifest, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    kube = kube_of(loaded)
+    # Given a lease held by a CLI on another machine
+    other = LeaseLock(kube, loaded.manifest)
+    other.me = "elsewhere/4242/cafe"
+    other.acquire()
+
+    # When this CLI asks for it, it is refused, naming the holder
+    mine = LeaseLock(kube, loaded.manifest)
+    with pytest.raises(LockedError, match="elsewhere/4242/cafe"):
+        mine.acquire()
+
+    # When the holder stops renewing for longer than the lease's duration
+    coordination = client.CoordinationV1Api(kube_cluster.api)
+    lease = coordination.read_namespaced_lease(f"{SERVICE}-swiftdeploy", kube_namespace)
+    lease.spec.renew_time = datetime.now(UTC) - timedelta(minutes=1)
+    coordination.replace_namespaced_lease(lease.metadata.name, kube_namespace, lease)
+
+    # Then this CLI takes it over, and the transition is counted
+    mine.acquire()
+    taken = coordination.read_namespaced_lease(f"{SERVICE}-swiftdeploy", kube_namespace)
+    assert taken.spec.holder_identity == mine.me
+    assert taken.spec.lease_transitions == 1
+    mine.release()
