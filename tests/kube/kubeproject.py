@@ -19,6 +19,7 @@ from tests.conftest import SWIFTDEPLOY
 from tests.support.kube import KubeCluster
 
 SERVICE = "demo"
+STABLE_NAME, CANARY_NAME = f"{SERVICE}-stable", f"{SERVICE}-canary"
 USER = "deployer"
 
 MANIFEST = """\
