@@ -13,7 +13,7 @@ from kubernetes import client
 
 from swiftdeploy.ports import free_port
 from tests.kube.kubeproject import SERVICE, KubeProject, new_project
-from tests.support.kube import KubeCluster
+from tests.support.kube import FakeDataPlane, KubeCluster
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
 FORCE = ("--force", "--reason", "no metrics in this test: the lifecycle is under test")
@@ -154,3 +154,31 @@ def test_doctor_reports_the_cluster_version_and_the_gateway_api(project: KubePro
     assert "kubernetes API server" in done.stdout
     assert "v1.37" in done.stdout
     assert "HTTPRoute (gateway.networking.k8s.io/v1) is served" in done.stdout
+
+
+def test_a_failing_canary_is_rolled_back_on_prometheus_evidence(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    # Given v1 deployed, with its pods' series in a real Prometheus and traffic split by
+    # the HTTPRoute
+    plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=40)
+    try:
+        project = new_project(
+            kube_cluster, kube_namespace, short_tmp / "a", plane.prometheus_url, max_duration="60s"
+        )
+        project.cli("deploy")
+
+        # When v2 is rolled out and its pods fail every request
+        running = project.popen("rollout", "v2")
+        project.wait_for("the canary's pods", lambda: "canary" in plane.pods(), timeout=60)
+        plane.chaos("canary", error_rate=1.0)
+        _, stderr = running.communicate(timeout=90)
+
+        # Then the analysis, on PromQL answers, rolls it back (exit 3) and the route
+        # gives the canary nothing
+        assert running.returncode == 3, stderr
+        assert "rolled back" in stderr
+        assert project.weights() == {STABLE: 100}
+        assert plane.counts()["canary"].failed > 0
+    finally:
+        plane.close()

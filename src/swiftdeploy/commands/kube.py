@@ -9,13 +9,19 @@ from swiftdeploy.errors import BadInputError
 
 ROLE_NAME = "swiftdeploy"
 
-# (apiGroup, resource, verbs, why)
+# (apiGroup, resource, verbs, why). Writes are server-side applies: a PATCH, which
+# the API server also authorizes as `create` when the object does not exist yet.
 RULES = (
-    ("apps", "deployments", ["get", "list", "patch", "delete"], "the tracks"),
-    ("", "services", ["get", "list", "patch", "delete"], "one Service per track"),
+    ("apps", "deployments", ["get", "list", "create", "patch", "delete"], "the tracks"),
+    ("", "services", ["create", "patch", "delete"], "one Service per track"),
     ("", "pods", ["list"], "readiness and `status`"),
-    ("", "configmaps", ["get", "patch"], "the rollout state"),
-    ("gateway.networking.k8s.io", "httproutes", ["get", "patch", "delete"], "the split"),
+    ("", "configmaps", ["get", "create", "patch"], "the rollout state"),
+    (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        ["get", "create", "patch", "delete"],
+        "the split",
+    ),
     ("coordination.k8s.io", "leases", ["get", "create", "update", "delete"], "one driver"),
 )
 
