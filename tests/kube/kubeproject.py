@@ -121,10 +121,14 @@ class KubeProject:
         return found
 
     def weights(self) -> dict[str, int]:
-        """The weighted rule's backends (the rule without matches), by Service name."""
+        """The weighted rule's backends (the rule matching no header), by Service name."""
         route = self.route()
         assert route is not None, "no HTTPRoute"
-        split = [r for r in route["spec"]["rules"] if not r.get("matches")]
+        split = [
+            rule
+            for rule in route["spec"]["rules"]
+            if not any(match.get("headers") for match in rule.get("matches") or [])
+        ]
         assert len(split) == 1, route["spec"]["rules"]
         return {ref["name"]: ref.get("weight", 1) for ref in split[0]["backendRefs"]}
 

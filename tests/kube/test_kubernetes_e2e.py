@@ -170,7 +170,11 @@ def test_a_failing_canary_is_rolled_back_on_prometheus_evidence(
 
         # When v2 is rolled out and its pods fail every request
         running = project.popen("rollout", "v2")
-        project.wait_for("the canary's pods", lambda: "canary" in plane.pods(), timeout=60)
+        project.wait_for(
+            "the canary's pods",
+            lambda: "canary" in plane.pods() and plane.pods()["canary"].healthy,
+            timeout=60,
+        )
         plane.chaos("canary", error_rate=1.0)
         _, stderr = running.communicate(timeout=90)
 

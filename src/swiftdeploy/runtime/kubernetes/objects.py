@@ -149,10 +149,11 @@ def http_route(manifest: Manifest, canary_weight: int, canary: bool) -> Obj:
 
 def canary_weight_of(manifest: Manifest, route: Obj) -> int:
     """The canary's weight in a route read back: that of its ref in the weighted rule
-    (the one without matches); 0 when the route names no canary there."""
+    (the one matching no header; the API server gives it a default path match); 0 when
+    the route names no canary there."""
     canary = track_name(manifest, "canary")
     for rule in route.get("spec", {}).get("rules", []):
-        if rule.get("matches"):
+        if any(match.get("headers") for match in rule.get("matches") or []):
             continue
         refs = rule.get("backendRefs", [])
         total = sum(int(r.get("weight", 1)) for r in refs)
