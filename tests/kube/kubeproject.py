@@ -39,9 +39,7 @@ traffic:
 strategy:
   canary:
     replicas: 1
-    steps:
-      - weight: 10
-      - weight: 50
+    steps: {steps}
     analysis:
       interval: 1s
       min_duration: {min_duration}
@@ -189,6 +187,8 @@ def new_project(
     start_timeout: str = "30s",
     min_duration: str = "1s",
     max_duration: str = "4s",
+    extra: str = "",
+    steps: str = "[{weight: 10}, {weight: 50}]",
 ) -> KubeProject:
     subprocess.run([SWIFTDEPLOY, "init", str(root)], check=True, capture_output=True)
     project = KubeProject(root, namespace, cluster.user_kubeconfig(USER, namespace), cluster)
@@ -200,7 +200,9 @@ def new_project(
             start_timeout=start_timeout,
             min_duration=min_duration,
             max_duration=max_duration,
+            steps=steps,
         )
+        + extra
     )
     bind_role(cluster, project)
     return project
