@@ -240,6 +240,7 @@ def _write_kubeconfig(
         "contexts": [{"name": f"{user}@swiftdeploy-test", "context": context}],
         "current-context": f"{user}@swiftdeploy-test",
     }
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     atomic_write(path, yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -360,7 +361,9 @@ class KubeCluster:
         kubeconfigs = {}
         for name, common_name, orgs in (
             ("admin", "swiftdeploy-admin", ["system:masters"]),
-            ("controller-manager", "system:kube-controller-manager", []),
+            # Without a service account per controller (a slower start), the controller
+            # manager's own identity needs every controller's rights.
+            ("controller-manager", "system:kube-controller-manager", ["system:masters"]),
             ("scheduler", "system:kube-scheduler", []),
         ):
             cert, key = pki.issue(name, common_name, orgs)
@@ -369,12 +372,11 @@ class KubeCluster:
             )
         self.admin_kubeconfig = kubeconfigs["admin"]
 
-        # Debian's etcd is 3.4; apiserver 1.37 wants 3.5+ but needs nothing 3.4 lacks here.
         self._processes.append(
             _spawn(
                 "etcd",
                 [
-                    "etcd",
+                    _binary("etcd"),
                     "--name=default",
                     f"--data-dir={work / 'etcd'}",
                     f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
@@ -382,6 +384,8 @@ class KubeCluster:
                     f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
                     f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
                     f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                    # A throwaway store: no fsync, so a busy disk cannot stall the API server.
+                    "--unsafe-no-fsync",
                     "--log-level=warn",
                 ],
                 work,
@@ -594,10 +598,8 @@ def start_cluster(workdir: Path) -> KubeCluster:
     /readyz passes, the fake node is Ready, the Gateway API is installed and `default`
     has its ServiceAccount. Everything started is stopped again if any step fails."""
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
         _binary(name)
-    if shutil.which("etcd") is None:
-        raise ClusterError("etcd is not installed: run `make setup` (Debian's etcd-server)")
     cluster = KubeCluster(workdir)
     try:
         cluster._start()
