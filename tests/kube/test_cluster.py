@@ -215,14 +215,18 @@ def test_the_fake_data_plane_splits_load_by_the_route_and_follows_the_deployment
                 "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
             },
         )
-    # And an HTTPRoute sending them 80/20
+    # And an HTTPRoute sending them 80/20, and X-Canary: always to the canary
     weights = {"web-stable": 80, "web-canary": 20}
+    route = http_route("web", weights)
+    header = {"name": "X-Canary", "value": "always"}
+    route["spec"]["rules"].insert(
+        0, {"matches": [{"headers": [header]}], "backendRefs": [{"name": "web-canary", "port": 80}]}
+    )
     client.CustomObjectsApi(kube_cluster.api).create_namespaced_custom_object(
-        GATEWAY_GROUP, "v1", kube_namespace, "httproutes", http_route("web", weights)
+        GATEWAY_GROUP, "v1", kube_namespace, "httproutes", route
     )
     # When the fake data plane runs
-    plane = FakeDataPlane(kube_cluster, kube_namespace, "web", rate_rps=50)
-    try:
+    with FakeDataPlane(kube_cluster, kube_namespace, "web", rate_rps=50) as plane:
         selector = f'namespace="{kube_namespace}",app="web"'
         requests = f'sum by (track) (http_requests_total{{{selector},route="/"}})'
 
@@ -242,6 +246,8 @@ def test_the_fake_data_plane_splits_load_by_the_route_and_follows_the_deployment
         }
         # And no request failed
         assert all(c.failed == 0 for c in plane.counts().values()), plane.counts()
+        # And a request with the canary header goes to the canary, every time
+        assert {plane.request({"x-canary": "always"}) for _ in range(5)} == {("canary", 200)}
 
         # When the canary is scaled to 0 and the stable image moves to v3
         apps.patch_namespaced_deployment("web-canary", kube_namespace, {"spec": {"replicas": 0}})
@@ -255,5 +261,3 @@ def test_the_fake_data_plane_splits_load_by_the_route_and_follows_the_deployment
             lambda: {t: p.version for t, p in plane.pods().items()} == {"stable": "v3"},
             timeout=20,
         )
-    finally:
-        plane.close()

@@ -20,6 +20,7 @@ import datetime
 import ipaddress
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -775,6 +776,30 @@ class FakeDataPlane:
         result: list[dict[str, Any]] = response.json()["data"]["result"]
         return result
 
+    def request(self, headers: dict[str, str] | None = None) -> tuple[str, int] | None:
+        """Routes one GET / as the Gateway would, headers included (say X-Canary: always):
+        the track that answered and the status, or None when the rule has no ready
+        backend. Not counted in counts()."""
+        with self.cluster.api_client(self.cluster.admin_kubeconfig) as api:
+            services: dict[str, dict[str, str]] = {}
+            refs = self._read_route(
+                client.CustomObjectsApi(api), client.CoreV1Api(api), services, headers or {}
+            )
+        refs = [(name, weight) for name, weight in refs if weight > 0]
+        if not refs:
+            return None
+        name = random.choices([n for n, _ in refs], weights=[w for _, w in refs])[0]
+        pod = self._routable(services.get(name, {}))
+        if pod is None:
+            return None
+        return pod.track, self._http.get(f"{pod.url}/").status_code
+
+    def __enter__(self) -> FakeDataPlane:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -891,7 +916,7 @@ class FakeDataPlane:
                     next_route = now + POLL_S
                     if now - services_read > SERVICE_CACHE_S:
                         services, services_read = {}, now
-                    refs = self._read_route(custom, core, services)
+                    refs = self._read_route(custom, core, services, {})
                     current = {name: current.get(name, 0) for name, _ in refs}
                 if now < next_send:
                     self._stop.wait(min(next_send, next_route) - now)
@@ -912,7 +937,10 @@ class FakeDataPlane:
         custom: client.CustomObjectsApi,
         core: client.CoreV1Api,
         services: dict[str, dict[str, str]],
+        headers: dict[str, str],
     ) -> list[tuple[str, int]]:
+        """The weighted Services the rule for a GET / with `headers` sends to; `services`
+        gains the selectors of those not in it yet."""
         try:
             route = custom.get_namespaced_custom_object(
                 GATEWAY_GROUP, "v1", self.namespace, "httproutes", self.service
@@ -923,7 +951,7 @@ class FakeDataPlane:
             self.route_reads += 1
         refs = [
             (ref["name"], int(ref.get("weight", 1)))
-            for ref in _plain_request_rule(route).get("backendRefs", [])
+            for ref in _matching_rule(route, headers).get("backendRefs", [])
             if ref.get("kind", "Service") == "Service"
         ]
         for name, _ in refs:
@@ -978,21 +1006,26 @@ def _version(d: client.V1Deployment) -> str:
     return name.rsplit(":", 1)[1] if ":" in name else "latest"
 
 
-def _plain_request_rule(route: dict[str, Any]) -> dict[str, Any]:
-    """The first rule a request with no headers or query matches (the canary header rules
-    are skipped): no matches at all, or a match on the path / alone."""
+def _matching_rule(route: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The rule a GET / with `headers` takes: of the rules with a match whose path is / and
+    whose header matches (Exact; names case-insensitive) all hold, the one with the most
+    header matches, then the first (Gateway API's precedence, for this one path)."""
+    given = {name.lower(): value for name, value in headers.items()}
+    best: dict[str, Any] = {}
+    best_headers = -1
     for rule in route.get("spec", {}).get("rules", []):
-        matches = rule.get("matches") or [{}]
-        for match in matches:
+        for match in rule.get("matches") or [{}]:
             path = match.get("path", {"type": "PathPrefix", "value": "/"})
-            plain = not match.get("headers") and not match.get("queryParams")
-            if (
-                plain
-                and path.get("type", "PathPrefix") == "PathPrefix"
-                and path.get("value") == "/"
-            ):
-                return dict(rule)
-    return {}
+            if path.get("type", "PathPrefix") != "PathPrefix" or path.get("value") != "/":
+                continue
+            wanted = match.get("headers") or []
+            holds = all(
+                h.get("type", "Exact") == "Exact" and given.get(h["name"].lower()) == h["value"]
+                for h in wanted
+            )
+            if holds and not match.get("queryParams") and len(wanted) > best_headers:
+                best, best_headers = rule, len(wanted)
+    return best
 
 
 def _smooth_weighted_pick(refs: list[tuple[str, int]], current: dict[str, int]) -> str | None:
