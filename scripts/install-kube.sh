@@ -41,6 +41,12 @@ say "building Kubernetes $KUBE_VERSION, kwok $KWOK_VERSION and etcd $ETCD_VERSIO
 moddir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'; }
 say "downloading k8s.io/kubernetes@$KUBE_VERSION"
 kube_src="$(moddir "k8s.io/kubernetes@$KUBE_VERSION")"
+need="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$kube_src/go.mod" | head -n1)"
+have="$(go env GOVERSION | sed 's/^go//')"
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+  echo "install-kube: Kubernetes $KUBE_VERSION needs Go >= $need but $(command -v go) is Go $have; install a newer Go under /usr/local/go and re-run" >&2
+  exit 1
+fi
 # The staging modules k8s.io/kubernetes replaces with ./staging/src/k8s.io/<name>; each is
 # published on the proxy at the matching v0.x version.
 mapfile -t staging < <(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\) => \./staging/src/.*#\1#p' "$kube_src/go.mod")
@@ -75,7 +81,16 @@ say "resolving modules"
 (cd "$work" && go get "k8s.io/kubernetes@$KUBE_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>"$work/get.log") \
   || { cat "$work/get.log" >&2; exit 1; }
 say "compiling ${bins[*]} (progress: one line per minute)"
-(while sleep 60; do say "still compiling, $(( (SECONDS - start) / 60 )) min"; done) &
+# The ticker kills its own sleep when stopped: a stray sleep would hold a piped stdout open.
+(
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep 60 &
+    nap=$!
+    wait "$nap"
+    say "still compiling, $(( (SECONDS - start) / 60 )) min"
+  done
+) &
 ticker=$!
 trap 'kill "$ticker" 2>/dev/null || true' EXIT
 # Without the version stamps the server reports v0.0.0-master and clients refuse it.
