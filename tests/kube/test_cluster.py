@@ -112,6 +112,37 @@ def test_a_deployment_becomes_available_with_running_pods(
     assert {p.spec.node_name for p in pods} == {kube_cluster.node_name}
 
 
+def test_pods_created_while_the_node_is_cordoned_never_become_ready(
+    kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    apps = client.AppsV1Api(kube_cluster.api)
+    core = client.CoreV1Api(kube_cluster.api)
+
+    def ready_replicas() -> int:
+        status = apps.read_namespaced_deployment_status("web-canary", kube_namespace).status
+        return int(status.ready_replicas or 0)
+
+    # Given the fake node cordoned (how a test makes a canary that never becomes ready)
+    with kube_cluster.unschedulable():
+        # When a Deployment is created
+        labels = {"app": "web", "track": "canary"}
+        apps.create_namespaced_deployment(
+            kube_namespace, deployment("web-canary", "registry.example/web:v2", 1, labels)
+        )
+
+        # Then its pod stays Pending as Unschedulable, and no replica is ready
+        def unschedulable() -> bool:
+            pods = core.list_namespaced_pod(kube_namespace, label_selector="app=web").items
+            return bool(pods) and all(
+                any(c.reason == "Unschedulable" for c in p.status.conditions or []) for p in pods
+            )
+
+        wait_for("the pod to be Unschedulable", unschedulable, timeout=15)
+        assert ready_replicas() == 0
+    # And once the node is uncordoned, the replica becomes ready
+    wait_for("the replica to be ready", lambda: ready_replicas() == 1, timeout=15)
+
+
 def test_an_httproute_with_weighted_backends_is_accepted_and_read_back(
     kube_cluster: KubeCluster, kube_namespace: str
 ) -> None:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +324,18 @@ class KubeCluster:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    @contextlib.contextmanager
+    def unschedulable(self) -> Iterator[None]:
+        """Cordons the fake node for the block: pods created meanwhile stay Pending
+        (Unschedulable) and never become ready, as a canary that cannot start would;
+        they are scheduled once the block ends."""
+        core = client.CoreV1Api(self.api)
+        core.patch_node(self.node_name, {"spec": {"unschedulable": True}})
+        try:
+            yield
+        finally:
+            core.patch_node(self.node_name, {"spec": {"unschedulable": False}})
 
     def logs(self, lines: int = 15) -> str:
         """The end of every part's log, for failure messages."""
