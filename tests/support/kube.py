@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import urllib3
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -648,6 +649,10 @@ scrape_configs:
 """
 DEMO = str(Path(sys.executable).with_name("swiftdeploy-demo"))
 POLL_S = 0.25
+# Bounds every API call of the data plane's threads, so close() never waits on a hung one.
+API_TIMEOUT_S = 5.0
+# What a call the threads retry on their next tick can raise: a refusal or a timeout.
+API_ERRORS = (ApiException, urllib3.exceptions.HTTPError)
 SERVICE_CACHE_S = 2.0
 
 
@@ -834,9 +839,11 @@ class FakeDataPlane:
             while not self._stop.wait(POLL_S):
                 try:
                     deployments = apps.list_namespaced_deployment(
-                        self.namespace, label_selector=f"app={self.service}"
+                        self.namespace,
+                        label_selector=f"app={self.service}",
+                        _request_timeout=API_TIMEOUT_S,
                     ).items
-                except ApiException:
+                except API_ERRORS:
                     continue  # e.g. the namespace is being deleted; try again next tick
                 self._reconcile(deployments)
 
@@ -955,9 +962,14 @@ class FakeDataPlane:
         gains the selectors of those not in it yet."""
         try:
             route = custom.get_namespaced_custom_object(
-                GATEWAY_GROUP, "v1", self.namespace, "httproutes", self.service
+                GATEWAY_GROUP,
+                "v1",
+                self.namespace,
+                "httproutes",
+                self.service,
+                _request_timeout=API_TIMEOUT_S,
             )
-        except ApiException:
+        except API_ERRORS:
             return []
         with self._lock:
             self.route_reads += 1
@@ -969,8 +981,11 @@ class FakeDataPlane:
         for name, _ in refs:
             if name not in services:
                 try:
-                    selector = core.read_namespaced_service(name, self.namespace).spec.selector
-                except ApiException:
+                    service = core.read_namespaced_service(
+                        name, self.namespace, _request_timeout=API_TIMEOUT_S
+                    )
+                    selector = service.spec.selector
+                except API_ERRORS:
                     continue
                 services[name] = dict(selector or {})
         return refs
