@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system parts SwiftDeploy drives: nginx with Debian's lua module,
-# lua-cjson, Prometheus, hey, the Go toolchain (to build OPA and the Kubernetes control
-# plane), etcd (the control plane's store in the kubernetes tests) and Chromium (to
-# render the audit report in tests).
+# lua-cjson, Prometheus, hey, the Go toolchain (to build OPA and the
+# Kubernetes control plane) and Chromium (to render
+# the audit report in tests).
 # It only calls apt when something is missing, and `apt-get update`
 # at most once, so a re-run on a ready machine costs a few `command -v` checks.
 set -euo pipefail
@@ -18,9 +18,6 @@ need_file /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so lua-cjson
 need_bin prometheus prometheus
 need_bin hey hey
 need_bin chromium chromium   # renders the HTML audit report in tests
-# Debian's etcd is 3.4, older than the 3.5 upstream supports under kube-apiserver 1.37;
-# the kubernetes tests only need create/read/watch, which it serves.
-need_bin etcd etcd-server
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then missing+=(golang-go); fi
 
@@ -35,8 +32,8 @@ echo "swiftdeploy setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the packaged nginx, Prometheus and etcd services on install; SwiftDeploy
-# and its tests run their own instances on ports they pick, so the system ones are stopped.
-for svc in nginx prometheus etcd; do
+# Debian starts the packaged nginx and Prometheus services on install; SwiftDeploy
+# runs its own instances on ports it picks, so the system ones are stopped.
+for svc in nginx prometheus; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done

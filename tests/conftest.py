@@ -220,3 +220,16 @@ def rollout_with_fault(project: Project, version: str, *chaos: str) -> tuple[int
     finally:
         output = finish(rollout)
     return rollout.returncode, output
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Reports how long the kubernetes tests' control plane took to start (a measurement
+    to read, not a unit test's assertion); xdist carries user properties back here."""
+    starts = [
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == "kube_start_seconds"
+    ]
+    if starts:
+        terminalreporter.write_line(f"kubernetes test cluster started in {starts[0]} s")

@@ -112,6 +112,37 @@ def test_a_deployment_becomes_available_with_running_pods(
     assert {p.spec.node_name for p in pods} == {kube_cluster.node_name}
 
 
+def test_pods_created_while_the_node_is_cordoned_never_become_ready(
+    kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    apps = client.AppsV1Api(kube_cluster.api)
+    core = client.CoreV1Api(kube_cluster.api)
+
+    def ready_replicas() -> int:
+        status = apps.read_namespaced_deployment_status("web-canary", kube_namespace).status
+        return int(status.ready_replicas or 0)
+
+    # Given the fake node cordoned (how a test makes a canary that never becomes ready)
+    with kube_cluster.unschedulable():
+        # When a Deployment is created
+        labels = {"app": "web", "track": "canary"}
+        apps.create_namespaced_deployment(
+            kube_namespace, deployment("web-canary", "registry.example/web:v2", 1, labels)
+        )
+
+        # Then its pod stays Pending as Unschedulable, and no replica is ready
+        def unschedulable() -> bool:
+            pods = core.list_namespaced_pod(kube_namespace, label_selector="app=web").items
+            return bool(pods) and all(
+                any(c.reason == "Unschedulable" for c in p.status.conditions or []) for p in pods
+            )
+
+        wait_for("the pod to be Unschedulable", unschedulable, timeout=15)
+        assert ready_replicas() == 0
+    # And once the node is uncordoned, the replica becomes ready
+    wait_for("the replica to be ready", lambda: ready_replicas() == 1, timeout=15)
+
+
 def test_an_httproute_with_weighted_backends_is_accepted_and_read_back(
     kube_cluster: KubeCluster, kube_namespace: str
 ) -> None:
@@ -215,14 +246,18 @@ def test_the_fake_data_plane_splits_load_by_the_route_and_follows_the_deployment
                 "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
             },
         )
-    # And an HTTPRoute sending them 80/20
+    # And an HTTPRoute sending them 80/20, and X-Canary: always to the canary
     weights = {"web-stable": 80, "web-canary": 20}
+    route = http_route("web", weights)
+    header = {"name": "X-Canary", "value": "always"}
+    route["spec"]["rules"].insert(
+        0, {"matches": [{"headers": [header]}], "backendRefs": [{"name": "web-canary", "port": 80}]}
+    )
     client.CustomObjectsApi(kube_cluster.api).create_namespaced_custom_object(
-        GATEWAY_GROUP, "v1", kube_namespace, "httproutes", http_route("web", weights)
+        GATEWAY_GROUP, "v1", kube_namespace, "httproutes", route
     )
     # When the fake data plane runs
-    plane = FakeDataPlane(kube_cluster, kube_namespace, "web", rate_rps=50)
-    try:
+    with FakeDataPlane(kube_cluster, kube_namespace, "web", rate_rps=50) as plane:
         selector = f'namespace="{kube_namespace}",app="web"'
         requests = f'sum by (track) (http_requests_total{{{selector},route="/"}})'
 
@@ -242,6 +277,8 @@ def test_the_fake_data_plane_splits_load_by_the_route_and_follows_the_deployment
         }
         # And no request failed
         assert all(c.failed == 0 for c in plane.counts().values()), plane.counts()
+        # And a request with the canary header goes to the canary, every time
+        assert {plane.request({"x-canary": "always"}) for _ in range(5)} == {("canary", 200)}
 
         # When the canary is scaled to 0 and the stable image moves to v3
         apps.patch_namespaced_deployment("web-canary", kube_namespace, {"spec": {"replicas": 0}})
@@ -255,5 +292,3 @@ def test_the_fake_data_plane_splits_load_by_the_route_and_follows_the_deployment
             lambda: {t: p.version for t, p in plane.pods().items()} == {"stable": "v3"},
             timeout=20,
         )
-    finally:
-        plane.close()

@@ -20,6 +20,7 @@ import datetime
 import ipaddress
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -29,13 +30,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import urllib3
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -240,6 +242,7 @@ def _write_kubeconfig(
         "contexts": [{"name": f"{user}@swiftdeploy-test", "context": context}],
         "current-context": f"{user}@swiftdeploy-test",
     }
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     atomic_write(path, yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -323,6 +326,18 @@ class KubeCluster:
             if exc.status != 404:
                 raise
 
+    @contextlib.contextmanager
+    def unschedulable(self) -> Iterator[None]:
+        """Cordons the fake node for the block: pods created meanwhile stay Pending
+        (Unschedulable) and never become ready, as a canary that cannot start would;
+        they are scheduled once the block ends."""
+        core = client.CoreV1Api(self.api)
+        core.patch_node(self.node_name, {"spec": {"unschedulable": True}})
+        try:
+            yield
+        finally:
+            core.patch_node(self.node_name, {"spec": {"unschedulable": False}})
+
     def logs(self, lines: int = 15) -> str:
         """The end of every part's log, for failure messages."""
         return "\n".join(
@@ -333,7 +348,10 @@ class KubeCluster:
         if self._api is not None:
             self._api.close()
             self._api = None
-        _stop_processes(reversed(self._processes))
+        # One at a time, clients first: the API server then has no watches left to
+        # drain and exits within a second (all at once, it can take the whole grace).
+        for process in reversed(self._processes):
+            _stop_processes([process])
 
     def _check_alive(self) -> None:
         for p in self._processes:
@@ -360,7 +378,9 @@ class KubeCluster:
         kubeconfigs = {}
         for name, common_name, orgs in (
             ("admin", "swiftdeploy-admin", ["system:masters"]),
-            ("controller-manager", "system:kube-controller-manager", []),
+            # Without a service account per controller (a slower start), the controller
+            # manager's own identity needs every controller's rights.
+            ("controller-manager", "system:kube-controller-manager", ["system:masters"]),
             ("scheduler", "system:kube-scheduler", []),
         ):
             cert, key = pki.issue(name, common_name, orgs)
@@ -369,12 +389,11 @@ class KubeCluster:
             )
         self.admin_kubeconfig = kubeconfigs["admin"]
 
-        # Debian's etcd is 3.4; apiserver 1.37 wants 3.5+ but needs nothing 3.4 lacks here.
         self._processes.append(
             _spawn(
                 "etcd",
                 [
-                    "etcd",
+                    _binary("etcd"),
                     "--name=default",
                     f"--data-dir={work / 'etcd'}",
                     f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
@@ -382,6 +401,8 @@ class KubeCluster:
                     f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
                     f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
                     f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                    # A throwaway store: no fsync, so a busy disk cannot stall the API server.
+                    "--unsafe-no-fsync",
                     "--log-level=warn",
                 ],
                 work,
@@ -481,7 +502,6 @@ class KubeCluster:
             )
         )
         self._api = self.api_client(self.admin_kubeconfig)
-        self._install_gateway_api()
         core = client.CoreV1Api(self.api)
         core.create_node(
             {
@@ -504,6 +524,9 @@ class KubeCluster:
             }
         )
 
+        # kwok readies the node while the CRDs are being installed.
+        self._install_gateway_api()
+
         def node_ready() -> bool | None:
             node = core.read_node(NODE_NAME)
             conditions = node.status.conditions or []
@@ -522,12 +545,16 @@ class KubeCluster:
 
     def _install_gateway_api(self) -> None:
         extensions = client.ApiextensionsV1Api(self.api)
-        names = []
-        for path in sorted((KUBE_TOOLS / "gateway-api-crds").glob("*.yaml")):
-            for document in yaml.safe_load_all(path.read_text()):
-                if document and document.get("kind") == "CustomResourceDefinition":
-                    extensions.create_custom_resource_definition(document)
-                    names.append(document["metadata"]["name"])
+        crds = [
+            document
+            for path in sorted((KUBE_TOOLS / "gateway-api-crds").glob("*.yaml"))
+            for document in yaml.safe_load_all(path.read_text())
+            if document and document.get("kind") == "CustomResourceDefinition"
+        ]
+        # Side by side: the API server spends most of a create compiling the CEL rules.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(extensions.create_custom_resource_definition, crds))
+        names = [crd["metadata"]["name"] for crd in crds]
         if not names:
             raise ClusterError(f"no Gateway API CRDs in {KUBE_TOOLS / 'gateway-api-crds'}")
 
@@ -594,10 +621,8 @@ def start_cluster(workdir: Path) -> KubeCluster:
     /readyz passes, the fake node is Ready, the Gateway API is installed and `default`
     has its ServiceAccount. Everything started is stopped again if any step fails."""
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
         _binary(name)
-    if shutil.which("etcd") is None:
-        raise ClusterError("etcd is not installed: run `make setup` (Debian's etcd-server)")
     cluster = KubeCluster(workdir)
     try:
         cluster._start()
@@ -624,6 +649,10 @@ scrape_configs:
 """
 DEMO = str(Path(sys.executable).with_name("swiftdeploy-demo"))
 POLL_S = 0.25
+# Bounds every API call of the data plane's threads, so close() never waits on a hung one.
+API_TIMEOUT_S = 5.0
+# What a call the threads retry on their next tick can raise: a refusal or a timeout.
+API_ERRORS = (ApiException, urllib3.exceptions.HTTPError)
 SERVICE_CACHE_S = 2.0
 
 
@@ -764,6 +793,30 @@ class FakeDataPlane:
         result: list[dict[str, Any]] = response.json()["data"]["result"]
         return result
 
+    def request(self, headers: dict[str, str] | None = None) -> tuple[str, int] | None:
+        """Routes one GET / as the Gateway would, headers included (say X-Canary: always):
+        the track that answered and the status, or None when the rule has no ready
+        backend. Not counted in counts()."""
+        with self.cluster.api_client(self.cluster.admin_kubeconfig) as api:
+            services: dict[str, dict[str, str]] = {}
+            refs = self._read_route(
+                client.CustomObjectsApi(api), client.CoreV1Api(api), services, headers or {}
+            )
+        refs = [(name, weight) for name, weight in refs if weight > 0]
+        if not refs:
+            return None
+        name = random.choices([n for n, _ in refs], weights=[w for _, w in refs])[0]
+        pod = self._routable(services.get(name, {}))
+        if pod is None:
+            return None
+        return pod.track, self._http.get(f"{pod.url}/").status_code
+
+    def __enter__(self) -> FakeDataPlane:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -786,9 +839,11 @@ class FakeDataPlane:
             while not self._stop.wait(POLL_S):
                 try:
                     deployments = apps.list_namespaced_deployment(
-                        self.namespace, label_selector=f"app={self.service}"
+                        self.namespace,
+                        label_selector=f"app={self.service}",
+                        _request_timeout=API_TIMEOUT_S,
                     ).items
-                except ApiException:
+                except API_ERRORS:
                     continue  # e.g. the namespace is being deleted; try again next tick
                 self._reconcile(deployments)
 
@@ -880,7 +935,7 @@ class FakeDataPlane:
                     next_route = now + POLL_S
                     if now - services_read > SERVICE_CACHE_S:
                         services, services_read = {}, now
-                    refs = self._read_route(custom, core, services)
+                    refs = self._read_route(custom, core, services, {})
                     current = {name: current.get(name, 0) for name, _ in refs}
                 if now < next_send:
                     self._stop.wait(min(next_send, next_route) - now)
@@ -901,25 +956,36 @@ class FakeDataPlane:
         custom: client.CustomObjectsApi,
         core: client.CoreV1Api,
         services: dict[str, dict[str, str]],
+        headers: dict[str, str],
     ) -> list[tuple[str, int]]:
+        """The weighted Services the rule for a GET / with `headers` sends to; `services`
+        gains the selectors of those not in it yet."""
         try:
             route = custom.get_namespaced_custom_object(
-                GATEWAY_GROUP, "v1", self.namespace, "httproutes", self.service
+                GATEWAY_GROUP,
+                "v1",
+                self.namespace,
+                "httproutes",
+                self.service,
+                _request_timeout=API_TIMEOUT_S,
             )
-        except ApiException:
+        except API_ERRORS:
             return []
         with self._lock:
             self.route_reads += 1
         refs = [
             (ref["name"], int(ref.get("weight", 1)))
-            for ref in _plain_request_rule(route).get("backendRefs", [])
+            for ref in _matching_rule(route, headers).get("backendRefs", [])
             if ref.get("kind", "Service") == "Service"
         ]
         for name, _ in refs:
             if name not in services:
                 try:
-                    selector = core.read_namespaced_service(name, self.namespace).spec.selector
-                except ApiException:
+                    service = core.read_namespaced_service(
+                        name, self.namespace, _request_timeout=API_TIMEOUT_S
+                    )
+                    selector = service.spec.selector
+                except API_ERRORS:
                     continue
                 services[name] = dict(selector or {})
         return refs
@@ -967,21 +1033,26 @@ def _version(d: client.V1Deployment) -> str:
     return name.rsplit(":", 1)[1] if ":" in name else "latest"
 
 
-def _plain_request_rule(route: dict[str, Any]) -> dict[str, Any]:
-    """The first rule a request with no headers or query matches (the canary header rules
-    are skipped): no matches at all, or a match on the path / alone."""
+def _matching_rule(route: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The rule a GET / with `headers` takes: of the rules with a match whose path is / and
+    whose header matches (Exact; names case-insensitive) all hold, the one with the most
+    header matches, then the first (Gateway API's precedence, for this one path)."""
+    given = {name.lower(): value for name, value in headers.items()}
+    best: dict[str, Any] = {}
+    best_headers = -1
     for rule in route.get("spec", {}).get("rules", []):
-        matches = rule.get("matches") or [{}]
-        for match in matches:
+        for match in rule.get("matches") or [{}]:
             path = match.get("path", {"type": "PathPrefix", "value": "/"})
-            plain = not match.get("headers") and not match.get("queryParams")
-            if (
-                plain
-                and path.get("type", "PathPrefix") == "PathPrefix"
-                and path.get("value") == "/"
-            ):
-                return dict(rule)
-    return {}
+            if path.get("type", "PathPrefix") != "PathPrefix" or path.get("value") != "/":
+                continue
+            wanted = match.get("headers") or []
+            holds = all(
+                h.get("type", "Exact") == "Exact" and given.get(h["name"].lower()) == h["value"]
+                for h in wanted
+            )
+            if holds and not match.get("queryParams") and len(wanted) > best_headers:
+                best, best_headers = rule, len(wanted)
+    return best
 
 
 def _smooth_weighted_pick(refs: list[tuple[str, int]], current: dict[str, int]) -> str | None:
