@@ -496,6 +496,11 @@ class KubeCluster:
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                     f"--cidr={POD_CIDR}",
                     "--node-ip=127.0.0.1",
+                    # The heartbeat stage renews the node's Lease only when kwok manages
+                    # leases; without one the node controller marks every pod NotReady 40 s
+                    # after the node's last status, and a longer rollout sees its canary
+                    # turn unhealthy.
+                    "--node-lease-duration-seconds=40",
                     *(f"--config={s}" for s in stages),
                 ],
                 work,
