@@ -4,15 +4,18 @@ test also proves that Role is enough. Weights are read back from the API server.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from swiftdeploy.ports import free_port
-from tests.kube.kubeproject import SERVICE, KubeProject, new_project
+from tests.conftest import SWIFTDEPLOY
+from tests.kube.kubeproject import SERVICE, USER, KubeProject, new_project
 from tests.support.kube import FakeDataPlane, KubeCluster
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
@@ -75,8 +78,14 @@ def test_deploy_canary_rollback_then_promote_moves_the_http_route(project: KubeP
     assert project.image("stable") == "registry.example/demo:v3"
     assert project.weights() == {STABLE: 100}
     assert project.deployment("canary") is None
-    status = project.cli("status", "--json", "--window", "0").stdout
-    assert '"stable_version": "v3"' in status
+    status = json.loads(project.cli("status", "--json", "--window", "0").stdout)
+    assert status["stable_version"] == "v3"
+    assert {(r["track"], r["version"]) for r in status["replicas"]} == {("stable", "v3")}
+
+    # When it is torn down, then nothing labelled for the service is left
+    project.cli("teardown")
+    assert project.route() is None
+    assert project.deployment("stable") is None
 
 
 def test_a_canary_whose_pods_never_start_is_rolled_back_with_the_reason(
@@ -168,6 +177,56 @@ def test_validate_dry_runs_every_object_on_the_server(project: KubeProject) -> N
     assert len(line.splitlines()) == 1
     assert f"Deployment {project.namespace}/{STABLE} fails the server-side dry run" in line
     assert "v1-" in line
+
+
+def test_the_kubeconfig_context_and_missing_rights_are_one_line_each(
+    project: KubeProject, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    # Given a manifest naming a context the kubeconfig does not have
+    text = project.manifest.read_text()
+    project.manifest.write_text(
+        text.replace(
+            f"namespace: {kube_namespace}", f"namespace: {kube_namespace}\n  context: nope"
+        )
+    )
+    # Then validate says so in one line (exit 2)
+    done = project.cli("validate", check=False)
+    assert done.returncode == 2, done.stderr
+    assert "context 'nope'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    # and --kube-context overrides it with the kubeconfig's real one
+    done = subprocess.run(
+        [
+            SWIFTDEPLOY,
+            "--kube-context",
+            f"{USER}@swiftdeploy-test",
+            "validate",
+            "-f",
+            str(project.manifest),
+        ],
+        capture_output=True,
+        text=True,
+        env=project.env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+    # Given a user the Role is not bound to
+    stranger = kube_cluster.user_kubeconfig("stranger", kube_namespace)
+    project.manifest.write_text(text)
+    done = subprocess.run(
+        [SWIFTDEPLOY, "deploy", "-f", str(project.manifest)],
+        capture_output=True,
+        text=True,
+        env={**project.env(), "KUBECONFIG": str(stranger)},
+        check=False,
+    )
+    # Then the API server's refusal is one line pointing at the Role, and nothing runs
+    assert done.returncode == 1, done.stderr
+    assert "forbidden" in done.stderr
+    assert "swiftdeploy kube rbac" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert project.deployment("stable") is None
 
 
 def test_doctor_reports_the_cluster_version_and_the_gateway_api(project: KubeProject) -> None:
