@@ -46,7 +46,8 @@ def project(
 
 def test_deploy_canary_rollback_then_promote_moves_the_http_route(project: KubeProject) -> None:
     # Given v1 deployed as stable
-    project.cli("deploy")
+    deployed = project.cli("deploy").stdout
+    assert f"routed by HTTPRoute {project.namespace}/{SERVICE}" in deployed
     assert project.image("stable") == "registry.example/demo:v1"
     assert project.deployment("stable").status.ready_replicas == 2  # type: ignore[union-attr]
     assert project.weights() == {STABLE: 100}

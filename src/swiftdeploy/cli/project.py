@@ -120,8 +120,11 @@ def deploy(
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "deploy")
         state = deploy_version(fleet, target)
-    listen = loaded.manifest.traffic.listen
-    out.print(f"deployed {target}: {summary(state)}; listening on {listen}", markup=False)
+    settings = loaded.manifest
+    served = f"listening on {settings.traffic.listen}"
+    if settings.runtime == "kubernetes":  # the cluster's Gateway serves it, not a listener here
+        served = f"routed by HTTPRoute {settings.kubernetes.namespace}/{settings.service.name}"
+    out.print(f"deployed {target}: {summary(state)}; {served}", markup=False)
 
 
 @app.command()
