@@ -3,6 +3,7 @@ to the Role `swiftdeploy kube rbac` prints."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from tests.kube.kubeproject import SERVICE, new_project
 from tests.support.kube import KubeCluster
 
+SECRET_ENV = "  env: {TOKEN: {value: s3cret}}\n"
+
 
 @pytest.fixture
 def loaded(
@@ -30,6 +33,8 @@ def loaded(
         kube_cluster, kube_namespace, short_tmp, f"http://127.0.0.1:{free_port()}"
     )
     monkeypatch.setenv("KUBECONFIG", str(project.kubeconfig))
+    text = project.manifest.read_text()
+    project.manifest.write_text(text.replace("  port: 8080\n", "  port: 8080\n" + SECRET_ENV))
     return load_manifest(project.manifest)
 
 
@@ -50,6 +55,27 @@ def test_a_look_at_a_track_costs_the_same_api_calls_for_any_replica_count(
         assert healthy
         assert len([r for r in fleet.tracks.replicas() if r.track == "canary"]) == replicas
     assert calls[1] == calls[4] == 1
+
+
+def test_secret_env_values_reach_the_pods_through_a_secret(
+    loaded: LoadedManifest, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    # Given a service with a secret env value, when a track is started
+    fleet = open_fleet(loaded, progress=lambda message: None)
+    fleet.tracks.ensure_track(fleet.store.load(), "stable", "v1", 1)
+    # Then the value is in a Secret, the Deployment only names it, and the state never
+    # holds it
+    secret = client.CoreV1Api(kube_cluster.api).read_namespaced_secret(
+        f"{SERVICE}-swiftdeploy-env", kube_namespace
+    )
+    assert base64.b64decode(secret.data["TOKEN"]) == b"s3cret"
+    deployment = client.AppsV1Api(kube_cluster.api).read_namespaced_deployment(
+        f"{SERVICE}-stable", kube_namespace
+    )
+    env = {e.name: e for e in deployment.spec.template.spec.containers[0].env}
+    assert env["TOKEN"].value is None
+    assert env["TOKEN"].value_from.secret_key_ref.name == f"{SERVICE}-swiftdeploy-env"
+    assert "s3cret" not in fleet.store.load().model_dump_json()
 
 
 def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(

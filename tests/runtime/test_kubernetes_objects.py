@@ -14,7 +14,12 @@ from swiftdeploy.runtime.kubernetes import objects
 MANIFEST = """\
 apiVersion: swiftdeploy/v1
 runtime: kubernetes
-service: {name: shop, image: "reg.example/shop:{version}", version: v1, port: 9000}
+service:
+  name: shop
+  image: "reg.example/shop:{version}"
+  version: v1
+  port: 9000
+  env: {MODE: fast, TOKEN: {value: s3cret}}
 kubernetes: {namespace: team-a, gateway: {name: edge, namespace: infra}}
 traffic: {canary_header: X-Canary}
 metrics: {provider: prometheus, prometheus: {url: "http://prometheus.example:9090"}}
@@ -59,6 +64,22 @@ def test_the_deployment_runs_the_image_at_the_version_behind_readiness(
     container = pod["spec"]["containers"][0]
     assert container["image"] == "reg.example/shop:v2"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_secret_env_values_go_into_a_secret_the_deployment_only_references(
+    manifest_path: Path,
+) -> None:
+    manifest = load_manifest(manifest_path).manifest
+    env = objects.deployment(manifest, "stable", "v1", 2)["spec"]["template"]["spec"]["containers"][
+        0
+    ]["env"]
+    assert {"name": "MODE", "value": "fast"} in env
+    reference = {"secretKeyRef": {"name": "shop-swiftdeploy-env", "key": "TOKEN"}}
+    assert {"name": "TOKEN", "valueFrom": reference} in env
+    assert "s3cret" not in str(env)
+    secret = objects.env_secret(manifest)
+    assert secret is not None
+    assert secret["stringData"] == {"TOKEN": "s3cret"}
 
 
 def test_kubernetes_needs_the_clusters_prometheus(manifest_path: Path) -> None:

@@ -16,6 +16,7 @@ RULES = (
     ("", "services", ["create", "patch", "delete"], "one Service per track"),
     ("", "pods", ["list"], "readiness and `status`"),
     ("", "configmaps", ["get", "create", "patch"], "the rollout state"),
+    ("", "secrets", ["create", "patch", "delete"], "the secret env values (never read back)"),
     (
         "gateway.networking.k8s.io",
         "httproutes",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 
 from swiftdeploy.errors import BadInputError
-from swiftdeploy.manifest import LoadedManifest, SecretValue
+from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.rollout.state import StateStore
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessManager, TrackRuntime
 from swiftdeploy.runtime.kubernetes import objects
@@ -60,13 +60,6 @@ def preflight(loaded: LoadedManifest) -> list[str]:
     """A server-side dry run (dryRun=All) of every object the service is made of: the
     API server's admission and validation say now what would fail later."""
     manifest = loaded.manifest
-    for name, value in manifest.service.env.items():
-        if isinstance(value, SecretValue) and value.secret:
-            raise BadInputError(
-                f"{loaded.where(f'service.env.{name}')}: the kubernetes runtime does not take"
-                " secret values yet (they would be written into the Deployment)",
-                hint="reference a Kubernetes Secret from the image's own configuration",
-            )
     kube = kube_of(loaded)
     version = manifest.service.version
     candidates = [
@@ -77,6 +70,9 @@ def preflight(loaded: LoadedManifest) -> list[str]:
         objects.http_route(manifest, manifest.strategy.canary.steps[0].weight, canary=True),
         objects.state_config_map(manifest, "{}"),
     ]
+    secret = objects.env_secret(manifest)
+    if secret is not None:
+        candidates.insert(0, secret)
     checks = [f"kubernetes: {kube.server}, namespace {kube.namespace}"]
     for obj in candidates:
         what = f"{obj['kind']} {kube.namespace}/{obj['metadata']['name']}"

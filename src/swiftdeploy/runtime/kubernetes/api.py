@@ -45,6 +45,7 @@ KINDS = {
     "Deployment": Kind("/apis/apps/v1", "deployments"),
     "Service": Kind("/api/v1", "services"),
     "ConfigMap": Kind("/api/v1", "configmaps"),
+    "Secret": Kind("/api/v1", "secrets"),
     "Pod": Kind("/api/v1", "pods"),
     "HTTPRoute": Kind("/apis/gateway.networking.k8s.io/v1", "httproutes"),
     "Lease": Kind("/apis/coordination.k8s.io/v1", "leases"),

@@ -4,14 +4,16 @@
   app=<svc>, track, version (the label convention the default PromQL selects on);
 - the HTTPRoute `<svc>`: header rules first (`X-Canary: always` to the canary,
   `never` to the stable), then the weighted split;
-- the state ConfigMap `<svc>-swiftdeploy-state` and the Lease `<svc>-swiftdeploy`.
+- the state ConfigMap `<svc>-swiftdeploy-state` and the Lease `<svc>-swiftdeploy`;
+- the Secret `<svc>-swiftdeploy-env` with the secret `service.env` values, which the
+  Deployments reference rather than carry.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from swiftdeploy.manifest import Manifest
+from swiftdeploy.manifest import Manifest, SecretValue
 from swiftdeploy.rollout.state import Track
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -44,6 +46,47 @@ def lease_name(manifest: Manifest) -> str:
     return f"{manifest.service.name}-swiftdeploy"
 
 
+def env_secret_name(manifest: Manifest) -> str:
+    return f"{manifest.service.name}-swiftdeploy-env"
+
+
+def _secrets(manifest: Manifest) -> dict[str, str]:
+    return {
+        name: value.value
+        for name, value in manifest.service.env.items()
+        if isinstance(value, SecretValue) and value.secret
+    }
+
+
+def env_secret(manifest: Manifest) -> Obj | None:
+    """The secret env values, or None when there are none."""
+    secrets = _secrets(manifest)
+    if not secrets:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(manifest, env_secret_name(manifest)),
+        "type": "Opaque",
+        "stringData": secrets,
+    }
+
+
+def _env(manifest: Manifest, track: Track, version: str) -> list[Obj]:
+    secrets = _secrets(manifest)
+    plain = {
+        **{k: v for k, v in manifest.service.plain_env().items() if k not in secrets},
+        "SWIFTDEPLOY_TRACK": track,
+        "SWIFTDEPLOY_VERSION": version,
+    }
+    env: list[Obj] = [{"name": k, "value": v} for k, v in sorted(plain.items())]
+    ref = env_secret_name(manifest)
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": ref, "key": k}}} for k in sorted(secrets)
+    ]
+    return env
+
+
 def _meta(manifest: Manifest, name: str, **extra: str) -> Obj:
     return {
         "name": name,
@@ -60,7 +103,6 @@ def deployment(manifest: Manifest, track: Track, version: str, replicas: int) ->
         "version": version,
         MANAGED_BY: "swiftdeploy",
     }
-    env = {**service.plain_env(), "SWIFTDEPLOY_TRACK": track, "SWIFTDEPLOY_VERSION": version}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -82,7 +124,7 @@ def deployment(manifest: Manifest, track: Track, version: str, replicas: int) ->
                             "name": service.name,
                             "image": service.image_for(version),
                             "ports": [{"name": "http", "containerPort": service.port}],
-                            "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                            "env": _env(manifest, track, version),
                             "readinessProbe": {
                                 "httpGet": {"path": service.health, "port": "http"},
                                 "periodSeconds": 1,

@@ -96,11 +96,17 @@ class KubeTracks:
         # Recorded before the Deployment exists, so an interrupted start is cleaned up.
         state = self._with_track(state, track, entries)
         self.progress(f"applying Deployment {name}: {version}, {replicas} replicas")
-        self.kube.apply(objects.service(self.manifest, track))
-        self.kube.apply(objects.deployment(self.manifest, track, version, replicas))
+        self._apply_track(track, version, replicas)
         self._wait_ready(track, version)
         ready = tuple(r.model_copy(update={"ready": True}) for r in entries)
         return self._with_track(state, track, ready)
+
+    def _apply_track(self, track: Track, version: str, replicas: int) -> None:
+        secret = objects.env_secret(self.manifest)
+        if secret is not None:
+            self.kube.apply(secret)
+        self.kube.apply(objects.service(self.manifest, track))
+        self.kube.apply(objects.deployment(self.manifest, track, version, replicas))
 
     def _with_track(self, state: State, track: Track, entries: tuple[Replica, ...]) -> State:
         others = tuple(r for r in state.replicas if r.track != track)
@@ -151,8 +157,7 @@ class KubeTracks:
         replicas = self.manifest.service.replicas
         name = objects.track_name(self.manifest, "stable")
         self.progress(f"updating Deployment {name} to {version}")
-        self.kube.apply(objects.service(self.manifest, "stable"))
-        self.kube.apply(objects.deployment(self.manifest, "stable", version, replicas))
+        self._apply_track("stable", version, replicas)
         self._wait_ready("stable", version)
         entries = tuple(
             Replica(
@@ -249,6 +254,7 @@ class KubeTracks:
 
     def teardown(self) -> list[int]:
         self.kube.delete("HTTPRoute", objects.route_name(self.manifest))
+        self.kube.delete("Secret", objects.env_secret_name(self.manifest))
         for track in TRACKS:
             self._delete_track(track)
         return self.processes.shutdown()
