@@ -14,7 +14,8 @@ from swiftdeploy.commands.context import open_fleet
 from swiftdeploy.errors import LockedError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.ports import free_port
-from swiftdeploy.runtime.kubernetes import kube_of
+from swiftdeploy.rollout.state import State
+from swiftdeploy.runtime.kubernetes import kube_of, lease_of, shared_lock, state_store
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from tests.kube.kubeproject import SERVICE, new_project
 from tests.support.kube import KubeCluster
@@ -104,3 +105,24 @@ def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(
     assert taken.spec.holder_identity == mine.me
     assert taken.spec.lease_transitions == 1
     mine.release()
+
+
+def test_a_cli_that_lost_its_lease_stops_at_its_next_save(
+    loaded: LoadedManifest, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    # Given this CLI holding the service's lease, as a mutating command does
+    with shared_lock(loaded):
+        store = state_store(loaded)
+        store.save(State())
+        # When another CLI took it over meanwhile (this one stalled past its duration)
+        coordination = client.CoordinationV1Api(kube_cluster.api)
+        lease = coordination.read_namespaced_lease(f"{SERVICE}-swiftdeploy", kube_namespace)
+        lease.spec.holder_identity = "elsewhere/7/beef"
+        coordination.replace_namespaced_lease(lease.metadata.name, kube_namespace, lease)
+        held = lease_of(loaded)
+        assert held is not None
+        held.renew()
+        # Then its next save is refused, naming the new holder, and nothing is written
+        with pytest.raises(LockedError, match=r"lost the Lease .* to elsewhere/7/beef"):
+            store.save(State(stable_version="v9"))
+    assert state_store(loaded).load().stable_version is None

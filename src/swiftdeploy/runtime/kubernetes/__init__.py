@@ -27,12 +27,18 @@ from swiftdeploy.runtime.local import SupervisorRuntime
 
 NGINX_ROUTED = False
 
-_CONNECTIONS: dict[tuple[str, str | None, str], Kube] = {}
+Key = tuple[str, str | None, str]
+_CONNECTIONS: dict[Key, Kube] = {}
+_LEASES: dict[Key, LeaseLock] = {}  # held by this command
+
+
+def _key(loaded: LoadedManifest) -> Key:
+    return (str(loaded.path), context_of(loaded), loaded.manifest.kubernetes.namespace)
 
 
 def kube_of(loaded: LoadedManifest) -> Kube:
     """One connection per project and context for the whole command."""
-    key = (str(loaded.path), context_of(loaded), loaded.manifest.kubernetes.namespace)
+    key = _key(loaded)
     if key not in _CONNECTIONS:
         _CONNECTIONS[key] = open_kube(loaded)
     return _CONNECTIONS[key]
@@ -49,11 +55,24 @@ def create_tracks(deps: BackendDeps) -> TrackRuntime:
 
 
 def state_store(loaded: LoadedManifest) -> StateStore:
-    return ConfigMapStateStore(kube_of(loaded), loaded.manifest)
+    key = _key(loaded)
+
+    def guard() -> None:
+        lease = _LEASES.get(key)
+        if lease is not None:
+            lease.check()
+
+    return ConfigMapStateStore(kube_of(loaded), loaded.manifest, guard)
+
+
+def lease_of(loaded: LoadedManifest) -> LeaseLock | None:
+    """The Lease this command took for the project, if it took one."""
+    return _LEASES.get(_key(loaded))
 
 
 def shared_lock(loaded: LoadedManifest) -> AbstractContextManager[None]:
-    return LeaseLock(kube_of(loaded), loaded.manifest).held()
+    lease = _LEASES[_key(loaded)] = LeaseLock(kube_of(loaded), loaded.manifest)
+    return lease.held()
 
 
 def preflight(loaded: LoadedManifest) -> list[str]:

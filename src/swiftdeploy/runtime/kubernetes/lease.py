@@ -67,6 +67,7 @@ class LeaseLock:
         self.me = identity()
         self._lease: dict[str, Any] | None = None
         self._stop = threading.Event()
+        self.lost: str | None = None  # who holds the lease now, once we lost it
 
     def _body(self, previous: dict[str, Any] | None) -> dict[str, Any]:
         now = _micro(_now())
@@ -125,15 +126,37 @@ class LeaseLock:
         )
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(RENEW_S):
-            try:
-                assert self._lease is not None
-                self._lease = self.kube.replace(self._body(self._lease))
-            except KubeApiError:
-                # Retried at the next period; a lease lost for good is refused there too.
-                current = self.kube.get("Lease", self.name)
-                if current and current.get("spec", {}).get("holderIdentity") == self.me:
-                    self._lease = current
+        while self.lost is None and not self._stop.wait(RENEW_S):
+            self.renew()
+
+    def renew(self) -> None:
+        """Renew the lease; when someone else holds it now, remember who (`lost`), so
+        the next state save stops this CLI rather than let two drive the service."""
+        try:
+            assert self._lease is not None
+            self._lease = self.kube.replace(self._body(self._lease))
+            return
+        except KubeApiError as exc:
+            if exc.status != 409:
+                return  # the API server is away: retried at the next period
+        try:
+            current = self.kube.get("Lease", self.name)
+        except KubeApiError:
+            return
+        holder = (current or {}).get("spec", {}).get("holderIdentity")
+        if current is not None and holder == self.me:
+            self._lease = current  # our own write raced a read: carry on from it
+        else:
+            self.lost = str(holder or "nobody (the Lease was deleted)")
+
+    def check(self) -> None:
+        """Raises LockedError once the lease was lost (see `renew`)."""
+        if self.lost is not None:
+            raise LockedError(
+                f"lost the Lease {self.kube.namespace}/{self.name} to {self.lost}: "
+                "stopped before changing anything more",
+                hint="`swiftdeploy status` shows where the rollout stands",
+            )
 
     def release(self) -> None:
         lease = self._lease

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -20,9 +21,12 @@ KEY = "state.json"
 
 
 class ConfigMapStateStore:
-    def __init__(self, kube: Kube, manifest: Manifest) -> None:
+    def __init__(
+        self, kube: Kube, manifest: Manifest, guard: Callable[[], None] = lambda: None
+    ) -> None:
         self.kube = kube
         self.manifest = manifest
+        self.guard = guard  # raises when this CLI no longer holds the service's Lease
         self.name = objects.state_name(manifest)
 
     def load(self) -> State:
@@ -40,6 +44,7 @@ class ConfigMapStateStore:
             ) from None
 
     def save(self, state: State) -> State:
+        self.guard()
         state = state.model_copy(update={"updated_at": time.time()})
         self.kube.apply(objects.state_config_map(self.manifest, state.model_dump_json()))
         return state
