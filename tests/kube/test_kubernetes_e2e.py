@@ -161,6 +161,31 @@ def test_the_lease_refuses_a_second_cli_and_a_killed_rollout_resumes_elsewhere(
         plane.close()
 
 
+def test_abort_stops_a_running_rollout_and_rolls_it_back(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path, dead_prometheus: str
+) -> None:
+    # Given a rollout of v2 running at its first step (holding for want of metrics)
+    project = new_project(
+        kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus, max_duration="60s"
+    )
+    project.cli("deploy")
+    running = project.popen("rollout", "v2")
+    try:
+        project.wait_for("step 1", lambda: project.weights().get(CANARY) == 10, timeout=60)
+
+        # When it is aborted
+        done = project.cli("abort")
+    finally:
+        running.kill()
+        running.communicate(timeout=10)
+
+    # Then the rollout stopped, its Lease was let go, and the canary was rolled back
+    assert f"stopped the rollout (pid {running.pid})" in done.stderr
+    assert "aborted" in done.stdout
+    assert project.weights() == {STABLE: 100}
+    project.wait_for("the canary Deployment to go", lambda: project.deployment("canary") is None)
+
+
 def test_validate_dry_runs_every_object_on_the_server(project: KubeProject) -> None:
     # Given a valid manifest, validate names every object it dry-ran
     checks = project.cli("validate").stdout
