@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,26 +91,45 @@ def test_deploy_canary_rollback_then_promote_moves_the_http_route(project: KubeP
     assert project.deployment("stable") is None
 
 
+@contextmanager
+def quota_full(cluster: KubeCluster, namespace: str) -> Iterator[None]:
+    """No room for another pod in the namespace: the canary's pod is never created."""
+    client.CoreV1Api(cluster.api).create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "full"}, "spec": {"hard": {"pods": "2"}}}
+    )
+    yield
+
+
+@pytest.mark.parametrize(
+    ("blocked", "reason"),
+    [
+        (quota_full, "exceeded quota"),
+        (lambda cluster, namespace: cluster.unschedulable(), "Unschedulable"),
+    ],
+    ids=["no-pod-created", "pod-never-scheduled"],
+)
 def test_a_canary_whose_pods_never_start_is_rolled_back_with_the_reason(
-    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path, dead_prometheus: str
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    short_tmp: Path,
+    dead_prometheus: str,
+    blocked: Callable[[KubeCluster, str], AbstractContextManager[None]],
+    reason: str,
 ) -> None:
-    # Given v1 deployed, and a quota that leaves no room for another pod
+    # Given v1 deployed
     project = new_project(
         kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus, start_timeout="4s"
     )
     project.cli("deploy")
-    client.CoreV1Api(kube_cluster.api).create_namespaced_resource_quota(
-        kube_namespace,
-        {"metadata": {"name": "full"}, "spec": {"hard": {"pods": "2"}}},
-    )
 
-    # When v2 is rolled out
-    done = project.cli("rollout", "v2", check=False)
+    # When v2 is rolled out where its pod cannot start
+    with blocked(kube_cluster, kube_namespace):
+        done = project.cli("rollout", "v2", check=False)
 
     # Then it is rolled back (exit 3) saying why its pods never became ready
     assert done.returncode == 3, done.stderr
     assert "the canary did not become ready" in done.stderr
-    assert "exceeded quota" in done.stderr
+    assert reason in done.stderr
     assert project.weights() == {STABLE: 100}
     assert project.deployment("canary") is None
 
