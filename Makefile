@@ -11,6 +11,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
 .PHONY: setup system demo test lint typecheck bench clean
 
 setup: system $(VENV)/.installed $(OPA)
+setup: docker
+
+.PHONY: docker demo-image
+# Debian's docker.io, and dockerd started in the background if it does not answer.
+docker:
+	@bash scripts/install-docker.sh
+
+# The demo service's image for `runtime: docker` (cached: seconds once built).
+demo-image: setup
+	$(VENV)/bin/swiftdeploy demo-image
 
 system:
 	@bash scripts/install-system.sh
@@ -31,7 +41,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup
+test: setup demo-image
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(OPA) test policies/

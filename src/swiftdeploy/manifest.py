@@ -416,7 +416,7 @@ class Audit(_Model):
 class Manifest(_Model):
     api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
     # What runs the replicas (`swiftdeploy.runtime.backend`).
-    runtime: Literal["local"] = "local"
+    runtime: Literal["local", "docker"] = "local"
     service: Service
     traffic: Traffic = Field(default_factory=Traffic)
     strategy: Strategy = Field(default_factory=Strategy)

@@ -18,7 +18,13 @@ def _local() -> Backend:
     return local
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local}
+def _docker() -> Backend:
+    from swiftdeploy.runtime import docker
+
+    return docker
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local, "docker": _docker}
 
 
 def backend(name: str) -> Backend:
