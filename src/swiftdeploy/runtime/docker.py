@@ -129,8 +129,11 @@ class DockerReplicas:
         status = "unknown"
         while time.monotonic() < deadline:
             container.reload()
-            status = str(container.attrs["State"]["Status"])
-            if status == "running":
+            state = container.attrs["State"]
+            status = str(state["Status"])
+            # Running for STARTSECS, as supervisord's programs must: one that dies at once
+            # is reported here, not after the whole health-check timeout.
+            if status == "running" and _up_for(state["StartedAt"]) >= STARTSECS:
                 return
             if status in {"exited", "dead", "restarting"}:
                 break
@@ -210,8 +213,8 @@ class DockerTracks(HostedTracks):
         for container in self.containers.labelled():
             pid = int(container.attrs["State"].get("Pid") or 0)
             self.progress(f"removing container {container.name}")
+            # Everything goes: no one is routed to them any more, so no grace period.
             try:
-                container.stop(timeout=STOP_TIMEOUT_S)
                 container.remove(force=True)
             except NotFound:
                 continue
