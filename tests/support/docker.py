@@ -12,7 +12,7 @@ import docker
 import yaml
 from docker.models.containers import Container
 
-from swiftdeploy.commands.demo_image import REPOSITORY
+from swiftdeploy.commands.demo_image import DIGEST_LABEL, REPOSITORY
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.runtime.docker import build_image, connect, project_filter
@@ -40,7 +40,8 @@ def demo_images(client: docker.DockerClient, *tags: str) -> None:
     subprocess.run([SWIFTDEPLOY, "demo-image", *tags], check=True, timeout=900)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "Dockerfile").write_text(CRASH_DOCKERFILE)
-        build_image(client, Path(tmp), [f"{REPOSITORY}:{CRASH_TAG}"], {})
+        # Labels are inherited: this one must not pass for an up-to-date demo image.
+        build_image(client, Path(tmp), [f"{REPOSITORY}:{CRASH_TAG}"], {DIGEST_LABEL: "none"})
 
 
 def use_docker(project: Project, replicas: int = 2) -> None:

@@ -76,7 +76,7 @@ def build_demo_image(tags: list[str], progress: Callable[[str], None]) -> list[s
     digest = _digest()
     with _build_lock():
         stale = [ref for ref in refs if engine.image_label(client, ref, DIGEST_LABEL) != digest]
-        if not stale or engine.tag_labelled(client, DIGEST_LABEL, digest, stale):
+        if not stale:
             return refs
         if engine.image_label(client, BASE_IMAGE, DIGEST_LABEL) is None:
             progress(f"building the base image {BASE_IMAGE} (debootstrap, about a minute)")

@@ -235,17 +235,6 @@ def image_label(client: docker.DockerClient, image: str, label: str) -> str | No
     return str(labels.get(label, ""))
 
 
-def tag_labelled(client: docker.DockerClient, label: str, value: str, refs: list[str]) -> bool:
-    """Tag an image already labelled `label=value` as every one of `refs`; False if none is."""
-    found = client.images.list(filters={"label": f"{label}={value}"})
-    if not found:
-        return False
-    for ref in refs:
-        repository, tag = ref.rsplit(":", 1)
-        found[0].tag(repository, tag)
-    return True
-
-
 def import_rootfs(client: docker.DockerClient, tarball: Path, image: str) -> None:
     """An image of a root filesystem tarball, as `docker import`: no registry involved."""
     repository, tag = image.rsplit(":", 1)
