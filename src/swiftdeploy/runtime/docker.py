@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +193,10 @@ def _process_info(name: str, attrs: dict[str, Any]) -> ProcessInfo:
 
 
 def _up_for(started_at: str) -> float:
-    # The engine writes RFC 3339 with nanoseconds; Python parses microseconds.
-    stamp = started_at.rstrip("Z").split(".")[0]
+    # The engine writes UTC in RFC 3339 with nanoseconds; Python parses microseconds.
+    stamp, _, fraction = started_at.rstrip("Z").partition(".")
     started = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+    started += timedelta(microseconds=int((fraction + "000000")[:6]))
     return (datetime.now(UTC) - started).total_seconds()
 
 
