@@ -52,6 +52,11 @@ test: setup demo-image
 demo: setup
 	$(PY) scripts/demo.py
 
+# The same on runtime: docker, the replicas as containers of the demo image.
+.PHONY: demo-docker
+demo-docker: setup
+	$(PY) scripts/demo.py --runtime docker
+
 # Every benchmark, one after another (never side by side: they would disturb each other).
 bench: setup
 	$(PY) bench/metrics_scrape.py
