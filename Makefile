@@ -68,6 +68,7 @@ bench: setup
 	$(PY) bench/e2e_detection.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/soak.py
+	$(PY) bench/docker_runtime.py
 
 clean:
 	rm -rf $(VENV) .tools .swiftdeploy build *.egg-info

@@ -177,6 +177,8 @@ class DockerReplicas:
         except DockerException:
             tail = ""
         last = tail.strip().splitlines()[-1][:200] if tail.strip() else ""
+        # The service's output is untrusted: nothing in it may drive the terminal.
+        last = "".join(ch if ch.isprintable() else "?" for ch in last)
         return f"`docker logs {cname}`" + (f" (last line: {last})" if last else "")
 
 
