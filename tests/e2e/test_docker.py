@@ -156,15 +156,15 @@ def test_a_crash_looping_canary_is_rolled_back(
 
 
 def test_teardown_removes_every_labelled_container(
-    project: Project, client: docker.DockerClient
+    deployed: Project, client: docker.DockerClient
 ) -> None:
-    # Given a deployed project, and a container of it the state does not know (as a
-    # start interrupted before the state was saved leaves)
-    use_docker(project, replicas=1)
-    project.cli("deploy")
-    stray = Replica(name="canary-v2-0", track="canary", version="v2", port=free_port())
+    # Given the project's containers (this module's last test), and one of it the state
+    # does not know, as a start interrupted before the state was saved leaves
+    project = deployed
+    known = len(project.state()["replicas"])
+    stray = Replica(name="canary-stray-0", track="canary", version="v1", port=free_port())
     DockerReplicas(load_manifest(project.manifest), client).start(stray)
-    assert len(project_containers(client, project)) == 2
+    assert len(project_containers(client, project)) == known + 1
     # When it is torn down
     done = project.cli("teardown")
     # Then no container or network labelled with the project remains
