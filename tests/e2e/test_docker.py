@@ -5,8 +5,11 @@ back, and teardown leaves no container of the project behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,7 +141,7 @@ def test_the_cli_killed_mid_rollout_is_resumed(
     assert load[0].failed == 0, load[0]
 
 
-def test_a_crash_looping_canary_is_rolled_back(
+def test_a_canary_that_crashes_as_it_starts_is_rolled_back(
     deployed: Project, client: docker.DockerClient
 ) -> None:
     project = deployed
@@ -153,6 +156,42 @@ def test_a_crash_looping_canary_is_rolled_back(
     assert (state["phase"], state["stable_version"]) == ("rolled-back", stable)
     assert_containers_match_state(client, project)
     assert version_counts(project.url + "/", 10) == {stable: 10}
+
+
+def test_a_canary_container_that_crash_loops_is_rolled_back_as_unhealthy(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    project = deployed
+    containers = DockerReplicas(load_manifest(project.manifest), client)
+    stop = threading.Event()
+
+    def crash_loop() -> None:
+        while not stop.is_set():
+            for name, info in containers.inspect().items():
+                if name.startswith("canary-") and info.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(info.pid, signal.SIGKILL)
+            time.sleep(0.3)
+
+    # Given a rollout of v1 under load, its canary ready
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v1")
+        wait_for(lambda: canary_ready(project), what="the canary")
+        # When the canary container's process dies again and again (the engine restarts it)
+        killer = threading.Thread(target=crash_loop, daemon=True)
+        killer.start()
+        try:
+            output = finish(rollout)
+        finally:
+            stop.set()
+            killer.join()
+    # Then the canary is judged unhealthy and rolled back
+    assert rollout.returncode == 3, output
+    assert "canary is unhealthy" in output
+    assert project.state()["phase"] == "rolled-back"
+    assert_containers_match_state(client, project)
+    # And nginx retried the requests that met the dying canary on another replica
+    assert load[0].failed == 0, load[0]
 
 
 def test_teardown_removes_every_labelled_container(
