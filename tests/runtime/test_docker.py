@@ -175,3 +175,28 @@ def _run(project: Project, env: dict[str, str], *args: str) -> subprocess.Comple
         cwd=project.root,
         check=False,
     )
+
+
+def test_demo_image_is_cached_and_refuses_a_bad_tag_in_one_line(
+    client: docker.DockerClient,
+) -> None:
+    # Given the demo image built (the module's fixture)
+    before = client.images.get("swiftdeploy-demo:v1").id
+    # When it is asked for again, Then nothing is rebuilt
+    again = subprocess.run(
+        [SWIFTDEPLOY, "demo-image", "v1"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert "building" not in again.stderr
+    assert client.images.get("swiftdeploy-demo:v1").id == before
+    # And a tag the engine would refuse is bad input: exit 2, one line, nothing built
+    bad = subprocess.run(
+        [SWIFTDEPLOY, "demo-image", "v1;rm"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1
+    assert "invalid image tag 'v1;rm'" in bad.stderr
