@@ -6,10 +6,23 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftdeploy.errors import BadInputError, CommandFailedError, SwiftDeployError
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A long-running process a process manager keeps alive (nginx, OPA, a replica)."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    # {"pid_file", "name", optional "socket"}: take over from a SIGKILLed
+    # predecessor's surviving children (see runtime/launch.py)
+    takeover: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

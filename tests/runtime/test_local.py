@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from swiftdeploy.errors import RuntimeProcessError
-from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.runtime.local import SupervisorRuntime, pid_alive
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]

@@ -1,4 +1,5 @@
 """Metrics providers, by name: what a track served over a window, measured, never assumed.
+May import: state, manifest, analysis and the foundation; not another part.
 
 An unknown name is an error, never a silent fallback (Flagger's mistake).
 """

@@ -24,9 +24,7 @@ from swiftdeploy.manifest import Analysis, Step
 from swiftdeploy.metrics.base import Measurement, MetricsProvider, summarize
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
-from swiftdeploy.rollout.evidence import Counts, Dimension, Evidence, PassedBy
 from swiftdeploy.rollout.inputs import canary_input
-from swiftdeploy.rollout.state import LastLook, Phase, State
 from swiftdeploy.rollout.statistics import (
     Settings,
     assess,
@@ -34,6 +32,8 @@ from swiftdeploy.rollout.statistics import (
     passed_dimensions,
     progress,
 )
+from swiftdeploy.state import LastLook, Phase, State
+from swiftdeploy.state.evidence import Counts, Dimension, Evidence, PassedBy
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
 Track = Literal["canary", "stable"]

@@ -1,4 +1,7 @@
-"""Runtime backends, by name. An unknown name is an error, never a silent fallback.
+"""Runtime backends, by name: what runs the tracks (`runtime.base.TrackRuntime`).
+May import: traffic (the router hosted tracks use), state, manifest and the foundation.
+
+An unknown name is an error, never a silent fallback.
 
 A backend's module is imported only when it is asked for, so a backend's clients
 load only for the projects that use it.

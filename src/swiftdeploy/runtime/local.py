@@ -29,16 +29,16 @@ from swiftdeploy import proc
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.rollout.state import Replica, StateStore
+from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.runtime.base import (
     BackendDeps,
     Check,
     ProcessInfo,
     ProcessManager,
-    ProcessSpec,
     TrackRuntime,
 )
 from swiftdeploy.runtime.hosted import PLATFORM_PROCESSES, HostedTracks, replica_env
+from swiftdeploy.state import Replica, StateStore
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
 _PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")

@@ -1,4 +1,8 @@
-"""Traffic routers, by name. An unknown name is an error, never a silent fallback."""
+"""Traffic routers, by name: the split between the tracks (`traffic.base.TrafficRouter`).
+May import: state, manifest and the foundation; not another part.
+
+An unknown name is an error, never a silent fallback.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.proc import ProcessSpec
 
 
 class Routes(BaseModel):

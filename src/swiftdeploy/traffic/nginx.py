@@ -23,7 +23,7 @@ from swiftdeploy.errors import BadInputError, TrafficError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import Manifest
 from swiftdeploy.probe import wait_for_ok
-from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
 NGINX_SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin"
