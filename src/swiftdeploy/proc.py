@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,18 @@ def version_of(argv: list[str], pick: int = 0) -> tuple[bool, str]:
         return False, exc.one_line()
     lines = (outcome.stdout + outcome.stderr).strip().splitlines()
     return outcome.code == 0, lines[pick] if len(lines) > pick else "unknown version"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -15,9 +15,7 @@ from swiftdeploy.lock import project_lock
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import BackendDeps
-from swiftdeploy.traffic import create_router
-
-ROUTER = "nginx"
+from swiftdeploy.traffic import HOST_ROUTER, create_router
 
 
 def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
@@ -31,7 +29,7 @@ def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
         progress=progress,
         processes=runtime.process_manager(loaded),
         router=(
-            create_router(ROUTER, loaded.manifest, loaded.state_dir)
+            create_router(HOST_ROUTER, loaded.manifest, loaded.state_dir)
             if runtime.NGINX_ROUTED
             else None
         ),

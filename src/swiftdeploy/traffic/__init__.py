@@ -14,6 +14,8 @@ from swiftdeploy.traffic.base import TrafficRouter
 from swiftdeploy.traffic.nginx import NginxRouter
 
 ROUTERS = {"nginx": NginxRouter}
+# The router of the backends whose tracks it splits (`Backend.NGINX_ROUTED`).
+HOST_ROUTER = "nginx"
 
 
 def create_router(name: str, manifest: Manifest, state_dir: Path) -> TrafficRouter:

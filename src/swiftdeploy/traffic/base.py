@@ -37,6 +37,11 @@ class TrafficRouter(Protocol):
         """Render and check the router's config; return the process that serves it."""
         ...
 
+    def check(self) -> None:
+        """Check the config the router would serve, starting nothing; raises
+        BadInputError in the router's own words (what `validate` runs)."""
+        ...
+
     def wait_ready(self, timeout: float) -> None: ...
 
     def apply(self, routes: Routes) -> None:
