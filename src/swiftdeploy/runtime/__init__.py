@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from swiftdeploy.errors import BadInputError
+from swiftdeploy.registry import lookup
 from swiftdeploy.runtime.base import Backend
 
 
@@ -25,10 +25,4 @@ BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local}
 
 
 def backend(name: str) -> Backend:
-    try:
-        load = BACKENDS[name]
-    except KeyError:
-        raise BadInputError(
-            f"unknown runtime {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}"
-        ) from None
-    return load()
+    return lookup(BACKENDS, "runtime", name)()

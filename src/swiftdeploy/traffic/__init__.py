@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Manifest
+from swiftdeploy.registry import lookup
 from swiftdeploy.traffic.base import TrafficRouter
 from swiftdeploy.traffic.nginx import NginxRouter
 
@@ -19,10 +19,4 @@ HOST_ROUTER = "nginx"
 
 
 def create_router(name: str, manifest: Manifest, state_dir: Path) -> TrafficRouter:
-    try:
-        factory = ROUTERS[name]
-    except KeyError:
-        raise BadInputError(
-            f"unknown traffic router {name!r}", hint=f"choose one of: {', '.join(ROUTERS)}"
-        ) from None
-    return factory(manifest, state_dir)
+    return lookup(ROUTERS, "traffic router", name)(manifest, state_dir)
