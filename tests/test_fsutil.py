@@ -14,7 +14,7 @@ import pytest
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write
-from swiftdeploy.rollout.state import State, StateStore
+from swiftdeploy.state import State, StateStore
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 

@@ -33,7 +33,7 @@ from swiftdeploy.errors import ExitCode
 if TYPE_CHECKING:
     from swiftdeploy.commands.status import StatusReport
     from swiftdeploy.manifest import LoadedManifest
-    from swiftdeploy.rollout.state import State
+    from swiftdeploy.state import State
 
 
 class TrackName(StrEnum):
