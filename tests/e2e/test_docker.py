@@ -18,8 +18,8 @@ import pytest
 
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.ports import free_port
-from swiftdeploy.rollout.state import Replica
 from swiftdeploy.runtime.docker import REPLICA_LABEL, DockerReplicas
+from swiftdeploy.state import Replica
 from tests.conftest import (
     Project,
     canary_ready,

@@ -18,7 +18,6 @@ import pytest
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.ports import free_port
-from swiftdeploy.rollout.state import Replica
 from swiftdeploy.runtime.docker import (
     PROJECT_LABEL,
     REPLICA_LABEL,
@@ -27,6 +26,7 @@ from swiftdeploy.runtime.docker import (
     DockerReplicas,
     project_id,
 )
+from swiftdeploy.state import Replica
 from tests.conftest import SWIFTDEPLOY, Project
 from tests.support.docker import CRASH_TAG, demo_images, engine, project_containers, use_docker
 

@@ -28,10 +28,10 @@ from docker.types import LogConfig
 
 from swiftdeploy.errors import BadInputError, RuntimeProcessError
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.rollout.state import Replica, StateStore
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessInfo, TrackRuntime
 from swiftdeploy.runtime.hosted import HostedTracks, replica_env
 from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.state import Replica, StateStore
 
 LABEL = "io.swiftdeploy"
 PROJECT_LABEL = f"{LABEL}.project"
