@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import httpx
@@ -200,3 +203,48 @@ def test_demo_image_is_cached_and_refuses_a_bad_tag_in_one_line(
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
     assert "invalid image tag 'v1;rm'" in bad.stderr
+
+
+@pytest.fixture
+def hung_up_engine(short_tmp: Path) -> Iterator[str]:
+    """An engine that stopped answering: its socket accepts and hangs up at once."""
+    path = short_tmp / "docker.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"unix://{path}"
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(timeout=5)
+
+
+def test_an_engine_that_stops_answering_is_one_error_not_a_traceback(
+    project: Project, hung_up_engine: str
+) -> None:
+    # Given replicas driven through a client whose engine hangs up on every request
+    use_docker(project)
+    gone = docker.DockerClient(base_url=hung_up_engine, version="1.41")
+    replicas = DockerReplicas(load_manifest(project.manifest), gone)
+    # When they are listed, stopped or started, Then each is one RuntimeProcessError
+    # naming the engine and how to start it
+    try:
+        for call in (replicas.inspect, lambda: replicas.stop("canary-v1-0"),
+                     lambda: replicas.start(replica())):  # fmt: skip
+            with pytest.raises(RuntimeProcessError, match="the Docker engine failed") as failure:
+                call()
+            assert "install-docker.sh start" in str(failure.value.hint)
+    finally:
+        gone.close()

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, BuildError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import LogConfig
+from requests import RequestException
 
 from swiftdeploy.errors import BadInputError, RuntimeProcessError
 from swiftdeploy.manifest import LoadedManifest
@@ -62,11 +64,23 @@ def connect() -> docker.DockerClient:
     try:
         client = docker.from_env(timeout=30)
         client.ping()
-    except DockerException as exc:
+    except (DockerException, RequestException) as exc:
         raise RuntimeProcessError(
             f"the Docker engine is not reachable: {_first_line(exc)}", hint=ENGINE_HINT
         ) from None
     return client
+
+
+@contextmanager
+def _engine(what: str) -> Iterator[None]:
+    """The engine failing (gone away, or refusing) as one line, not a traceback. The
+    SDK raises its own errors, and the transport's for a socket that stopped answering."""
+    try:
+        yield
+    except (DockerException, RequestException) as exc:
+        raise RuntimeProcessError(
+            f"the Docker engine failed {what}: {_first_line(exc)}", hint=ENGINE_HINT
+        ) from None
 
 
 def project_id(loaded: LoadedManifest) -> str:
@@ -94,6 +108,12 @@ class DockerReplicas:
         image = service.image_for(replica.version)
         # A container of this name is left from an interrupted start: this one replaces it.
         self.stop(replica.name)
+        with _engine(f"starting {replica.name}"):
+            container = self._create(replica, image)
+            self._wait_running(replica.name, container)
+
+    def _create(self, replica: Replica, image: str) -> Container:
+        service = self.loaded.manifest.service
         try:
             container = self.client.containers.create(
                 image,
@@ -122,13 +142,17 @@ class DockerReplicas:
             raise RuntimeProcessError(
                 f"{replica.name}: the engine refused to start {image}: {_first_line(exc)}"
             ) from None
-        self._wait_running(replica.name, container)
+        return container
 
     def _wait_running(self, name: str, container: Container) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         status = "unknown"
         while time.monotonic() < deadline:
-            container.reload()
+            try:
+                container.reload()
+            except NotFound:
+                status = "removing"
+                break
             state = container.attrs["State"]
             status = str(state["Status"])
             # Running for STARTSECS, as supervisord's programs must: one that dies at once
@@ -143,13 +167,14 @@ class DockerReplicas:
         )
 
     def stop(self, name: str) -> None:
-        try:
-            container = self.client.containers.get(self.container_name(name))
-            # stop first: the service gets SIGTERM and its grace period, not SIGKILL.
-            container.stop(timeout=STOP_TIMEOUT_S)
-            container.remove(force=True)
-        except NotFound:
-            return
+        with _engine(f"stopping {name}"):
+            try:
+                container = self.client.containers.get(self.container_name(name))
+                # stop first: the service gets SIGTERM and its grace period, not SIGKILL.
+                container.stop(timeout=STOP_TIMEOUT_S)
+                container.remove(force=True)
+            except NotFound:
+                return
 
     def inspect(self) -> dict[str, ProcessInfo]:
         found = {}
@@ -160,21 +185,17 @@ class DockerReplicas:
         return found
 
     def labelled(self) -> list[Container]:
-        try:
+        with _engine("listing the project's containers"):
             containers: list[Container] = self.client.containers.list(
                 all=True, filters=project_filter(self.loaded), ignore_removed=True
             )
-        except DockerException as exc:
-            raise RuntimeProcessError(
-                f"the Docker engine is not reachable: {_first_line(exc)}", hint=ENGINE_HINT
-            ) from None
         return containers
 
     def logs(self, name: str) -> str:
         cname = self.container_name(name)
         try:
             tail = self.client.containers.get(cname).logs(tail=1).decode(errors="replace")
-        except DockerException:
+        except (DockerException, RequestException):
             tail = ""
         last = tail.strip().splitlines()[-1][:200] if tail.strip() else ""
         # The service's output is untrusted: nothing in it may drive the terminal.
@@ -217,10 +238,11 @@ class DockerTracks(HostedTracks):
             pid = int(container.attrs["State"].get("Pid") or 0)
             self.progress(f"removing container {container.name}")
             # Everything goes: no one is routed to them any more, so no grace period.
-            try:
-                container.remove(force=True)
-            except NotFound:
-                continue
+            with _engine(f"removing {container.name}"):
+                try:
+                    container.remove(force=True)
+                except NotFound:
+                    continue
             if pid:
                 pids.append(pid)
         return pids + self.processes.shutdown()
@@ -229,23 +251,31 @@ class DockerTracks(HostedTracks):
 # --- images (for `swiftdeploy demo-image`) ---------------------------------------
 
 
+def image_present(client: docker.DockerClient, image: str) -> bool:
+    with _engine(f"looking up image {image}"):
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            return False
+    return True
+
+
 def image_label(client: docker.DockerClient, image: str, label: str) -> str | None:
     """The image's value of `label`, "" when it has none; None when there is no image."""
-    try:
-        labels = client.images.get(image).labels or {}
-    except ImageNotFound:
-        return None
+    with _engine(f"reading image {image}"):
+        try:
+            labels = client.images.get(image).labels or {}
+        except ImageNotFound:
+            return None
     return str(labels.get(label, ""))
 
 
 def import_rootfs(client: docker.DockerClient, tarball: Path, image: str) -> None:
     """An image of a root filesystem tarball, as `docker import`: no registry involved."""
     repository, tag = image.rsplit(":", 1)
-    try:
+    with _engine(f"importing {image}"):
         client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
         client.images.get(image)
-    except DockerException as exc:
-        raise RuntimeProcessError(f"importing {image} failed: {_first_line(exc)}") from None
 
 
 def build_image(
@@ -253,17 +283,13 @@ def build_image(
 ) -> None:
     """Build `context`'s Dockerfile with the engine's classic builder (its FROM is a
     local image, so nothing is pulled), tagged with every one of `tags`."""
-    try:
+    with _engine(f"building {tags[0]}"):
         image, _ = client.images.build(
             path=str(context), tag=tags[0], labels=labels, rm=True, forcerm=True, pull=False
         )
         for extra in tags[1:]:
             repository, tag = extra.rsplit(":", 1)
             image.tag(repository, tag)
-    except BuildError as exc:
-        raise RuntimeProcessError(f"building {tags[0]} failed: {_first_line(exc)}") from None
-    except DockerException as exc:
-        raise RuntimeProcessError(f"building {tags[0]} failed: {_first_line(exc)}") from None
 
 
 def _image_hint(example: str) -> str:
@@ -295,25 +321,24 @@ def preflight(loaded: LoadedManifest) -> list[str]:
     client = connect()
     service = loaded.manifest.service
     image = service.image_for(service.version)
-    try:
-        client.images.get(image)
-    except ImageNotFound:
+    if not image_present(client, image):
         raise BadInputError(
             f"{loaded.where('service.image')}: image {image} (service.version "
             f"{service.version}) is not on the Docker engine",
             hint=_image_hint(image),
-        ) from None
-    version = client.version().get("Version", "?")
+        )
+    with _engine("saying its version"):
+        version = client.version().get("Version", "?")
     return [f"docker engine {version} answers", f"service.image: {image} is present"]
 
 
 def doctor(loaded: LoadedManifest | None) -> list[Check]:
     try:
         client = connect()
-        info = client.version()
-    except (RuntimeProcessError, DockerException) as exc:
-        detail = exc.one_line() if isinstance(exc, RuntimeProcessError) else _first_line(exc)
-        return [Check("docker engine", False, detail)]
+        with _engine("saying its version"):
+            info = client.version()
+    except RuntimeProcessError as exc:
+        return [Check("docker engine", False, exc.one_line())]
     where = client.api.base_url.replace("http+docker://localhost", "unix socket")
     return [
         Check(
