@@ -132,7 +132,10 @@ def test_the_cli_killed_mid_rollout_is_resumed(
             os.kill(rollout.pid, signal.SIGKILL)
         finally:
             finish(rollout, timeout=10)
-        # Then `resume` finishes the rollout
+        # (and a labelled container the state does not know is left behind)
+        orphan = Replica(name="canary-orphan-0", track="canary", version="v4", port=free_port())
+        DockerReplicas(load_manifest(project.manifest), client).start(orphan)
+        # Then `resume` finishes the rollout, and removes the orphan found by its label
         done = project.cli("resume", check=False, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert project.state()["phase"] == "promoted"
