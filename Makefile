@@ -12,6 +12,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
 .PHONY: setup system kube demo test lint typecheck bench clean
 
 setup: system $(VENV)/.installed $(OPA) kube
+setup: docker
+
+.PHONY: docker demo-image
+# Debian's docker.io, and dockerd started in the background if it does not answer.
+docker:
+	@bash scripts/install-docker.sh
+
+# The demo service's image for `runtime: docker` (cached: seconds once built).
+demo-image: setup
+	$(VENV)/bin/swiftdeploy demo-image
 
 system:
 	@bash scripts/install-system.sh
@@ -37,7 +47,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup
+test: setup demo-image
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(OPA) test policies/
@@ -47,6 +57,11 @@ test: setup
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# The same on runtime: docker, the replicas as containers of the demo image.
+.PHONY: demo-docker
+demo-docker: setup
+	$(PY) scripts/demo.py --runtime docker
 
 # Every benchmark, one after another (never side by side: they would disturb each other).
 bench: setup
@@ -59,6 +74,7 @@ bench: setup
 	$(PY) bench/e2e_detection.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/soak.py
+	$(PY) bench/docker_runtime.py
 	$(PY) bench/kube.py
 
 clean:

@@ -64,7 +64,7 @@ from tests.support.sim import (  # noqa: E402
 
 from swiftdeploy.manifest import LoadedManifest  # noqa: E402
 from swiftdeploy.policy import EmbeddedEngine  # noqa: E402
-from swiftdeploy.rollout.state import Phase  # noqa: E402
+from swiftdeploy.state import Phase  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "rollouts.md"
 CELLS = (1.0, 5.0, 20.0, 200.0, 2000.0)

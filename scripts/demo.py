@@ -10,10 +10,15 @@ one change, the "demo load" profile: the rollout generates 300 req/s of its own
 traffic (analysis.load), because a demo has no users. Every decision setting (steps,
 durations, alpha, beta, what to detect) is init's default. It takes about three
 minutes. The project is torn down at the end, whatever happens.
+
+`scripts/demo.py --runtime docker` (`make demo-docker`) runs the same on `runtime:
+docker`: the replicas are containers of the demo image, which `swiftdeploy demo-image`
+builds first (no registry; cached after the first build).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -46,6 +51,16 @@ def demo_load() -> None:
     path = ROOT / "swiftdeploy.yaml"
     manifest = yaml.safe_load(path.read_text())
     manifest["strategy"]["canary"]["analysis"]["load"] = {"rps": 300, "concurrency": 10}
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+
+
+def use_docker() -> None:
+    """The manifest on `runtime: docker`: the demo image instead of the demo command."""
+    path = ROOT / "swiftdeploy.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    manifest["runtime"] = "docker"
+    del manifest["service"]["command"]
+    manifest["service"]["image"] = "swiftdeploy-demo:{version}"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
@@ -103,6 +118,9 @@ def _epoch(ts: str) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="make demo: the main job end to end")
+    parser.add_argument("--runtime", choices=["local", "docker"], default="local")
+    docker = parser.parse_args().runtime == "docker"
     started = time.monotonic()
     if (ROOT / ".swiftdeploy" / "supervisord.pid").exists():
         subprocess.run([SWIFTDEPLOY, "teardown"], cwd=ROOT, check=False)
@@ -112,6 +130,9 @@ def main() -> int:
     try:
         sd("init", ".", "--listen", listen)
         demo_load()
+        if docker:
+            sd("demo-image", "v1", "v2", "v3")
+            use_docker()
         sd("validate")
         sd("deploy")
         sd("rollout", "v2")

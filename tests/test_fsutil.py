@@ -14,7 +14,7 @@ import pytest
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write
-from swiftdeploy.rollout.state import FileStateStore, State
+from swiftdeploy.state import FileStateStore, State
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 

@@ -236,7 +236,7 @@ def test_init_writes_a_manifest_that_validates(project: Project) -> None:
     assert loaded.manifest.service.replicas == 2
     assert [s.weight for s in loaded.manifest.strategy.canary.steps] == [10, 25, 50]
     done = project.cli("validate")
-    assert "nginx -t: the rendered config is valid" in done.stdout
+    assert "nginx: the rendered config is valid" in done.stdout
 
 
 def test_init_refuses_to_overwrite(project: Project, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,8 +18,9 @@ from swiftdeploy.errors import BadInputError, OperationalError, StateError
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.probe import wait_for_ok
-from swiftdeploy.rollout.state import State, StateStore, Track
-from swiftdeploy.runtime.base import ProcessManager, ProcessSpec, TrackRuntime
+from swiftdeploy.proc import ProcessSpec
+from swiftdeploy.runtime.base import ProcessManager, TrackRuntime
+from swiftdeploy.state import State, StateStore, Track
 from swiftdeploy.tools import find_opa
 from swiftdeploy.traffic.base import TrafficRouter
 

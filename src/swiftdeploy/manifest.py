@@ -441,7 +441,7 @@ class Kubernetes(_Model):
 class Manifest(_Model):
     api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
     # What runs the replicas (`swiftdeploy.runtime.backend`).
-    runtime: Literal["local", "kubernetes"] = "local"
+    runtime: Literal["local", "docker", "kubernetes"] = "local"
     service: Service
     traffic: Traffic = Field(default_factory=Traffic)
     strategy: Strategy = Field(default_factory=Strategy)
@@ -588,23 +588,23 @@ def _check_shape(path: Path, text: str) -> None:
     """Aliases and nesting from the event stream, before any tree is built."""
     aliases = depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1 if event.start_mark is not None else 0
         if isinstance(event, yaml.AliasEvent):
             aliases += 1
-            if aliases > MAX_ALIASES:
-                raise ManifestError(
-                    f"{path}:{line}: more than {MAX_ALIASES} YAML aliases",
-                    hint="write the values out; a manifest needs few anchors",
-                )
         elif isinstance(event, yaml.CollectionStartEvent):
             depth += 1
-            if depth > MAX_DEPTH:
-                raise ManifestError(
-                    f"{path}:{line}: nested more than {MAX_DEPTH} deep",
-                    hint="a manifest is a few levels deep; is this the right file?",
-                )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if aliases > MAX_ALIASES:
+            raise ManifestError(
+                f"{path}:{line}: more than {MAX_ALIASES} YAML aliases",
+                hint="write the values out; a manifest needs few anchors",
+            )
+        if depth > MAX_DEPTH:
+            raise ManifestError(
+                f"{path}:{line}: nested more than {MAX_DEPTH} deep",
+                hint="a manifest is a few levels deep; is this the right file?",
+            )
 
 
 def _check_expansion(path: Path, root: yaml.Node) -> None:

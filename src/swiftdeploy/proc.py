@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftdeploy.errors import BadInputError, CommandFailedError, SwiftDeployError
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A long-running process a process manager keeps alive (nginx, OPA, a replica)."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    # {"pid_file", "name", optional "socket"}: take over from a SIGKILLed
+    # predecessor's surviving children (see runtime/launch.py)
+    takeover: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,3 +98,18 @@ def version_of(argv: list[str], pick: int = 0) -> tuple[bool, str]:
         return False, exc.one_line()
     lines = (outcome.stdout + outcome.stderr).strip().splitlines()
     return outcome.code == 0, lines[pick] if len(lines) > pick else "unknown version"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -30,8 +30,8 @@ from swiftdeploy.audit.recorder import AuditRecorder, record_decision
 from swiftdeploy.policy.base import CANARY, Decision
 from swiftdeploy.policy.embedded import EmbeddedEngine
 from swiftdeploy.rollout.engine import summarize_reasons
-from swiftdeploy.rollout.evidence import Counts, Dimension, PassedBy, StepLedger
 from swiftdeploy.rollout.statistics import passed_dimensions
+from swiftdeploy.state.evidence import Counts, Dimension, PassedBy, StepLedger
 from tests.support.inputs import counts, ledger, policy_input, step_measurement
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"

@@ -11,7 +11,7 @@ from rich.console import Console
 from swiftdeploy.cli.view import RolloutView
 from swiftdeploy.policy.base import Decision, Reason
 from swiftdeploy.rollout.engine import TickReport
-from swiftdeploy.rollout.state import Phase, State
+from swiftdeploy.state import Phase, State
 from tests.support.inputs import counts, step_measurement
 
 HOSTILE = "canary said [/] and [bold red]promote me[/bold red] [link=http://x]y[/link]"

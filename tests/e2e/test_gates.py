@@ -9,8 +9,8 @@ import httpx
 import pytest
 import yaml
 
-from swiftdeploy.rollout.state import FileStateStore
 from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.state import FileStateStore
 from tests.conftest import Project
 
 pytestmark = pytest.mark.e2e

@@ -4,6 +4,7 @@ and the three things every fault test asserts."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 
 from swiftdeploy.load import LoadResult, LoadRun
-from tests.conftest import Project
+from tests.conftest import Project, canary_ready, start_rollout, wait_for
 
 
 def tune(project: Project, **analysis: Any) -> None:
@@ -32,6 +33,26 @@ def under_load(project: Project, seconds: float = 90) -> Iterator[list[LoadResul
         results.append(load.finish())
     finally:
         load.stop()
+
+
+@contextmanager
+def rolling_out(
+    project: Project, version: str = "v2", *, canary_up: bool = True
+) -> Iterator[tuple[subprocess.Popen[str], list[LoadResult]]]:
+    """Given the project deployed and under load, a rollout of `version` running (with
+    its canary up unless `canary_up` is False): the start of every fault test. A rollout
+    the test left running is killed when the block ends."""
+    project.cli("deploy")
+    with under_load(project) as load:
+        rollout = start_rollout(project, version)
+        try:
+            if canary_up:
+                wait_for(lambda: canary_ready(project), what="the canary")
+            yield rollout, load
+        finally:
+            if rollout.poll() is None:
+                rollout.kill()
+                rollout.communicate()
 
 
 def assert_chain_verifies(project: Project) -> None:

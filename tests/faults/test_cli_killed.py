@@ -15,14 +15,12 @@ import pytest
 from swiftdeploy.runtime.local import SupervisorRuntime
 from tests.conftest import (
     Project,
-    canary_ready,
     fast_rollout,
     finish,
-    start_rollout,
     version_counts,
     wait_for,
 )
-from tests.faults.conftest import assert_chain_verifies, under_load
+from tests.faults.conftest import assert_chain_verifies, rolling_out
 
 pytestmark = pytest.mark.e2e
 
@@ -77,18 +75,13 @@ def test_kill_9_in_each_phase_then_recover(
 ) -> None:
     # Given a rollout of v2 (with a timed pause after step 1) under load
     fast_rollout(project, [{"weight": 20, "pause": "3s"}, {"weight": 50}])
-    project.cli("deploy")
-    with under_load(project) as load:
-        rollout = start_rollout(project, "v2")
-        try:
-            if fault:
-                wait_for(lambda: canary_ready(project), what="the canary")
-                project.cli("chaos", *fault)
-            # When the CLI is killed with SIGKILL as soon as the phase shows
-            wait_for(phase_is(project, phase), timeout=90, what=f"phase {phase}")
-            os.kill(rollout.pid, signal.SIGKILL)
-        finally:
-            finish(rollout, timeout=10)
+    with rolling_out(project, canary_up=bool(fault)) as (rollout, load):
+        if fault:
+            project.cli("chaos", *fault)
+        # When the CLI is killed with SIGKILL as soon as the phase shows
+        wait_for(phase_is(project, phase), timeout=90, what=f"phase {phase}")
+        os.kill(rollout.pid, signal.SIGKILL)
+        finish(rollout, timeout=10)
         # Then the recovery command finishes the job
         done = project.cli(recovery, check=False, timeout=240)
     assert done.returncode in (0, 3), done.stdout + done.stderr
@@ -106,14 +99,9 @@ def test_kill_9_in_each_phase_then_recover(
 
 def test_sigterm_finishes_the_current_look(project: Project) -> None:
     fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
-    project.cli("deploy")
-    with under_load(project) as load:
-        rollout = start_rollout(project, "v2")
-        try:
-            wait_for(lambda: canary_ready(project), what="the canary")
-            rollout.send_signal(signal.SIGTERM)
-        finally:
-            output = finish(rollout, timeout=60)
+    with rolling_out(project) as (rollout, load):
+        rollout.send_signal(signal.SIGTERM)
+        output = finish(rollout, timeout=60)
     assert rollout.returncode in (0, 130), output
     assert project.state()["phase"] in ("progressing", "paused")
     assert_consistent(project)

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from swiftdeploy.runtime.local import SupervisorRuntime
-from tests.conftest import Project, canary_ready, fast_rollout, finish, start_rollout, wait_for
-from tests.faults.conftest import assert_chain_verifies, tune, under_load
+from tests.conftest import Project, fast_rollout, finish, wait_for
+from tests.faults.conftest import assert_chain_verifies, rolling_out, tune, under_load
 
 pytestmark = pytest.mark.e2e
 
@@ -25,10 +25,7 @@ def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
     # Given a rollout gated by OPA, with a short step limit
     fast_rollout(project)
     tune(project, max_duration="8s")
-    project.cli("deploy")
-    with under_load(project) as load:
-        rollout = start_rollout(project, "v2")
-        wait_for(lambda: canary_ready(project), what="the canary")
+    with rolling_out(project) as (rollout, load):
         # When OPA goes away during analysis
         SupervisorRuntime(project.state_dir).stop("opa")
         output = finish(rollout)
@@ -54,10 +51,7 @@ def test_prometheus_unreachable_is_never_a_pass(project: Project) -> None:
     manifest["metrics"]["provider"] = "prometheus"
     manifest["metrics"]["prometheus"] = {"scrape_interval": "500ms"}
     project.manifest.write_text(yaml.safe_dump(manifest))
-    project.cli("deploy")
-    with under_load(project) as load:
-        rollout = start_rollout(project, "v2")
-        wait_for(lambda: canary_ready(project), what="the canary")
+    with rolling_out(project) as (rollout, load):
         # When Prometheus goes away mid-step
         SupervisorRuntime(project.state_dir).stop("prometheus")
         output = finish(rollout)
@@ -102,7 +96,6 @@ def test_nginx_sigkill_comes_back_with_the_current_weights(project: Project) -> 
 
 def test_a_crash_looping_canary_is_rolled_back_as_unhealthy(project: Project) -> None:
     fast_rollout(project)
-    project.cli("deploy")
     stop = threading.Event()
 
     def crash_loop() -> None:
@@ -114,9 +107,7 @@ def test_a_crash_looping_canary_is_rolled_back_as_unhealthy(project: Project) ->
                         os.kill(process.pid, signal.SIGKILL)
             time.sleep(0.3)
 
-    with under_load(project) as load:
-        rollout = start_rollout(project, "v2")
-        wait_for(lambda: canary_ready(project), what="the canary")
+    with rolling_out(project) as (rollout, load):
         killer = threading.Thread(target=crash_loop, daemon=True)
         killer.start()
         try:
@@ -142,10 +133,7 @@ def test_a_full_audit_disk_stops_the_rollout_until_there_is_room(project: Projec
         manifest = yaml.safe_load(project.manifest.read_text())
         manifest["audit"]["path"] = "audit/history.jsonl"
         project.manifest.write_text(yaml.safe_dump(manifest))
-        project.cli("deploy")
-        with under_load(project) as load:
-            rollout = start_rollout(project, "v2")
-            wait_for(lambda: canary_ready(project), what="the canary")
+        with rolling_out(project) as (rollout, load):
             # When the disk fills up in the middle of the analysis
             filler = audit_dir / "filler"
             subprocess.run(
@@ -173,18 +161,13 @@ def test_a_full_audit_disk_stops_the_rollout_until_there_is_room(project: Projec
 
 def test_two_clis_at_once_the_second_is_refused(project: Project) -> None:
     fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
-    project.cli("deploy")
-    with under_load(project) as load:
-        rollout = start_rollout(project, "v2")
-        try:
-            wait_for(lambda: canary_ready(project), what="the canary")
-            before = project.state()
-            second = project.cli("weight", "80", check=False)
-            assert second.returncode == 1
-            assert f"rollout in progress (pid {rollout.pid})" in second.stderr
-            assert project.state()["canary_weight"] == before["canary_weight"]
-        finally:
-            finish(rollout)
+    with rolling_out(project) as (rollout, load):
+        before = project.state()
+        second = project.cli("weight", "80", check=False)
+        assert second.returncode == 1
+        assert f"rollout in progress (pid {rollout.pid})" in second.stderr
+        assert project.state()["canary_weight"] == before["canary_weight"]
+        finish(rollout)
     assert project.state()["phase"] == "paused"
     assert load[0].failed == 0, load[0]
     assert_chain_verifies(project)

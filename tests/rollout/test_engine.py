@@ -8,7 +8,7 @@ import pytest
 from swiftdeploy.commands.rollout import outcome
 from swiftdeploy.errors import ExitCode, HeldError, RolledBackError
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.rollout.state import Phase
+from swiftdeploy.state import Phase
 from tests.rollout.conftest import World
 from tests.support.sim import TrackModel
 

@@ -9,7 +9,6 @@ import pytest
 
 from swiftdeploy.manifest import Detect, ErrorRegression, Policy, Thresholds
 from swiftdeploy.metrics.base import summarize
-from swiftdeploy.rollout.evidence import Counts, StepLedger
 from swiftdeploy.rollout.statistics import (
     WEIGHTS,
     Settings,
@@ -18,6 +17,7 @@ from swiftdeploy.rollout.statistics import (
     passed_dimensions,
     progress,
 )
+from swiftdeploy.state.evidence import Counts, StepLedger
 from tests.support.inputs import counts, ledger
 
 SETTINGS = Settings.of(Policy())

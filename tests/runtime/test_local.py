@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from swiftdeploy.errors import RuntimeProcessError
-from swiftdeploy.runtime.base import ProcessSpec
-from swiftdeploy.runtime.local import SupervisorRuntime, pid_alive
+from swiftdeploy.proc import ProcessSpec, pid_alive
+from swiftdeploy.runtime.local import SupervisorRuntime
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 

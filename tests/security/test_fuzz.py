@@ -24,7 +24,7 @@ from swiftdeploy.errors import ExitCode, SwiftDeployError
 from swiftdeploy.manifest import Policy, Thresholds, load_manifest
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.policy.base import CANARY, canonical_json
-from swiftdeploy.rollout.evidence import Counts, Evidence, StepLedger
+from swiftdeploy.state.evidence import Counts, Evidence, StepLedger
 from tests.support.inputs import counts, ledger, policy_input
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))

@@ -8,9 +8,9 @@ from typing import Any
 
 from swiftdeploy.manifest import Analysis, Policy
 from swiftdeploy.metrics.base import Measurement, summarize
-from swiftdeploy.rollout.evidence import Counts, Dimension, Evidence, PassedBy, StepLedger
 from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.statistics import Settings, assess
+from swiftdeploy.state.evidence import Counts, Dimension, Evidence, PassedBy, StepLedger
 
 LATENCY_BOUND_S = 0.15  # stable p99 at most 50 ms + detect.latency 100 ms
 STARTED = 1_000_000.0

@@ -29,10 +29,11 @@ from swiftdeploy.fleet import Fleet
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.metrics.base import Measurement, summarize
 from swiftdeploy.policy.base import PolicyEngine
+from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.rollout.engine import RolloutEngine, TickReport
-from swiftdeploy.rollout.state import FileStateStore, Replica, State, StateStore, Track
-from swiftdeploy.runtime.base import ProcessInfo, ProcessSpec, ReplicaView
+from swiftdeploy.runtime.base import ProcessInfo, ReplicaView
 from swiftdeploy.runtime.hosted import routes_for
+from swiftdeploy.state import FileStateStore, Replica, State, StateStore, Track
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
 # The nginx router's histogram bounds (swiftdeploy_router.lua), in seconds.

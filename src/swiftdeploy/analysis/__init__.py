@@ -1,1 +1,3 @@
-"""Pure statistics: counts in, numbers out; no I/O."""
+"""Pure statistics: counts in, numbers out; no I/O.
+May import: nothing of swiftdeploy (numpy and scipy only).
+"""

@@ -133,6 +133,11 @@ class SequentialResult(BaseModel):
     margin: float
 
 
+def _floats(*values: ArrayLike) -> tuple[FloatArray, ...]:
+    """Each value as an array of doubles (the vectorised functions take scalars too)."""
+    return tuple(np.asarray(value, dtype=np.float64) for value in values)
+
+
 def sequential_test(
     canary_n: int,
     canary_events: int,
@@ -211,10 +216,7 @@ def log_e_harm(
 
     0 (e = 1, no evidence) where either arm has no requests or there are no events.
     """
-    x = np.asarray(canary_events, dtype=np.float64)
-    y = np.asarray(stable_events, dtype=np.float64)
-    nc = np.asarray(canary_n, dtype=np.float64)
-    ns = np.asarray(stable_n, dtype=np.float64)
+    x, y, nc, ns = _floats(canary_events, stable_events, canary_n, stable_n)
     traffic = (nc > 0) & (ns > 0)
     share = np.where(traffic, nc / np.where(traffic, nc + ns, 1.0), 0.5)
     scaled = share * (1.0 + tolerance)
@@ -236,8 +238,7 @@ def log_e_exceeds(
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the threshold must be in (0, 1), got {threshold}")
-    x = np.asarray(events, dtype=np.float64)
-    m = np.asarray(n, dtype=np.float64)
+    x, m = _floats(events, n)
     chosen = prior or (1.0, 1.0 / threshold - 1.0)
     value = log_e_beyond(x, m - x, np.full_like(x, threshold), chosen)
     return np.asarray(np.where(x > 0, value, 0.0), dtype=np.float64)
@@ -249,9 +250,7 @@ def log_e_beyond(
     """log of the Beta(a, b) mixture, truncated to (theta0, 1), of the binomial
     likelihood ratios L(theta) / L(theta0): the closed form in the module docstring.
     Each ratio with theta > theta0 is a supermartingale under every theta' <= theta0."""
-    x = np.asarray(successes, dtype=np.float64)
-    y = np.asarray(failures, dtype=np.float64)
-    t0 = np.asarray(theta0, dtype=np.float64)
+    x, y, t0 = _floats(successes, failures, theta0)
     a, b = prior
     with np.errstate(divide="ignore"):
         # log Q underflows to -inf only where the posterior mass above theta0 is below
@@ -268,9 +267,7 @@ def log_mixture(
     events: ArrayLike, n: ArrayLike, p: ArrayLike, prior: tuple[float, float] = RATE_PRIOR
 ) -> FloatArray:
     """log M(p) of one arm: Beta-binomial mixture over the likelihood at p (convex in p)."""
-    x = np.asarray(events, dtype=np.float64)
-    m = np.asarray(n, dtype=np.float64)
-    q = np.asarray(p, dtype=np.float64)
+    x, m, q = _floats(events, n, p)
     a, b = prior
     value = betaln(a + x, b + m - x) - betaln(a, b) - xlogy(x, q) - xlog1py(m - x, -q)
     return np.asarray(value, dtype=np.float64)
@@ -297,11 +294,7 @@ def line_infimum(
     p_s ranges over the values that keep both probabilities in [0, 1]. The sum is
     convex in p_s, so bisection on its derivative finds the minimum.
     """
-    x = np.asarray(canary_events, dtype=np.float64)
-    nc = np.asarray(canary_n, dtype=np.float64)
-    y = np.asarray(stable_events, dtype=np.float64)
-    ns = np.asarray(stable_n, dtype=np.float64)
-    d = np.asarray(offset, dtype=np.float64)
+    x, nc, y, ns, d = _floats(canary_events, canary_n, stable_events, stable_n, offset)
     x, nc, y, ns, d = np.broadcast_arrays(x, nc, y, ns, d)
     low = np.maximum(0.0, -d / slope)
     high = np.minimum(1.0, (1.0 - d) / slope)
@@ -331,10 +324,7 @@ def log_e_no_harm(
     margin: float = 0.01,
 ) -> FloatArray:
     """log e-value against H0': p_c >= (1 + tolerance) p_s + margin; elementwise."""
-    x = np.asarray(canary_events, dtype=np.float64)
-    nc = np.asarray(canary_n, dtype=np.float64)
-    y = np.asarray(stable_events, dtype=np.float64)
-    ns = np.asarray(stable_n, dtype=np.float64)
+    x, nc, y, ns = _floats(canary_events, canary_n, stable_events, stable_n)
     slope = 1.0 + tolerance
     on_line = line_infimum(x, nc, y, ns, slope, margin)
     # If the estimate itself lies in H0', the infimum is the global minimum, at the MLE.

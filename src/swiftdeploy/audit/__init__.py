@@ -1,4 +1,5 @@
 """The tamper-evident audit trail: a hash-chained JSON-lines log, its verifier and reports.
+May import: policy (the Decision it records), state, manifest and the foundation.
 
 `recorder` is what the engine and commands write through, `log` appends the records
 (MAC'd, with a head), `verify` checks them, `checkpoint` signs a head; `explain` turns

@@ -59,28 +59,32 @@ def number(value: object) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def pct(value: object) -> str:
+def _or_na(shown: Callable[[float], str]) -> Callable[[object], str]:
+    """A formatter: a number as `shown` writes it, anything else (None, text) as n/a."""
+
+    def formatter(value: object) -> str:
+        x = number(value)
+        return "n/a" if x is None else shown(x)
+
+    return formatter
+
+
+@_or_na
+def pct(x: float) -> str:
     """A fraction as a percentage: 0.052 -> 5.2%."""
-    x = number(value)
-    if x is None:
-        return "n/a"
     shown = x * 100
     if shown == 0 or abs(shown) >= 0.1:
         return f"{shown:.1f}%"
     return f"{shown:.2g}%"
 
 
-def ms(value: object) -> str:
-    x = number(value)
-    if x is None:
-        return "n/a"
+@_or_na
+def ms(x: float) -> str:
     return f"{x:.0f} ms" if abs(x) >= 10 else f"{x:.1f} ms"
 
 
-def evalue(value: object) -> str:
-    x = number(value)
-    if x is None:
-        return "n/a"
+@_or_na
+def evalue(x: float) -> str:
     if abs(x) >= 1e6:
         return f"{x:.2e}"
     if abs(x) >= 100:
@@ -88,14 +92,10 @@ def evalue(value: object) -> str:
     return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
 
 
-def seconds(value: object) -> str:
-    x = number(value)
-    return "n/a" if x is None else f"{x:.1f} s"
-
-
-def count(value: object) -> str:
-    x = number(value)
-    return "n/a" if x is None else f"{x:.0f}"
+seconds = _or_na("{:.1f} s".format)
+count = _or_na("{:.0f}".format)
+percent = _or_na("{:g}%".format)
+gigabytes = _or_na("{:g} GB".format)
 
 
 def plain(value: object) -> str:
@@ -105,16 +105,6 @@ def plain(value: object) -> str:
     if x is not None:
         return f"{x:g}"
     return "n/a" if value is None else str(value)
-
-
-def percent(value: object) -> str:
-    x = number(value)
-    return "n/a" if x is None else f"{x:g}%"
-
-
-def gigabytes(value: object) -> str:
-    x = number(value)
-    return "n/a" if x is None else f"{x:g} GB"
 
 
 # How a rule's observed value and threshold read: (observed, threshold, their names).

@@ -127,40 +127,44 @@ def _chart_set(rollout: Rollout) -> tuple[list[charts.Chart], str]:
             )
         return out
 
+    name = slug(rollout.rollout_id)
+
+    def track_chart(
+        metric: str,
+        scale: float,
+        key: str,
+        title: str,
+        y_label: str,
+        y_format: str,
+        threshold: tuple[float, str] | None,
+    ) -> charts.Chart:
+        """Both tracks' `metric` (times `scale`) over the rollout, with the steps, the
+        chaos and the policy's looks; `key` names the chart in the page."""
+        return charts.Chart(
+            chart_id=f"{name}-{key}",
+            title=f"{title} per track, rollout {rollout.rollout_id}",
+            y_label=y_label,
+            y_format=y_format.format,
+            series=[
+                charts.Series("stable", charts.STABLE_COLOR, series("stable", metric, scale)),
+                charts.Series("canary", charts.CANARY_COLOR, series("canary", metric, scale)),
+            ],
+            boundaries=boundaries,
+            markers=markers(metric, scale),
+            threshold=threshold,
+        )
+
     thresholds = decisions[-1].thresholds if decisions else {}
     max_error = thresholds.get("max_error_rate")
     max_p99 = thresholds.get("max_p99_ms")
-    name = slug(rollout.rollout_id)
-    error_rate = charts.Chart(
-        chart_id=f"{name}-error-rate",
-        title=f"Error rate per track, rollout {rollout.rollout_id}",
-        y_label="error rate (%)",
-        y_format=lambda v: f"{v:g}%",
-        series=[
-            charts.Series("stable", charts.STABLE_COLOR, series("stable", "error_rate", 100)),
-            charts.Series("canary", charts.CANARY_COLOR, series("canary", "error_rate", 100)),
-        ],
-        boundaries=boundaries,
-        markers=markers("error_rate", 100),
-        threshold=(max_error * 100, f"max {pct(max_error)}")
-        if isinstance(max_error, int | float)
-        else None,
+    error_limit = (
+        (max_error * 100, f"max {pct(max_error)}") if isinstance(max_error, int | float) else None
     )
-    p99 = charts.Chart(
-        chart_id=f"{name}-p99",
-        title=f"p99 latency per track, rollout {rollout.rollout_id}",
-        y_label="p99 latency (ms)",
-        y_format=lambda v: f"{v:g} ms",
-        series=[
-            charts.Series("stable", charts.STABLE_COLOR, series("stable", "p99_ms", 1)),
-            charts.Series("canary", charts.CANARY_COLOR, series("canary", "p99_ms", 1)),
-        ],
-        boundaries=boundaries,
-        markers=markers("p99_ms", 1),
-        threshold=(float(max_p99), f"max {ms(max_p99)}")
-        if isinstance(max_p99, int | float)
-        else None,
+    p99_limit = (float(max_p99), f"max {ms(max_p99)}") if isinstance(max_p99, int | float) else None
+    error_rate = track_chart(
+        "error_rate", 100, "error-rate", "Error rate", "error rate (%)", "{:g}%", error_limit
     )
+    p99 = track_chart("p99_ms", 1, "p99", "p99 latency", "p99 latency (ms)", "{:g} ms", p99_limit)
     kept = [chart for chart in (error_rate, p99) if chart.has_data]
     return kept, _chart_note(rollout, error_rate, p99)
 

@@ -77,6 +77,11 @@ class Problem:
     reason: str
     offset: int | None = None  # byte offset where the line starts (torn tails: where to cut)
 
+    @classmethod
+    def in_file(cls, code: str, file: Path, reason: str) -> Problem:
+        """A problem with a whole file, not with one line of it."""
+        return cls(code, file, None, None, reason)
+
     def describe(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else str(self.file)
         record = f" (record {self.record_id})" if self.record_id else ""
@@ -228,10 +233,13 @@ class _Entry:
     unreadable: bool = False  # the whole file: `error` says why
     hash_ok: bool = False
 
+    def _text(self, key: str) -> str | None:
+        value = self.record.get(key) if self.record else None
+        return value if isinstance(value, str) else None
+
     @property
     def id(self) -> str | None:
-        value = self.record.get("id") if self.record else None
-        return value if isinstance(value, str) else None
+        return self._text("id")
 
     @property
     def hash(self) -> str:
@@ -247,8 +255,7 @@ class _Entry:
 
     @property
     def mac(self) -> str | None:
-        value = self.record.get("mac") if self.record else None
-        return value if isinstance(value, str) else None
+        return self._text("mac")
 
     @property
     def where(self) -> str:
@@ -346,18 +353,16 @@ class _Walk:
         try:
             rotated = rotated_files(self.path)
         except OSError as exc:
-            self.first_bad = Problem(
-                "unreadable", self.path.parent, None, None, f"cannot be listed: {exc.strerror}"
+            self.first_bad = Problem.in_file(
+                "unreadable", self.path.parent, f"cannot be listed: {exc.strerror}"
             )
             return []
         for expected, (number, file) in enumerate(rotated, start=1):
             if number != expected:
                 missing = self.path.with_name(f"{self.path.name}.{expected}")
-                self.first_bad = Problem(
+                self.first_bad = Problem.in_file(
                     "missing_file",
                     missing,
-                    None,
-                    None,
                     f"is missing: the rotated files jump from {expected - 1} to {number} "
                     f"({file.name} exists), so the records it held are gone",
                 )
@@ -371,7 +376,7 @@ class _Walk:
         self, index: int, entry: _Entry, entries: list[_Entry], by_hash: dict[str, int]
     ) -> Problem | None:
         if entry.unreadable:
-            return Problem("unreadable", entry.file, None, None, entry.error or "")
+            return Problem.in_file("unreadable", entry.file, entry.error or "")
         if entry.record is None:
             return _problem("invalid", entry, f"is not a valid record: it {entry.error}")
         if not entry.hash_ok:
@@ -472,6 +477,15 @@ def _problem(code: str, entry: _Entry, reason: str, offset: int | None = None) -
     return Problem(code, entry.file, entry.line, entry.id, reason, offset)
 
 
+def _rewritten(code: str, entry: _Entry, namer: str, named: str) -> Problem:
+    """`entry` stands where `namer` (a head file, a checkpoint) names another record."""
+    return _problem(
+        code,
+        entry,
+        f"is not the record {namer} names as {named}: the trail was rewritten up to here",
+    )
+
+
 # --- the head file ----------------------------------------------------------------------
 
 
@@ -488,20 +502,18 @@ def _check_seal(path: Path, walk: _Walk, key: RecordKey | None, key_error: str |
     if not walk.entries and not os.path.lexists(file):
         return _Seal()  # nothing was ever recorded here: nothing to vouch for
     if key is None:
-        return _Seal(Problem("no_key", file, None, None, key_error or "no audit key"))
+        return _Seal(Problem.in_file("no_key", file, key_error or "no audit key"))
     try:
         head = read_head(path, key)
     except HeadError as exc:
-        return _Seal(Problem("head_invalid", file, None, None, str(exc)))
+        return _Seal(Problem.in_file("head_invalid", file, str(exc)))
     except OSError as exc:
-        return _Seal(Problem("head_invalid", file, None, None, f"cannot be read: {exc.strerror}"))
+        return _Seal(Problem.in_file("head_invalid", file, f"cannot be read: {exc.strerror}"))
     if head is None:
         return _Seal(
-            Problem(
+            Problem.in_file(
                 "head_missing",
                 file,
-                None,
-                None,
                 "is missing, though the trail holds records: records could have been cut "
                 "from its end. If the trail was written before swiftdeploy kept a head file "
                 "and verify finds nothing else, `swiftdeploy audit adopt` seals it",
@@ -518,11 +530,9 @@ def _compare(path: Path, walk: _Walk, head: Head) -> _Seal:
     named = f"record {head.count} (hash {head.hash[:12]}...)"
     if not walk.entries:
         return _Seal(
-            Problem(
+            Problem.in_file(
                 "deleted" if not walk.files else "cut",
                 path,
-                None,
-                None,
                 f"holds no records, but its head file says it held {head.count}, the last "
                 f"{named}. If you removed it on purpose, move {head_path(path).name} aside too",
             ),
@@ -536,11 +546,9 @@ def _compare(path: Path, walk: _Walk, head: Head) -> _Seal:
             else ""
         )
         return _Seal(
-            Problem(
+            Problem.in_file(
                 "cut",
                 walk.good[-1].file if walk.good else path,
-                None,
-                None,
                 f"ends at record {records}, but its head file names {named}: "
                 f"{head.count - records} record(s) were cut from its end{torn}",
             ),
@@ -548,15 +556,7 @@ def _compare(path: Path, walk: _Walk, head: Head) -> _Seal:
         )
     sealed = walk.good[head.count - 1]
     if sealed.hash != head.hash:
-        return _Seal(
-            _problem(
-                "head_mismatch",
-                sealed,
-                f"is not the record the head file names as {named}: the trail was "
-                "rewritten up to here",
-            ),
-            head.count,
-        )
+        return _Seal(_rewritten("head_mismatch", sealed, "the head file", named), head.count)
     after = walk.good[head.count :]
     if not after:
         return _Seal(sealed=head.count)
@@ -617,11 +617,9 @@ def _find_anchor(path: Path, walk: _Walk, anchor: str) -> _Found:
     position = next((i for i, e in enumerate(walk.good) if e.hash == anchor), None)
     if position is None:
         return _Found(
-            Problem(
+            Problem.in_file(
                 "anchor_missing",
                 path,
-                None,
-                None,
                 f"no verified record has hash {anchor}: records up to the anchor "
                 "were removed or rewritten"
                 + (" (or lie after the break)" if walk.first_bad else ""),
@@ -636,7 +634,7 @@ def _find_checkpoint(
     """(where the checkpoint's record is, a warning when its signer was not pinned)."""
     reason = checkpoints.signature_problem(checkpoint, signer)
     if reason:
-        return _Found(Problem("checkpoint_invalid", path, None, None, reason)), None
+        return _Found(Problem.in_file("checkpoint_invalid", path, reason)), None
     warning = (
         None
         if signer
@@ -650,25 +648,16 @@ def _find_checkpoint(
     if checkpoint.count > len(walk.good):
         later = " (or lie after the break)" if walk.first_bad or walk.torn_tail else ""
         return _Found(
-            Problem(
+            Problem.in_file(
                 "checkpoint_missing",
                 path,
-                None,
-                None,
                 f"the checkpoint names {named}, but only {len(walk.good)} records verify: "
                 f"records up to it were removed{later}",
             )
         ), warning
     entry = walk.good[checkpoint.count - 1]
     if entry.hash != checkpoint.head:
-        return _Found(
-            _problem(
-                "checkpoint_missing",
-                entry,
-                f"is not the record the checkpoint names as {named}: the trail was rewritten "
-                "up to here",
-            )
-        ), warning
+        return _Found(_rewritten("checkpoint_missing", entry, "the checkpoint", named)), warning
     return _Found(line=entry.where, after=len(walk.good) - checkpoint.count), warning
 
 
@@ -753,7 +742,7 @@ def _verify(
         if signer is None:
             signer, signer_error = _local_signer(store)
         if signer_error:
-            found = _Found(Problem("checkpoint_invalid", path, None, None, signer_error))
+            found = _Found(Problem.in_file("checkpoint_invalid", path, signer_error))
         else:
             found, warning = _find_checkpoint(path, walk, checkpoint, signer)
             if warning:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from swiftdeploy.fleet import Fleet
     from swiftdeploy.manifest import LoadedManifest
     from swiftdeploy.rollout.engine import RolloutEngine
-    from swiftdeploy.rollout.state import State
+    from swiftdeploy.state import State
 
 # Piped output keeps whole tables rather than rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)

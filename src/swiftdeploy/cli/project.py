@@ -1,5 +1,5 @@
 """The project's lifecycle and what it shows: init, validate, schema, doctor, deploy,
-status, metrics, chaos, teardown. Parsing and printing only; the work is in
+status, metrics, chaos, teardown, demo-image. Parsing and printing only; the work is in
 `commands/`, imported where used so a command pays only for what it runs."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from swiftdeploy.errors import ExitCode
 if TYPE_CHECKING:
     from swiftdeploy.commands.status import StatusReport
     from swiftdeploy.manifest import LoadedManifest
-    from swiftdeploy.rollout.state import State
+    from swiftdeploy.state import State
 
 
 class TrackName(StrEnum):
@@ -277,3 +277,17 @@ def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
     with locked_fleet(manifest) as fleet:
         pids = stop_all(fleet)
     out.print(f"stopped {len(pids)} processes")
+
+
+@app.command("demo-image")
+def demo_image(
+    tags: Annotated[
+        list[str] | None,
+        typer.Argument(help="Tags to build (default: latest)."),
+    ] = None,
+) -> None:
+    """Build the demo service as a container image (swiftdeploy-demo:TAG), no registry needed."""
+    from swiftdeploy.commands.demo_image import build_demo_image
+
+    refs = build_demo_image(tags or ["latest"], lambda line: err.print(line, markup=False))
+    out.print(f"ready: {' '.join(refs)}", markup=False)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from swiftdeploy.fleet import Fleet
     from swiftdeploy.rollout.engine import RolloutEngine, TickReport
     from swiftdeploy.rollout.plan import Plan
-    from swiftdeploy.rollout.state import State
+    from swiftdeploy.state import State
 
 VersionArgument = Annotated[str, typer.Argument(help="The version (letters, digits, . _ -).")]
 
@@ -198,7 +198,7 @@ def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: 
     SIGTERM lets the current look finish and leaves the state consistent for `resume`."""
     from swiftdeploy.cli.view import RolloutView, json_line
     from swiftdeploy.commands.rollout import outcome
-    from swiftdeploy.rollout.state import Phase
+    from swiftdeploy.state import Phase
     from swiftdeploy.wiring import policy_engine, rollout_engine
 
     stop = threading.Event()

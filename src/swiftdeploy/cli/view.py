@@ -13,8 +13,8 @@ from rich.table import Table
 
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.engine import TickReport
-from swiftdeploy.rollout.state import State
 from swiftdeploy.rollout.statistics import progress
+from swiftdeploy.state import State
 
 
 def _track(m: Measurement | None) -> str:

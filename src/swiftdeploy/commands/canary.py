@@ -9,7 +9,7 @@ import uuid
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.rollout.engine import RolloutEngine
-from swiftdeploy.rollout.state import Phase, State
+from swiftdeploy.state import Phase, State
 
 
 def start_canary(engine: RolloutEngine, version: str, weight: int | None) -> State:

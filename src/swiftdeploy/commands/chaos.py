@@ -10,8 +10,8 @@ import httpx
 
 from swiftdeploy.errors import BadInputError, OperationalError
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.rollout.state import Track
 from swiftdeploy.runtime.hosted import chaos_token
+from swiftdeploy.state import Track
 
 
 def set_chaos(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
@@ -12,12 +11,10 @@ from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.commands.audit import open_audit_log
 from swiftdeploy.fleet import Fleet, Progress
 from swiftdeploy.lock import project_lock
-from swiftdeploy.manifest import LoadedManifest, load_manifest
+from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import BackendDeps
-from swiftdeploy.traffic import create_router
-
-ROUTER = "nginx"
+from swiftdeploy.traffic import HOST_ROUTER, create_router
 
 
 def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
@@ -31,7 +28,7 @@ def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
         progress=progress,
         processes=runtime.process_manager(loaded),
         router=(
-            create_router(ROUTER, loaded.manifest, loaded.state_dir)
+            create_router(HOST_ROUTER, loaded.manifest, loaded.state_dir)
             if runtime.NGINX_ROUTED
             else None
         ),
@@ -53,7 +50,3 @@ def project_locks(loaded: LoadedManifest) -> Iterator[None]:
     """What a mutating command holds: the project's lock, then its runtime's."""
     with project_lock(loaded.state_dir), backend(loaded.manifest.runtime).shared_lock(loaded):
         yield
-
-
-def load(path: Path) -> LoadedManifest:
-    return load_manifest(path)

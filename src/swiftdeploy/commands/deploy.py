@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.rollout.state import Phase, State
+from swiftdeploy.state import Phase, State
 
 
 def deploy(fleet: Fleet, version: str) -> State:

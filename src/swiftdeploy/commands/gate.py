@@ -20,7 +20,7 @@ from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.policy.base import INFRASTRUCTURE, Decision, PolicyEngine
 from swiftdeploy.rollout.engine import Look, RolloutEngine, summarize_reasons
 from swiftdeploy.rollout.inputs import infrastructure_input
-from swiftdeploy.rollout.state import State
+from swiftdeploy.state import State
 
 
 def infrastructure_gate(

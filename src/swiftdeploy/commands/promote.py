@@ -6,7 +6,7 @@ from __future__ import annotations
 from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.rollout.actions import promote_to_stable
 from swiftdeploy.rollout.engine import RolloutEngine
-from swiftdeploy.rollout.state import Phase, State
+from swiftdeploy.state import Phase, State
 
 
 def promote(engine: RolloutEngine, to_the_end: bool, force_reason: str | None) -> State:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.rollout.actions import roll_back
-from swiftdeploy.rollout.state import Phase, State
+from swiftdeploy.state import Phase, State
 
 
 def rollback(fleet: Fleet, reason: str = "rolled back by hand") -> State:

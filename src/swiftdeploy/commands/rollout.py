@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from swiftdeploy.errors import HeldError, OperationalError, RolledBackError, StateError
 from swiftdeploy.fleet import Fleet
+from swiftdeploy.proc import pid_alive
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.plan import Plan, plan
-from swiftdeploy.rollout.state import Phase, State
-from swiftdeploy.runtime.local import pid_alive
+from swiftdeploy.state import Phase, State
 from swiftdeploy.wiring import metrics_provider
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.rollout.state import State
 from swiftdeploy.runtime.base import ReplicaView
+from swiftdeploy.state import State
 from swiftdeploy.wiring import metrics_provider
 
 TRAFFIC_FIELDS = {"status", "requests", "errors", "error_rate", "rps", "quantiles", "elapsed_s"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.rollout.state import State
+from swiftdeploy.state import State
 
 
 def teardown(fleet: Fleet) -> list[int]:

@@ -7,7 +7,7 @@ from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.ports import can_bind
 from swiftdeploy.runtime import backend
-from swiftdeploy.traffic.nginx import NginxRouter
+from swiftdeploy.traffic import HOST_ROUTER, create_router
 
 
 def preflight(loaded: LoadedManifest) -> list[str]:
@@ -27,9 +27,12 @@ def preflight(loaded: LoadedManifest) -> list[str]:
             hint="choose a free port, e.g. `swiftdeploy init --listen 127.0.0.1:8081`",
         )
     checks.append(f"traffic.listen: {traffic.listen} is free or ours")
-    router = NginxRouter(loaded.manifest, loaded.state_dir)
-    router.check()
-    checks.append("nginx -t: the rendered config is valid")
+    router = create_router(HOST_ROUTER, loaded.manifest, loaded.state_dir)
+    try:
+        router.check()
+    finally:
+        router.close()
+    checks.append(f"{router.name}: the rendered config is valid")
     return checks
 
 

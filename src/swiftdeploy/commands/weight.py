@@ -6,7 +6,7 @@ from __future__ import annotations
 from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.rollout.engine import RolloutEngine
-from swiftdeploy.rollout.state import State
+from swiftdeploy.state import State
 
 
 def set_weight(engine: RolloutEngine, weight: int, force_reason: str | None) -> State:

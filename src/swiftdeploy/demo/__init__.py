@@ -1,1 +1,3 @@
-"""The instrumented demo service that `swiftdeploy init` deploys."""
+"""The instrumented demo service that `swiftdeploy init` deploys.
+May import: nothing of swiftdeploy but the foundation (it runs as its own process).
+"""

@@ -1,4 +1,5 @@
 """Metrics providers, by name: what a track served over a window, measured, never assumed.
+May import: state, manifest, analysis and the foundation; not another part.
 
 An unknown name is an error, never a silent fallback (Flagger's mistake).
 """
@@ -12,11 +13,9 @@ from typing import Any
 
 import httpx
 
-from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Metrics
 from swiftdeploy.metrics.base import MetricsProvider
-
-PROVIDERS = ("scrape", "prometheus", "nginx")
+from swiftdeploy.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -36,42 +35,54 @@ class ProviderDeps:
     prometheus_labels: Mapping[str, str] | None = None
 
 
-def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
-    # Each provider's module loads only when that provider is made (jinja2, threads).
-    from swiftdeploy.metrics.nginx import NginxProvider
-    from swiftdeploy.metrics.prometheus import PrometheusProvider
+# Each provider's module loads only when that provider is made (jinja2, threads).
+
+
+def _scrape(deps: ProviderDeps) -> MetricsProvider:
     from swiftdeploy.metrics.scrape import ScrapeProvider
 
-    quantiles = deps.settings.quantiles
-    if name == "scrape":
-        return ScrapeProvider(
-            deps.app_targets,
-            deps.client,
-            min_requests=deps.min_requests,
-            quantiles=quantiles,
-            history_path=deps.state_dir / "scrapes.json" if deps.keep_history else None,
-            bootstrap_s=deps.bootstrap_s,
-        )
-    if name == "nginx":
-        return NginxProvider(
-            deps.router_metrics,
-            deps.router_history,
-            client=deps.client,
-            min_requests=deps.min_requests,
-            quantiles=quantiles,
-            history_path=deps.state_dir / "scrapes-nginx.json" if deps.keep_history else None,
-            bootstrap_s=deps.bootstrap_s,
-        )
-    if name == "prometheus":
-        return PrometheusProvider(
-            deps.prometheus_url(),
-            deps.client,
-            min_requests=deps.min_requests,
-            quantiles=quantiles,
-            queries=deps.settings.prometheus.queries,
-            scrape_interval_s=deps.settings.prometheus.scrape_interval,
-            labels=deps.prometheus_labels,
-        )
-    raise BadInputError(
-        f"unknown metrics provider {name!r}", hint=f"choose one of: {', '.join(PROVIDERS)}"
+    return ScrapeProvider(deps.app_targets, **_scrape_options(deps, "scrapes.json"))
+
+
+def _nginx(deps: ProviderDeps) -> MetricsProvider:
+    from swiftdeploy.metrics.nginx import NginxProvider
+
+    return NginxProvider(
+        deps.router_metrics, deps.router_history, **_scrape_options(deps, "scrapes-nginx.json")
     )
+
+
+def _scrape_options(deps: ProviderDeps, history_file: str) -> dict[str, Any]:
+    """What a scrape takes, whether of the replicas or of the router's counters."""
+    return {
+        "client": deps.client,
+        "min_requests": deps.min_requests,
+        "quantiles": deps.settings.quantiles,
+        "history_path": deps.state_dir / history_file if deps.keep_history else None,
+        "bootstrap_s": deps.bootstrap_s,
+    }
+
+
+def _prometheus(deps: ProviderDeps) -> MetricsProvider:
+    from swiftdeploy.metrics.prometheus import PrometheusProvider
+
+    return PrometheusProvider(
+        deps.prometheus_url(),
+        deps.client,
+        min_requests=deps.min_requests,
+        quantiles=deps.settings.quantiles,
+        queries=deps.settings.prometheus.queries,
+        scrape_interval_s=deps.settings.prometheus.scrape_interval,
+        labels=deps.prometheus_labels,
+    )
+
+
+PROVIDERS: dict[str, Callable[[ProviderDeps], MetricsProvider]] = {
+    "scrape": _scrape,
+    "prometheus": _prometheus,
+    "nginx": _nginx,
+}
+
+
+def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
+    return lookup(PROVIDERS, "metrics provider", name)(deps)

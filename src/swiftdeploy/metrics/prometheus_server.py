@@ -13,8 +13,8 @@ from pathlib import Path
 
 from swiftdeploy.errors import OperationalError
 from swiftdeploy.fsutil import atomic_write, private_dir
-from swiftdeploy.rollout.state import State
-from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.proc import ProcessSpec
+from swiftdeploy.state import State
 
 CONFIG = """\
 global:

@@ -1,4 +1,5 @@
 """Policy engines: OPA over REST and embedded Rego (regopy), behind one interface.
+May import: state, manifest and the foundation; not another part.
 
 `create_engine(name, ...)` is the only way the rest of SwiftDeploy gets an engine;
 an unknown name is a BadInputError that lists the known ones (no silent fallback).

@@ -12,6 +12,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import (
@@ -251,6 +252,34 @@ def fail_closed(
         decision_id=decision_id,
         elapsed_ms=max(elapsed_ms, 0.0),
     )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One `decide` call of an engine: its answer or failure carries the engine's name,
+    the package and the milliseconds since the call began."""
+
+    engine: str
+    package: str
+    started: float = field(default_factory=time.perf_counter)
+
+    def fail(self, rule: str, message: str) -> Decision:
+        return fail_closed(
+            self.package,
+            engine=self.engine,
+            rule=rule,
+            message=message,
+            elapsed_ms=ms_since(self.started),
+        )
+
+    def decision(self, result: object, decision_id: str | None = None) -> Decision:
+        return parse_decision(
+            result,
+            package=self.package,
+            engine=self.engine,
+            elapsed_ms=ms_since(self.started),
+            decision_id=decision_id,
+        )
 
 
 def parse_decision(

@@ -38,7 +38,6 @@ import json
 import re
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,13 +54,10 @@ from swiftdeploy.policy.base import (
     MALFORMED_RESULT,
     PACKAGES,
     Decision,
+    Evaluation,
     InvalidInputError,
     canonical_json,
     decision_path,
-    fail_closed,
-    ms_since,
-    parse_decision,
-    validate_package,
 )
 
 _ERROR_AT = re.compile(rb"\(error (\d+):")
@@ -80,6 +76,8 @@ def policy_files(directory: Path) -> list[Path]:
 class EmbeddedEngine:
     """Evaluates the policy directory in-process."""
 
+    name = "embedded"
+
     def __init__(self, directory: Path, *, preflight: bool = True) -> None:
         self._directory = directory
         self._lock = threading.Lock()
@@ -92,35 +90,31 @@ class EmbeddedEngine:
             self._problems = self._load()
 
     @property
-    def name(self) -> str:
-        return "embedded"
-
-    @property
     def directory(self) -> Path:
         return self._directory
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
-        started = time.perf_counter()
+        call = Evaluation(self.name, package)
         entrypoint = decision_path(package)
         try:
             text = canonical_json(input)
         except InvalidInputError as exc:
-            return self._fail(package, INVALID_INPUT, f"policy input is not valid: {exc}", started)
+            return call.fail(INVALID_INPUT, f"policy input is not valid: {exc}")
         if self._problems:
-            return self._fail(package, COMPILE_ERROR, _compile_message(self._problems), started)
+            return call.fail(COMPILE_ERROR, _compile_message(self._problems))
         with self._lock:
             try:
                 bundle = self._bundle(package)
             except regopy.RegoError as exc:
-                message = _compile_message(_problems_of(exc, self._sources))
-                return self._fail(package, COMPILE_ERROR, message, started)
+                return call.fail(COMPILE_ERROR, _compile_message(_problems_of(exc, self._sources)))
             try:
                 self._interpreter.set_input_term(text)
                 ok, output = self._query(bundle, entrypoint)
             except regopy.RegoError as exc:
-                message = f"policy evaluation failed: {str(exc).strip()[:300]}"
-                return self._fail(package, ENGINE_ERROR, message, started)
-        return self._read(package, ok, output, started)
+                return call.fail(
+                    ENGINE_ERROR, f"policy evaluation failed: {str(exc).strip()[:300]}"
+                )
+        return self._read(call, ok, output)
 
     def check(self) -> list[str]:
         problems = self.compile_problems()
@@ -189,15 +183,12 @@ class EmbeddedEngine:
 
     # --- reading the output ----------------------------------------------------------
 
-    def _read(self, package: str, ok: bool, output: str, started: float) -> Decision:
+    def _read(self, call: Evaluation, ok: bool, output: str) -> Decision:
         if not ok or output.startswith(("(error", "<error>")):
             detail = _error_messages(output.encode("utf-8")) or ["no detail from the engine"]
-            message = f"policy evaluation failed: {'; '.join(detail)}"
-            return self._fail(package, ENGINE_ERROR, message, started)
+            return call.fail(ENGINE_ERROR, f"policy evaluation failed: {'; '.join(detail)}")
         if output.strip() == "undefined":
-            return parse_decision(
-                None, package=package, engine=self.name, elapsed_ms=ms_since(started)
-            )
+            return call.decision(None)
         try:
             document = json.loads(output)
         except ValueError:
@@ -205,17 +196,10 @@ class EmbeddedEngine:
                 "policy returned a malformed decision: the engine's output is not JSON "
                 f"(starts {output[:80]!r})"
             )
-            return self._fail(package, MALFORMED_RESULT, message, started)
+            return call.fail(MALFORMED_RESULT, message)
         expressions = document.get("expressions") if isinstance(document, dict) else None
-        result = expressions[0] if isinstance(expressions, list) and expressions else None
-        return parse_decision(
-            result, package=package, engine=self.name, elapsed_ms=ms_since(started)
-        )
-
-    def _fail(self, package: str, rule: str, message: str, started: float) -> Decision:
-        validate_package(package)
-        return fail_closed(
-            package, engine=self.name, rule=rule, message=message, elapsed_ms=ms_since(started)
+        return call.decision(
+            expressions[0] if isinstance(expressions, list) and expressions else None
         )
 
 

@@ -33,12 +33,10 @@ from swiftdeploy.policy.base import (
     INVALID_INPUT,
     MALFORMED_RESULT,
     Decision,
+    Evaluation,
     InvalidInputError,
     canonical_json,
     decision_path,
-    fail_closed,
-    ms_since,
-    parse_decision,
 )
 from swiftdeploy.ports import free_port
 
@@ -48,6 +46,8 @@ UNIX = "unix://"
 
 class OpaEngine:
     """Asks an OPA server; every failure to get an answer is a fail-closed Decision."""
+
+    name = "opa"
 
     def __init__(
         self,
@@ -75,20 +75,16 @@ class OpaEngine:
         )
 
     @property
-    def name(self) -> str:
-        return "opa"
-
-    @property
     def url(self) -> str:
         return self._url
 
     def decide(self, package: str, input: Mapping[str, Any]) -> Decision:
-        started = time.perf_counter()
+        call = Evaluation(self.name, package)
         path = f"/v1/data/{decision_path(package)}"
         try:
             body = f'{{"input":{canonical_json(input)}}}'.encode()
         except InvalidInputError as exc:
-            return self._fail(package, INVALID_INPUT, f"policy input is not valid: {exc}", started)
+            return call.fail(INVALID_INPUT, f"policy input is not valid: {exc}")
         try:
             response = self._client.post(path, content=body)
         except httpx.TimeoutException:
@@ -96,11 +92,11 @@ class OpaEngine:
                 f"policy engine unreachable: OPA at {self._url} did not answer "
                 f"within {self._timeout:g}s"
             )
-            return self._fail(package, ENGINE_UNREACHABLE, message, started)
+            return call.fail(ENGINE_UNREACHABLE, message)
         except httpx.HTTPError as exc:
             message = f"policy engine unreachable: OPA at {self._url} ({type(exc).__name__}: {exc})"
-            return self._fail(package, ENGINE_UNREACHABLE, message, started)
-        return self._read(package, response, started)
+            return call.fail(ENGINE_UNREACHABLE, message)
+        return self._read(call, response)
 
     def check(self) -> list[str]:
         """`opa check` on the policy directory (the one the server was started with)."""
@@ -111,27 +107,23 @@ class OpaEngine:
     def close(self) -> None:
         self._client.close()
 
-    def _read(self, package: str, response: httpx.Response, started: float) -> Decision:
+    def _read(self, call: Evaluation, response: httpx.Response) -> Decision:
         try:
             document = response.json()
         except ValueError:
             document = None
         if response.status_code != httpx.codes.OK:
-            return self._server_error(package, response, document, started)
+            return self._server_error(call, response, document)
         if not isinstance(document, dict):
             message = "policy returned a malformed decision: OPA's response is not a JSON object"
-            return self._fail(package, MALFORMED_RESULT, message, started)
+            return call.fail(MALFORMED_RESULT, message)
         decision_id = document.get("decision_id")
-        return parse_decision(
-            document.get("result"),
-            package=package,
-            engine=self.name,
-            elapsed_ms=ms_since(started),
-            decision_id=decision_id if isinstance(decision_id, str) else None,
+        return call.decision(
+            document.get("result"), decision_id if isinstance(decision_id, str) else None
         )
 
     def _server_error(
-        self, package: str, response: httpx.Response, document: object, started: float
+        self, call: Evaluation, response: httpx.Response, document: object
     ) -> Decision:
         code = document.get("code") if isinstance(document, dict) else None
         detail = document.get("message") if isinstance(document, dict) else None
@@ -140,12 +132,7 @@ class OpaEngine:
             f"policy evaluation failed: OPA answered HTTP {response.status_code}"
             f" {code or ''}: {detail or response.text[:200]}"
         )
-        return self._fail(package, rule, message, started)
-
-    def _fail(self, package: str, rule: str, message: str, started: float) -> Decision:
-        return fail_closed(
-            package, engine=self.name, rule=rule, message=message, elapsed_ms=ms_since(started)
-        )
+        return call.fail(rule, message)
 
 
 def _checked_url(url: str) -> str:

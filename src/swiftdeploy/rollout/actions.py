@@ -7,7 +7,7 @@ ROLLING_BACK) running them again finishes the job.
 from __future__ import annotations
 
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.rollout.state import Phase, State
+from swiftdeploy.state import Phase, State
 
 
 def promote_to_stable(fleet: Fleet, state: State) -> State:

@@ -24,9 +24,7 @@ from swiftdeploy.manifest import Analysis, Step
 from swiftdeploy.metrics.base import Measurement, MetricsProvider, summarize
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
-from swiftdeploy.rollout.evidence import Counts, Dimension, Evidence, PassedBy
 from swiftdeploy.rollout.inputs import canary_input
-from swiftdeploy.rollout.state import LastLook, Phase, State
 from swiftdeploy.rollout.statistics import (
     Settings,
     assess,
@@ -34,6 +32,8 @@ from swiftdeploy.rollout.statistics import (
     passed_dimensions,
     progress,
 )
+from swiftdeploy.state import LastLook, Phase, State
+from swiftdeploy.state.evidence import Counts, Dimension, Evidence, PassedBy
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
 Track = Literal["canary", "stable"]
@@ -86,17 +86,21 @@ class RolloutEngine:
     def _transition(self, state: State, reason: str, **updates: Any) -> State:
         return self.fleet.transition(state, reason, **updates)
 
+    def _progress(self, state: State, reason: str, **updates: Any) -> State:
+        """A transition to (or within) the progressing phase: no pause, no pause message."""
+        return self._transition(
+            state, reason, phase=Phase.PROGRESSING, pause_kind=None, message=None, **updates
+        )
+
     def begin(self, version: str) -> State:
         """Fix the latency bound from the stable's recent traffic, start the canary,
         and enter the first step with analysis on."""
         fleet = self.fleet
         state = fleet.reconcile(fleet.store.load())
         manifest = fleet.loaded.manifest
-        evidence = self.new_evidence()
-        state = self._transition(
+        state = self._progress(
             state,
             f"rollout of {version} started",
-            phase=Phase.PROGRESSING,
             canary_version=version,
             canary_weight=0,
             step_index=0,
@@ -105,9 +109,7 @@ class RolloutEngine:
             step_started_at=None,
             step_deadline=None,
             resume_at=None,
-            pause_kind=None,
-            message=None,
-            evidence=evidence,
+            evidence=self.new_evidence(),
         )
         try:
             state = fleet.ensure_track(state, "canary", version, manifest.strategy.canary.replicas)
@@ -145,17 +147,14 @@ class RolloutEngine:
 
     def _enter_step(self, state: State, index: int, step: Step) -> State:
         now = self.clock()
-        state = self._transition(
+        state = self._progress(
             state,
             f"step {index + 1}: canary weight {step.weight}%",
-            phase=Phase.PROGRESSING,
             step_index=index,
             canary_weight=step.weight,
             step_started_at=now,
             step_deadline=now + self._analysis(step).max_duration,
             resume_at=None,
-            pause_kind=None,
-            message=None,
             evidence=state.evidence.open_step(index, step.weight, now),
         )
         self.fleet.apply_routes(state)
@@ -173,12 +172,9 @@ class RolloutEngine:
     def resume_held(self, state: State) -> State:
         """Carry on a held step with its evidence, for another max_duration."""
         step = self._steps()[state.step_index or 0]
-        return self._transition(
+        return self._progress(
             state,
             "resumed: the step keeps its evidence and collects more",
-            phase=Phase.PROGRESSING,
-            pause_kind=None,
-            message=None,
             step_deadline=self.clock() + self._analysis(step).max_duration,
         )
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from swiftdeploy.manifest import Manifest
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.rollout.evidence import Counts
 from swiftdeploy.rollout.statistics import (
     Settings,
     latency_bound,
     needed_for_errors,
     needed_for_latency,
 )
+from swiftdeploy.state.evidence import Counts
 
 
 @dataclass(frozen=True)

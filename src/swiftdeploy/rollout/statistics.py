@@ -37,7 +37,7 @@ from swiftdeploy.analysis.sequential import (
 )
 from swiftdeploy.manifest import ErrorRegression, Policy
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.rollout.evidence import (
+from swiftdeploy.state.evidence import (
     DIMENSIONS,
     Counts,
     Dimension,

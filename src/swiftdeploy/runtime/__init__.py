@@ -1,4 +1,7 @@
-"""Runtime backends, by name. An unknown name is an error, never a silent fallback.
+"""Runtime backends, by name: what runs the tracks (`runtime.base.TrackRuntime`).
+May import: traffic (the router hosted tracks use), state, manifest and the foundation.
+
+An unknown name is an error, never a silent fallback.
 
 A backend's module is imported only when it is asked for, so a backend's clients
 load only for the projects that use it.
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from swiftdeploy.errors import BadInputError
+from swiftdeploy.registry import lookup
 from swiftdeploy.runtime.base import Backend
 
 
@@ -18,20 +21,24 @@ def _local() -> Backend:
     return local
 
 
+def _docker() -> Backend:
+    from swiftdeploy.runtime import docker
+
+    return docker
+
+
 def _kubernetes() -> Backend:
     from swiftdeploy.runtime import kubernetes
 
     return kubernetes
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local, "kubernetes": _kubernetes}
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "local": _local,
+    "docker": _docker,
+    "kubernetes": _kubernetes,
+}
 
 
 def backend(name: str) -> Backend:
-    try:
-        load = BACKENDS[name]
-    except KeyError:
-        raise BadInputError(
-            f"unknown runtime {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}"
-        ) from None
-    return load()
+    return lookup(BACKENDS, "runtime", name)()

@@ -14,27 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from swiftdeploy.proc import ProcessSpec
 
 if TYPE_CHECKING:
     import httpx
 
     from swiftdeploy.manifest import LoadedManifest
-    from swiftdeploy.rollout.state import State, StateStore, Track
+    from swiftdeploy.state import State, StateStore, Track
     from swiftdeploy.traffic.base import TrafficRouter
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    log_path: Path | None = None
-    # {"pid_file", "name", optional "socket"}: take over from a SIGKILLed
-    # predecessor's surviving children (see runtime/launch.py)
-    takeover: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

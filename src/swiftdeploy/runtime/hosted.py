@@ -21,8 +21,8 @@ from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.probe import wait_for_ok
-from swiftdeploy.rollout.state import Replica, State, Track
 from swiftdeploy.runtime.base import BackendDeps, ProcessInfo, ReplicaView
+from swiftdeploy.state import Replica, State, Track
 from swiftdeploy.traffic.base import RouterStatus, Routes, TrafficRouter
 
 # Processes that belong to the platform, not to a track.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shlex
 import sys
@@ -29,16 +28,16 @@ from swiftdeploy import proc
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.rollout.state import FileStateStore, Replica, StateStore
+from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.runtime.base import (
     BackendDeps,
     Check,
     ProcessInfo,
     ProcessManager,
-    ProcessSpec,
     TrackRuntime,
 )
 from swiftdeploy.runtime.hosted import PLATFORM_PROCESSES, HostedTracks, replica_env
+from swiftdeploy.state import FileStateStore, Replica, StateStore
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
 _PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
@@ -237,28 +236,13 @@ class SupervisorRuntime:
         return pids
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); it is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_gone(pids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(pid_alive(p) for p in pids):
+        if not any(proc.pid_alive(p) for p in pids):
             return
         time.sleep(0.05)
-    alive = [p for p in pids if pid_alive(p)]
+    alive = [p for p in pids if proc.pid_alive(p)]
     raise RuntimeProcessError(f"processes still alive after shutdown: {alive}")
 
 

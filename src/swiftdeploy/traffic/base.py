@@ -6,7 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.proc import ProcessSpec
 
 
 class Routes(BaseModel):
@@ -35,6 +35,11 @@ class TrafficRouter(Protocol):
 
     def prepare(self) -> ProcessSpec:
         """Render and check the router's config; return the process that serves it."""
+        ...
+
+    def check(self) -> None:
+        """Check the config the router would serve, starting nothing; raises
+        BadInputError in the router's own words (what `validate` runs)."""
         ...
 
     def wait_ready(self, timeout: float) -> None: ...

@@ -23,7 +23,7 @@ from swiftdeploy.errors import BadInputError, TrafficError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import Manifest
 from swiftdeploy.probe import wait_for_ok
-from swiftdeploy.runtime.base import ProcessSpec
+from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
 NGINX_SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin"
@@ -157,10 +157,7 @@ class NginxRouter:
     def apply(self, routes: Routes) -> None:
         body = _routes_json(routes)
         atomic_write(self.routes_path, body)
-        try:
-            response = self._http.put(f"{self.admin_url}/routes", content=body)
-        except httpx.HTTPError as exc:
-            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+        response = self._admin("PUT", "/routes", content=body)
         if response.status_code != 200:
             raise TrafficError(f"nginx refused the routes: {response.text.strip()}")
 
@@ -192,13 +189,26 @@ class NginxRouter:
         return data
 
     def _get(self, path: str, params: dict[str, int] | None = None) -> httpx.Response:
-        try:
-            response = self._http.get(f"{self.admin_url}{path}", params=params)
-        except httpx.HTTPError as exc:
-            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
+        response = self._admin("GET", path, params=params)
         if response.status_code != 200:
             raise TrafficError(f"nginx admin {path}: HTTP {response.status_code}")
         return response
+
+    def _admin(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: str | None = None,
+        params: dict[str, int] | None = None,
+    ) -> httpx.Response:
+        """One request to nginx's admin endpoint, whatever its status."""
+        try:
+            return self._http.request(
+                method, f"{self.admin_url}{path}", content=content, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise TrafficError(f"nginx admin endpoint unreachable: {exc}") from None
 
 
 def _routes_json(routes: Routes) -> str:

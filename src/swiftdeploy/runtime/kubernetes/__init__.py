@@ -11,7 +11,6 @@ from contextlib import AbstractContextManager
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.rollout.state import StateStore
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessManager, TrackRuntime
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import (
@@ -24,6 +23,7 @@ from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.runtime.kubernetes.tracks import KubeTracks
 from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.state import StateStore
 
 NGINX_ROUTED = False
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from swiftdeploy.errors import LockedError
 from swiftdeploy.manifest import Manifest
+from swiftdeploy.proc import pid_alive
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError
-from swiftdeploy.runtime.local import pid_alive
 
 LEASE_S = 15  # a holder that stops renewing is taken over after this long
 RENEW_S = LEASE_S / 3

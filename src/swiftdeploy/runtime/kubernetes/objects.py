@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from swiftdeploy.manifest import Manifest, SecretValue
-from swiftdeploy.rollout.state import Track
+from swiftdeploy.state import Track
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 Obj = dict[str, Any]

@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.manifest import Manifest
-from swiftdeploy.rollout.state import State
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import Kube
+from swiftdeploy.state import State
 
 KEY = "state.json"
 

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from swiftdeploy.errors import RuntimeProcessError
-from swiftdeploy.rollout.state import Replica, State, Track
 from swiftdeploy.runtime.base import BackendDeps, ReplicaView
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError
+from swiftdeploy.state import Replica, State, Track
 
 POLL_S = 0.2
 TRACKS: tuple[Track, ...] = ("stable", "canary")

@@ -11,18 +11,33 @@ the sequential tests valid. Persisted with the state; pure updates only.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from swiftdeploy.analysis.quantile import slo_events
-from swiftdeploy.metrics.base import Measurement
 
 Dimension = Literal["errors", "latency"]
 DIMENSIONS: tuple[Dimension, ...] = ("errors", "latency")
 # How a dimension of a step passed: the harm test had the power, the no-harm test
 # said so, an earlier step of this rollout did either, or a person promoted by hand.
 PassedBy = Literal["power", "no_harm", "earlier_step", "hand"]
+
+
+class Increment(Protocol):
+    """What one look measured of one track (a `metrics.base.Measurement` is one): the
+    state keeps counts, and does not depend on where they were measured."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def buckets(self) -> dict[str, int]: ...
+    @property
+    def window_start(self) -> float | None: ...
+    @property
+    def window_end(self) -> float | None: ...
 
 
 class Counts(BaseModel):
@@ -34,7 +49,7 @@ class Counts(BaseModel):
     errors: int = Field(default=0, ge=0)
     buckets: dict[str, int] = Field(default_factory=dict)  # cumulative by le, in seconds
 
-    def plus(self, measurement: Measurement) -> Counts:
+    def plus(self, measurement: Increment) -> Counts:
         counted = Counts(
             requests=measurement.requests, errors=measurement.errors, buckets=measurement.buckets
         )
@@ -108,7 +123,7 @@ class Evidence(BaseModel):
     def marked(self, track: str, at: float) -> Evidence:
         return self.model_copy(update={"marks": {**self.marks, track: at}})
 
-    def counted(self, track: Literal["canary", "stable"], measurement: Measurement) -> Evidence:
+    def counted(self, track: Literal["canary", "stable"], measurement: Increment) -> Evidence:
         """Add one increment to the current step; the next one starts where it ended."""
         step = self.current
         end = measurement.window_end

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
-from swiftdeploy.rollout.evidence import Evidence
+from swiftdeploy.state.evidence import Evidence
 
 Track = Literal["stable", "canary"]
 

@@ -1,0 +1,358 @@
+"""The docker backend: each replica is a container of `service.image` at its version,
+publishing `service.port` on a 127.0.0.1 port that the nginx router splits, as the
+local backend's processes are. The platform (nginx, OPA, Prometheus) runs under the
+project's supervisord, as on the local backend.
+
+The engine is driven through its API (the `docker` SDK; `DOCKER_HOST` and the other
+`DOCKER_*` variables choose it). Every container carries labels naming the project,
+its track, version and replica, so what the project runs is found by label: after a
+kill -9 of the CLI, at teardown, and by `status`.
+
+This module is a `runtime.base.Backend`: its module-level functions are the backend's.
+It is the only one that imports the SDK, so other runtimes never load it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import LogConfig
+from requests import RequestException
+
+from swiftdeploy.errors import BadInputError, RuntimeProcessError
+from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.runtime.base import BackendDeps, Check, ProcessInfo, TrackRuntime
+from swiftdeploy.runtime.hosted import HostedTracks, replica_env
+from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.state import FileStateStore, Replica, StateStore
+
+LABEL = "io.swiftdeploy"
+PROJECT_LABEL = f"{LABEL}.project"
+TRACK_LABEL = f"{LABEL}.track"
+VERSION_LABEL = f"{LABEL}.version"
+REPLICA_LABEL = f"{LABEL}.replica"
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10
+# As supervisord's startsecs: a restarted container counts as running once it has
+# stayed up this long, so a crash loop reads as one, not as a replica that runs.
+STARTSECS = 1.0
+ENGINE_HINT = "start it with `bash scripts/install-docker.sh start`, or point DOCKER_HOST at one"
+
+# The engine's container states in supervisord's words (what ProcessInfo speaks).
+_STATES = {
+    "created": "STARTING",
+    "restarting": "BACKOFF",
+    "running": "RUNNING",
+    "paused": "STOPPED",
+    "removing": "STOPPING",
+    "exited": "EXITED",
+    "dead": "FATAL",
+}
+
+
+def connect() -> docker.DockerClient:
+    """A client of the engine the environment names, checked to answer."""
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except (DockerException, RequestException) as exc:
+        raise RuntimeProcessError(
+            f"the Docker engine is not reachable: {_first_line(exc)}", hint=ENGINE_HINT
+        ) from None
+    return client
+
+
+@contextmanager
+def _engine(what: str) -> Iterator[None]:
+    """The engine failing (gone away, or refusing) as one line, not a traceback. The
+    SDK raises its own errors, and the transport's for a socket that stopped answering."""
+    try:
+        yield
+    except (DockerException, RequestException) as exc:
+        raise RuntimeProcessError(
+            f"the Docker engine failed {what}: {_first_line(exc)}", hint=ENGINE_HINT
+        ) from None
+
+
+def project_id(loaded: LoadedManifest) -> str:
+    """A stable id of the project directory: what its containers' labels name."""
+    return hashlib.sha256(str(loaded.project_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def project_filter(loaded: LoadedManifest) -> dict[str, str | list[str] | bool]:
+    return {"label": f"{PROJECT_LABEL}={project_id(loaded)}"}
+
+
+class DockerReplicas:
+    """Replicas as containers: one per replica, restarted by the engine if it dies."""
+
+    def __init__(self, loaded: LoadedManifest, client: docker.DockerClient) -> None:
+        self.loaded = loaded
+        self.client = client
+        self.project = project_id(loaded)
+
+    def container_name(self, name: str) -> str:
+        return f"swiftdeploy-{self.project}-{name}"
+
+    def start(self, replica: Replica) -> None:
+        service = self.loaded.manifest.service
+        image = service.image_for(replica.version)
+        # A container of this name is left from an interrupted start: this one replaces it.
+        self.stop(replica.name)
+        with _engine(f"starting {replica.name}"):
+            container = self._create(replica, image)
+            self._wait_running(replica.name, container)
+
+    def _create(self, replica: Replica, image: str) -> Container:
+        service = self.loaded.manifest.service
+        try:
+            container = self.client.containers.create(
+                image,
+                name=self.container_name(replica.name),
+                labels={
+                    PROJECT_LABEL: self.project,
+                    TRACK_LABEL: replica.track,
+                    VERSION_LABEL: replica.version,
+                    REPLICA_LABEL: replica.name,
+                },
+                environment=replica_env(self.loaded, replica),
+                ports={f"{service.port}/tcp": ("127.0.0.1", replica.port)},
+                restart_policy={"Name": "always"},
+                # The canary is untrusted: no capabilities, no privilege gained by exec.
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                log_config=LogConfig(type="json-file", config={"max-size": "5m", "max-file": "1"}),
+            )
+            container.start()
+        except ImageNotFound:
+            raise RuntimeProcessError(
+                f"{replica.name}: image {image} is not on the Docker engine",
+                hint=_image_hint(service.image_for("VERSION")),
+            ) from None
+        except APIError as exc:
+            raise RuntimeProcessError(
+                f"{replica.name}: the engine refused to start {image}: {_first_line(exc)}"
+            ) from None
+        return container
+
+    def _wait_running(self, name: str, container: Container) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        status = "unknown"
+        while time.monotonic() < deadline:
+            try:
+                container.reload()
+            except NotFound:
+                status = "removing"
+                break
+            state = container.attrs["State"]
+            status = str(state["Status"])
+            # Running for STARTSECS, as supervisord's programs must: one that dies at once
+            # is reported here, not after the whole health-check timeout.
+            if status == "running" and _up_for(state["StartedAt"]) >= STARTSECS:
+                return
+            if status in {"exited", "dead", "restarting"}:
+                break
+            time.sleep(0.05)
+        raise RuntimeProcessError(
+            f"{name} did not start ({_STATES.get(status, status)})", hint=f"see {self.logs(name)}"
+        )
+
+    def stop(self, name: str) -> None:
+        with _engine(f"stopping {name}"):
+            try:
+                container = self.client.containers.get(self.container_name(name))
+                # stop first: the service gets SIGTERM and its grace period, not SIGKILL.
+                container.stop(timeout=STOP_TIMEOUT_S)
+                container.remove(force=True)
+            except NotFound:
+                return
+
+    def inspect(self) -> dict[str, ProcessInfo]:
+        found = {}
+        for container in self.labelled():
+            name = container.labels.get(REPLICA_LABEL)
+            if name:
+                found[name] = _process_info(name, container.attrs)
+        return found
+
+    def labelled(self) -> list[Container]:
+        with _engine("listing the project's containers"):
+            containers: list[Container] = self.client.containers.list(
+                all=True, filters=project_filter(self.loaded), ignore_removed=True
+            )
+        return containers
+
+    def logs(self, name: str) -> str:
+        cname = self.container_name(name)
+        try:
+            tail = self.client.containers.get(cname).logs(tail=1).decode(errors="replace")
+        except (DockerException, RequestException):
+            tail = ""
+        last = tail.strip().splitlines()[-1][:200] if tail.strip() else ""
+        # The service's output is untrusted: nothing in it may drive the terminal.
+        last = "".join(ch if ch.isprintable() else "?" for ch in last)
+        return f"`docker logs {cname}`" + (f" (last line: {last})" if last else "")
+
+
+def _process_info(name: str, attrs: dict[str, Any]) -> ProcessInfo:
+    state = attrs["State"]
+    word = _STATES.get(str(state["Status"]), "UNKNOWN")
+    if word == "RUNNING":
+        health = (state.get("Health") or {}).get("Status")
+        if health == "unhealthy":
+            word = "UNHEALTHY"
+        elif attrs.get("RestartCount", 0) and _up_for(state["StartedAt"]) < STARTSECS:
+            word = "STARTING"
+    return ProcessInfo(name=name, state=word, pid=int(state.get("Pid") or 0))
+
+
+def _up_for(started_at: str) -> float:
+    # The engine writes UTC in RFC 3339 with nanoseconds; Python parses microseconds.
+    stamp, _, fraction = started_at.rstrip("Z").partition(".")
+    started = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+    started += timedelta(microseconds=int((fraction + "000000")[:6]))
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+class DockerTracks(HostedTracks):
+    """HostedTracks whose teardown also removes every container the project labelled,
+    whatever its state and whether or not the state knows it."""
+
+    def __init__(self, deps: BackendDeps, launcher: DockerReplicas) -> None:
+        assert deps.router is not None  # NGINX_ROUTED: open_fleet always builds one
+        super().__init__(deps, deps.router, launcher)
+        self.containers = launcher
+
+    def teardown(self) -> list[int]:
+        pids = []
+        for container in self.containers.labelled():
+            pid = int(container.attrs["State"].get("Pid") or 0)
+            self.progress(f"removing container {container.name}")
+            # Everything goes: no one is routed to them any more, so no grace period.
+            with _engine(f"removing {container.name}"):
+                try:
+                    container.remove(force=True)
+                except NotFound:
+                    continue
+            if pid:
+                pids.append(pid)
+        return pids + self.processes.shutdown()
+
+
+# --- images (for `swiftdeploy demo-image`) ---------------------------------------
+
+
+def image_present(client: docker.DockerClient, image: str) -> bool:
+    with _engine(f"looking up image {image}"):
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            return False
+    return True
+
+
+def image_label(client: docker.DockerClient, image: str, label: str) -> str | None:
+    """The image's value of `label`, "" when it has none; None when there is no image."""
+    with _engine(f"reading image {image}"):
+        try:
+            labels = client.images.get(image).labels or {}
+        except ImageNotFound:
+            return None
+    return str(labels.get(label, ""))
+
+
+def import_rootfs(client: docker.DockerClient, tarball: Path, image: str) -> None:
+    """An image of a root filesystem tarball, as `docker import`: no registry involved."""
+    repository, tag = image.rsplit(":", 1)
+    with _engine(f"importing {image}"):
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
+        client.images.get(image)
+
+
+def build_image(
+    client: docker.DockerClient, context: Path, tags: list[str], labels: dict[str, str]
+) -> None:
+    """Build `context`'s Dockerfile with the engine's classic builder (its FROM is a
+    local image, so nothing is pulled), tagged with every one of `tags`."""
+    with _engine(f"building {tags[0]}"):
+        image, _ = client.images.build(
+            path=str(context), tag=tags[0], labels=labels, rm=True, forcerm=True, pull=False
+        )
+        for extra in tags[1:]:
+            repository, tag = extra.rsplit(":", 1)
+            image.tag(repository, tag)
+
+
+def _image_hint(example: str) -> str:
+    return (
+        f"build or load it on this engine first: `swiftdeploy demo-image` for the demo "
+        f"service, or `docker build -t {example} .`"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+# --- the Backend functions ---------------------------------------------------------
+
+NGINX_ROUTED = True
+
+
+def process_manager(loaded: LoadedManifest) -> SupervisorRuntime:
+    return SupervisorRuntime(loaded.state_dir)
+
+
+def create_tracks(deps: BackendDeps) -> TrackRuntime:
+    return DockerTracks(deps, DockerReplicas(deps.loaded, connect()))
+
+
+def preflight(loaded: LoadedManifest) -> list[str]:
+    client = connect()
+    service = loaded.manifest.service
+    image = service.image_for(service.version)
+    if not image_present(client, image):
+        raise BadInputError(
+            f"{loaded.where('service.image')}: image {image} (service.version "
+            f"{service.version}) is not on the Docker engine",
+            hint=_image_hint(image),
+        )
+    with _engine("saying its version"):
+        version = client.version().get("Version", "?")
+    return [f"docker engine {version} answers", f"service.image: {image} is present"]
+
+
+def doctor(loaded: LoadedManifest | None) -> list[Check]:
+    try:
+        client = connect()
+        with _engine("saying its version"):
+            info = client.version()
+    except RuntimeProcessError as exc:
+        return [Check("docker engine", False, exc.one_line())]
+    where = client.api.base_url.replace("http+docker://localhost", "unix socket")
+    return [
+        Check(
+            "docker engine",
+            True,
+            f"{info.get('Version', '?')} (API {info.get('ApiVersion', '?')}) via {where}",
+        )
+    ]
+
+
+def state_store(loaded: LoadedManifest) -> StateStore:
+    return FileStateStore(loaded.state_dir)
+
+
+def shared_lock(loaded: LoadedManifest) -> AbstractContextManager[None]:
+    # The state lives in the project directory, which the project lock already guards.
+    return nullcontext()

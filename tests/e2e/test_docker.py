@@ -1,0 +1,215 @@
+"""`runtime: docker` end to end: the demo image's containers behind the real nginx
+router, gated by a real OPA server, under hey load. Rollouts promote and roll back
+without a failed request, a killed CLI is resumed, a crash-looping canary is rolled
+back, and teardown leaves no container of the project behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from swiftdeploy.manifest import load_manifest
+from swiftdeploy.ports import free_port
+from swiftdeploy.runtime.docker import REPLICA_LABEL, DockerReplicas
+from swiftdeploy.state import Replica
+from tests.conftest import (
+    Project,
+    canary_ready,
+    fast_rollout,
+    finish,
+    new_project,
+    rollout_with_fault,
+    start_rollout,
+    teardown,
+    version_counts,
+    wait_for,
+)
+from tests.faults.conftest import assert_chain_verifies, under_load
+from tests.faults.test_cli_killed import phase_is
+from tests.support.docker import (
+    CRASH_TAG,
+    demo_images,
+    engine,
+    project_containers,
+    project_networks,
+    use_docker,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.DockerClient:
+    client = engine()
+    demo_images(client, "v1", "v2", "v3", "v4")
+    return client
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Project]:
+    """v1 on a container behind nginx, with short rollout steps; torn down at the end.
+    One stable replica, as the canary has: on a busy machine, a canary serving half the
+    traffic alone beside two stable replicas would be slower for that alone."""
+    project = new_project(Path(tmp_path_factory.mktemp("sd", numbered=True)))
+    use_docker(project, replicas=1)
+    fast_rollout(project)
+    try:
+        project.cli("deploy")
+        yield project
+    finally:
+        teardown(project)
+
+
+def assert_containers_match_state(client: docker.DockerClient, project: Project) -> None:
+    """The running containers are exactly the state's replicas, and nginx routes the
+    ready ones of each track."""
+    state = project.state()
+    running = {c.labels[REPLICA_LABEL]: c.status for c in project_containers(client, project)}
+    assert running == {r["name"]: "running" for r in state["replicas"]}
+    routes = project.admin_get("/routes").json()["routes"]
+    for track in ("stable", "canary"):
+        expected = sorted(
+            f"127.0.0.1:{r['port']}"
+            for r in state["replicas"]
+            if r["track"] == track and r["ready"]
+        )
+        assert sorted(routes["endpoints"][track] or []) == expected, track
+
+
+def test_a_healthy_rollout_is_promoted_and_a_slow_one_rolled_back_without_a_failed_request(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    project = deployed
+    # Given v1 deployed on containers, under steady keepalive load through nginx
+    with under_load(project) as load:
+        # When v2 (healthy) rolls out
+        healthy = project.cli("rollout", "v2", check=False, timeout=240)
+        # And v3 turns slow once its canary takes traffic
+        code, output = rollout_with_fault(project, "v3", "--latency-ms", "300")
+    # Then v2 was promoted onto new containers, and v3 was rolled back by policy
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "promoted: v2 is stable" in healthy.stdout
+    assert code == 3, output
+    assert "latency" in output.lower()
+    state = project.state()
+    assert (state["phase"], state["stable_version"], state["canary_weight"]) == (
+        "rolled-back",
+        "v2",
+        0,
+    )
+    assert_containers_match_state(client, project)
+    assert {c.labels["io.swiftdeploy.version"] for c in project_containers(client, project)} == {
+        "v2"
+    }
+    assert version_counts(project.url + "/", 20) == {"v2": 20}
+    # And not one request failed, across weight changes and container replacement
+    assert load[0].total > 0
+    assert load[0].failed == 0, load[0]
+    assert_chain_verifies(project)
+
+
+def test_the_cli_killed_mid_rollout_is_resumed(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    project = deployed
+    with under_load(project) as load:
+        # Given a rollout of v4 with its canary taking traffic
+        rollout = start_rollout(project, "v4")
+        try:
+            wait_for(lambda: canary_ready(project), what="the canary")
+            wait_for(phase_is(project, "progressing"), what="progressing")
+            # When the CLI is killed with SIGKILL
+            os.kill(rollout.pid, signal.SIGKILL)
+        finally:
+            finish(rollout, timeout=10)
+        # (and a labelled container the state does not know is left behind)
+        orphan = Replica(name="canary-orphan-0", track="canary", version="v4", port=free_port())
+        DockerReplicas(load_manifest(project.manifest), client).start(orphan)
+        # Then `resume` finishes the rollout, and removes the orphan found by its label
+        done = project.cli("resume", check=False, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert project.state()["phase"] == "promoted"
+    assert_containers_match_state(client, project)
+    assert version_counts(project.url + "/", 20) == {"v4": 20}
+    assert load[0].failed == 0, load[0]
+
+
+def test_a_canary_that_crashes_as_it_starts_is_rolled_back(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    project = deployed
+    stable = project.state()["stable_version"]
+    # Given a version whose container exits as soon as it starts
+    # When it is rolled out
+    done = project.cli("rollout", CRASH_TAG, check=False, timeout=120)
+    # Then the canary is judged unhealthy and rolled back, and only stable runs
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "did not become ready" in done.stderr
+    state = project.state()
+    assert (state["phase"], state["stable_version"]) == ("rolled-back", stable)
+    assert_containers_match_state(client, project)
+    assert version_counts(project.url + "/", 10) == {stable: 10}
+
+
+def test_a_canary_container_that_crash_loops_is_rolled_back_as_unhealthy(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    project = deployed
+    containers = DockerReplicas(load_manifest(project.manifest), client)
+    stop = threading.Event()
+
+    def crash_loop() -> None:
+        while not stop.is_set():
+            for name, info in containers.inspect().items():
+                if name.startswith("canary-") and info.pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(info.pid, signal.SIGKILL)
+            time.sleep(0.3)
+
+    # Given a rollout of v1 under load, its canary ready
+    with under_load(project) as load:
+        rollout = start_rollout(project, "v1")
+        wait_for(lambda: canary_ready(project), what="the canary")
+        # When the canary container's process dies again and again (the engine restarts it)
+        killer = threading.Thread(target=crash_loop, daemon=True)
+        killer.start()
+        try:
+            output = finish(rollout)
+        finally:
+            stop.set()
+            killer.join()
+    # Then the canary is judged unhealthy and rolled back
+    assert rollout.returncode == 3, output
+    assert "canary is unhealthy" in output
+    assert project.state()["phase"] == "rolled-back"
+    assert_containers_match_state(client, project)
+    # And nginx retried the requests that met the dying canary on another replica
+    assert load[0].failed == 0, load[0]
+
+
+def test_teardown_removes_every_labelled_container(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    # Given the project's containers (this module's last test), and one of it the state
+    # does not know, as a start interrupted before the state was saved leaves
+    project = deployed
+    known = len(project.state()["replicas"])
+    stray = Replica(name="canary-stray-0", track="canary", version="v1", port=free_port())
+    DockerReplicas(load_manifest(project.manifest), client).start(stray)
+    assert len(project_containers(client, project)) == known + 1
+    # When it is torn down
+    done = project.cli("teardown")
+    # Then no container or network labelled with the project remains
+    assert "stopped" in done.stdout
+    assert project_containers(client, project) == []
+    assert project_networks(client, project) == []
