@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.kube.kubeproject import CANARY_NAME, new_project  # noqa: E402
+from tests.runtime.kubernetes.kubeproject import CANARY_NAME, new_project  # noqa: E402
 from tests.support.kube import KubeCluster, start_cluster  # noqa: E402
 
 from swiftdeploy.commands.context import open_fleet  # noqa: E402

@@ -17,7 +17,7 @@ from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.kubernetes import kube_of, lease_of, shared_lock, state_store
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.state import State
-from tests.kube.kubeproject import SERVICE, new_project
+from tests.runtime.kubernetes.kubeproject import SERVICE, new_project
 from tests.support.kube import KubeCluster
 
 SECRET_ENV = "  env: {TOKEN: {value: s3cret}}\n"

@@ -17,7 +17,7 @@ from kubernetes import client
 
 from swiftdeploy.ports import free_port
 from tests.conftest import SWIFTDEPLOY
-from tests.kube.kubeproject import SERVICE, USER, KubeProject, new_project
+from tests.runtime.kubernetes.kubeproject import SERVICE, USER, KubeProject, new_project
 from tests.support.kube import FakeDataPlane, KubeCluster
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
