@@ -9,18 +9,21 @@ OPA_VERSION := v1.22.3
 KUBE := .tools/kube
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: setup system kube demo test lint typecheck bench clean
+.PHONY: setup test-setup system docker demo-image kube demo test lint typecheck bench clean
 
-setup: system $(VENV)/.installed $(OPA) kube
-setup: docker
+# What SwiftDeploy runs on: nginx with lua, Prometheus, hey, supervisord (in the venv), OPA.
+setup: system $(VENV)/.installed $(OPA)
 
-.PHONY: docker demo-image
+# What the tests and benchmarks drive besides: a Docker engine with the demo image, and
+# a Kubernetes control plane (`make demo` needs neither, so it does not wait for them).
+test-setup: setup docker demo-image kube
+
 # Debian's docker.io, and dockerd started in the background if it does not answer.
 docker:
 	@bash scripts/install-docker.sh
 
 # The demo service's image for `runtime: docker` (cached: seconds once built).
-demo-image: setup
+demo-image: setup docker
 	$(VENV)/bin/swiftdeploy demo-image
 
 system:
@@ -47,7 +50,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup demo-image
+test: test-setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(OPA) test policies/
@@ -60,11 +63,11 @@ demo: setup
 
 # The same on runtime: docker, the replicas as containers of the demo image.
 .PHONY: demo-docker
-demo-docker: setup
+demo-docker: setup docker demo-image
 	$(PY) scripts/demo.py --runtime docker
 
 # Every benchmark, one after another (never side by side: they would disturb each other).
-bench: setup
+bench: test-setup
 	$(PY) bench/metrics_scrape.py
 	$(PY) bench/measure_demo.py
 	$(PY) bench/policy_latency.py
