@@ -10,7 +10,7 @@ import time
 import pytest
 
 from swiftdeploy.load import LoadRun
-from swiftdeploy.runtime.local import pid_alive
+from swiftdeploy.proc import pid_alive
 from tests.conftest import Project, version_counts
 
 pytestmark = pytest.mark.e2e
