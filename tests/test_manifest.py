@@ -137,6 +137,10 @@ BAD = [
         "metrics:\n  prometheus:\n    queries:\n      latency: up\nstrategy:",
         ["unknown query 'latency'"],
     ),
+    ("query with a kubernetes label on the local runtime", "strategy:",
+     "metrics:\n  prometheus:\n    queries:\n      errors: 'up{namespace=\"{{ namespace }}\"}'"
+     "\nstrategy:",
+     ["query 'errors' uses namespace or service", "runtime: local"]),
     ("alpha zero", "strategy:", "policy:\n  alpha: 0\nstrategy:", ["policy.alpha"]),
     ("p99 infinite", "strategy:", "policy:\n  thresholds:\n    max_p99_ms: .inf\nstrategy:",
      ["policy.thresholds.max_p99_ms"]),

@@ -273,14 +273,9 @@ class Strategy(_Model):
 
 # The PromQL templates the prometheus provider renders, and the variables they get.
 QUERY_NAMES = ("requests", "errors", "error_rate", "buckets", "quantile", "p99")
+QUERY_SAMPLE = {"track": "canary", "window": "30000ms", "q": 0.99}
 # Kubernetes templates also get `namespace` and `service` (labels namespace, app, track).
-QUERY_SAMPLE = {
-    "track": "canary",
-    "window": "30000ms",
-    "q": 0.99,
-    "namespace": "default",
-    "service": "app",
-}
+KUBE_QUERY_SAMPLE = {**QUERY_SAMPLE, "namespace": "default", "service": "app"}
 
 
 class PrometheusSettings(_Model):
@@ -299,7 +294,7 @@ class PrometheusSettings(_Model):
             if name not in QUERY_NAMES:
                 raise ValueError(f"unknown query {name!r}; known: {', '.join(QUERY_NAMES)}")
             try:
-                render_query(text, **QUERY_SAMPLE)
+                render_query(text, **KUBE_QUERY_SAMPLE)
             except ValueError as exc:
                 raise ValueError(f"query {name!r}: {exc}") from None
         return queries
@@ -463,7 +458,21 @@ class Manifest(_Model):
                 "the kubernetes runtime reads metrics from the cluster's Prometheus: set"
                 " metrics.provider: prometheus and metrics.prometheus.url"
             )
+        if self.runtime != "kubernetes":
+            self._queries_need_no_kube_labels()
         return self
+
+    def _queries_need_no_kube_labels(self) -> None:
+        from swiftdeploy.templates import render_query
+
+        for name, text in self.metrics.prometheus.queries.items():
+            try:
+                render_query(text, **QUERY_SAMPLE)
+            except ValueError:
+                raise ValueError(
+                    f"metrics.prometheus.queries: query {name!r} uses namespace or service,"
+                    f" which only runtime: kubernetes fills in (this is runtime: {self.runtime})"
+                ) from None
 
 
 class LoadedManifest(BaseModel):

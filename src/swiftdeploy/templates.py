@@ -15,6 +15,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # PromQL, not HTML: nothing to escape; the sandbox is what keeps a template harmless.
 _ENVIRONMENT = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined)
+# No globals either (jinja2's range, dict, cycler, namespace, ...): a query needs none,
+# and `{{ namespace }}` must be the Kubernetes variable or an error, never jinja2's class.
+_ENVIRONMENT.globals.clear()
 
 
 @lru_cache(maxsize=64)
