@@ -218,6 +218,7 @@ class Fleet:
             )
         if version == state.stable_version:
             raise BadInputError(f"{version} is already the stable version")
+        self.tracks.check_version(version)
 
     def require_canary(self, state: State) -> None:
         if not state.track("canary"):

@@ -6,6 +6,7 @@ back, and teardown leaves no container of the project behind."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -142,6 +143,32 @@ def test_the_cli_killed_mid_rollout_is_resumed(
     assert_containers_match_state(client, project)
     assert version_counts(project.url + "/", 20) == {"v4": 20}
     assert load[0].failed == 0, load[0]
+
+
+def test_a_version_without_an_image_is_refused_before_anything_starts(
+    deployed: Project, client: docker.DockerClient
+) -> None:
+    project = deployed
+    before = project.state()
+    history = project.state_dir / "history.jsonl"
+    seen = history.read_text().count("\n")
+    # Given a version the engine has no image for
+    missing = "v-missing"
+    for command in (["rollout", missing], ["canary", missing], ["deploy", "--version", missing]):
+        # When it is rolled out, started as a canary or deployed
+        done = project.cli(*command, check=False)
+        # Then it is one line naming the image, exit 2, and nothing started or recorded
+        assert done.returncode == 2, done.stdout + done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert f"swiftdeploy-demo:{missing} (version {missing}) is not on the Docker" in lines[0]
+    assert project.state()["replicas"] == before["replicas"]
+    # (the trail records each refused command and the infrastructure gate it passed
+    # first, and no transition: nothing changed)
+    added = [json.loads(line)["kind"] for line in history.read_text().splitlines()[seen:]]
+    assert added.count("command") == 3, added
+    assert set(added) <= {"command", "decision"}, added
+    assert_containers_match_state(client, project)
 
 
 def test_a_canary_that_crashes_as_it_starts_is_rolled_back(

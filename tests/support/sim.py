@@ -243,6 +243,9 @@ class SimTracks:
         self.router = router
         self.never_ready: set[str] = set()
 
+    def check_version(self, version: str) -> None:
+        """Every simulated version can start."""
+
     def ensure_platform(self) -> None:
         return None
 

@@ -14,6 +14,7 @@ def deploy(fleet: Fleet, version: str) -> State:
             f"a canary ({state.canary_version}) is running",
             hint="finish it with `swiftdeploy promote --all` or `swiftdeploy rollback` first",
         )
+    fleet.tracks.check_version(version)
     state = fleet.reconcile(state)  # after an interrupted command: routes match the state
     if (
         state.track("stable")

@@ -87,6 +87,11 @@ class TrackRuntime(Protocol):
         nginx serving the persisted routes)."""
         ...
 
+    def check_version(self, version: str) -> None:
+        """Raise BadInputError, before anything starts, when `version` cannot run here
+        (for containers on this engine: its image is not there)."""
+        ...
+
     def ensure_track(self, state: State, track: Track, version: str, replicas: int) -> State:
         """`replicas` ready replicas of `track` at `version`: starts the missing ones and
         waits until they are healthy; raises RuntimeProcessError saying why one never

@@ -202,6 +202,14 @@ class DockerReplicas:
         last = "".join(ch if ch.isprintable() else "?" for ch in last)
         return f"`docker logs {cname}`" + (f" (last line: {last})" if last else "")
 
+    def check_version(self, version: str) -> None:
+        image = self.loaded.manifest.service.image_for(version)
+        if not image_present(self.client, image):
+            raise BadInputError(
+                f"image {image} (version {version}) is not on the Docker engine",
+                hint=_image_hint(image),
+            )
+
 
 def _process_info(name: str, attrs: dict[str, Any]) -> ProcessInfo:
     state = attrs["State"]

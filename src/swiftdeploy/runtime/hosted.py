@@ -51,6 +51,10 @@ class ReplicaLauncher(Protocol):
         """Where to read a replica's output, for error hints."""
         ...
 
+    def check_version(self, version: str) -> None:
+        """Raise BadInputError when no replica of `version` could start."""
+        ...
+
 
 def replica_env(loaded: LoadedManifest, replica: Replica) -> dict[str, str]:
     """The environment every replica gets, whatever runs it."""
@@ -105,6 +109,9 @@ class HostedTracks:
         self.router.apply(routes_for(state))
 
     # --- replicas -------------------------------------------------------------
+
+    def check_version(self, version: str) -> None:
+        self.launcher.check_version(version)
 
     def ensure_track(self, state: State, track: Track, version: str, replicas: int) -> State:
         present = [r for r in state.track(track) if r.version == version]

@@ -285,6 +285,9 @@ class LocalReplicas:
     def logs(self, name: str) -> str:
         return str(self.loaded.state_dir / "logs" / f"{name}.log")
 
+    def check_version(self, version: str) -> None:
+        """Every version can start: the command takes it as an argument."""
+
 
 def _command(loaded: LoadedManifest) -> list[str]:
     command = loaded.manifest.service.command

@@ -76,6 +76,11 @@ class KubeTracks:
     def ensure_platform(self) -> None:
         """Nothing to start here: the cluster runs the tracks and its Gateway routes them."""
 
+    def check_version(self, version: str) -> None:
+        """The cluster pulls the image, from registries this machine may not reach: an
+        image it cannot pull is a canary that never becomes ready, rolled back with the
+        pod's reason."""
+
     def apply_split(self, state: State) -> None:
         canary = any(r.ready for r in state.track("canary"))
         self.kube.apply(objects.http_route(self.manifest, state.canary_weight, canary))
