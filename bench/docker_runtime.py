@@ -39,16 +39,17 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import fast_rollout, new_project  # noqa: E402
+from tests.support.docker import use_docker  # noqa: E402
+
 from swiftdeploy.commands.context import open_fleet, project_locks  # noqa: E402
-from swiftdeploy.commands.demo_image import REPOSITORY, build_demo_image  # noqa: E402
+from swiftdeploy.commands.demo_image import build_demo_image  # noqa: E402
 from swiftdeploy.load import LoadResult, LoadRun  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
-from swiftdeploy.ports import free_port  # noqa: E402
 from swiftdeploy.runtime.docker import connect  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "docker.md"
@@ -63,28 +64,11 @@ def sd(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProc
 
 
 def make_project(root: Path) -> int:
-    port = free_port()
-    subprocess.run(
-        [SWIFTDEPLOY, "init", str(root), "--listen", f"127.0.0.1:{port}"],
-        check=True,
-        capture_output=True,
-    )
-    path = root / "swiftdeploy.yaml"
-    manifest = yaml.safe_load(path.read_text())
-    manifest["runtime"] = "docker"
-    del manifest["service"]["command"]
-    manifest["service"]["image"] = f"{REPOSITORY}:{{version}}"
-    canary = manifest["strategy"]["canary"]
-    canary["steps"] = [{"weight": 20}, {"weight": 50}]
-    canary["analysis"] = {
-        "min_duration": "2s",
-        "max_duration": "40s",
-        "load": {"rps": 300, "concurrency": 10},
-    }
-    manifest["policy"]["engine"] = "opa"
-    manifest["policy"]["detect"]["errors"] = "+5%"
-    path.write_text(yaml.safe_dump(manifest))
-    return port
+    """init's project on `runtime: docker` with the tests' short steps; its listen port."""
+    project = new_project(root)
+    use_docker(project)
+    fast_rollout(project)
+    return project.listen_port
 
 
 def measure_tracks(root: Path, url: str, runs: int) -> tuple[list[float], list[float]]:

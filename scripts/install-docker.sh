@@ -9,6 +9,7 @@
 #
 # A re-run on a ready machine costs a few `command -v` checks and one ping.
 set -euo pipefail
+source "$(dirname "$0")/apt-install.sh"
 
 SOCKET=/var/run/docker.sock
 LOG=/var/log/swiftdeploy-dockerd.log
@@ -23,14 +24,7 @@ install_missing() {
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" != 0 ]; then
-    echo "swiftdeploy setup: missing system packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "swiftdeploy setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 start_engine() {

@@ -6,6 +6,7 @@
 # It only calls apt when something is missing, and `apt-get update`
 # at most once, so a re-run on a ready machine costs a few `command -v` checks.
 set -euo pipefail
+source "$(dirname "$0")/apt-install.sh"
 
 missing=()
 need_bin() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
@@ -24,14 +25,7 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then missin
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "swiftdeploy setup: missing system packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
-  exit 1
-fi
-echo "swiftdeploy setup: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt_install "${missing[@]}"
 # Debian starts the packaged nginx and Prometheus services on install; SwiftDeploy
 # runs its own instances on ports it picks, so the system ones are stopped.
 for svc in nginx prometheus; do

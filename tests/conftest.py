@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,40 @@ def finish(rollout: subprocess.Popen[str], timeout: float = 150) -> str:
             rollout.kill()
             rollout.communicate()
     return output
+
+
+def finish_while(
+    rollout: subprocess.Popen[str], chaos: Callable[[], None], every: float = 0.3
+) -> str:
+    """Wait for a background rollout while `chaos` runs again and again (every `every`
+    seconds, e.g. killing the canary's processes), until the rollout ends."""
+    stop = threading.Event()
+
+    def repeat() -> None:
+        while not stop.is_set():
+            chaos()
+            time.sleep(every)
+
+    worker = threading.Thread(target=repeat, daemon=True)
+    worker.start()
+    try:
+        return finish(rollout)
+    finally:
+        stop.set()
+        worker.join()
+
+
+def assert_routes_match_state(project: Project) -> None:
+    """nginx routes exactly the ready replicas of each track in the state."""
+    state = project.state()
+    routes = project.admin_get("/routes").json()["routes"]
+    for track in ("stable", "canary"):
+        expected = sorted(
+            f"127.0.0.1:{r['port']}"
+            for r in state["replicas"]
+            if r["track"] == track and r["ready"]
+        )
+        assert sorted(routes["endpoints"][track] or []) == expected, track
 
 
 def rollout_with_fault(project: Project, version: str, *chaos: str) -> tuple[int, str]:

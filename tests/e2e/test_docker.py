@@ -9,8 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +21,11 @@ from swiftdeploy.runtime.docker import REPLICA_LABEL, DockerReplicas
 from swiftdeploy.state import Replica
 from tests.conftest import (
     Project,
+    assert_routes_match_state,
     canary_ready,
     fast_rollout,
     finish,
+    finish_while,
     new_project,
     rollout_with_fault,
     start_rollout,
@@ -77,14 +77,7 @@ def assert_containers_match_state(client: docker.DockerClient, project: Project)
     state = project.state()
     running = {c.labels[REPLICA_LABEL]: c.status for c in project_containers(client, project)}
     assert running == {r["name"]: "running" for r in state["replicas"]}
-    routes = project.admin_get("/routes").json()["routes"]
-    for track in ("stable", "canary"):
-        expected = sorted(
-            f"127.0.0.1:{r['port']}"
-            for r in state["replicas"]
-            if r["track"] == track and r["ready"]
-        )
-        assert sorted(routes["endpoints"][track] or []) == expected, track
+    assert_routes_match_state(project)
 
 
 def test_a_healthy_rollout_is_promoted_and_a_slow_one_rolled_back_without_a_failed_request(
@@ -193,28 +186,19 @@ def test_a_canary_container_that_crash_loops_is_rolled_back_as_unhealthy(
 ) -> None:
     project = deployed
     containers = DockerReplicas(load_manifest(project.manifest), client)
-    stop = threading.Event()
 
-    def crash_loop() -> None:
-        while not stop.is_set():
-            for name, info in containers.inspect().items():
-                if name.startswith("canary-") and info.pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(info.pid, signal.SIGKILL)
-            time.sleep(0.3)
+    def kill_canaries() -> None:
+        for name, info in containers.inspect().items():
+            if name.startswith("canary-") and info.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(info.pid, signal.SIGKILL)
 
     # Given a rollout of v1 under load, its canary ready
     with under_load(project) as load:
         rollout = start_rollout(project, "v1")
         wait_for(lambda: canary_ready(project), what="the canary")
         # When the canary container's process dies again and again (the engine restarts it)
-        killer = threading.Thread(target=crash_loop, daemon=True)
-        killer.start()
-        try:
-            output = finish(rollout)
-        finally:
-            stop.set()
-            killer.join()
+        output = finish_while(rollout, kill_canaries)
     # Then the canary is judged unhealthy and rolled back
     assert rollout.returncode == 3, output
     assert "canary is unhealthy" in output

@@ -15,6 +15,7 @@ import pytest
 from swiftdeploy.runtime.local import SupervisorRuntime
 from tests.conftest import (
     Project,
+    assert_routes_match_state,
     fast_rollout,
     finish,
     version_counts,
@@ -43,15 +44,7 @@ def assert_consistent(project: Project) -> None:
     # every replica in the state runs, and nothing runs that the state does not know
     assert all(processes[name].running for name in replicas)
     assert set(processes) - replicas <= {"nginx", "opa", "prometheus"}
-    # nginx routes exactly the ready replicas of each track
-    routes = project.admin_get("/routes").json()["routes"]
-    for track in ("stable", "canary"):
-        expected = sorted(
-            f"127.0.0.1:{r['port']}"
-            for r in state["replicas"]
-            if r["track"] == track and r["ready"]
-        )
-        assert sorted(routes["endpoints"][track] or []) == expected, track
+    assert_routes_match_state(project)
 
 
 CASES = [

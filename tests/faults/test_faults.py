@@ -8,14 +8,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 import yaml
 
 from swiftdeploy.runtime.local import SupervisorRuntime
-from tests.conftest import Project, fast_rollout, finish, wait_for
+from tests.conftest import Project, fast_rollout, finish, finish_while, wait_for
 from tests.faults.conftest import assert_chain_verifies, rolling_out, tune, under_load
 
 pytestmark = pytest.mark.e2e
@@ -96,25 +95,16 @@ def test_nginx_sigkill_comes_back_with_the_current_weights(project: Project) -> 
 
 def test_a_crash_looping_canary_is_rolled_back_as_unhealthy(project: Project) -> None:
     fast_rollout(project)
-    stop = threading.Event()
+    runtime = SupervisorRuntime(project.state_dir)
 
-    def crash_loop() -> None:
-        runtime = SupervisorRuntime(project.state_dir)
-        while not stop.is_set():
-            for process in runtime.processes():
-                if process.name.startswith("canary-") and process.pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(process.pid, signal.SIGKILL)
-            time.sleep(0.3)
+    def kill_canaries() -> None:
+        for process in runtime.processes():
+            if process.name.startswith("canary-") and process.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
 
     with rolling_out(project) as (rollout, load):
-        killer = threading.Thread(target=crash_loop, daemon=True)
-        killer.start()
-        try:
-            output = finish(rollout)
-        finally:
-            stop.set()
-            killer.join()
+        output = finish_while(rollout, kill_canaries)
     assert rollout.returncode == 3, output
     assert "canary is unhealthy" in output
     assert project.state()["phase"] == "rolled-back"

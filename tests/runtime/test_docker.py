@@ -30,7 +30,7 @@ from swiftdeploy.runtime.docker import (
     project_id,
 )
 from swiftdeploy.state import Replica
-from tests.conftest import SWIFTDEPLOY, Project
+from tests.conftest import SWIFTDEPLOY, Project, wait_for
 from tests.support.docker import CRASH_TAG, demo_images, engine, project_containers, use_docker
 
 UNREACHABLE = "unix:///nonexistent/docker.sock"
@@ -58,15 +58,6 @@ def replica(track: str = "canary", version: str = "v1") -> Replica:
     return Replica(name=f"{track}-{version}-0", track=track, version=version, port=free_port())
 
 
-def wait_until(predicate: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def answers(port: int) -> str | None:
     try:
         response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
@@ -89,15 +80,19 @@ def test_a_replica_is_a_labelled_container_on_loopback_that_restarts_when_killed
     bindings = container.attrs["HostConfig"]["PortBindings"]["8080/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(canary.port)}]
     # And it serves the version the runtime gave it
-    wait_until(lambda: answers(canary.port) == "v1")
+    wait_for(lambda: answers(canary.port) == "v1", timeout=20, what="the canary to answer")
     first = replicas.inspect()[canary.name]
     assert first.running
     assert first.pid > 0
     # When its process is killed with SIGKILL
     os.kill(first.pid, signal.SIGKILL)
     # Then the engine restarts it: a new process, serving again
-    wait_until(lambda: (i := replicas.inspect()[canary.name]).running and i.pid != first.pid)
-    wait_until(lambda: answers(canary.port) == "v1")
+    wait_for(
+        lambda: (i := replicas.inspect()[canary.name]).running and i.pid != first.pid,
+        timeout=20,
+        what="the engine to restart the container",
+    )
+    wait_for(lambda: answers(canary.port) == "v1", timeout=20, what="the canary to answer")
     container.reload()
     assert container.attrs["RestartCount"] >= 1
     # And stopping it removes it

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,9 @@ import pytest
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.proc import ProcessSpec, pid_alive
 from swiftdeploy.runtime.local import SupervisorRuntime
+from tests.conftest import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
-
-
-def _wait(predicate: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_start_restart_after_crash_stop_and_shutdown(short_tmp: Path) -> None:
@@ -34,8 +25,9 @@ def test_start_restart_after_crash_stop_and_shutdown(short_tmp: Path) -> None:
         assert pid_alive(first.pid)
         # A crashed process is restarted
         os.kill(first.pid, signal.SIGKILL)
-        _wait(
-            lambda: (i := runtime.info("sleeper")) is not None and i.running and i.pid != first.pid
+        wait_for(
+            lambda: (i := runtime.info("sleeper")) is not None and i.running and i.pid != first.pid,
+            timeout=10,
         )
         # Others keep running when one is stopped
         other = runtime.start(ProcessSpec(name="other", argv=SLEEPER))
@@ -70,7 +62,7 @@ def test_env_values_with_quotes_and_percent_reach_the_process(short_tmp: Path) -
         runtime.start(
             ProcessSpec(name="env", argv=[sys.executable, "-c", script], env={"ODD": 'a "b" 50% c'})
         )
-        _wait(out.exists)
+        wait_for(out.exists, timeout=10)
         assert out.read_text() == 'a "b" 50% c'
     finally:
         runtime.shutdown()
