@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from swiftdeploy.manifest import Detect, ErrorRegression, Policy, Thresholds
 from swiftdeploy.metrics.base import summarize
 from swiftdeploy.rollout.statistics import (
+    LATENCY_SHARE,
     WEIGHTS,
     Settings,
     assess,
@@ -19,6 +21,7 @@ from swiftdeploy.rollout.statistics import (
 )
 from swiftdeploy.state.evidence import Counts, StepLedger
 from tests.support.inputs import counts, ledger
+from tests.support.sim import BOUNDS
 
 SETTINGS = Settings.of(Policy())
 
@@ -120,23 +123,48 @@ def test_a_pass_within_a_step_is_kept() -> None:
     assert assess(kept, SETTINGS)["errors"]["passed_by"] == "no_harm"
 
 
-def test_latency_bound_is_the_stable_p99_bucket_plus_the_regression() -> None:
+def test_latency_bound_is_the_largest_bucket_bound_within_the_p99_bucket_start_plus_the_regression() -> (
+    None
+):
     reference = summarize(
         track="stable", provider="nginx", window_start=0, window_end=30, requests=1000,
-        errors=0, buckets={"0.05": 980, "0.075": 995, "0.1": 1000, "+Inf": 1000},
+        errors=0, buckets={"0.05": 980, "0.075": 995, "0.1": 1000, "0.15": 1000, "0.2": 1000,
+                           "+Inf": 1000},
     )  # fmt: skip
     bound, how = latency_bound(reference, 100)
-    assert bound == pytest.approx(0.175)
-    assert how == "stable p99 at most 75 ms (1000 requests in its last 30s) + 100 ms"
+    # the p99 is in (50, 75] ms: 50 + 100 = 150 ms is a bucket bound, so no rounding
+    assert bound == pytest.approx(0.15)
+    assert how.startswith("stable p99 in (50, 75] ms (1000 requests in its last 30s)")
+    # between bounds it rounds down: 50 + 80 ms is 130 ms, counted above 100 ms
+    assert latency_bound(reference, 80)[0] == pytest.approx(0.1)
+
+
+def test_a_canary_slower_by_the_regression_has_at_least_one_percent_above_the_bound() -> None:
+    # The promise behind the power planning (LATENCY_SHARE): a canary whose every request
+    # is `detect.latency` slower has >= 1% of its requests above the bound, whatever the
+    # stable's latency; the stable itself has fewer than 1% there.
+    rng = np.random.default_rng(7)
+    labels = [*(f"{b:g}" for b in BOUNDS), "+Inf"]
+    for median in (0.003, 0.02, 0.06):  # where the buckets are finer than the regression
+        stable = rng.lognormal(np.log(median), 0.5, 200_000)
+        cumulative = {le: int(np.sum(stable <= float(le))) for le in labels}
+        reference = summarize(
+            track="stable", provider="nginx", window_start=0, window_end=30,
+            requests=len(stable), errors=0, buckets=cumulative,
+        )  # fmt: skip
+        bound, _ = latency_bound(reference, 100)
+        assert np.mean(stable + 0.1 > bound) >= LATENCY_SHARE
+        assert np.mean(stable > bound) < LATENCY_SHARE
 
 
 def test_latency_bound_without_enough_stable_traffic_is_the_regression_alone() -> None:
     reference = summarize(
         track="stable", provider="nginx", window_start=0, window_end=30, requests=20,
-        errors=0, buckets={"0.05": 20, "+Inf": 20},
+        errors=0, buckets={"0.05": 20, "0.1": 20, "0.15": 20, "+Inf": 20},
     )  # fmt: skip
     bound, how = latency_bound(reference, 100)
     assert bound == pytest.approx(0.1)
+    assert latency_bound(reference, 120)[0] == pytest.approx(0.1)  # a bucket bound below
     assert "was not known (20 requests" in how
 
 
