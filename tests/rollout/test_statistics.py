@@ -123,9 +123,7 @@ def test_a_pass_within_a_step_is_kept() -> None:
     assert assess(kept, SETTINGS)["errors"]["passed_by"] == "no_harm"
 
 
-def test_latency_bound_is_the_largest_bucket_bound_within_the_p99_bucket_start_plus_the_regression() -> (
-    None
-):
+def test_latency_bound_is_the_largest_bucket_bound_below_the_p99_bucket_start_plus_detect() -> None:
     reference = summarize(
         track="stable", provider="nginx", window_start=0, window_end=30, requests=1000,
         errors=0, buckets={"0.05": 980, "0.075": 995, "0.1": 1000, "0.15": 1000, "0.2": 1000,
