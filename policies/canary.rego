@@ -215,7 +215,14 @@ hold contains reason if {
 	}
 }
 
+# The canary's warm-up: its latency is measured but not tested yet.
 needs_text(dimension, stat) := concat("", [
+	dimension,
+	": ",
+	lib.text(object.get(stat, "note", null), "warming up"),
+]) if {
+	object.get(stat, "warming_up", false) == true
+} else := concat("", [
 	dimension,
 	": ",
 	lib.int(stat.remaining),

@@ -144,6 +144,16 @@ test_an_unplannable_dimension_says_why if {
 	reason(decision, "needs_evidence").message == "latency: the stable itself has about 3.1% of requests slower than 200 ms, so a canary p99 there is not a regression; needs a no-harm e-value of 10 (now 2.5)"
 }
 
+test_a_warming_canary_says_what_is_left_of_its_warmup if {
+	decision := decide({"statistics": {"latency": {
+		"verdict": "continue", "passed_by": null, "remaining": 1200, "needed": 1200,
+		"eta_s": 40, "e_value_no_harm": 1, "warming_up": true,
+		"note": "warming up: 34 s left; latency is tested after",
+	}}})
+	decision.verdict == "hold"
+	reason(decision, "needs_evidence").message == "latency: warming up: 34 s left; latency is tested after"
+}
+
 test_a_hold_never_turns_into_a_rollback_past_max_duration if {
 	decision := decide({
 		"step": {"elapsed_s": 5000},

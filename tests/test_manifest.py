@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from swiftdeploy.cli import run
-from swiftdeploy.manifest import load_manifest
+from swiftdeploy.errors import ManifestError
+from swiftdeploy.manifest import CanaryStrategy, Warmup, load_manifest
 from swiftdeploy.ports import free_port
 from tests.conftest import Project
+from tests.support.sim import init_manifest
 
 GOOD = """\
 apiVersion: swiftdeploy/v1
@@ -319,3 +321,19 @@ def test_a_project_path_with_a_space_validates(short_tmp: Path) -> None:
     project.mkdir()
     path = _write(project, None, GOOD.replace("LISTEN", str(free_port())), 0)
     assert run(["validate", "-f", str(path)]) == 0
+
+
+def test_warmup_forms_and_where_it_may_be_set(tmp_path: Path) -> None:
+    analysis = CanaryStrategy().analysis
+    assert (analysis.warmup.time, analysis.warmup.requests) == (60.0, 300)
+    assert CanaryStrategy.model_validate({"analysis": {"warmup": "90s"}}).analysis.warmup == (
+        Warmup(time=90, requests=0)
+    )
+    assert CanaryStrategy.model_validate({"analysis": {"warmup": "off"}}).analysis.warmup.off
+    both = CanaryStrategy.model_validate({"analysis": {"warmup": {"time": "1m", "requests": 50}}})
+    assert both.analysis.warmup.describe() == "60s and 50 canary requests"
+    # init writes the default out, so a user sees and can change it
+    assert init_manifest(tmp_path).manifest.strategy.canary.analysis.warmup == Warmup()
+    step = {"weight": 10, "analysis": {"warmup": "30s"}}
+    with pytest.raises(ManifestError, match="warmup is the canary's, not a step's"):
+        init_manifest(tmp_path, **{"strategy.canary.steps": [step]})

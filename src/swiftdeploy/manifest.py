@@ -196,6 +196,41 @@ def _interval(value: object) -> float | str:
 Interval = Annotated[float | Literal["auto"], BeforeValidator(_interval)]
 
 
+def _warmup(value: object) -> object:
+    """`warmup: 60s` is a time alone; `off` (or 0) is no warm-up; a mapping is itself."""
+    if value in ("off", False, 0):
+        return {"time": 0, "requests": 0}
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return {"time": value, "requests": 0}
+    return value
+
+
+class Warmup(_Model):
+    """The canary's first moments, which are not evidence of a latency regression: JIT,
+    caches and connection pools make every new process slow at first. Latency is
+    measured but not tested until both have passed since the canary (re)started; errors
+    are tested from the first request. Fixed when the canary starts, so the tests stay
+    valid (what is left out is chosen by time and count, never by the latencies)."""
+
+    time: Duration = 60.0
+    requests: int = Field(default=300, ge=0, le=10_000_000)
+
+    @property
+    def off(self) -> bool:
+        return self.time <= 0 and self.requests <= 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.time > 0:
+            parts.append(f"{self.time:g}s")
+        if self.requests > 0:
+            parts.append(f"{self.requests} canary requests")
+        return " and ".join(parts) or "off"
+
+
+WarmupSetting = Annotated[Warmup, BeforeValidator(_warmup)]
+
+
 class Analysis(_Model):
     # "auto": a look after about five canary requests, between 0.25 s and 2 s, so
     # detection keeps up with busy services and quiet ones are not polled for nothing.
@@ -207,6 +242,10 @@ class Analysis(_Model):
     # kept, for `resume`, `promote` or `rollback`). Lack of evidence never rolls back.
     max_duration: Duration = 600.0
     load: Load | None = None
+    # The canary's cold start: latency is not tested until this much time and this many
+    # canary requests have passed since it (re)started. Read from strategy.canary.analysis
+    # only (it is about the canary, not a step).
+    warmup: WarmupSetting = Field(default_factory=Warmup)
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> Analysis:
@@ -232,6 +271,16 @@ class Step(_Model):
     weight: int = Field(ge=0, le=100)
     pause: Pause | None = None
     analysis: Analysis | None = None
+
+    @field_validator("analysis")
+    @classmethod
+    def _no_warmup_per_step(cls, analysis: Analysis | None) -> Analysis | None:
+        if analysis is not None and "warmup" in analysis.model_fields_set:
+            raise ValueError(
+                "warmup is the canary's, not a step's: set it once in"
+                " strategy.canary.analysis.warmup and delete it here"
+            )
+        return analysis
 
     @field_validator("weight")
     @classmethod

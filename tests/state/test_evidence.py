@@ -54,3 +54,49 @@ def test_the_state_round_trips_through_its_store(tmp_path: Path) -> None:
     evidence = Evidence().open_step(0, 10, at=0.0).counted("canary", Look(5, 1, 0.0, 1.0))
     saved = store.save(State(canary_weight=10, evidence=evidence))
     assert store.load() == saved
+
+
+def _look_both(evidence: Evidence, start: float, end: float, canary: int) -> Evidence:
+    """One look: the canary and the stable (nine times the canary) counted, then looked."""
+    slow = {"0.1": 0, "+Inf": canary}
+    evidence = evidence.counted("canary", Look(canary, 0, start, end, slow))
+    stable = {"0.1": 9 * canary, "+Inf": 9 * canary}
+    evidence = evidence.counted("stable", Look(9 * canary, 0, start, end, stable))
+    return evidence.looked({})
+
+
+def test_the_warmup_keeps_whole_looks_of_both_tracks_out_of_the_latency_counts() -> None:
+    evidence = Evidence().warm_up(since=0.0, time_s=10.0, requests=30)
+    evidence = evidence.open_step(0, 10, at=0.0)
+    for start in range(0, 12, 4):  # looks ending at 4, 8 and 12 s, 10 canary requests each
+        evidence = _look_both(evidence, float(start), start + 4.0, 10)
+    # 12 s and 30 canary requests had passed at the third look: the warm-up ended there,
+    # and that look is still wholly in it (decided after it counted both tracks)
+    assert evidence.warmup is not None
+    assert evidence.warmup.done_at == 12.0
+    evidence = _look_both(evidence, 12.0, 16.0, 10)
+    step = evidence.current
+    assert step is not None
+    assert (step.canary.requests, step.stable.requests) == (40, 360)
+    assert step.latency_counts("canary").requests == 10
+    assert step.latency_counts("stable").requests == 90
+    assert step.latency_counts("canary").buckets == {"0.1": 0, "+Inf": 10}
+
+
+def test_the_warmup_needs_both_its_time_and_its_requests() -> None:
+    evidence = Evidence().warm_up(since=0.0, time_s=5.0, requests=100).open_step(0, 10, at=0)
+    evidence = _look_both(evidence, 0.0, 60.0, 50)  # a minute, but only 50 requests
+    assert evidence.warming
+    assert evidence.warmup is not None
+    assert evidence.warmup.describe_left(60.0) == "50 canary requests"
+    evidence = _look_both(evidence, 60.0, 61.0, 50)
+    assert not evidence.warming
+
+
+def test_no_warmup_counts_every_look_for_latency() -> None:
+    evidence = Evidence().warm_up(since=0.0, time_s=0, requests=0).open_step(0, 10, at=0)
+    assert evidence.warmup is None
+    evidence = _look_both(evidence, 0.0, 1.0, 10)
+    step = evidence.current
+    assert step is not None
+    assert step.latency_counts("canary") == step.canary

@@ -320,6 +320,8 @@ class DecisionView:
         passed_by = stat.get("passed_by")
         if stat.get("verdict") == "harm":
             parts.append("carries the evidence of harm")
+        elif stat.get("warming_up") and isinstance(stat.get("note"), str):
+            parts.append(str(stat["note"]))  # "warming up: 34 s left; latency is tested after"
         elif isinstance(passed_by, str):
             parts.append(f"passed by {passed_by.replace('_', ' ')}")
         elif number(stat.get("remaining")) is not None:

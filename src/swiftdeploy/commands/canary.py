@@ -29,7 +29,7 @@ def start_canary(engine: RolloutEngine, version: str, weight: int | None) -> Sta
         analysis=False,
         evidence=engine.new_evidence(),
     )
-    state = fleet.ensure_track(state, "canary", version, strategy.replicas)
+    state = engine.canary_started(fleet.ensure_track(state, "canary", version, strategy.replicas))
     target = strategy.steps[0].weight if weight is None else weight
     state = fleet.store.save(state.model_copy(update={"canary_weight": target}))
     fleet.apply_routes(state)

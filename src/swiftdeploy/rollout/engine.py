@@ -115,15 +115,26 @@ class RolloutEngine:
             state = fleet.ensure_track(state, "canary", version, manifest.strategy.canary.replicas)
         except RuntimeProcessError as exc:
             return self._never_ready(exc)
-        return self._enter_step(state, 0, self._steps()[0])
+        return self._enter_step(self.canary_started(state), 0, self._steps()[0])
+
+    def canary_started(self, state: State) -> State:
+        """The canary's replicas (re)started now: its warm-up begins, fixed from the
+        manifest at this moment (`analysis.warmup`)."""
+        warmup = self.fleet.loaded.manifest.strategy.canary.analysis.warmup
+        evidence = state.evidence.warm_up(self.clock(), warmup.time, warmup.requests)
+        return self.fleet.store.save(state.model_copy(update={"evidence": evidence}))
 
     def ensure_canary(self, state: State) -> State:
-        """The canary replicas an interruption left missing, started and routed; a
-        canary that cannot be made ready again is rolled back."""
+        """The canary replicas an interruption left missing, started and routed (their
+        warm-up begins again); a canary that cannot be made ready again is rolled back."""
+        before = {replica.name for replica in state.track("canary")}
         try:
-            return self.fleet.ensure_canary(state)
+            state = self.fleet.ensure_canary(state)
         except RuntimeProcessError as exc:
             return self._never_ready(exc)
+        if {replica.name for replica in state.track("canary")} != before:
+            state = self.canary_started(state)
+        return state
 
     def _never_ready(self, exc: RuntimeProcessError) -> State:
         # The state on disk has the replica that failed (recorded before it started),

@@ -197,6 +197,9 @@ def progress(statistics: dict[str, Any]) -> list[tuple[str, str]]:
         if passed:
             lines.append((name, f"passed by {str(passed).replace('_', ' ')}"))
             continue
+        if stat.get("warming_up"):
+            lines.append((name, str(stat.get("note"))))
+            continue
         remaining, eta = stat.get("remaining"), stat.get("eta_s")
         need = (
             f"{remaining} more canary requests for the power"
@@ -253,11 +256,22 @@ def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[s
         "latency", evidence, step, counts[:4] if counts else (0, 0, 0, 0), carried, needed,
         0.0, LATENCY_SHARE, settings,
     )  # fmt: skip
+    warming = _warming(evidence)
     return result | {
         "regression": f"+{settings.latency_ms:g} ms at p99",
         "slow_above_ms": slow_above_ms,
-        "note": note or result.get("note", ""),
+        "note": warming or note or result.get("note", ""),
+        "warming_up": bool(warming),
     }
+
+
+def _warming(evidence: Evidence) -> str:
+    """What is left of the canary's warm-up, as a note; empty once it is over."""
+    warmup, now = evidence.warmup, evidence.marks.get("canary")
+    if warmup is None or warmup.done:
+        return ""
+    left = warmup.describe_left(now if now is not None else warmup.since)
+    return f"warming up: {left} left; latency is tested after"
 
 
 def _comparison(
@@ -276,7 +290,9 @@ def _comparison(
     log_no_harm = no_harm_log_e(x, nc, y, ns, tolerance, margin)
     passed_by = _passed_by(name, evidence, step, nc, needed, log_no_harm, settings)
     remaining = max(needed - nc, 0) if needed is not None else None
-    rate = _finite(nc / step.observed_s) if step.observed_s > 0 and nc > 0 else None
+    # the step's canary rate (all of its requests: the latency counts leave the warm-up out)
+    served = step.canary.requests
+    rate = _finite(served / step.observed_s) if step.observed_s > 0 and served > 0 else None
     return {
         "kind": "compare",
         "verdict": "pass" if passed_by else "continue",
@@ -402,7 +418,7 @@ def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
     n = slow = 0
     above: float | None = None
     for step in evidence.steps:
-        counted = step.canary.slower_than(settings.max_p99_ms / 1000)
+        counted = step.latency_counts("canary").slower_than(settings.max_p99_ms / 1000)
         if counted is not None:
             n, slow, above = n + counted[0], slow + counted[1], counted[2] * 1000
     log_e = float(log_e_exceeds(slow, n, LATENCY_SHARE))
@@ -425,7 +441,8 @@ def _slow_counts(step: StepLedger, bound: float | None) -> tuple[int, int, int, 
     """(canary slow, canary n, stable slow, stable n, the bucket bound used) of a step."""
     if bound is None:
         return None
-    canary, stable = step.canary.slower_than(bound), step.stable.slower_than(bound)
+    canary = step.latency_counts("canary").slower_than(bound)
+    stable = step.latency_counts("stable").slower_than(bound)
     if canary is None or stable is None:
         return None
     return canary[1], canary[0], stable[1], stable[0], canary[2]

@@ -65,6 +65,15 @@ class Counts(BaseModel):
             buckets=buckets,
         )
 
+    def minus(self, other: Counts) -> Counts:
+        """These counts without `other`, a part of them (what was counted while warming)."""
+        buckets = {le: count - other.buckets.get(le, 0) for le, count in self.buckets.items()}
+        return Counts(
+            requests=self.requests - other.requests,
+            errors=self.errors - other.errors,
+            buckets=buckets,
+        )
+
     def slower_than(self, bound_s: float) -> tuple[int, int, float] | None:
         """(requests, requests above the smallest bucket bound >= bound_s, that bound);
         None without a usable histogram (no +Inf bucket, or no bound that high)."""
@@ -90,6 +99,51 @@ class StepLedger(BaseModel):
     observed_s: float = Field(default=0.0, ge=0)  # time covered by counted canary increments
     looks: int = Field(default=0, ge=0)
     passed: dict[Dimension, PassedBy] = Field(default_factory=dict)
+    # The part of `canary` and `stable` counted while the canary warmed up (both tracks
+    # over the same looks, so the latency comparison keeps its traffic share).
+    canary_warming: Counts = Field(default_factory=Counts)
+    stable_warming: Counts = Field(default_factory=Counts)
+
+    def latency_counts(self, track: Literal["canary", "stable"]) -> Counts:
+        """What the latency tests see of a track: its counts less the warm-up's."""
+        warming: Counts = getattr(self, f"{track}_warming")
+        counts: Counts = getattr(self, track)
+        return counts.minus(warming) if warming.requests else counts
+
+
+class WarmupProgress(BaseModel):
+    """The canary's warm-up: fixed when the canary (re)starts, done once both the time
+    and the canary requests have passed (counted at looks, so decided by time and
+    counts only, never by what the latencies were)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    since: float  # when the canary's replicas (re)started
+    time_s: float = Field(ge=0)
+    requests_needed: int = Field(ge=0)
+    requests: int = Field(default=0, ge=0)  # canary requests counted since
+    done_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+    def left(self, now: float) -> tuple[float, int]:
+        """(seconds, canary requests) still to go; zeros once done."""
+        if self.done:
+            return 0.0, 0
+        return max(self.time_s - (now - self.since), 0.0), max(
+            self.requests_needed - self.requests, 0
+        )
+
+    def describe_left(self, now: float) -> str:
+        seconds, requests = self.left(now)
+        parts = []
+        if seconds > 0:
+            parts.append(f"{seconds:.0f} s")
+        if requests > 0:
+            parts.append(f"{requests} canary requests")
+        return " and ".join(parts) or "ends at the next look"
 
 
 class Evidence(BaseModel):
@@ -106,6 +160,19 @@ class Evidence(BaseModel):
     steps: tuple[StepLedger, ...] = ()
     marks: dict[str, float] = Field(default_factory=dict)  # track -> the next increment's start
     unobserved_s: float = Field(default=0.0, ge=0)
+    warmup: WarmupProgress | None = None  # None: no warm-up (off, or an older state)
+
+    @property
+    def warming(self) -> bool:
+        return self.warmup is not None and not self.warmup.done
+
+    def warm_up(self, since: float, time_s: float, requests: int) -> Evidence:
+        """A warm-up from `since` (the canary started or was restarted); none when both
+        are zero."""
+        if time_s <= 0 and requests <= 0:
+            return self.model_copy(update={"warmup": None})
+        warmup = WarmupProgress(since=since, time_s=time_s, requests_needed=requests)
+        return self.model_copy(update={"warmup": warmup})
 
     @property
     def current(self) -> StepLedger | None:
@@ -134,14 +201,20 @@ class Evidence(BaseModel):
         gap = max(0.0, start - since) if since is not None else 0.0
         counts = getattr(step, track).plus(measurement)
         update: dict[str, object] = {track: counts}
+        if self.warming:
+            update[f"{track}_warming"] = getattr(step, f"{track}_warming").plus(measurement)
         if track == "canary":
             update["observed_s"] = step.observed_s + max(0.0, end - start)
         steps = (*self.steps[:-1], step.model_copy(update=update))
+        warmup = self.warmup
+        if warmup is not None and track == "canary" and not warmup.done:
+            warmup = warmup.model_copy(update={"requests": warmup.requests + measurement.requests})
         return self.model_copy(
             update={
                 "steps": steps,
                 "marks": {**self.marks, track: end},
                 "unobserved_s": self.unobserved_s + gap,
+                "warmup": warmup,
             }
         )
 
@@ -151,7 +224,20 @@ class Evidence(BaseModel):
         if step is None:
             return self
         updated = step.model_copy(update={"looks": step.looks + 1, "passed": passed})
-        return self.model_copy(update={"steps": (*self.steps[:-1], updated)})
+        return self.model_copy(
+            update={"steps": (*self.steps[:-1], updated), "warmup": self._warmed()}
+        )
+
+    def _warmed(self) -> WarmupProgress | None:
+        """The warm-up, ended if this look completed it. Decided after a look counted
+        both tracks, so a look is wholly in the warm-up or wholly after it."""
+        warmup, at = self.warmup, self.marks.get("canary")
+        if warmup is None or warmup.done or at is None:
+            return warmup
+        seconds, requests = warmup.left(at)
+        if seconds > 0 or requests > 0:
+            return warmup
+        return warmup.model_copy(update={"done_at": at})
 
     def rollout_counts(self, track: Literal["canary", "stable"]) -> Counts:
         total = Counts()
