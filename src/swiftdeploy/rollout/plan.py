@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swiftdeploy.manifest import Manifest
+from swiftdeploy.manifest import Manifest, Warmup
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.statistics import (
     Settings,
@@ -77,7 +77,21 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
             if needed is None or canary_rps <= 0:
                 seconds = None
             else:
-                seconds = max(analysis.min_duration, needed / canary_rps) + pause
+                seconds = (
+                    max(
+                        analysis.min_duration,
+                        _first_step_s(errors, latency, canary.analysis.warmup, canary_rps),
+                    )
+                    + pause
+                )
+        warmup = canary.analysis.warmup
+        if index == 0 and not warmup.off and canary_rps > 0:
+            warm_s = max(warmup.time, warmup.requests / canary_rps)
+            notes.append(
+                f"step 1 includes the canary's warm-up ({warmup.describe()}: about"
+                f" {_duration(warm_s)} at {canary_rps:.2g} canary req/s), after which its"
+                " latency is tested"
+            )
         within = seconds is not None and seconds - pause <= analysis.max_duration
         steps.append(StepPlan(index, step.weight, canary_rps, needed, seconds, within))
         if index == 0 and not within and seconds is not None:
@@ -91,6 +105,20 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
             )
     rate = reference.error_rate
     return Plan(service_rps=rps, stable_error_rate=rate, steps=tuple(steps), notes=tuple(notes))
+
+
+def _first_step_s(
+    errors: int | None, latency: int | None, warmup: Warmup, canary_rps: float
+) -> float:
+    """The first step's time at this canary rate: errors count from the first request;
+    latency only after the warm-up (its time and its requests, whichever is later)."""
+    warm_s = max(warmup.time, warmup.requests / canary_rps)
+    times = [0.0]
+    if errors is not None:
+        times.append(errors / canary_rps)
+    if latency is not None:
+        times.append(warm_s + latency / canary_rps)
+    return max(times)
 
 
 def _duration(seconds: float) -> str:
