@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from swiftdeploy.demo.app import build_app
+from swiftdeploy.demo.app import build_app, cold_start
 
 
 def _requests_by_labels(client: TestClient) -> dict[tuple[str, str], float]:
@@ -56,3 +59,20 @@ def test_chaos_latency_is_observed_in_the_histogram() -> None:
     text = client.get("/metrics").text
     assert 'http_request_duration_seconds_bucket{le="0.05",method="GET",route="/"} 0.0' in text
     assert 'http_request_duration_seconds_bucket{le="0.075",method="GET",route="/"} 1.0' in text
+
+
+def test_a_cold_start_slows_the_first_seconds_then_ends() -> None:
+    warming = cold_start("60ms/30s")
+    assert warming.until is not None
+    assert 29 < warming.until - time.monotonic() <= 30
+    client = TestClient(build_app("v2", None, warming))
+    client.get("/")
+    warming.until = time.monotonic()  # as 30 s passing would
+    client.get("/")
+    text = client.get("/metrics").text
+    # the first request took over 50 ms, the one after the cold start under 50 ms
+    assert 'http_request_duration_seconds_bucket{le="0.05",method="GET",route="/"} 1.0' in text
+    assert 'http_request_duration_seconds_bucket{le="0.075",method="GET",route="/"} 2.0' in text
+    assert not cold_start(None).active()
+    with pytest.raises(SystemExit, match="expected LATENCYms/SECONDSs"):
+        cold_start("300ms")

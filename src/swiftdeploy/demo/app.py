@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import os
 import random
+import re
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 UNCOUNTED_ROUTES = {"/healthz", "/metrics"}
 CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not a secret
+# "300ms/60s": every request this much slower for the process's first seconds, as a
+# real service is while its JIT, caches and pools warm up (set it in service.env).
+COLD_START_ENV = "SWIFTDEPLOY_DEMO_COLD_START"
 
 
 @dataclass
@@ -110,9 +114,22 @@ def _route_template(scope: Scope) -> str:
     return "<unmatched>"
 
 
-def build_app(version: str, chaos_token: str | None) -> Starlette:
+def cold_start(text: str | None) -> Chaos:
+    """The chaos a cold start plays: "300ms/60s" is 300 ms more for the first 60 s."""
+    if not text:
+        return Chaos()
+    # Parsed here, not with swiftdeploy.durations: the demo image carries this module
+    # alone, without the swiftdeploy package.
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)ms\s*/\s*(\d+(?:\.\d+)?)s\s*", text)
+    if match is None:
+        raise SystemExit(f"{COLD_START_ENV}={text!r}: expected LATENCYms/SECONDSs, e.g. 300ms/60s")
+    latency_ms, duration_s = float(match.group(1)), float(match.group(2))
+    return Chaos(latency_ms=latency_ms, until=time.monotonic() + duration_s)
+
+
+def build_app(version: str, chaos_token: str | None, chaos: Chaos | None = None) -> Starlette:
     metrics = Metrics(version)
-    chaos = Chaos()
+    chaos = chaos or Chaos()
 
     async def index(request: Request) -> Response:
         if chaos.active():
@@ -167,7 +184,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--version", required=True)
     args = parser.parse_args()
-    app = build_app(args.version, os.environ.get(CHAOS_TOKEN_ENV) or None)
+    warming = cold_start(os.environ.get(COLD_START_ENV))
+    app = build_app(args.version, os.environ.get(CHAOS_TOKEN_ENV) or None, warming)
     uvicorn.run(
         app,
         host=args.host,
