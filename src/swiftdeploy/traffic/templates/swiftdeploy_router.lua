@@ -201,6 +201,60 @@ function M.balance()
     end
 end
 
+-- nginx's per-attempt list in one of its $upstream_* variables: one entry per replica
+-- tried, ", " between attempts and " : " between groups after an internal redirect,
+-- in the same order in every such variable. An entry may be "-" (nothing measured) or,
+-- in $upstream_addr, empty (no replica was picked).
+local function attempts(value)
+    local out = {}
+    local text = (value or ""):gsub(" : ", ", ") .. ", "
+    for entry in text:gmatch("(.-), ") do
+        out[#out + 1] = entry
+    end
+    return out
+end
+
+-- The seconds the service took for this request: what the router waited for it, never
+-- the client's own time (docs/decisions.md, "Latency is the service's time"). nginx
+-- reads the whole request before it picks a replica (proxy_request_buffering on), so
+-- its clock for an attempt starts when the request is ready to send.
+--
+-- Per attempt, the time until that replica's response header ($upstream_header_time),
+-- not until its last byte ($upstream_response_time): a response bigger than nginx's
+-- buffers reaches nginx only as fast as the client reads it (no temp files), so a slow
+-- reader would lengthen the last-byte time. An attempt without a header (refused,
+-- reset, timed out: "-") counts its time until it failed ($upstream_response_time).
+-- The attempts add up: the router waited for each in turn. nil when no attempt reached
+-- a replica (none was up: the router answers 5xx itself, and $upstream_response_time
+-- still says "0.000"): that request counts as a request and an error, but no service
+-- time was spent on it, so the histogram leaves it out.
+local function service_seconds()
+    local addrs = attempts(ngx.var.upstream_addr)
+    local headers = attempts(ngx.var.upstream_header_time)
+    local responses = attempts(ngx.var.upstream_response_time)
+    local total, timed = 0, false
+    for i, addr in ipairs(addrs) do
+        local seconds = tonumber(headers[i]) or tonumber(responses[i])
+        if addr ~= "" and seconds then
+            total = total + seconds
+            timed = true
+        end
+    end
+    if not timed then
+        return nil
+    end
+    return total
+end
+
+local function bucket_index(seconds)
+    for i, le in ipairs(BUCKETS) do
+        if seconds <= le then
+            return i
+        end
+    end
+    return #BUCKETS + 1
+end
+
 -- Per-track counters and a latency histogram, measured in nginx itself, so a
 -- service with no instrumentation can still be gated.
 function M.record()
@@ -213,14 +267,6 @@ function M.record()
         return
     end
     dict:incr("req:" .. track .. ":" .. ngx.status, 1, 0)
-    local seconds = tonumber(ngx.var.request_time) or 0
-    for _, le in ipairs(BUCKETS) do
-        if seconds <= le then
-            dict:incr("bucket:" .. track .. ":" .. le, 1, 0)
-        end
-    end
-    dict:incr("bucket:" .. track .. ":+Inf", 1, 0)
-    dict:incr("sum:" .. track, seconds, 0)
     -- This second's counts, kept HISTORY_S seconds: requests, 5xx, and the one
     -- (non-cumulative) bucket the request fell in; /history sums them.
     local prefix = "h:" .. track .. ":" .. math.floor(ngx.now()) .. ":"
@@ -228,14 +274,18 @@ function M.record()
     if ngx.status >= 500 then
         dict:incr(prefix .. "e", 1, 0, HISTORY_S)
     end
-    local index = #BUCKETS + 1
-    for i, le in ipairs(BUCKETS) do
+    local seconds = service_seconds()
+    if not seconds then
+        return
+    end
+    for _, le in ipairs(BUCKETS) do
         if seconds <= le then
-            index = i
-            break
+            dict:incr("bucket:" .. track .. ":" .. le, 1, 0)
         end
     end
-    dict:incr(prefix .. "b" .. index, 1, 0, HISTORY_S)
+    dict:incr("bucket:" .. track .. ":+Inf", 1, 0)
+    dict:incr("sum:" .. track, seconds, 0)
+    dict:incr(prefix .. "b" .. bucket_index(seconds), 1, 0, HISTORY_S)
 end
 
 -- The time history starts from: nginx's start (the dict is new on every start).
