@@ -2,6 +2,7 @@
 rolled back, how often a bad one is promoted, and how long each takes. Monte Carlo.
 
     .venv/bin/python bench/rollouts.py [--runs 2000] [--budget 240] [--cells 1,5,20,200,2000]
+        [--kinds "healthy,stalls,random split"] [--out FILE]
 
 Each run drives the real RolloutEngine with the real shipped Rego policy (embedded
 engine) through a simulated service (tests/support/sim.py: Poisson arrivals split as
@@ -14,8 +15,24 @@ often that happened and how long promotion then took.
 
 Cells are the canary's requests per second at the first step's weight (10%), so the
 service takes 10x that. The stable track fails 0.5% of requests (3% in "both 3%").
-Canary kinds: healthy (as stable), 5% errors, 1.5% errors (+1 point), +300 ms
-latency, and both tracks at 3% errors (against max_error_rate 1%).
+Kinds (KINDS; `--kinds` takes their names, comma-separated):
+
+- regressions: "errors 5%", "errors 1.5%" (+1 point), "latency +300ms",
+  "latency +100ms" (the default detect.latency), "latency +50ms" (half of it), and
+  "both 3%" (both tracks at 3% errors, against max_error_rate 1%);
+- healthy canaries (HEALTHY_KINDS; the table gives their rollback rate with its
+  one-sided 95% Clopper-Pearson upper bound): "healthy" (as stable), and the
+  conditions real services have, each on an otherwise healthy canary:
+  - "cold start 60s": every canary request 3x slower for the first 60 s after its
+    replicas start, identical afterwards;
+  - "cold start 300 req": the same for its first 300 requests;
+  - "stalls": each replica of both tracks (2 stable, 1 canary, round-robin) stalls
+    2% of its time in 0.5 s episodes starting at random (exponential gaps), its
+    requests 10x slower meanwhile, so slow requests come in bursts;
+  - "error bursts": each replica of both tracks is bad 1% of its time in 0.5 s
+    episodes, failing 50% of its requests then and none otherwise (0.5% overall);
+  - "random split": each request goes to the canary with probability weight/100
+    (Bernoulli) instead of nginx's exact interleave.
 
 Runs per cell: up to --runs, in batches, until --budget seconds of wall time per
 (kind, cell) are spent; the table says how many ran. The slow cells (a healthy
@@ -29,6 +46,18 @@ the weight, the 5th failure rolls back at the next tick, 5 passed checks reach 5
 and the next passed check promotes. Argo: setWeight 10..50 with a 1 minute pause
 each, background analysis every minute, rollback at the 4th failed measurement
 (failureLimit 3), promotion after the last pause.
+
+Both reproductions draw each minute's canary counts at once, for all runs (numpy): a
+Poisson number of requests (which is what a random split gives too, so "random
+split" is "healthy" for them), binomial errors, multinomial buckets. The conditions:
+the check of minute m sees the canary's minute [m-1, m) since it started, so a cold
+start slows the share of that minute's requests inside the first 60 s, or the part of
+the first 300 requests it still had to serve (counted at the expected rate); stalls
+and error bursts are approximated per replica by 0.5 s slots, each independently in
+an episode with the episode's share of time (so a minute has Binomial(120, 2%) stalled
+slots on the canary's one replica, about what the renewal process gives: mean 2.4,
+variance 2.35 against about 2.4), and each of the minute's requests falls in an
+episode slot with that minute's share of them.
 
 SPRT reference for 5% errors: Wald's SPRT conditioning on total events (canary share
 of events 0.1 under H0, 0.526 under 5% vs 0.5%), alpha = beta = 0.01: expected
@@ -46,6 +75,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +87,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.sim import (  # noqa: E402
     BOUNDS,
+    DEFAULT_REPLICAS,
+    Episodes,
+    Split,
     TrackModel,
     init_manifest,
     sim_world,
@@ -72,13 +105,41 @@ FIRST_WEIGHT = 10
 MAX_HOURS = 6.0
 SPRT_REQUESTS = 83.0  # Wald's E[N] for the 5% canary, in canary requests (see docstring)
 
-KINDS: dict[str, tuple[TrackModel, TrackModel]] = {
-    "healthy": (TrackModel(0.005), TrackModel(0.005)),
-    "errors 5%": (TrackModel(0.005), TrackModel(0.05)),
-    "errors 1.5%": (TrackModel(0.005), TrackModel(0.015)),
-    "latency +300ms": (TrackModel(0.005), TrackModel(0.005, extra_latency_s=0.3)),
-    "both 3%": (TrackModel(0.03), TrackModel(0.03)),
+
+@dataclass(frozen=True)
+class Kind:
+    """What a rollout meets: how each track behaves and how the router splits."""
+
+    stable: TrackModel
+    canary: TrackModel
+    split: Split = "interleave"
+
+
+STABLE = TrackModel(0.005)
+STALLING = TrackModel(0.005, stalls=Episodes(share=0.02, duration_s=0.5), stall_slowdown=10.0)
+# Bad 1% of the time, failing half the requests then: 0.5% overall, as STABLE.
+BURSTING = TrackModel(0.0, error_bursts=Episodes(share=0.01, duration_s=0.5), burst_error_rate=0.5)
+
+KINDS: dict[str, Kind] = {
+    "healthy": Kind(STABLE, STABLE),
+    "errors 5%": Kind(STABLE, TrackModel(0.05)),
+    "errors 1.5%": Kind(STABLE, TrackModel(0.015)),
+    "latency +300ms": Kind(STABLE, TrackModel(0.005, extra_latency_s=0.3)),
+    "both 3%": Kind(TrackModel(0.03), TrackModel(0.03)),
+    "cold start 60s": Kind(STABLE, TrackModel(0.005, cold_start_s=60.0, cold_slowdown=3.0)),
+    "cold start 300 req": Kind(
+        STABLE, TrackModel(0.005, cold_start_requests=300, cold_slowdown=3.0)
+    ),
+    "stalls": Kind(STALLING, STALLING),
+    "error bursts": Kind(BURSTING, BURSTING),
+    "latency +100ms": Kind(STABLE, TrackModel(0.005, extra_latency_s=0.1)),
+    "latency +50ms": Kind(STABLE, TrackModel(0.005, extra_latency_s=0.05)),
+    "random split": Kind(STABLE, STABLE, split="random"),
 }
+# A rollback of these is a false one: the table gives its rate with an upper bound.
+HEALTHY_KINDS = frozenset(
+    {"healthy", "cold start 60s", "cold start 300 req", "stalls", "error bursts", "random split"}
+)
 
 
 @dataclass(frozen=True)
@@ -123,13 +184,13 @@ def _one(job: tuple[str, float, int]) -> Run:
     loaded, policy = _WORKER.loaded, _WORKER.policy
     assert loaded is not None
     assert policy is not None
-    stable, canary = KINDS[kind]
     world = sim_world(
         loaded,
         total_rps=canary_rps * 100 / FIRST_WEIGHT,
-        stable=stable,
-        canary=canary,
+        stable=KINDS[kind].stable,
+        canary=KINDS[kind].canary,
         seed=seed,
+        split=KINDS[kind].split,
     )
     recorder = _CountingRecorder()
     world.fleet.recorder = recorder
@@ -168,22 +229,82 @@ def swiftdeploy_runs(
 
 # --- Flagger and Argo Rollouts, vectorised over runs ------------------------------------
 
-_PROBABILITIES: dict[TrackModel, np.ndarray] = {}
+_PROBABILITIES: dict[tuple[TrackModel, float], np.ndarray] = {}
+CANARY_REPLICAS = DEFAULT_REPLICAS["canary"]
+
+
+def _probabilities(model: TrackModel, slowdown: float = 1.0) -> np.ndarray:
+    key = (model, slowdown)
+    if key not in _PROBABILITIES:
+        _PROBABILITIES[key] = model.bucket_probabilities(slowdown)
+    return _PROBABILITIES[key]
 
 
 def _window(
-    rng: np.random.Generator, model: TrackModel, rate: float, runs: int
+    rng: np.random.Generator,
+    model: TrackModel,
+    rate: float,
+    runs: int,
+    *,
+    start_s: float = 0.0,
+    served: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One minute of a track at `rate` req/s: (success rate, p99 in ms); NaN without
-    requests (both reproductions count that as a failed check)."""
-    if model not in _PROBABILITIES:
-        _PROBABILITIES[model] = model.bucket_probabilities()
-    n = rng.poisson(rate * 60, runs)
-    errors = rng.binomial(n, model.error_rate)
-    buckets = np.array([rng.multinomial(k, _PROBABILITIES[model]) for k in n])
+    """One minute of the canary at `rate` req/s, from `start_s` after it started,
+    having served `served` requests before (per run): (success rate, p99 in ms); NaN
+    without requests (both reproductions count that as a failed check)."""
+    if not (model.cold_starts or model.has_episodes):
+        n = rng.poisson(rate * 60, runs)
+        errors = rng.binomial(n, model.error_rate)
+        buckets = np.array([rng.multinomial(k, _probabilities(model)) for k in n])
+    else:
+        n, errors, buckets = _varying_window(rng, model, rate, runs, start_s, served)
     with np.errstate(invalid="ignore", divide="ignore"):
         success = np.where(n > 0, 1 - errors / np.maximum(n, 1), np.nan)
     return success, _p99_ms(buckets, n)
+
+
+def _varying_window(
+    rng: np.random.Generator,
+    model: TrackModel,
+    rate: float,
+    runs: int,
+    start_s: float,
+    served: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A minute of a canary with a cold start, stalls or error bursts (the
+    approximations are in the module docstring): (requests, errors, buckets)."""
+    n = rng.poisson(rate * 60, runs)
+    # Cold requests are the window's first ones, by time or by count: the larger wins.
+    cold = rng.binomial(n, np.clip(model.cold_start_s - start_s, 0.0, 60.0) / 60)
+    if model.cold_start_requests > 0:
+        left = model.cold_start_requests - (np.zeros(runs) if served is None else served)
+        cold = np.maximum(cold, np.minimum(np.clip(left, 0, None).astype(np.int64), n))
+    stalled_share = _episode_share(rng, model.stalls, runs)
+    stalled_cold = rng.binomial(cold, stalled_share)
+    stalled_warm = rng.binomial(n - cold, stalled_share)
+    buckets = np.zeros((runs, len(BOUNDS) + 1), dtype=np.int64)
+    for count, slowdown in (
+        (n - cold - stalled_warm, 1.0),
+        (cold - stalled_cold, model.cold_slowdown),
+        (stalled_warm, model.stall_slowdown),
+        (stalled_cold, model.cold_slowdown * model.stall_slowdown),
+    ):
+        if count.any():
+            buckets += rng.multinomial(count, _probabilities(model, slowdown))
+    in_burst = rng.binomial(n, _episode_share(rng, model.error_bursts, runs))
+    errors = rng.binomial(in_burst, model.burst_error_rate)
+    errors += rng.binomial(n - in_burst, model.error_rate)
+    return n, errors, buckets
+
+
+def _episode_share(rng: np.random.Generator, episodes: Episodes | None, runs: int) -> np.ndarray:
+    """Per run, the share of a minute of the canary's replicas spent in episodes:
+    slots of one episode's length, each in one independently with the episodes' share."""
+    if episodes is None:
+        return np.zeros(runs)
+    slots = round(60 / episodes.duration_s) * CANARY_REPLICAS
+    share: np.ndarray = rng.binomial(slots, episodes.share, runs) / slots
+    return share
 
 
 def _p99_ms(buckets: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -201,14 +322,23 @@ def _p99_ms(buckets: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(n > 0, value * 1000, np.nan)
 
 
-def _check(rng: np.random.Generator, model: TrackModel, rate: float, runs: int) -> np.ndarray:
+def _check(
+    rng: np.random.Generator,
+    model: TrackModel,
+    rate: float,
+    runs: int,
+    *,
+    start_s: float = 0.0,
+    served: np.ndarray | None = None,
+) -> np.ndarray:
     """True where one minute's analysis passes: success >= 99% and p99 <= 500 ms."""
-    success, p99 = _window(rng, model, rate, runs)
-    return (success >= 0.99) & (p99 <= 500)
+    success, p99 = _window(rng, model, rate, runs, start_s=start_s, served=served)
+    passed: np.ndarray = (success >= 0.99) & (p99 <= 500)
+    return passed
 
 
 def flagger(rng: np.random.Generator, kind: str, rps: float, runs: int) -> list[Run]:
-    canary = KINDS[kind][1]
+    canary = KINDS[kind].canary
     total = rps * 100 / FIRST_WEIGHT
     weight = np.full(runs, 10)
     failed = np.zeros(runs, dtype=int)
@@ -228,7 +358,15 @@ def flagger(rng: np.random.Generator, kind: str, rps: float, runs: int) -> list[
         passed = np.zeros(runs, dtype=bool)
         for w in np.unique(weight[live]):
             at = live & (weight == w)
-            passed[at] = _check(rng, canary, total * w / 100, int(at.sum()))
+            # this tick's analysis covers the canary's minute before it
+            passed[at] = _check(
+                rng,
+                canary,
+                total * w / 100,
+                int(at.sum()),
+                start_s=(tick - 1) * 60.0,
+                served=requests[at],
+            )
         requests[live] += rates[live] * 60
         failed[live & ~passed] += 1
         promote = live & passed & (weight >= 50)
@@ -241,7 +379,7 @@ def flagger(rng: np.random.Generator, kind: str, rps: float, runs: int) -> list[
 
 
 def argo(rng: np.random.Generator, kind: str, rps: float, runs: int) -> list[Run]:
-    canary = KINDS[kind][1]
+    canary = KINDS[kind].canary
     total = rps * 100 / FIRST_WEIGHT
     failed = np.zeros(runs, dtype=int)
     outcome = np.full(runs, "", dtype=object)
@@ -249,7 +387,14 @@ def argo(rng: np.random.Generator, kind: str, rps: float, runs: int) -> list[Run
     requests = np.zeros(runs)
     for minute, weight in enumerate((10, 20, 30, 40, 50), start=1):
         live = outcome == ""
-        passed = _check(rng, canary, total * weight / 100, runs)
+        passed = _check(
+            rng,
+            canary,
+            total * weight / 100,
+            runs,
+            start_s=(minute - 1) * 60.0,
+            served=requests,
+        )
         requests[live] += total * weight / 100 * 60
         failed[live & ~passed] += 1
         aborted = live & (failed > 3)
@@ -269,7 +414,7 @@ def rate(runs: list[Run], outcome: str) -> float:
     return sum(r.outcome == outcome for r in runs) / len(runs) if runs else math.nan
 
 
-def quantile(values: list[float], q: float) -> float:
+def quantile(values: Sequence[float], q: float) -> float:
     return float(np.quantile(values, q)) if values else math.nan
 
 
@@ -297,7 +442,9 @@ def row_for(method: str, kind: str, rps: float, runs: list[Run]) -> str:
         f"{rps:g}",
         method,
         str(n),
-        f"{back / n:.2%} (<= {upper95(back, n):.2%})" if kind == "healthy" else f"{back / n:.2%}",
+        f"{back / n:.2%} (<= {upper95(back, n):.2%})"
+        if kind in HEALTHY_KINDS
+        else f"{back / n:.2%}",
         f"{rate(runs, 'promoted'):.2%}",
         f"{minutes(quantile(promoted, 0.5))} / {minutes(quantile(promoted, 0.95))}",
         f"{minutes(quantile(rolled, 0.5))} / {minutes(quantile(rolled, 0.95))}",
@@ -319,12 +466,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--budget", type=float, default=240.0, help="seconds per kind and cell")
     parser.add_argument("--cells", default=",".join(f"{c:g}" for c in CELLS))
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS)
+    )
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = parser.parse_args()
     cells = [float(c) for c in args.cells.split(",")]
-    kinds = [k for k in args.kinds.split(",") if k]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        parser.error(f"unknown kinds {unknown}; the kinds are: {', '.join(KINDS)}")
     command = "python bench/rollouts.py " + shlex.join(sys.argv[1:])
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()
@@ -339,8 +491,7 @@ def main() -> int:
     # Fresh workers every few rollouts: under glibc's malloc the embedded engine's
     # process grows by about 30 MB per simulated rollout (not under jemalloc; see
     # BENCHMARKS.md), which over thousands of rollouts would exhaust the machine.
-    pool_args = {"processes": os.cpu_count() or 2, "initializer": _setup, "maxtasksperchild": 20}
-    with ctx.Pool(**pool_args) as pool:
+    with ctx.Pool(os.cpu_count() or 2, initializer=_setup, maxtasksperchild=20) as pool:
         for kind in kinds:
             out += [f"## {kind}", "", HEADER]
             for rps in cells:

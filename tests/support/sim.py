@@ -3,19 +3,39 @@ and the real shipped Rego policy without processes, in simulated time.
 
 Traffic: Poisson arrivals at `total_rps`, split between the tracks exactly as the
 nginx router does (a deterministic interleave: of every 100 requests, `weight` go to
-the canary); each track's requests fail with its error rate (binomial) and take a
-log-normal latency (median, sigma) plus a fixed extra, counted into the router's
+the canary), or at random (`split="random"`: each request to the canary with
+probability weight/100); each track's requests fail with its error rate (binomial) and
+take a log-normal latency (median, sigma) plus a fixed extra, counted into the router's
 histogram buckets. The metrics provider reads these cumulative counters like the
 `nginx` provider reads nginx's, so the engine sees exactly what a real rollout would.
 Used by the engine's unit tests and by bench/rollouts.py.
+
+A TrackModel can also carry the conditions real services have (all off by default):
+
+- a cold start: every request `cold_slowdown` times slower for the track's first
+  `cold_start_s` seconds or first `cold_start_requests` requests after it started
+  (SimTracks.ensure_track starting its replicas; failing that, the canary's weight
+  first going above 0);
+- stalls: each replica, in `stalls` episodes (a share of its time, each a fixed
+  length, starting at random), serves its requests `stall_slowdown` times slower;
+- error bursts: each replica, in `error_bursts` episodes, fails `burst_error_rate` of
+  its requests, and `error_rate` outside them.
+
+A track's requests go round-robin over its replicas (init's manifest: 2 stable, 1
+canary). While any of these varies in time for a track, advance() draws the arrival
+time, track and replica of every request of the span (numpy arrays, no per-request
+Python), so whether each is cold, stalled or in a burst, then the errors and buckets
+of each kind of request as counts (binomial, multinomial). Otherwise only counts are
+drawn, as for a stationary service, so the common case stays cheap.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import numpy as np
@@ -41,20 +61,65 @@ BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 
           1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # fmt: skip
 LABELS = (*(f"{b:g}" for b in BOUNDS), "+Inf")
 TRACKS = ("canary", "stable")
+# Replicas per track in init's manifest (service.replicas, strategy.canary.replicas).
+DEFAULT_REPLICAS = {"stable": 2, "canary": 1}
+
+Split = Literal["interleave", "random"]
+_BOUNDS = np.array(BOUNDS)
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Recurring episodes of one replica (stalls, error bursts): `share` of its time,
+    in episodes of `duration_s` each. The gaps between episodes are exponential (an
+    alternating renewal process), so episodes start at random, never overlap, and the
+    requests they touch come in bursts."""
+
+    share: float
+    duration_s: float = 0.5
+
+    @property
+    def mean_gap_s(self) -> float:
+        """The mean time between one episode's end and the next one's start."""
+        return self.duration_s * (1 - self.share) / self.share
 
 
 @dataclass(frozen=True)
 class TrackModel:
-    """How one version behaves: its error rate and latency."""
+    """How one version behaves: its error rate and latency, and optionally a cold
+    start, stalls and error bursts (see the module docstring)."""
 
     error_rate: float = 0.005
     latency_median_s: float = 0.02
     latency_sigma: float = 0.5
     extra_latency_s: float = 0.0
+    cold_start_s: float = 0.0
+    cold_start_requests: int = 0
+    cold_slowdown: float = 3.0
+    stalls: Episodes | None = None
+    stall_slowdown: float = 10.0
+    error_bursts: Episodes | None = None
+    burst_error_rate: float = 0.5
 
-    def bucket_probabilities(self) -> np.ndarray:
-        """The chance that a request lands in each bucket (non-cumulative, +Inf last)."""
-        shifted = np.maximum(np.array(BOUNDS) - self.extra_latency_s, 0.0)
+    @property
+    def cold_starts(self) -> bool:
+        return self.cold_start_s > 0 or self.cold_start_requests > 0
+
+    @property
+    def has_episodes(self) -> bool:
+        return self.stalls is not None or self.error_bursts is not None
+
+    def mean_error_rate(self) -> float:
+        """The long-run share of failed requests, error bursts included."""
+        if self.error_bursts is None:
+            return self.error_rate
+        share = self.error_bursts.share
+        return share * self.burst_error_rate + (1 - share) * self.error_rate
+
+    def bucket_probabilities(self, slowdown: float = 1.0) -> np.ndarray:
+        """The chance that a request lands in each bucket (non-cumulative, +Inf last),
+        its whole latency (extra included) multiplied by `slowdown`."""
+        shifted = np.maximum(_BOUNDS / slowdown - self.extra_latency_s, 0.0)
         cdf = lognorm.cdf(shifted, s=self.latency_sigma, scale=self.latency_median_s)
         cdf = np.concatenate([cdf, [1.0]])
         return np.diff(np.concatenate([[0.0], cdf]))
@@ -81,6 +146,41 @@ class _Tally:
         return _Tally(self.requests, self.errors, self.buckets.copy())
 
 
+class _Timeline:
+    """One replica's episodes, drawn lazily as the times asked about move on."""
+
+    def __init__(self, episodes: Episodes, start: float, rng: np.random.Generator) -> None:
+        self.episodes = episodes
+        self.rng = rng
+        self.starts: list[float] = []
+        # Start in the stationary state: inside an episode with probability `share`
+        # (at a uniform point of it); otherwise the gap left is exponential (memoryless).
+        if rng.random() < episodes.share:
+            self.next_start = start - rng.uniform(0.0, episodes.duration_s)
+        else:
+            self.next_start = start + rng.exponential(episodes.mean_gap_s)
+
+    def covers(self, times: np.ndarray) -> np.ndarray:
+        """For each of `times` (ascending, never before an earlier call's), whether it
+        falls inside an episode."""
+        if len(times) == 0:
+            return np.zeros(0, dtype=bool)
+        duration = self.episodes.duration_s
+        while self.next_start <= times[-1]:
+            self.starts.append(self.next_start)
+            self.next_start += duration + self.rng.exponential(self.episodes.mean_gap_s)
+        # Episodes over before these times cannot cover later ones either.
+        over = 0
+        while over < len(self.starts) and self.starts[over] + duration <= times[0]:
+            over += 1
+        del self.starts[:over]
+        if not self.starts:
+            return np.zeros(len(times), dtype=bool)
+        starts = np.array(self.starts)
+        latest = np.searchsorted(starts, times, side="right") - 1
+        return (latest >= 0) & (times < starts[np.maximum(latest, 0)] + duration)
+
+
 class SimTraffic:
     """Both tracks' cumulative counters, advanced lazily to the clock's time."""
 
@@ -91,41 +191,178 @@ class SimTraffic:
         stable: TrackModel,
         canary: TrackModel,
         rng: np.random.Generator,
+        *,
+        split: Split = "interleave",
+        replicas: dict[str, int] | None = None,
     ) -> None:
         self.clock = clock
         self.total_rps = total_rps
         self.models = {"stable": stable, "canary": canary}
         self.rng = rng
+        self.split = split
+        self.replicas = {**DEFAULT_REPLICAS, **(replicas or {})}
         self.weight = 0
         self.arrivals = 0
         self.last = clock.now
         self.tallies = {track: _Tally() for track in TRACKS}
-        self._probabilities = {t: m.bucket_probabilities() for t, m in self.models.items()}
+        # When each track's replicas last started (None: before the simulation), and
+        # the requests it served since: its cold start and round-robin count from there.
+        self.started_at: dict[str, float | None] = dict.fromkeys(TRACKS)
+        self.served = dict.fromkeys(TRACKS, 0)
+        self._probabilities: dict[tuple[str, float], np.ndarray] = {}
+        self._timelines: dict[tuple[str, str], list[_Timeline]] = {}
+
+    def start_track(self, track: str, replicas: int | None = None) -> None:
+        """The track's replicas (re)started now, `replicas` of them: its cold start
+        begins and round-robin starts over at its first replica."""
+        if self._varies_in_time(track, self.last):
+            self.advance()  # what came before was served by the replicas before
+        self.started_at[track] = self.clock.now
+        self.served[track] = 0
+        if replicas:
+            self.replicas[track] = replicas
 
     def advance(self) -> None:
         span = self.clock.now - self.last
         if span <= 0:
             return
-        self.last = self.clock.now
+        start, self.last = self.last, self.clock.now
         arrivals = int(self.rng.poisson(self.total_rps * span))
-        before = self.arrivals * self.weight // 100
-        self.arrivals += arrivals
-        canary = self.arrivals * self.weight // 100 - before
+        timed = [track for track in TRACKS if self._varies_in_time(track, start)]
+        if timed and arrivals:
+            self._advance_requests(start, span, arrivals, timed)
+            return
+        canary = self._canary_count(arrivals)
         for track, count in (("canary", canary), ("stable", arrivals - canary)):
-            if count <= 0:
-                continue
-            tally = self.tallies[track]
-            tally.requests += count
-            tally.errors += int(self.rng.binomial(count, self.models[track].error_rate))
-            tally.buckets += self.rng.multinomial(count, self._probabilities[track])
+            self._serve_counts(track, count)
 
     def set_weight(self, weight: int) -> None:
         self.advance()
+        if weight > 0 and self.started_at["canary"] is None:
+            # Nothing said when the canary started: its traffic starts it.
+            self.started_at["canary"] = self.clock.now
         self.weight = weight
 
     def reading(self, track: str) -> _Tally:
         self.advance()
         return self.tallies[track].copy()
+
+    # --- the split ----------------------------------------------------------------------
+
+    def _canary_count(self, arrivals: int) -> int:
+        before = self.arrivals
+        self.arrivals += arrivals
+        if self.split == "random":
+            return int(self.rng.binomial(arrivals, self.weight / 100))
+        # nginx's interleave: the first n requests carry n * weight // 100 canary ones
+        return self.arrivals * self.weight // 100 - before * self.weight // 100
+
+    def _to_canary(self, arrivals: int) -> np.ndarray:
+        """Which of the next `arrivals` requests (in order) go to the canary."""
+        index = self.arrivals + np.arange(arrivals, dtype=np.int64)
+        self.arrivals += arrivals
+        chosen: np.ndarray
+        if self.split == "random":
+            chosen = self.rng.random(arrivals) < self.weight / 100
+        else:
+            chosen = (index + 1) * self.weight // 100 - index * self.weight // 100 == 1
+        return chosen
+
+    # --- serving ------------------------------------------------------------------------
+
+    def _varies_in_time(self, track: str, since: float) -> bool:
+        """Whether the track's requests from `since` on need their times drawn."""
+        model = self.models[track]
+        if model.has_episodes:
+            return True
+        started = self.started_at[track]
+        return (
+            model.cold_start_s > 0 and started is not None and since < started + model.cold_start_s
+        )
+
+    def _serve_counts(self, track: str, count: int) -> None:
+        """`count` requests of a track whose behaviour does not vary within the span."""
+        if count <= 0:
+            return
+        model = self.models[track]
+        cold = min(count, max(model.cold_start_requests - self.served[track], 0))
+        self.served[track] += count
+        tally = self.tallies[track]
+        tally.requests += count
+        tally.errors += int(self.rng.binomial(count, model.error_rate))
+        tally.buckets += self.rng.multinomial(count - cold, self._bucket_probabilities(track, 1.0))
+        if cold:
+            slowdown = model.cold_slowdown
+            tally.buckets += self.rng.multinomial(cold, self._bucket_probabilities(track, slowdown))
+
+    def _advance_requests(self, start: float, span: float, arrivals: int, timed: list[str]) -> None:
+        """Draw every request of the span: arrival times (uniform order statistics, as
+        a Poisson process's given its count), track, replica, latency, error."""
+        gaps = self.rng.exponential(size=arrivals + 1)
+        times = start + span * np.cumsum(gaps[:-1]) / gaps.sum()
+        to_canary = self._to_canary(arrivals)
+        for track, mine in (("canary", to_canary), ("stable", ~to_canary)):
+            if track in timed:
+                self._serve_timed(track, times[mine])
+            else:
+                self._serve_counts(track, int(np.count_nonzero(mine)))
+
+    def _serve_timed(self, track: str, times: np.ndarray) -> None:
+        """The track's requests at these times (ascending): which of them are cold,
+        stalled or in an error burst, then the counts of each kind of request."""
+        count = len(times)
+        if count == 0:
+            return
+        model = self.models[track]
+        first = self.served[track]
+        self.served[track] += count
+        cold = np.zeros(count, dtype=bool)
+        if model.cold_starts:
+            cold[: max(model.cold_start_requests - first, 0)] = True
+            started = self.started_at[track]
+            if started is not None and model.cold_start_s > 0:
+                cold |= times < started + model.cold_start_s
+        stalled = self._in_episodes(track, "stalls", model.stalls, first, times)
+        bad = self._in_episodes(track, "error bursts", model.error_bursts, first, times)
+        tally = self.tallies[track]
+        tally.requests += count
+        in_burst = int(np.count_nonzero(bad))
+        tally.errors += int(self.rng.binomial(in_burst, model.burst_error_rate))
+        tally.errors += int(self.rng.binomial(count - in_burst, model.error_rate))
+        # A multinomial per kind of request (cold or not, stalled or not): the same
+        # buckets as one latency per request, without drawing thousands of latencies.
+        kinds = np.bincount(cold.astype(np.int64) + 2 * stalled, minlength=4)
+        for kind, kind_count in enumerate(kinds):
+            if kind_count:
+                slowdown = (model.cold_slowdown if kind & 1 else 1.0) * (
+                    model.stall_slowdown if kind & 2 else 1.0
+                )
+                probabilities = self._bucket_probabilities(track, slowdown)
+                tally.buckets += self.rng.multinomial(int(kind_count), probabilities)
+
+    def _in_episodes(
+        self, track: str, what: str, episodes: Episodes | None, first: int, times: np.ndarray
+    ) -> np.ndarray:
+        """Whether each request (the track's `first`-th onwards, round-robin over its
+        replicas) came while its replica was in one of its episodes."""
+        inside = np.zeros(len(times), dtype=bool)
+        if episodes is None:
+            return inside
+        replicas = self.replicas[track]
+        timelines = self._timelines.setdefault((track, what), [])
+        while len(timelines) < replicas:
+            timelines.append(_Timeline(episodes, float(times[0]), self.rng))
+        for number in range(replicas):
+            # round-robin: replica `number` serves every replicas-th request from here
+            offset = (number - first) % replicas
+            inside[offset::replicas] = timelines[number].covers(times[offset::replicas])
+        return inside
+
+    def _bucket_probabilities(self, track: str, slowdown: float) -> np.ndarray:
+        key = (track, slowdown)
+        if key not in self._probabilities:
+            self._probabilities[key] = self.models[track].bucket_probabilities(slowdown)
+        return self._probabilities[key]
 
 
 class SimProvider:
@@ -189,6 +426,9 @@ class SimRouter:
 
     def prepare(self) -> ProcessSpec:
         return ProcessSpec(name="nginx", argv=["true"])
+
+    def check(self) -> None:
+        return None
 
     def wait_ready(self, timeout: float) -> None:
         return None
@@ -262,6 +502,9 @@ class SimTracks:
             if version in self.never_ready:
                 raise RuntimeProcessError(f"{replica.name} failed its health check")
             state = self.store.save(state.with_replica(replica.model_copy(update={"ready": True})))
+        if not present and replicas > 0:
+            # A fresh start of the track's version: its cold start begins now.
+            self.router.traffic.start_track(track, replicas)
         return state
 
     def replace_stable(self, state: State, version: str) -> State:
@@ -365,7 +608,9 @@ class SimWorld:
     store: MemoryStore
     tracks: SimTracks
 
-    def engine(self, policy: PolicyEngine, on_tick: object | None = None) -> RolloutEngine:
+    def engine(
+        self, policy: PolicyEngine, on_tick: Callable[[TickReport], None] | None = None
+    ) -> RolloutEngine:
         engine = RolloutEngine(
             fleet=self.fleet,
             metrics=self.provider,
@@ -373,8 +618,8 @@ class SimWorld:
             clock=self.clock,
             sleep=self.clock.sleep,
         )
-        if callable(on_tick):
-            engine.on_tick = on_tick  # type: ignore[assignment]
+        if on_tick is not None:
+            engine.on_tick = on_tick
         return engine
 
 
@@ -386,10 +631,20 @@ def sim_world(
     canary: TrackModel,
     seed: int,
     warmup_s: float = 60.0,
+    split: Split = "interleave",
 ) -> SimWorld:
     """A deployed stable (v1) that has served `warmup_s` of traffic, ready for a rollout."""
     clock = SimClock()
-    traffic = SimTraffic(clock, total_rps, stable, canary, np.random.default_rng(seed))
+    manifest = loaded.manifest
+    traffic = SimTraffic(
+        clock,
+        total_rps,
+        stable,
+        canary,
+        np.random.default_rng(seed),
+        split=split,
+        replicas={"stable": manifest.service.replicas, "canary": manifest.strategy.canary.replicas},
+    )
     provider = SimProvider(traffic)
     recorder = ListRecorder()
     store = MemoryStore(loaded.state_dir)
@@ -411,7 +666,7 @@ def sim_world(
     return SimWorld(clock, traffic, provider, fleet, recorder, store, tracks)
 
 
-def ticks(reports: list[TickReport]) -> object:
+def ticks(reports: list[TickReport]) -> Callable[[TickReport], None]:
     """An on_tick that keeps every report."""
     return reports.append
 
