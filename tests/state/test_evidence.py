@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swiftdeploy.analysis.bursts import burst_cap
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state import FileStateStore, State
 from swiftdeploy.state.evidence import Evidence
@@ -100,3 +101,35 @@ def test_no_warmup_counts_every_look_for_latency() -> None:
     step = evidence.current
     assert step is not None
     assert step.latency_counts("canary") == step.canary
+
+
+def test_harm_counts_at_most_a_bursts_cap_of_canary_events_per_look() -> None:
+    rates = {"errors": 0.015, "error_rate": 0.01, "latency": 0.01, "p99": 0.01}
+    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5, burst_rates=rates)
+    evidence = evidence.open_step(0, 10, at=0.0)
+    # a quiet look: 2 errors and 1 slow request of 500, all counted
+    quiet = {"0.1": 499, "0.5": 500, "+Inf": 500}
+    evidence = evidence.counted("canary", Look(500, 2, 0.0, 0.25, quiet))
+    # a replica's bad quarter second: every request failed and slow (over 0.5 s too)
+    burst = {"0.1": 0, "0.5": 0, "+Inf": 500}
+    evidence = evidence.counted("canary", Look(500, 500, 0.25, 0.5, burst))
+    step = evidence.current
+    assert step is not None
+    assert (step.canary.errors, step.canary.requests) == (502, 1000)  # the ledger keeps all
+    errors_cap, limit_cap = burst_cap(500, 0.015), burst_cap(500, 0.01)
+    assert step.harm_events == {
+        "errors": 2 + errors_cap,
+        "error_rate": 2 + limit_cap,
+        "latency": 1 + limit_cap,
+        "p99": 0 + limit_cap,
+    }
+
+
+def test_harm_counts_no_latency_events_while_warming_up() -> None:
+    rates = {"errors": 0.015, "error_rate": 0.01, "latency": 0.01, "p99": 0.01}
+    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5, burst_rates=rates)
+    evidence = evidence.warm_up(since=0.0, time_s=10, requests=0).open_step(0, 10, at=0.0)
+    evidence = evidence.counted("canary", Look(10, 1, 0.0, 1.0, {"0.1": 5, "0.5": 9, "+Inf": 10}))
+    step = evidence.current
+    assert step is not None
+    assert step.harm_events == {"errors": 1, "error_rate": 1}

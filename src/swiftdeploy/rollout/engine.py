@@ -28,6 +28,7 @@ from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.statistics import (
     Settings,
     assess,
+    burst_rates,
     latency_bound,
     passed_dimensions,
     progress,
@@ -149,7 +150,13 @@ class RolloutEngine:
         manifest = self.fleet.loaded.manifest
         reference = self.metrics.measure("stable", manifest.metrics.window)
         bound, how = latency_bound(reference, manifest.policy.detect.latency_ms)
-        return Evidence(latency_bound_s=bound, latency_reference=how, reference_rps=reference.rps)
+        return Evidence(
+            latency_bound_s=bound,
+            latency_reference=how,
+            reference_rps=reference.rps,
+            burst_rates=burst_rates(reference, bound, Settings.of(manifest.policy)),
+            p99_limit_s=manifest.policy.thresholds.max_p99_ms / 1000,
+        )
 
     def watch(self, state: State, index: int, weight: int) -> State:
         """A new ledger step at this weight (set by hand), counted from readings now."""

@@ -42,6 +42,7 @@ from swiftdeploy.state.evidence import (
     Counts,
     Dimension,
     Evidence,
+    HarmTest,
     PassedBy,
     StepLedger,
 )
@@ -143,6 +144,27 @@ def latency_bound(reference: Measurement, latency_ms: float) -> tuple[float, str
     )
 
 
+def burst_rates(reference: Measurement, bound: float, settings: Settings) -> dict[HarmTest, float]:
+    """Per harm test, the canary events per request that the regression worth catching
+    makes, from the stable's recent traffic, fixed before the canary starts: a look
+    counts at most a burst's cap of canary events at this rate (analysis.bursts)."""
+    stable = Counts(requests=reference.requests, errors=reference.errors, buckets=reference.buckets)
+    errors = pessimistic_rate(stable.errors, stable.requests) or 0.0
+    regression = settings.errors
+    if regression.kind == "points":
+        errors_rate = errors + regression.value
+    else:
+        errors_rate = max(errors, settings.max_error_rate) * regression.value
+    slow = stable.slower_than(bound)
+    slow_share = (pessimistic_rate(slow[1], slow[0]) or 0.0) if slow is not None else 0.0
+    return {
+        "errors": min(errors_rate, 1.0),
+        "latency": min(slow_share + LATENCY_SHARE, 1.0),
+        "error_rate": settings.max_error_rate,
+        "p99": LATENCY_SHARE,
+    }
+
+
 def _at_or_below(bounds: list[float], value: float) -> float:
     """The largest histogram bound at or below `value` (`value` itself without bounds,
     the smallest bound when all are above it)."""
@@ -233,7 +255,10 @@ def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[st
     points = regression.kind == "points"
     tolerance, margin = (0.0, regression.value) if points else (regression.value - 1.0, 0.0)
     counts = _error_counts(step)
-    carried = sum(_log_harm(_error_counts(earlier)) for earlier in evidence.earlier)
+    carried = sum(
+        _log_harm(_for_harm(_error_counts(earlier), earlier, "errors"))
+        for earlier in evidence.earlier
+    )
     stable = evidence.rollout_counts("stable")
     needed = needed_for_errors(stable, step.weight, carried, settings)
     return _comparison(
@@ -246,7 +271,7 @@ def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[s
     counts = _slow_counts(step, bound)
     slow_above_ms = counts[4] * 1000 if counts else None
     carried = sum(
-        _log_harm(earlier_counts[:4])
+        _log_harm(_for_harm(earlier_counts[:4], earlier, "latency"))
         for earlier in evidence.earlier
         if (earlier_counts := _slow_counts(earlier, bound))
     )
@@ -286,7 +311,10 @@ def _comparison(
     settings: Settings,
 ) -> dict[str, Any]:
     x, nc, y, ns = counts
-    log_step = _log_harm(counts)
+    # harm counts the canary's events at most a burst's cap per look; no harm counts
+    # them all, so a burst never makes a pass easier
+    harm_counts = _for_harm(counts, step, name)
+    log_step = _log_harm(harm_counts)
     log_no_harm = no_harm_log_e(x, nc, y, ns, tolerance, margin)
     passed_by = _passed_by(name, evidence, step, nc, needed, log_no_harm, settings)
     remaining = max(needed - nc, 0) if needed is not None else None
@@ -311,6 +339,7 @@ def _comparison(
         "canary_rps": rate,
         "canary_n": nc,
         "canary_events": x,
+        "burst_capped": x - harm_counts[0],
         "stable_n": ns,
         "stable_events": y,
         "effect": x / nc - y / ns if nc and ns else None,
@@ -402,7 +431,8 @@ def _log_bar(name: str, carried: float, settings: Settings) -> float:
 
 def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
     canary = evidence.rollout_counts("canary")
-    log_e = float(log_e_exceeds(canary.errors, canary.requests, settings.max_error_rate))
+    counted = sum(step.harm_events.get("error_rate", step.canary.errors) for step in evidence.steps)
+    log_e = float(log_e_exceeds(counted, canary.requests, settings.max_error_rate))
     return {
         "kind": "limit",
         "verdict": "continue",
@@ -410,18 +440,20 @@ def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
         "weight": WEIGHTS["error_rate"],
         "canary_n": canary.requests,
         "canary_events": canary.errors,
+        "burst_capped": canary.errors - counted,
         "limit": settings.max_error_rate,
     }
 
 
 def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
-    n = slow = 0
+    n = slow = for_harm = 0
     above: float | None = None
     for step in evidence.steps:
         counted = step.latency_counts("canary").slower_than(settings.max_p99_ms / 1000)
         if counted is not None:
             n, slow, above = n + counted[0], slow + counted[1], counted[2] * 1000
-    log_e = float(log_e_exceeds(slow, n, LATENCY_SHARE))
+            for_harm += min(step.harm_events.get("p99", counted[1]), counted[1])
+    log_e = float(log_e_exceeds(for_harm, n, LATENCY_SHARE))
     return {
         "kind": "limit",
         "verdict": "continue",
@@ -429,6 +461,7 @@ def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
         "weight": WEIGHTS["p99"],
         "canary_n": n,
         "canary_events": slow,
+        "burst_capped": slow - for_harm,
         "limit": LATENCY_SHARE,
         "slow_above_ms": above,
     }
@@ -446,6 +479,15 @@ def _slow_counts(step: StepLedger, bound: float | None) -> tuple[int, int, int, 
     if canary is None or stable is None:
         return None
     return canary[1], canary[0], stable[1], stable[0], canary[2]
+
+
+def _for_harm(
+    counts: tuple[int, int, int, int], step: StepLedger, test: HarmTest
+) -> tuple[int, int, int, int]:
+    """The counts with the canary's events as the harm test counts them: at most a
+    burst's cap per look (analysis.bursts), never more than all of them."""
+    x, nc, y, ns = counts
+    return min(step.harm_events.get(test, x), x), nc, y, ns
 
 
 def _error_counts(step: StepLedger) -> tuple[int, int, int, int]:

@@ -15,10 +15,13 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from swiftdeploy.analysis.bursts import capped
 from swiftdeploy.analysis.quantile import slo_events
 
 Dimension = Literal["errors", "latency"]
 DIMENSIONS: tuple[Dimension, ...] = ("errors", "latency")
+# The four harm tests; each counts the canary's events with its own per-look cap.
+HarmTest = Literal["errors", "latency", "error_rate", "p99"]
 # How a dimension of a step passed: the harm test had the power, the no-harm test
 # said so, an earlier step of this rollout did either, or a person promoted by hand.
 PassedBy = Literal["power", "no_harm", "earlier_step", "hand"]
@@ -103,6 +106,9 @@ class StepLedger(BaseModel):
     # over the same looks, so the latency comparison keeps its traffic share).
     canary_warming: Counts = Field(default_factory=Counts)
     stable_warming: Counts = Field(default_factory=Counts)
+    # The canary's events each harm test counts, look by look at most a burst's cap
+    # (analysis.bursts); a test missing here (a ledger from before) counts them all.
+    harm_events: dict[HarmTest, int] = Field(default_factory=dict)
 
     def latency_counts(self, track: Literal["canary", "stable"]) -> Counts:
         """What the latency tests see of a track: its counts less the warm-up's."""
@@ -161,6 +167,11 @@ class Evidence(BaseModel):
     marks: dict[str, float] = Field(default_factory=dict)  # track -> the next increment's start
     unobserved_s: float = Field(default=0.0, ge=0)
     warmup: WarmupProgress | None = None  # None: no warm-up (off, or an older state)
+    # Per harm test, the canary events per request that the regression worth catching
+    # makes, fixed before the canary starts: a look counts at most a burst's cap of
+    # them toward harm (analysis.bursts). Empty: every event counts.
+    burst_rates: dict[HarmTest, float] = Field(default_factory=dict)
+    p99_limit_s: float | None = None  # thresholds.max_p99_ms, for the p99 test's cap
 
     @property
     def warming(self) -> bool:
@@ -205,6 +216,7 @@ class Evidence(BaseModel):
             update[f"{track}_warming"] = getattr(step, f"{track}_warming").plus(measurement)
         if track == "canary":
             update["observed_s"] = step.observed_s + max(0.0, end - start)
+            update["harm_events"] = self._harm_events(step, measurement)
         steps = (*self.steps[:-1], step.model_copy(update=update))
         warmup = self.warmup
         if warmup is not None and track == "canary" and not warmup.done:
@@ -227,6 +239,24 @@ class Evidence(BaseModel):
         return self.model_copy(
             update={"steps": (*self.steps[:-1], updated), "warmup": self._warmed()}
         )
+
+    def _harm_events(self, step: StepLedger, look: Increment) -> dict[HarmTest, int]:
+        """The step's canary events per harm test with this look's added, each at most
+        the look's burst cap; latency and p99 count nothing while the canary warms up."""
+        if not self.burst_rates:
+            return dict(step.harm_events)
+        events: dict[HarmTest, int | None] = {"errors": look.errors, "error_rate": look.errors}
+        if not self.warming:
+            counts = Counts(requests=look.requests, errors=look.errors, buckets=look.buckets)
+            for test, bound in (("latency", self.latency_bound_s), ("p99", self.p99_limit_s)):
+                slow = counts.slower_than(bound) if bound is not None else None
+                events[test] = slow[1] if slow is not None else None  # type: ignore[index]
+        totals = dict(step.harm_events)
+        for test, count in events.items():
+            if count is not None:
+                rate = self.burst_rates.get(test)
+                totals[test] = totals.get(test, 0) + capped(count, look.requests, rate)
+        return totals
 
     def _warmed(self) -> WarmupProgress | None:
         """The warm-up, ended if this look completed it. Decided after a look counted
