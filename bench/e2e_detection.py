@@ -22,8 +22,13 @@ from pathlib import Path
 import httpx
 import yaml
 
-from swiftdeploy.load import LoadRun
-from swiftdeploy.ports import free_port
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.host import generous_host_gate  # noqa: E402
+
+from swiftdeploy.load import LoadRun  # noqa: E402
+from swiftdeploy.ports import free_port  # noqa: E402
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
@@ -48,6 +53,7 @@ def one_run(interval: str) -> float:
             "max_duration": "10m",
         }
         path.write_text(yaml.safe_dump(manifest))
+        generous_host_gate(path)  # a busy machine must not refuse the deploy or rollout
         sd(root, "deploy")
         url = f"http://127.0.0.1:{port}/"
         load = LoadRun(url, seconds=120, connections=5, rate_per_connection=10)

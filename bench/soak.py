@@ -18,8 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from swiftdeploy.load import LoadRun
-from swiftdeploy.ports import free_port
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.host import generous_host_gate  # noqa: E402
+
+from swiftdeploy.load import LoadRun  # noqa: E402
+from swiftdeploy.ports import free_port  # noqa: E402
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
@@ -107,9 +112,11 @@ def main() -> None:
             "min_duration": "2s",
             "max_duration": "40s",
             "load": {"rps": 200, "concurrency": 8},
+            "warmup": {"time": "4s", "requests": 50},  # as the tests' fast rollouts
         }
         manifest["policy"]["statistics"] = {"margin": 0.05}
         path.write_text(yaml.safe_dump(manifest))
+        generous_host_gate(path)  # a busy machine must not refuse the deploy or rollouts
         sd("deploy")
         manager = int((root / ".swiftdeploy" / "supervisord.pid").read_text())
         load = LoadRun(

@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.host import generous_host_gate  # noqa: E402
+
 from swiftdeploy.ports import free_port  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "startup.md"
@@ -78,6 +80,7 @@ def main() -> int:
         for version, project in projects.items():
             listen = f"127.0.0.1:{free_port()}"
             run(swiftdeploy, ["init", str(project), "--listen", listen], envs[version], work)
+            generous_host_gate(project / "swiftdeploy.yaml")  # a busy machine: no refusal
             run(swiftdeploy, ["deploy"], envs[version], project)
         for _ in range(args.runs):
             for name, per_version in commands.items():

@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from swiftdeploy.audit.keys import CONFIG_ENV
+from swiftdeploy.demo.app import COLD_START_ENV
 from swiftdeploy.ports import free_port
+from tests.support.host import generous_host_gate
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
@@ -103,13 +105,17 @@ def short_tmp() -> Iterator[Path]:
 
 
 def new_project(root: Path) -> Project:
+    """`swiftdeploy init`'s project, with host limits no machine trips (a busy test
+    machine must not fail a test that is not about the infrastructure gate)."""
     port = free_port()
     subprocess.run(
         [SWIFTDEPLOY, "init", str(root), "--listen", f"127.0.0.1:{port}"],
         check=True,
         capture_output=True,
     )
-    return Project(root=root, listen_port=port)
+    project = Project(root=root, listen_port=port)
+    generous_host_gate(project.manifest)
+    return project
 
 
 def teardown(project: Project) -> None:
@@ -166,11 +172,22 @@ def fast_rollout(project: Project, steps: list[dict[str, Any]] | None = None) ->
         "min_duration": "2s",
         "max_duration": "40s",
         "load": {"rps": 300, "concurrency": 10},
+        # a new process's first requests are slow (a container's especially): a few
+        # seconds of warm-up, as init's minute is for real services
+        "warmup": {"time": "4s", "requests": 50},
     }
     manifest["policy"]["engine"] = "opa"
     # a coarser regression to catch than init's +1 point, so a healthy step passes in
     # seconds at 300 req/s
     manifest["policy"]["detect"]["errors"] = "+5%"
+    project.manifest.write_text(yaml.safe_dump(manifest))
+
+
+def cold_start(project: Project, slowdown: str) -> None:
+    """Replicas started from now on play a cold start ("300ms/60s": every request 300 ms
+    slower for the process's first 60 s): the demo's SWIFTDEPLOY_DEMO_COLD_START."""
+    manifest = yaml.safe_load(project.manifest.read_text())
+    manifest["service"]["env"] = {COLD_START_ENV: slowdown}
     project.manifest.write_text(yaml.safe_dump(manifest))
 
 
