@@ -38,6 +38,7 @@ from swiftdeploy.errors import ExitCode, StateError, SwiftDeployError
 
 if TYPE_CHECKING:
     from swiftdeploy.fleet import Fleet
+    from swiftdeploy.manifest import Manifest
     from swiftdeploy.rollout.engine import RolloutEngine, TickReport
     from swiftdeploy.rollout.plan import Plan
     from swiftdeploy.state import State
@@ -145,7 +146,7 @@ def rollout(
         found = rollout_cmd.plan_now(fleet_of(loaded))
         if found is None:
             raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
-        _print_plan(version, found, as_json)
+        _print_plan(version, found, loaded.manifest, as_json)
         return
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "canary")
@@ -238,25 +239,43 @@ def _print_look(report: TickReport) -> None:
     sys.stdout.flush()
 
 
-def _print_plan(version: str, found: Plan, as_json: bool) -> None:
+def _print_plan(version: str, found: Plan, manifest: Manifest, as_json: bool) -> None:
+    from swiftdeploy.rollout.capacity import manifest_loads, warnings
+
+    # each replica's load at each step, in req/s too when the plan read a rate
+    loads = manifest_loads(manifest, found.service_rps if found.service_rps > 0 else None)
     if as_json:
-        print_json(dataclasses.asdict(found) | {"total_s": found.total_s})
+        capacity = {"capacity": [step.as_json() for step in loads], "warnings": warnings(loads)}
+        print_json(dataclasses.asdict(found) | {"total_s": found.total_s} | capacity)
         return
     errors = f"{found.stable_error_rate:.2%}" if found.stable_error_rate is not None else "n/a"
     table = Table(
         "step", "weight", "canary req/s", "canary requests needed", "about", "within max_duration",
+        "per canary replica", "per stable replica",
         title=escape(
             f"rollout of {version} at {found.service_rps:.1f} req/s (stable errors {errors})"
         ),
     )  # fmt: skip
-    for step in found.steps:
+    for step, per_replica in zip(found.steps, loads, strict=True):
         needed = str(step.needed_requests) if step.needed_requests else "- (earlier step's)"
         about = seconds(step.seconds) if step.seconds is not None else "cannot plan"
         within = "yes" if step.within_limit else "[yellow]no: holds[/]"
         row = (str(step.index + 1), f"{step.weight}%", f"{step.canary_rps:.1f}", needed, about)
-        table.add_row(*row, within)
+        canary = escape(per_replica.shown(per_replica.canary_share))
+        canary = f"[yellow]{canary}[/]" if per_replica.overloaded else canary
+        stable = escape(per_replica.shown(per_replica.stable_share))
+        table.add_row(*row, within, canary, stable)
     total = found.total_s
-    table.caption = f"whole rollout: about {seconds(total)}" if total else None
+    caption = [f"whole rollout: about {seconds(total)}"] if total else []
+    if loads:
+        first = loads[0]
+        caption.append(
+            f"{first.canary_replicas} canary and {first.stable_replicas} stable replicas; before"
+            f" the rollout each stable replica carries {first.shown(first.before_share)}"
+        )
+    table.caption = escape("\n".join(caption)) or None
     out.print(table)
     for note in found.notes:
         err.print(f"note: {note}", markup=False)
+    for line in warnings(loads):  # one line each, however narrow the terminal
+        err.print(f"warning: {line}", markup=False, soft_wrap=True)
