@@ -128,3 +128,22 @@ def test_a_deployed_projects_plan_reads_its_traffic_and_warns(short_tmp: Path) -
         assert project.state()["canary_version"] is None  # --plan starts nothing
     finally:
         project.cli("teardown", check=False)
+
+
+def test_validate_warns_of_an_overloaded_canary_replica_without_failing(
+    manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 4 stable replicas and 1 canary replica: at 50% it carries 2x a stable's load
+    replicas(manifest, stable=4, canary=1)
+    # When the manifest is validated
+    assert run(["validate", "-f", str(manifest)]) == 0
+    captured = capsys.readouterr()
+    # Then it is valid, with one warning naming the step and the fix
+    assert "is valid" in captured.out
+    [line] = warnings_of(captured.err)
+    assert "step 3 (weight 50%)" in line
+    assert "raise strategy.canary.replicas to 2" in line
+    # And with 2 canary replicas there is none
+    replicas(manifest, stable=4, canary=2)
+    assert run(["validate", "-f", str(manifest)]) == 0
+    assert warnings_of(capsys.readouterr().err) == []

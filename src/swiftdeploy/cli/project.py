@@ -58,14 +58,21 @@ def init(
 def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
     """Check the manifest: schema, command, ports, and the rendered nginx config (nginx -t)."""
     from swiftdeploy.commands.validate import preflight
+    from swiftdeploy.rollout.capacity import manifest_loads, warnings
 
     loaded = load(manifest)
     checks = preflight(loaded)
+    # not fatal: a canary replica busier than a stable one was is a choice, said once
+    capacity = warnings(manifest_loads(loaded.manifest))
     if as_json:
-        print_json({"manifest": str(loaded.path), "valid": True, "checks": checks})
+        print_json(
+            {"manifest": str(loaded.path), "valid": True, "checks": checks, "warnings": capacity}
+        )
         return
     for check in checks:
         out.print(f"[green]ok[/] {escape(check)}")
+    for line in capacity:
+        err.print(f"warning: {line}", markup=False, soft_wrap=True)
     out.print(f"{escape(str(loaded.path))} is valid")
 
 
