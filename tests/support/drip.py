@@ -4,9 +4,10 @@ plays a canary that stalls the controller by its metrics."""
 
 from __future__ import annotations
 
-import argparse
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.stubserver import serve
 
 DRIP_FOR_S = 120
 
@@ -32,11 +33,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--version", default="v1")
-    port = parser.parse_args().port
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    serve(Handler)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ reader hold.
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.stubserver import serve
 
 BIG_BYTES = 16 * 1024 * 1024
 TIMEOUT_S = 10.0
@@ -126,14 +127,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--version", default="v1")
-    args = parser.parse_args()
-    Handler.app_version = args.version
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    serve(Handler)
 
 
 if __name__ == "__main__":
