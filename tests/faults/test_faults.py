@@ -152,11 +152,13 @@ def test_a_full_audit_disk_stops_the_rollout_until_there_is_room(project: Projec
 def test_two_clis_at_once_the_second_is_refused(project: Project) -> None:
     fast_rollout(project, [{"weight": 20, "pause": "manual"}, {"weight": 50}])
     with rolling_out(project) as (rollout, load):
-        before = project.state()
+        # (the canary ready, the first step's weight is set a moment later: wait for it,
+        # so the rollout's own move is not taken for the second CLI's)
+        wait_for(lambda: project.state()["canary_weight"] == 20, what="step 1 at 20%")
         second = project.cli("weight", "80", check=False)
         assert second.returncode == 1
         assert f"rollout in progress (pid {rollout.pid})" in second.stderr
-        assert project.state()["canary_weight"] == before["canary_weight"]
+        assert project.state()["canary_weight"] == 20
         finish(rollout)
     assert project.state()["phase"] == "paused"
     assert load[0].failed == 0, load[0]
