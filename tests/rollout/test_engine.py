@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from swiftdeploy.commands.rollback import rollback
 from swiftdeploy.commands.rollout import outcome
 from swiftdeploy.errors import ExitCode, HeldError, RolledBackError
 from swiftdeploy.metrics.base import Measurement
@@ -239,3 +240,21 @@ def test_a_canary_lost_and_never_ready_again_is_rolled_back_on_resume(world: Wor
     assert state.message is not None
     assert state.message.startswith("the canary did not become ready:")
     assert state.stable_version == "v1"
+
+
+def test_rollback_ends_a_rollout_killed_while_its_canary_was_starting(world: World) -> None:
+    # Given a rollout whose CLI died after it began but before a canary replica was
+    # recorded (kill -9 while the replica starts)
+    made, _engine = world(500)
+    state = made.store.load()
+    state = made.fleet.transition(
+        state, "rollout of v2 started", phase=Phase.PROGRESSING, canary_version="v2",
+        canary_weight=0, step_index=0, analysis=True,
+    )  # fmt: skip
+    assert not state.track("canary")
+    # When it is rolled back by hand
+    done = rollback(made.fleet)
+    # Then the rollout ends rolled back, with the stable alone
+    assert done.phase == Phase.ROLLED_BACK
+    assert done.canary_version is None
+    assert made.traffic.weight == 0
