@@ -219,6 +219,10 @@ class Warmup(_Model):
     def off(self) -> bool:
         return self.time <= 0 and self.requests <= 0
 
+    def seconds_at(self, canary_rps: float) -> float:
+        """How long it lasts at this canary rate: its time, or its requests, if later."""
+        return max(self.time, self.requests / canary_rps)
+
     def describe(self) -> str:
         parts = []
         if self.time > 0:

@@ -36,7 +36,7 @@ def test_the_first_step_adds_the_warmup_before_latency_only(
     # 50 req/s: 5 canary req/s at 10%, so 300 warm-up requests take 60 s, as the time does
     manifest = init_manifest(tmp_path).manifest
     reference = _reference(50.0, error_rate)
-    stable = Counts(requests=reference.requests, errors=reference.errors, buckets=reference.buckets)
+    stable = Counts.of(reference)
     settings = Settings.of(manifest.policy)
     bound, _ = latency_bound(reference, 100)
     latency, _ = needed_for_latency(stable, bound, 10, 0.0, settings)

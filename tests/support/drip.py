@@ -5,14 +5,13 @@ plays a canary that stalls the controller by its metrics."""
 from __future__ import annotations
 
 import time
-from http.server import BaseHTTPRequestHandler
 
-from tests.support.stubserver import serve
+from tests.support.stubserver import QuietHandler, serve
 
 DRIP_FOR_S = 120
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_GET(self) -> None:
         if self.path != "/metrics":
             self.send_response(200)
@@ -27,9 +26,6 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"#")
             self.wfile.flush()
             time.sleep(1)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
 
 
 def main() -> None:

@@ -17,9 +17,8 @@ import json
 import socket
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 
-from tests.support.stubserver import serve
+from tests.support.stubserver import QuietHandler, serve
 
 BIG_BYTES = 16 * 1024 * 1024
 TIMEOUT_S = 10.0
@@ -95,10 +94,9 @@ def _reply(raw: bytes) -> Reply:
     return Reply(status=status, body_bytes=len(body), content_length=length)
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # header and body go in two writes: no 40 ms stall
-    app_version = "v1"
 
     def do_GET(self) -> None:
         if self.path == "/big":
@@ -121,9 +119,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-App-Version", self.app_version)
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
 
 
 def main() -> None:

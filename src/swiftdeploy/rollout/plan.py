@@ -50,7 +50,7 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
     """The plan for a rollout now, from `reference`: the service's recent traffic (the
     stable track's, before any canary)."""
     settings = Settings.of(manifest.policy)
-    stable = Counts(requests=reference.requests, errors=reference.errors, buckets=reference.buckets)
+    stable = Counts.of(reference)
     rps = reference.rps or 0.0
     bound, _ = latency_bound(reference, manifest.policy.detect.latency_ms)
     notes: list[str] = []
@@ -86,7 +86,7 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
                 )
         warmup = canary.analysis.warmup
         if index == 0 and not warmup.off and canary_rps > 0:
-            warm_s = max(warmup.time, warmup.requests / canary_rps)
+            warm_s = warmup.seconds_at(canary_rps)
             notes.append(
                 f"step 1 includes the canary's warm-up ({warmup.describe()}: about"
                 f" {_duration(warm_s)} at {canary_rps:.2g} canary req/s), after which its"
@@ -112,7 +112,7 @@ def _first_step_s(
 ) -> float:
     """The first step's time at this canary rate: errors count from the first request;
     latency only after the warm-up (its time and its requests, whichever is later)."""
-    warm_s = max(warmup.time, warmup.requests / canary_rps)
+    warm_s = warmup.seconds_at(canary_rps)
     times = [0.0]
     if errors is not None:
         times.append(errors / canary_rps)

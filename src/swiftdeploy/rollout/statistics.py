@@ -148,7 +148,7 @@ def burst_rates(reference: Measurement, bound: float, settings: Settings) -> dic
     """Per harm test, the canary events per request that the regression worth catching
     makes, from the stable's recent traffic, fixed before the canary starts: a look
     counts at most a burst's cap of canary events at this rate (analysis.bursts)."""
-    stable = Counts(requests=reference.requests, errors=reference.errors, buckets=reference.buckets)
+    stable = Counts.of(reference)
     errors = pessimistic_rate(stable.errors, stable.requests) or 0.0
     regression = settings.errors
     if regression.kind == "points":
@@ -431,7 +431,7 @@ def _log_bar(name: str, carried: float, settings: Settings) -> float:
 
 def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
     canary = evidence.rollout_counts("canary")
-    counted = sum(step.harm_events.get("error_rate", step.canary.errors) for step in evidence.steps)
+    counted = sum(step.harm_count("error_rate", step.canary.errors) for step in evidence.steps)
     log_e = float(log_e_exceeds(counted, canary.requests, settings.max_error_rate))
     return {
         "kind": "limit",
@@ -452,7 +452,7 @@ def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
         counted = step.latency_counts("canary").slower_than(settings.max_p99_ms / 1000)
         if counted is not None:
             n, slow, above = n + counted[0], slow + counted[1], counted[2] * 1000
-            for_harm += min(step.harm_events.get("p99", counted[1]), counted[1])
+            for_harm += step.harm_count("p99", counted[1])
     log_e = float(log_e_exceeds(for_harm, n, LATENCY_SHARE))
     return {
         "kind": "limit",
@@ -487,7 +487,7 @@ def _for_harm(
     """The counts with the canary's events as the harm test counts them: at most a
     burst's cap per look (analysis.bursts), never more than all of them."""
     x, nc, y, ns = counts
-    return min(step.harm_events.get(test, x), x), nc, y, ns
+    return step.harm_count(test, x), nc, y, ns
 
 
 def _error_counts(step: StepLedger) -> tuple[int, int, int, int]:

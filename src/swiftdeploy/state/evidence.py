@@ -52,11 +52,15 @@ class Counts(BaseModel):
     errors: int = Field(default=0, ge=0)
     buckets: dict[str, int] = Field(default_factory=dict)  # cumulative by le, in seconds
 
-    def plus(self, measurement: Increment) -> Counts:
-        counted = Counts(
+    @classmethod
+    def of(cls, measurement: Increment) -> Counts:
+        """A measurement's counts (a look's increment, or a reference window)."""
+        return cls(
             requests=measurement.requests, errors=measurement.errors, buckets=measurement.buckets
         )
-        return self.merged(counted)
+
+    def plus(self, measurement: Increment) -> Counts:
+        return self.merged(Counts.of(measurement))
 
     def merged(self, other: Counts) -> Counts:
         buckets = dict(self.buckets)
@@ -109,6 +113,11 @@ class StepLedger(BaseModel):
     # The canary's events each harm test counts, look by look at most a burst's cap
     # (analysis.bursts); a test missing here (a ledger from before) counts them all.
     harm_events: dict[HarmTest, int] = Field(default_factory=dict)
+
+    def harm_count(self, test: HarmTest, events: int) -> int:
+        """Of the canary's `events` for a harm test, how many it counts: at most a
+        burst's cap per look (analysis.bursts); all of them in a ledger from before."""
+        return min(self.harm_events.get(test, events), events)
 
     def latency_counts(self, track: Literal["canary", "stable"]) -> Counts:
         """What the latency tests see of a track: its counts less the warm-up's."""
@@ -247,10 +256,14 @@ class Evidence(BaseModel):
             return dict(step.harm_events)
         events: dict[HarmTest, int | None] = {"errors": look.errors, "error_rate": look.errors}
         if not self.warming:
-            counts = Counts(requests=look.requests, errors=look.errors, buckets=look.buckets)
-            for test, bound in (("latency", self.latency_bound_s), ("p99", self.p99_limit_s)):
+            counts = Counts.of(look)
+            bounds: dict[HarmTest, float | None] = {
+                "latency": self.latency_bound_s,
+                "p99": self.p99_limit_s,
+            }
+            for test, bound in bounds.items():
                 slow = counts.slower_than(bound) if bound is not None else None
-                events[test] = slow[1] if slow is not None else None  # type: ignore[index]
+                events[test] = slow[1] if slow is not None else None
         totals = dict(step.harm_events)
         for test, count in events.items():
             if count is not None:
