@@ -60,7 +60,13 @@ BAD = [
     ("wrong apiVersion", "swiftdeploy/v1", "swiftdeploy/v9", ["apiVersion", ":1"]),
     ("listen not host:port", "127.0.0.1:LISTEN", "localhost", ["traffic.listen", "HOST:PORT"]),
     ("port out of range", "127.0.0.1:LISTEN", "127.0.0.1:70000", ["traffic.listen", "65535"]),
-    ("command without port", '"--port", "{port}", ', "", ["service.command", "{port}"]),
+    # the local runtime gives each replica its port in PORT (a command may read it there)
+    (
+        "PORT in env",
+        "  version: v1\n",
+        "  version: v1\n  env:\n    PORT: '8080'\n",
+        ["service.env.PORT", "own port"],
+    ),
     ("unknown placeholder", "{version}", "{release}", ["service.command", "{release}"]),
     (
         "header injection",

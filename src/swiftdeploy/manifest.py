@@ -45,6 +45,8 @@ UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 _COMMAND_FIELDS = {"port", "version"}
+# The local runtime gives each replica its port in this variable as well as in {port}.
+PORT_ENV = "PORT"
 # Keys of earlier versions, with what replaced them: named in the error, not "unknown".
 _REMOVED = {
     "on_timeout": (
@@ -131,8 +133,6 @@ class Service(_Model):
                         f"unknown placeholder {{{field_name}}} in {arg!r}; "
                         "only {port} and {version} are filled in"
                     )
-        if not any("{port}" in arg for arg in argv):
-            raise ValueError("the command must take its port from {port}")
         return argv
 
     @field_validator("health")
@@ -502,6 +502,11 @@ class Manifest(_Model):
     def _runnable(self) -> Manifest:
         if self.runtime == "local" and self.service.command is None:
             raise ValueError("service.command is required by the local runtime")
+        if self.runtime == "local" and PORT_ENV in self.service.env:
+            raise ValueError(
+                f"service.env.{PORT_ENV}: the local runtime gives each replica its own port"
+                f" in {PORT_ENV}; remove it"
+            )
         if self.runtime != "local" and self.service.image is None:
             raise ValueError(f"service.image is required by the {self.runtime} runtime")
         if self.runtime == "kubernetes" and not (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from swiftdeploy.demo import app as demo
 from swiftdeploy.demo.app import build_app, cold_start
 
 
@@ -76,3 +78,19 @@ def test_a_cold_start_slows_the_first_seconds_then_ends() -> None:
     assert not cold_start(None).active()
     with pytest.raises(SystemExit, match="expected LATENCYms/SECONDSs"):
         cold_start("300ms")
+
+
+def test_the_port_comes_from_port_when_not_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The local runtime gives it in PORT, so it stays out of `ps`; neither is an error.
+    started: dict[str, object] = {}
+    monkeypatch.setattr(demo.uvicorn, "run", lambda app, **kwargs: started.update(kwargs))
+    monkeypatch.setattr(sys, "argv", ["swiftdeploy-demo", "--version", "v2"])
+    monkeypatch.setenv("PORT", "40123")
+    demo.main()
+    assert started["port"] == 40123
+    monkeypatch.delenv("PORT")
+    with pytest.raises(SystemExit) as exited:
+        demo.main()
+    assert exited.value.code == 2

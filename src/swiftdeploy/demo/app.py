@@ -37,6 +37,7 @@ CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not
 # "300ms/60s": every request this much slower for the process's first seconds, as a
 # real service is while its JIT, caches and pools warm up (set it in service.env).
 COLD_START_ENV = "SWIFTDEPLOY_DEMO_COLD_START"
+PORT_ENV = "PORT"
 
 
 @dataclass
@@ -180,10 +181,14 @@ def build_app(version: str, chaos_token: str | None, chaos: Chaos | None = None)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="SwiftDeploy demo service")
-    parser.add_argument("--port", type=int, required=True)
+    # PORT by default, as the local runtime gives it: the environment, unlike the
+    # command line, is not readable by other users (/proc/PID/environ is 0400).
+    parser.add_argument("--port", type=int, default=os.environ.get(PORT_ENV))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--version", required=True)
     args = parser.parse_args()
+    if args.port is None:
+        parser.error(f"no port: pass --port or set {PORT_ENV}")
     warming = cold_start(os.environ.get(COLD_START_ENV))
     app = build_app(args.version, os.environ.get(CHAOS_TOKEN_ENV) or None, warming)
     uvicorn.run(

@@ -27,7 +27,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from swiftdeploy import proc
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fsutil import atomic_write, private_dir
-from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.manifest import PORT_ENV, LoadedManifest
 from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.runtime.base import (
     BackendDeps,
@@ -267,11 +267,14 @@ class LocalReplicas:
         argv = [program] + [
             arg.format(port=replica.port, version=replica.version) for arg in command[1:]
         ]
+        # The port is in the environment too, so a command can keep it out of its argv,
+        # which every local user can read (`ps`); the environment only the owner can.
+        env = replica_env(self.loaded, replica) | {PORT_ENV: str(replica.port)}
         self.processes.start(
             ProcessSpec(
                 name=replica.name,
                 argv=argv,
-                env=replica_env(self.loaded, replica),
+                env=env,
                 log_path=Path(self.logs(replica.name)),
             )
         )
