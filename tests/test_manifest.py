@@ -82,6 +82,18 @@ BAD = [
     ),
     ("cookie brace", "traffic:\n", 'traffic:\n  sticky_cookie: "a{b}"\n', ["sticky_cookie"]),
     (
+        "track header injection",
+        "traffic:\n",
+        'traffic:\n  track_header: "X-T $host; return 200"\n',
+        ["traffic.track_header"],
+    ),
+    (
+        "track header standard",
+        "traffic:\n",
+        "traffic:\n  track_header: Content-Length\n",
+        ["traffic.track_header", "standard response header"],
+    ),
+    (
         "health path traversal",
         "  version: v1\n",
         "  version: v1\n  health: /../etc\n",

@@ -62,6 +62,14 @@ _REMOVED = {
         " (errors: +1%, latency: +100ms) and policy.beta; delete the block"
     ),
 }
+# Response headers nginx or the service already send, which traffic.track_header must not name.
+_STANDARD_RESPONSE_HEADERS = frozenset(
+    {
+        "cache-control", "connection", "content-encoding", "content-length", "content-type",
+        "date", "etag", "keep-alive", "location", "server", "set-cookie",
+        "transfer-encoding", "vary", "www-authenticate",
+    }
+)  # fmt: skip
 _LISTEN = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
@@ -158,6 +166,9 @@ class Traffic(_Model):
     listen: str = "127.0.0.1:8080"
     canary_header: HeaderName = "X-Canary"
     sticky_cookie: CookieName | None = None
+    # A response header naming the track that served the request; off by default, since
+    # with the deterministic split it tells a client which track its next request hits.
+    track_header: HeaderName | None = None
     # The service's paths the public listener never serves (the path and all below it).
     private_paths: list[PrivatePath] = Field(default=["/metrics", "/chaos"], max_length=32)
     drain: Duration = 1.0
@@ -171,6 +182,14 @@ class Traffic(_Model):
         if not 1 <= int(match.group("port")) <= 65535:
             raise ValueError(f"port {match.group('port')} is outside 1-65535")
         return listen
+
+    @field_validator("track_header")
+    @classmethod
+    def _not_a_standard_header(cls, name: str | None) -> str | None:
+        # nginx would send it beside the real one: two Content-Lengths break responses.
+        if name is not None and name.lower() in _STANDARD_RESPONSE_HEADERS:
+            raise ValueError(f"{name} is a standard response header; choose another name")
+        return name
 
     @property
     def host(self) -> str:

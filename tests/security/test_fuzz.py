@@ -64,7 +64,8 @@ values = st.recursive(
 paths = st.lists(
     st.sampled_from(
         ["apiVersion", "service", "name", "command", "version", "replicas", "env", "health",
-         "traffic", "listen", "canary_header", "sticky_cookie", "strategy", "canary", "steps",
+         "traffic", "listen", "canary_header", "sticky_cookie", "track_header", "strategy",
+         "canary", "steps",
          "weight", "pause", "analysis", "policy", "thresholds", "metrics", "provider", "audit",
          "path", "max_error_rate", 0, 1]
     ),

@@ -83,7 +83,12 @@ def chaos_token(state_dir: Path) -> str:
 def routes_for(state: State) -> Routes:
     stable = tuple(r.endpoint for r in state.track("stable") if r.ready)
     canary = tuple(r.endpoint for r in state.track("canary") if r.ready)
-    return Routes(canary_weight=state.canary_weight if canary else 0, stable=stable, canary=canary)
+    return Routes(
+        canary_weight=state.canary_weight if canary else 0,
+        stable=stable,
+        canary=canary,
+        rollout=(state.rollout_id or "") if canary else "",
+    )
 
 
 class HostedTracks:

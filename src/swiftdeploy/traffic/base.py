@@ -17,6 +17,9 @@ class Routes(BaseModel):
     canary_weight: int = Field(default=0, ge=0, le=100)
     stable: tuple[str, ...] = ()
     canary: tuple[str, ...] = ()
+    # The rollout a sticky pin is bound to (its id; empty without a canary): a pin
+    # issued in one rollout is worth nothing in the next.
+    rollout: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,64}$")
 
     @property
     def stable_weight(self) -> int:

@@ -33,6 +33,9 @@ HEALTH_INTERVAL_S = 0.25
 WORKER_USER = "www-data"
 ADMIN_SOCKET = "admin.sock"
 COOKIE_KEY = "cookie.key"
+# How long a sticky pin holds: longer than a rollout usually runs, so a returning
+# client keeps its track; a new rollout voids every pin anyway.
+PIN_TTL_S = 24 * 3600
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
 
 
@@ -75,6 +78,8 @@ class NginxRouter:
             health_interval=HEALTH_INTERVAL_S,
             canary_header=traffic.canary_header,
             sticky_cookie=traffic.sticky_cookie,
+            pin_ttl=PIN_TTL_S,
+            track_header=traffic.track_header,
             cookie_key=self._cookie_key(),
             private_paths=traffic.private_paths,
         )
@@ -216,6 +221,7 @@ def _routes_json(routes: Routes) -> str:
         {
             "weights": {"canary": routes.canary_weight, "stable": routes.stable_weight},
             "endpoints": {"stable": list(routes.stable), "canary": list(routes.canary)},
+            "rollout": routes.rollout,
         }
     )
 
@@ -229,4 +235,5 @@ def _routes_from_json(data: dict[str, object]) -> Routes:
         canary_weight=int(weights.get("canary", 0)),
         stable=tuple(endpoints.get("stable") or ()),
         canary=tuple(endpoints.get("canary") or ()),
+        rollout=str(data.get("rollout") or ""),
     )

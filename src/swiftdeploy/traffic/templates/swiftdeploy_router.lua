@@ -38,6 +38,11 @@ local function validate(routes)
     if type(w) ~= "number" or w < 0 or w > 100 or w ~= math.floor(w) then
         return "weights.canary must be an integer 0-100"
     end
+    local rollout = routes.rollout
+    if rollout ~= nil and (type(rollout) ~= "string" or #rollout > 64
+        or not rollout:match("^[%w%._%-]*$")) then
+        return "rollout must be up to 64 letters, digits, '.', '_' or '-'"
+    end
     for _, track in ipairs({ "stable", "canary" }) do
         local list = routes.endpoints[track]
         if type(list) ~= "table" then
@@ -121,18 +126,53 @@ local function weighted_track(weight)
     return "stable"
 end
 
--- A sticky cookie carries the track and an HMAC of it under a key only nginx and the
--- project's owner hold, so a client cannot forge a pin to the track of its choice.
-local function cookie_value(track)
-    return track .. "." .. ngx.encode_base64(ngx.hmac_sha1(config.cookie_key, track), true)
+-- A sticky pin is `nonce.expiry.tag`: the tag is an HMAC, under a key only nginx and the
+-- project's owner hold, of track|nonce|rollout|expiry. A client cannot forge one, a pin
+-- from another rollout or past its expiry is worth nothing, and the track is not in
+-- the value: the router finds it by checking both tracks' tags, so a cookie does not
+-- tell its holder (or the next client) where the split put it.
+local URL_SAFE = { ["+"] = "-", ["/"] = "_" }
+
+local function mac(text)
+    local b64 = ngx.encode_base64(ngx.hmac_sha1(config.cookie_key, text), true)
+    return (b64:gsub("[+/]", URL_SAFE))
 end
 
-local function pinned_track(weight)
+local function pin_tag(track, nonce, rollout, expiry)
+    return mac(track .. "|" .. nonce .. "|" .. rollout .. "|" .. expiry)
+end
+
+-- A fresh nonce per pin, so no two clients share a value. Derived by HMAC from a
+-- counter, nginx's start and the clock rather than being the counter itself: a counted
+-- nonce would show how many pins were issued, and with it where the split stands.
+local function new_nonce()
+    local n = dict:incr("pin_counter", 1, 0)
+    local seed = "nonce|" .. (dict:get("history_since") or 0) .. "|" .. ngx.worker.pid()
+        .. "|" .. n .. "|" .. ngx.now()
+    return mac(seed):sub(1, 16)
+end
+
+local function issue_pin(track, rollout)
+    local nonce = new_nonce()
+    local expiry = tostring(ngx.time() + config.pin_ttl)
+    ngx.header["Set-Cookie"] = config.sticky_cookie .. "=" .. nonce .. "." .. expiry .. "."
+        .. pin_tag(track, nonce, rollout, expiry) .. "; Path=/; Max-Age=" .. config.pin_ttl
+        .. "; HttpOnly; SameSite=Lax"
+end
+
+local function pinned_track(rollout)
     local value = ngx.var["cookie_" .. config.sticky_cookie]
-    if value == cookie_value("canary") and weight > 0 then
-        return "canary"
-    elseif value == cookie_value("stable") and weight < 100 then
-        return "stable"
+    if not value or #value > 80 then
+        return nil
+    end
+    local nonce, expiry, tag = value:match("^([%w_%-]+)%.(%d+)%.([%w_%-]+)$")
+    if not nonce or tonumber(expiry) <= ngx.time() then
+        return nil
+    end
+    for _, track in ipairs({ "stable", "canary" }) do
+        if tag == pin_tag(track, nonce, rollout, expiry) then
+            return track
+        end
     end
     return nil
 end
@@ -147,12 +187,17 @@ function M.choose_track()
         -- A client chose the track: served, but kept out of the analysis counts, so
         -- outside clients cannot skew either track's statistics.
         ngx.ctx.forced = true
-    elseif config.sticky_cookie then
-        track = pinned_track(weight)
-        if not track then
+    elseif config.sticky_cookie and weight > 0 and weight < 100 then
+        -- Pins matter only while traffic is split. A returning client keeps its track,
+        -- but its requests stay out of the analysis counts like forced ones: a client
+        -- may replay its own pin at will, so only the split's choices are evidence.
+        local rollout = r.rollout or ""
+        track = pinned_track(rollout)
+        if track then
+            ngx.ctx.pinned = true
+        else
             track = weighted_track(weight)
-            ngx.header["Set-Cookie"] = config.sticky_cookie .. "=" .. cookie_value(track)
-                .. "; Path=/; HttpOnly; SameSite=Lax"
+            issue_pin(track, rollout)
         end
     else
         track = weighted_track(weight)
@@ -264,6 +309,10 @@ function M.record()
     end
     if ngx.ctx.forced then
         dict:incr("forced:" .. track, 1, 0)
+        return
+    end
+    if ngx.ctx.pinned then
+        dict:incr("pinned:" .. track, 1, 0)
         return
     end
     dict:incr("req:" .. track .. ":" .. ngx.status, 1, 0)
@@ -451,6 +500,11 @@ function M.admin_metrics(track)
     lines[#lines + 1] = "# TYPE swiftdeploy_forced_requests_total counter"
     lines[#lines + 1] = string.format("swiftdeploy_forced_requests_total %d",
         dict:get("forced:" .. track) or 0)
+    lines[#lines + 1] = "# HELP swiftdeploy_pinned_requests_total Requests a sticky pin "
+        .. "sent to this track; not in the counts above."
+    lines[#lines + 1] = "# TYPE swiftdeploy_pinned_requests_total counter"
+    lines[#lines + 1] = string.format("swiftdeploy_pinned_requests_total %d",
+        dict:get("pinned:" .. track) or 0)
     ngx.header["Content-Type"] = "text/plain; version=0.0.4"
     ngx.say(table.concat(lines, "\n"))
 end
