@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -71,6 +71,21 @@ ReasonOption = Annotated[
 
 def progress(message: str) -> None:
     err.print(f"[cyan]•[/] {escape(message)}", markup=True, highlight=False)
+
+
+def warn(lines: Iterable[str]) -> None:
+    """Each line on stderr as `warning: ...`, one line however narrow the terminal."""
+    for line in lines:
+        err.print(f"warning: {line}", markup=False, soft_wrap=True)
+
+
+def checked(loaded: LoadedManifest) -> None:
+    """`validate`'s checks before a command starts anything, and its warnings about
+    who can move the numbers (said at every start, not only by `validate`)."""
+    from swiftdeploy.commands.validate import evidence_warnings, preflight
+
+    preflight(loaded)
+    warn(evidence_warnings(loaded))
 
 
 def print_json(data: Any) -> None:

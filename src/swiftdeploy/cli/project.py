@@ -19,6 +19,7 @@ from swiftdeploy.cli.common import (
     JsonOption,
     ManifestOption,
     WindowOption,
+    checked,
     err,
     fleet_of,
     infrastructure_gate,
@@ -27,6 +28,7 @@ from swiftdeploy.cli.common import (
     out,
     print_json,
     summary,
+    warn,
 )
 from swiftdeploy.errors import ExitCode
 
@@ -57,22 +59,22 @@ def init(
 @app.command()
 def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
     """Check the manifest: schema, command, ports, and the rendered nginx config (nginx -t)."""
-    from swiftdeploy.commands.validate import preflight
+    from swiftdeploy.commands.validate import evidence_warnings, preflight
     from swiftdeploy.rollout.capacity import manifest_loads, warnings
 
     loaded = load(manifest)
     checks = preflight(loaded)
-    # not fatal: a canary replica busier than a stable one was is a choice, said once
-    capacity = warnings(manifest_loads(loaded.manifest))
+    # not fatal: a canary replica busier than a stable one was is a choice, said once;
+    # so is a provider that counts what other local users send the replicas
+    found = warnings(manifest_loads(loaded.manifest)) + evidence_warnings(loaded)
     if as_json:
         print_json(
-            {"manifest": str(loaded.path), "valid": True, "checks": checks, "warnings": capacity}
+            {"manifest": str(loaded.path), "valid": True, "checks": checks, "warnings": found}
         )
         return
     for check in checks:
         out.print(f"[green]ok[/] {escape(check)}")
-    for line in capacity:
-        err.print(f"warning: {line}", markup=False, soft_wrap=True)
+    warn(found)
     out.print(f"{escape(str(loaded.path))} is valid")
 
 
@@ -118,11 +120,10 @@ def deploy(
 ) -> None:
     """First deploy, or a plain rolling replace of the stable version."""
     from swiftdeploy.commands.deploy import deploy as deploy_version
-    from swiftdeploy.commands.validate import preflight
     from swiftdeploy.manifest import require_version
 
     loaded = load(manifest)
-    preflight(loaded)
+    checked(loaded)
     target = require_version(version or loaded.manifest.service.version, "--version")
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "deploy")

@@ -22,6 +22,7 @@ from swiftdeploy.cli.common import (
     JsonOption,
     ManifestOption,
     ReasonOption,
+    checked,
     engine_for,
     err,
     fleet_of,
@@ -33,6 +34,7 @@ from swiftdeploy.cli.common import (
     print_json,
     seconds,
     summary,
+    warn,
 )
 from swiftdeploy.errors import ExitCode, StateError, SwiftDeployError
 
@@ -57,11 +59,10 @@ def canary(
 ) -> None:
     """Start canary replicas of VERSION and send them a share of traffic."""
     from swiftdeploy.commands.canary import start_canary
-    from swiftdeploy.commands.validate import preflight
     from swiftdeploy.manifest import require_version
 
     require_version(version, "VERSION")
-    preflight(load(manifest))
+    checked(load(manifest))
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "canary")
         with engine_for(fleet) as engine:
@@ -136,12 +137,11 @@ def rollout(
 
     Exit codes: 0 promoted (or paused for `promote`), 3 rolled back, 4 held."""
     from swiftdeploy.commands import rollout as rollout_cmd
-    from swiftdeploy.commands.validate import preflight
     from swiftdeploy.manifest import require_version
 
     require_version(version, "VERSION")
     loaded = load(manifest)
-    preflight(loaded)
+    checked(loaded)
     if show_plan:
         found = rollout_cmd.plan_now(fleet_of(loaded))
         if found is None:
@@ -277,5 +277,4 @@ def _print_plan(version: str, found: Plan, manifest: Manifest, as_json: bool) ->
     out.print(table)
     for note in found.notes:
         err.print(f"note: {note}", markup=False)
-    for line in warnings(loads):  # one line each, however narrow the terminal
-        err.print(f"warning: {line}", markup=False, soft_wrap=True)
+    warn(warnings(loads))

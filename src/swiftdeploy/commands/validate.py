@@ -36,6 +36,30 @@ def preflight(loaded: LoadedManifest) -> list[str]:
     return checks
 
 
+# Where a replica of each runtime on this machine listens, for any local user to reach
+# (kubernetes: anything with a route to the pods, which the cluster's policies decide).
+_REACHABLE_AT = {
+    "local": "loopback port",
+    "docker": "published 127.0.0.1 port or its container's address",
+}
+
+
+def evidence_warnings(loaded: LoadedManifest) -> list[str]:
+    """Who else can add to the evidence: with a provider that counts at the replica
+    (scrape, prometheus), every request that reaches one counts, whoever sent it."""
+    manifest = loaded.manifest
+    reach = _REACHABLE_AT.get(manifest.runtime)
+    if manifest.metrics.provider == "nginx" or reach is None:
+        return []
+    return [
+        f"{loaded.where('metrics.provider')}: {manifest.metrics.provider} counts requests at"
+        f" the replicas, and any local user can send requests straight to a replica's"
+        f" {reach}: they count as evidence and can tilt a rollout's decision; use"
+        " metrics.provider: nginx (counts only what the public listener served) unless every"
+        " local user is trusted (SECURITY.md, 'Who can reach a replica')"
+    ]
+
+
 def _listener_is_ours(loaded: LoadedManifest) -> bool:
     processes = backend(loaded.manifest.runtime).process_manager(loaded).processes()
     return any(p.name == "nginx" and p.running for p in processes)
