@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,8 @@ from starlette.testclient import TestClient
 from swiftdeploy.demo.app import build_app
 from swiftdeploy.errors import MetricsProviderError
 from swiftdeploy.metrics.exposition import (
+    MAX_LINE_CHARS,
+    MAX_SERIES,
     ExpositionParser,
     TargetSample,
     canonical_le,
@@ -20,6 +23,7 @@ from swiftdeploy.metrics.exposition import (
     sample_of,
 )
 from tests.metrics.conftest import Render, render_exposition
+from tests.support.hostile_metrics import SHAPES, TYPE_LINE, Shape
 
 Parser = Callable[..., TargetSample]
 PARSERS = [
@@ -232,3 +236,75 @@ def test_contract_with_the_demo_service() -> None:
     assert sample.bucket_totals()["+Inf"] == 6
     assert len(sample.bucket_totals()) == 20
     assert parse_exposition_with_prometheus_client(client.get("/metrics").text, "demo") == sample
+
+
+# --- a hostile /metrics (issue 22) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.name)
+def test_a_hostile_body_at_the_size_limit_is_refused_or_read(shape: Shape) -> None:
+    # Given a canary's /metrics built to cost a scrape seconds of CPU, at the size limit
+    body = shape.body()
+    parser = ExpositionParser()
+    # When it is parsed, Then it is read (if a real service could send it) or refused
+    # in one line, never parsed series by series to the end
+    if shape.accepted:
+        assert parser.parse(body, "t").requests is not None
+    else:
+        with pytest.raises(MetricsProviderError, match=r"^t: .*(over|too large)") as refused:
+            parser.parse(body, "t")
+        assert "\n" not in refused.value.one_line()
+    # And the memo keeps at most the capped series of one body, their heads short
+    assert len(parser._memo) <= MAX_SERIES + 1  # the one over the cap
+    assert sum(map(len, parser._memo)) <= (MAX_SERIES + 1) * 256
+
+
+def test_the_caps_are_generous_for_a_real_service(render: Render) -> None:
+    # Given a service with 300 routes (6,300 series of ours) and 100,000 other lines
+    requests = {("GET", f"/r{i}", "200"): i + 1 for i in range(300)}
+    text = render(requests, {("GET", f"/r{i}"): [0.02] for i in range(300)})
+    text += "".join(f'other_total{{i="{i}"}} 1\n' for i in range(100_000))
+    # When it is parsed, Then every series is read
+    sample = ExpositionParser().parse(text, "t", deadline=time.monotonic() + 60)
+    assert len(sample.requests) == 300
+    assert sample.total_requests == sum(requests.values())
+
+
+def test_the_deadline_bounds_the_parse() -> None:
+    # Given a body of a few thousand lines and a deadline already passed
+    text = render_exposition({("GET", f"/r{i}", "200"): 1 for i in range(3000)})
+    # When it is parsed, Then it is refused at the next look at the clock
+    with pytest.raises(MetricsProviderError, match=r"deadline \(parsing line 1,024\)"):
+        ExpositionParser().parse(text, "t", deadline=time.monotonic() - 1)
+    # And without one (or with time left) it is read
+    assert ExpositionParser().parse(text, "t", deadline=time.monotonic() + 60).total_requests
+
+
+def test_the_caps_count_lines_and_series_not_bytes() -> None:
+    line = 'http_requests_total{{method="GET",route="/{}",code="200"}} 1\n'
+    parser = ExpositionParser(max_lines=10, max_series=5)
+    five = TYPE_LINE + "".join(line.format(i) for i in range(5))
+    assert len(parser.parse(five, "t").requests) == 5
+    assert len(parser.parse(five.removesuffix("\n"), "t").requests) == 5  # no last newline
+    with pytest.raises(MetricsProviderError, match="over 5 series"):
+        parser.parse(five + line.format(5), "t")
+    with pytest.raises(MetricsProviderError, match="11 lines, over the 10 read"):
+        parser.parse(five + "a 1\n" * 5, "t")
+    # a line of our family longer than the cap is garbage; another family's is skipped
+    long_value = "x" * MAX_LINE_CHARS
+    with pytest.raises(MetricsProviderError, match=f"line 2: over {MAX_LINE_CHARS} char"):
+        ExpositionParser().parse(TYPE_LINE + line.format(long_value), "t")
+    other = f'other_total{{v="{long_value}"}} 1\n'
+    assert ExpositionParser().parse(TYPE_LINE + other, "t").requests == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "/", "n", '\\"', "\\\\", "\\n", "\\a", "\\"]), max_size=12))
+def test_escapes_read_as_prometheus_client_reads_them(pieces: list[str]) -> None:
+    route = "".join(pieces)
+    text = f'{TYPE_LINE}http_requests_total{{method="GET",route="{route}",code="200"}} 1\n'
+    try:
+        reference = parse_exposition_with_prometheus_client(text, "t")
+    except MetricsProviderError:
+        return  # a value prometheus_client cannot read (a lone backslash before the quote)
+    assert parse_exposition(text, "t") == reference

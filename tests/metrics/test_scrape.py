@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from swiftdeploy.metrics.exposition import TargetSample
 from swiftdeploy.metrics.scrape import ScrapeProvider
 from tests.metrics.conftest import MetricsServer, render_exposition
+from tests.support.hostile_metrics import distinct_requests, fill
 
 
 class FakeTime:
@@ -366,3 +368,56 @@ def test_a_dripping_metrics_endpoint_is_cut_off_by_the_deadline(client: httpx.Cl
     assert measured.status == "provider_error"
     assert "no whole answer within 1s" in measured.detail
     assert took < 3
+
+
+def test_a_hostile_metrics_body_is_a_provider_error_not_seconds_of_cpu(
+    metrics_server: MetricsServer, client: httpx.Client, fake: FakeTime
+) -> None:
+    # Given a canary whose /metrics is 16 MiB of 240,000 distinct series (issue 22)
+    url = metrics_server.serve("/hostile", fill(distinct_requests))
+    provider = provider_for(client, fake, {"canary": [url]})
+    # When it is measured, Then the look is a provider error (which never promotes)
+    measured = provider.measure("canary", 30)
+    assert measured.status == "provider_error"
+    assert f"{url}: /metrics too large to read" in measured.detail
+    # And the provider's memo did not take in the body's series
+    assert len(provider._parser._memo) <= 1
+
+
+def test_the_deadline_covers_the_parse_as_well_as_the_read(
+    metrics_server: MetricsServer,
+    client: httpx.Client,
+    fake: FakeTime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a replica, and a provider whose parser notes the deadline it is given
+    a = Replica(metrics_server, "/a/metrics")
+    a.serve(ok=5)
+    provider = provider_for(client, fake, {"canary": [a.url]}, timeout_s=2.0)
+    parse = provider._parser.parse
+    deadlines: list[float | None] = []
+
+    def noting(text: str, target: str, *, deadline: float | None = None) -> TargetSample:
+        deadlines.append(deadline)
+        return parse(text, target, deadline=deadline)
+
+    monkeypatch.setattr(provider._parser, "parse", noting)
+    # When it is scraped
+    before = time.monotonic()
+    assert provider.is_online()
+    assert provider.measure_since("canary", 0.0).status == "no_data"
+    # Then each parse had to end within timeout_s of its request, as the read must
+    assert len(deadlines) == 2
+    assert all(d is not None and before < d <= time.monotonic() + 2.0 for d in deadlines)
+    # And when the read has used the whole deadline, a parse of a few thousand lines
+    # (the parser looks at the clock every 1,024) is a provider error
+    metrics_server.serve(a.path, render_exposition({("GET", "/", "200"): 5}) + "a 1\n" * 3000)
+
+    def late(text: str, target: str, *, deadline: float | None = None) -> TargetSample:
+        assert deadline is not None
+        return parse(text, target, deadline=deadline - 2.0)
+
+    monkeypatch.setattr(provider._parser, "parse", late)
+    measured = provider.measure_since("canary", 0.0)
+    assert measured.status == "provider_error"
+    assert f"{a.url}: /metrics not read within the scrape's deadline" in measured.detail

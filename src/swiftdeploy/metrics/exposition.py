@@ -27,6 +27,13 @@ A body that is not exposition text at all fails: a bad line of one of our series
 a line that cannot begin a sample, or no sign of either family (not even a `# TYPE`
 line, which prometheus_client writes even before the first request) all raise
 MetricsProviderError. An empty body is garbage too, for the same reason.
+
+The canary's /metrics is untrusted, so a parse is bounded (issue 22): at most
+`max_lines` lines (counted before any is split out), `max_series` lines of our two
+families, `max_line_chars` characters in one of them, and a `deadline` it checks as
+it goes. Past any of them the body is a provider error, never a partial count. The
+16 MiB of 240,000 distinct series that took the unbounded parser 1.6-5.5 s and 266+ MiB
+now fails at the 20,001st series (bench/fuzz.py --metrics, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -116,10 +124,20 @@ def canonical_le(le: str) -> str:
 
 # --- the hand-written parser ------------------------------------------------------
 
+# Generous for a real service (a few thousand series of our families, a demo replica
+# has about 2,000), small enough that a hostile body at the size limit fails in ms.
+MAX_LINES = 200_000
+MAX_SERIES = 20_000
+MAX_LINE_CHARS = 4096
+# Longer `name{labels}` texts are parsed every time: the memo stays a few MiB at most.
+_MEMO_HEAD_CHARS = 256
+# How many lines between two looks at the clock.
+_DEADLINE_EVERY = 1024
+
 _NAME_START = frozenset(string.ascii_letters + "_:")
-_PAIR = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*')
-_ESCAPE = re.compile(r'\\[\\n"]')
-_UNESCAPED = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
+# The value's pattern is "unrolled" (runs of plain characters, then one escape): the
+# alternation (?:[^"\\]|\\.)* stepped once per character, 5x slower on long values.
+_PAIR = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*')
 
 
 def parse_exposition(
@@ -138,22 +156,42 @@ class ExpositionParser:
     for its lifetime; the memo is cleared when it reaches `memo_size` entries.
     """
 
-    def __init__(self, *, routes: frozenset[str] | None = None, memo_size: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        routes: frozenset[str] | None = None,
+        memo_size: int = 50_000,
+        max_lines: int = MAX_LINES,
+        max_series: int = MAX_SERIES,
+        max_line_chars: int = MAX_LINE_CHARS,
+    ) -> None:
         self.routes = routes
         self.memo_size = memo_size
+        self.max_lines = max_lines
+        self.max_series = max_series
+        self.max_line_chars = max_line_chars
         # "name{labels}" -> (is a bucket series, key); only for "name{labels} value" lines
         self._memo: dict[str, tuple[bool, SeriesKey]] = {}
         self._le: dict[str, str] = {}
 
-    def parse(self, text: str, target: str) -> TargetSample:
+    def parse(self, text: str, target: str, *, deadline: float | None = None) -> TargetSample:
+        """One body; `deadline` (time.monotonic()) bounds the parse, as the read is bounded."""
+        self._begin(text, target)
         requests: dict[SeriesKey, float] = {}
         buckets: dict[SeriesKey, float] = {}
         routes = self.routes
-        if len(self._memo) > self.memo_size:
-            self._memo.clear()
         seen = False
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip() if raw[:1] in (" ", "\t") else raw
+        series = 0
+        until = math.inf if deadline is None else deadline
+        # Split on "\n" only, as prometheus_client does: splitlines() would also split on
+        # \r, \x1c, \u2028 ..., which the line count above does not see.
+        for number, raw in enumerate(text.split("\n"), start=1):
+            if not number % _DEADLINE_EVERY and time.monotonic() > until:
+                raise MetricsProviderError(
+                    f"{target}: /metrics not read within the scrape's deadline (parsing "
+                    f"line {number:,})"
+                )
+            line = raw.strip() if raw[:1] in (" ", "\t") or raw[-1:] == "\r" else raw
             if not line:
                 continue
             if line[0] == "#":
@@ -162,7 +200,9 @@ class ExpositionParser:
             if line[0] not in _NAME_START:
                 raise _garbage(target, number, "not a sample line", raw)
             if not line.startswith("http_request"):
-                continue
+                continue  # a family we do not read: no more work than this test
+            if len(line) > self.max_line_chars:
+                raise _garbage(target, number, f"over {self.max_line_chars} characters", raw)
             try:
                 parsed = self._read(line)
             except ValueError as exc:
@@ -170,12 +210,23 @@ class ExpositionParser:
             if parsed is None:
                 continue
             seen = True
+            series += 1
+            if series > self.max_series:
+                raise _over_cap(target, f"over {self.max_series:,} series of our families")
             is_bucket, key, value = parsed
             if routes is None or key[0] in routes:
                 (buckets if is_bucket else requests)[key] = value
         if not seen:
             raise _no_family(target)
         return TargetSample(target=target, requests=requests, buckets=buckets)
+
+    def _begin(self, text: str, target: str) -> None:
+        # Counted in C before a line object is made; a last line may lack its newline.
+        lines = text.count("\n") + (not text.endswith("\n"))
+        if lines > self.max_lines:
+            raise _over_cap(target, f"{lines:,} lines, over the {self.max_lines:,} read")
+        if len(self._memo) > self.memo_size:
+            self._memo.clear()
 
     def _read(self, line: str) -> tuple[bool, SeriesKey, float] | None:
         """A line of one of our series; None for other http_request* series."""
@@ -198,7 +249,8 @@ class ExpositionParser:
         labels, rest = _split_labels(line, brace)
         key = _series_key(labels, wanted, self._le)
         value = _counter_value(rest)
-        if rest == line[len(head) :] and rest[1:] and rest[1:].split() == [rest[1:]]:
+        plain = rest == line[len(head) :] and rest[1:] and rest[1:].split() == [rest[1:]]
+        if plain and len(head) <= _MEMO_HEAD_CHARS:
             self._memo[head] = (is_bucket, key)  # a plain "name{labels} value" line
         return is_bucket, key, value
 
@@ -230,7 +282,7 @@ def _split_labels(line: str, brace: int) -> tuple[dict[str, str], str]:
         name, value = match.group(1), match.group(2)
         if name in labels:
             raise ValueError(f"duplicate label {name!r}")
-        labels[name] = _ESCAPE.sub(_unescape, value) if "\\" in value else value
+        labels[name] = _unescape(value) if "\\" in value else value
         pos = match.end()
         if pos < end and line[pos] == ",":
             pos += 1
@@ -238,8 +290,12 @@ def _split_labels(line: str, brace: int) -> tuple[dict[str, str], str]:
             raise ValueError("malformed labels")
 
 
-def _unescape(match: re.Match[str]) -> str:
-    return _UNESCAPED[match.group(0)]
+def _unescape(value: str) -> str:
+    """\\\\, \\n and \\" read as prometheus_client reads them (a regex, left to right),
+    with str methods: a callback per escape took seconds on 16 MiB of escapes. Pairs of
+    backslashes go first, as the left-to-right scan pairs them; what is left between
+    them holds no pair, so its \\n and \\" are escapes."""
+    return "\\".join(part.replace("\\n", "\n").replace('\\"', '"') for part in value.split("\\\\"))
 
 
 def _series_key(
@@ -276,6 +332,13 @@ def _garbage(target: str, number: int, why: str, line: str) -> MetricsProviderEr
     shown = line if len(line) <= 80 else line[:77] + "..."
     return MetricsProviderError(
         f"{target}: not Prometheus text exposition: line {number}: {why}: {shown!r}"
+    )
+
+
+def _over_cap(target: str, what: str) -> MetricsProviderError:
+    return MetricsProviderError(
+        f"{target}: /metrics too large to read: {what}",
+        hint="a scrape reads at most a few thousand series of the two families it uses",
     )
 
 

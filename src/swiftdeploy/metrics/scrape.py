@@ -21,8 +21,13 @@ is there because a shorter pair measures scheduling noise more than traffic; a
 caller that wants a fuller first window passes a larger `bootstrap_s` (the analysis
 interval, say) or measures on every tick, which fills the history as it goes.
 
+Each replica's read and parse share one deadline, `timeout_s` from the request, and
+the parse reads at most the parser's caps of lines and series (exposition.py): a
+canary's /metrics cannot cost more than that of the controller's time (issue 22).
+
 Outcomes: no replicas -> `no_data`; any replica that cannot be scraped (refused,
-timed out, non-200, over `max_bytes`, or not exposition text) -> `provider_error`
+timed out, non-200, over `max_bytes` or the parser's caps, or not exposition text,
+read and parsed within `timeout_s`) -> `provider_error`
 naming it, since the counts of the others alone could hide the failing replica's
 errors. `measure()` never raises: even a bug comes back as `provider_error`.
 
@@ -58,6 +63,7 @@ RESOLUTION_S = 0.25
 SHORT_WINDOW_SLACK_S = 2.0
 MIN_BOOTSTRAP_S = 1.0
 MAX_PARALLEL_SCRAPES = 16
+MAX_BYTES = 16 * 1024 * 1024  # a /metrics body larger than this is refused unread
 # prometheus_client serves text format 0.0.4 for this, OpenMetrics only if asked.
 _ACCEPT = {"Accept": "text/plain;version=0.0.4"}
 
@@ -78,7 +84,7 @@ class ScrapeProvider:
         history_path: Path | None = None,
         bootstrap_s: float = MIN_BOOTSTRAP_S,
         timeout_s: float = 2.0,
-        max_bytes: int = 16 * 1024 * 1024,
+        max_bytes: int = MAX_BYTES,
         max_history_s: float = 600.0,
         tracks: Sequence[str] = ("stable", "canary"),
         clock: Callable[[], float] = time.time,
@@ -152,7 +158,7 @@ class ScrapeProvider:
 
     def _answers(self, url: str) -> bool:
         try:
-            self._parser.parse(self._fetch(url), url)
+            self._read(url)
         except MetricsProviderError:
             return False
         return True
@@ -267,16 +273,28 @@ class ScrapeProvider:
             try:
                 if isinstance(body, MetricsProviderError):
                     raise body
-                parsed.append(self._parser.parse(body, url))
+                text, deadline = body
+                parsed.append(self._parser.parse(text, url, deadline=deadline))
             except MetricsProviderError as exc:
                 failures.append(exc.one_line())
         return sample_of(t, parsed), failures
 
-    def _fetch_or_error(self, url: str) -> str | MetricsProviderError:
+    def _read(self, url: str) -> TargetSample:
+        """One replica's series, read and parsed within `timeout_s`."""
+        text, deadline = self._fetch_timed(url)
+        return self._parser.parse(text, url, deadline=deadline)
+
+    def _fetch_or_error(self, url: str) -> tuple[str, float] | MetricsProviderError:
         try:
-            return self._fetch(url)
+            return self._fetch_timed(url)
         except MetricsProviderError as exc:
             return exc
+
+    def _fetch_timed(self, url: str) -> tuple[str, float]:
+        """The body and the deadline its parse must meet too: `timeout_s` in all from
+        the request, the same deadline `_fetch` gives the read."""
+        deadline = time.monotonic() + self.timeout_s
+        return self._fetch(url), deadline
 
     def _fetch(self, url: str) -> str:
         """The body, read within `timeout_s` in all: httpx's timeouts bound each read,
