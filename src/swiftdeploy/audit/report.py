@@ -12,6 +12,7 @@ before they had modules of their own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +44,8 @@ from swiftdeploy.audit.explain import (
 from swiftdeploy.audit.export import CSV_COLUMNS, EXPORT_FORMATS, export
 from swiftdeploy.audit.log import FILE_MODE, Record
 from swiftdeploy.audit.why import pick_rollout, why
-from swiftdeploy.fsutil import atomic_write, private_dir
+from swiftdeploy.errors import BadInputError, StateError
+from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
 
 __all__ = [
     "CHART_DIR",
@@ -259,24 +261,39 @@ def _context(records: Sequence[Record], rollout_id: str | None) -> dict[str, Any
 def write_report(
     records: Sequence[Record], out_dir: Path, rollout_id: str | None = None
 ) -> tuple[Path, Path]:
-    """Write `audit_report.md` (+ `charts/*.svg`) and a self-contained `audit_report.html`."""
+    """Write `audit_report.md` (+ `charts/*.svg`) and a self-contained `audit_report.html`.
+
+    The CLI may run as root with `--out` in a shared directory such as /tmp: `out_dir`
+    and `charts/` are opened once, never through another user's symbolic link nor if
+    another user owns them, and every file is written relative to them (issue 22). A
+    new directory is private (0700); an existing one of yours (`--out .`) is left as
+    it is."""
     context = _context(list(records), rollout_id)
-    _ensure_dir(out_dir)
-    chart_dir = _ensure_dir(out_dir / CHART_DIR)
-    for section in context["sections"]:
-        for _, svg, name in section.charts:
-            atomic_write(chart_dir / name, svg + "\n", FILE_MODE)
+    chart_path = out_dir / CHART_DIR
     md_path, html_path = out_dir / MD_NAME, out_dir / HTML_NAME
-    atomic_write(md_path, _markdown(context), FILE_MODE)
-    atomic_write(html_path, _html(context), FILE_MODE)
+    where = out_dir  # the directory being opened, for the message
+    try:
+        with own_dir(out_dir) as out_fd:
+            where = chart_path
+            chart_fd = open_own_dir(CHART_DIR, dir_fd=out_fd)
+            try:
+                for section in context["sections"]:
+                    for _, svg, name in section.charts:
+                        atomic_write_at(
+                            chart_fd, name, svg + "\n", FILE_MODE, shown=chart_path / name
+                        )
+            finally:
+                os.close(chart_fd)
+            atomic_write_at(out_fd, MD_NAME, _markdown(context), FILE_MODE, shown=md_path)
+            atomic_write_at(out_fd, HTML_NAME, _html(context), FILE_MODE, shown=html_path)
+    except UnsafeDirError as exc:
+        raise BadInputError(
+            f"refusing to write the report in {where}: it {exc}",
+            hint="give --out a directory of your own, or a new name (made 0700)",
+        ) from None
+    except OSError as exc:
+        raise StateError(f"cannot write the report in {where}: {exc.strerror or exc}") from exc
     return md_path, html_path
-
-
-def _ensure_dir(path: Path) -> Path:
-    """A new directory is private (0700); an existing one (`--out .`) is left as it is."""
-    if not path.is_dir():
-        private_dir(path)
-    return path
 
 
 def _md_cell(value: object) -> str:
