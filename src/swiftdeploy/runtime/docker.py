@@ -3,6 +3,13 @@ publishing `service.port` on a 127.0.0.1 port that the nginx router splits, as t
 local backend's processes are. The platform (nginx, OPA, Prometheus) runs under the
 project's supervisord, as on the local backend.
 
+Secret env values (`service.env` entries with `secret: true`, and the chaos token)
+are not given to the engine as environment, which `docker inspect` shows to anyone
+who can reach the engine (and to agents that collect container configs): they are
+written to `.swiftdeploy/docker-env/<replica>.env` (0444 in a 0700 directory),
+mounted read-only at ENV_FILE, and exported by a `/bin/sh` wrapper before it execs
+the image's own entrypoint and command. An image without /bin/sh cannot take them.
+
 The engine is driven through its API (the `docker` SDK; `DOCKER_HOST` and the other
 `DOCKER_*` variables choose it). Every container carries labels naming the project,
 its track, version and replica, so what the project runs is found by label: after a
@@ -15,6 +22,8 @@ It is the only one that imports the SDK, so other runtimes never load it.
 from __future__ import annotations
 
 import hashlib
+import shlex
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -29,9 +38,10 @@ from docker.types import LogConfig
 from requests import RequestException
 
 from swiftdeploy.errors import BadInputError, RuntimeProcessError
-from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.fsutil import atomic_write, private_dir
+from swiftdeploy.manifest import LoadedManifest, SecretValue
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessInfo, TrackRuntime
-from swiftdeploy.runtime.hosted import HostedTracks, replica_env
+from swiftdeploy.runtime.hosted import CHAOS_TOKEN_ENV, HostedTracks, replica_env
 from swiftdeploy.runtime.local import SupervisorRuntime
 from swiftdeploy.state import FileStateStore, Replica, StateStore
 
@@ -46,6 +56,9 @@ STOP_TIMEOUT_S = 10
 # stayed up this long, so a crash loop reads as one, not as a replica that runs.
 STARTSECS = 1.0
 ENGINE_HINT = "start it with `bash scripts/install-docker.sh start`, or point DOCKER_HOST at one"
+# Where a replica's secret env values are, inside its container, and how they get in.
+ENV_FILE = "/run/swiftdeploy/env"
+ENV_WRAPPER = f'set -a; . {ENV_FILE}; set +a; exec "$@"'
 
 # The engine's container states in supervisord's words (what ProcessInfo speaks).
 _STATES = {
@@ -112,8 +125,17 @@ class DockerReplicas:
             container = self._create(replica, image)
             self._wait_running(replica.name, container)
 
+    @property
+    def env_dir(self) -> Path:
+        return self.loaded.state_dir / "docker-env"
+
+    def env_file(self, name: str) -> Path:
+        return self.env_dir / f"{name}.env"
+
     def _create(self, replica: Replica, image: str) -> Container:
         service = self.loaded.manifest.service
+        env = replica_env(self.loaded, replica)
+        hidden = {name: env.pop(name) for name in _secret_names(self.loaded) if name in env}
         try:
             container = self.client.containers.create(
                 image,
@@ -124,7 +146,8 @@ class DockerReplicas:
                     VERSION_LABEL: replica.version,
                     REPLICA_LABEL: replica.name,
                 },
-                environment=replica_env(self.loaded, replica),
+                environment=env,
+                **(self._hidden_env(replica.name, image, hidden) if hidden else {}),
                 ports={f"{service.port}/tcp": ("127.0.0.1", replica.port)},
                 restart_policy={"Name": "always"},
                 # The canary is untrusted: no capabilities, no privilege gained by exec.
@@ -139,10 +162,29 @@ class DockerReplicas:
                 hint=_image_hint(service.image_for("VERSION")),
             ) from None
         except APIError as exc:
+            why = f"secret env values reach the service through /bin/sh ({ENV_FILE})"
             raise RuntimeProcessError(
-                f"{replica.name}: the engine refused to start {image}: {_first_line(exc)}"
+                f"{replica.name}: the engine refused to start {image}: {_first_line(exc)}",
+                hint=why if hidden else None,
             ) from None
         return container
+
+    def _hidden_env(self, name: str, image: str, hidden: dict[str, str]) -> dict[str, Any]:
+        """What `containers.create` takes to give the service `hidden` without the engine
+        knowing the values: the file, mounted read-only, and the wrapper that exports it."""
+        path = self.env_file(name)
+        private_dir(path.parent)
+        lines = "".join(f"{key}={shlex.quote(value)}\n" for key, value in hidden.items())
+        # 0444: the service may run as any user in the container; the 0700 directory
+        # keeps other users of this machine out.
+        atomic_write(path, lines, mode=0o444)
+        config = self.client.images.get(image).attrs["Config"]
+        argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+        return {
+            "entrypoint": ["/bin/sh", "-c", ENV_WRAPPER, "swiftdeploy-env"],
+            "command": argv,
+            "volumes": {str(path): {"bind": ENV_FILE, "mode": "ro"}},
+        }
 
     def _wait_running(self, name: str, container: Container) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -174,7 +216,8 @@ class DockerReplicas:
                 container.stop(timeout=STOP_TIMEOUT_S)
                 container.remove(force=True)
             except NotFound:
-                return
+                pass
+        self.env_file(name).unlink(missing_ok=True)
 
     def inspect(self) -> dict[str, ProcessInfo]:
         found = {}
@@ -209,6 +252,13 @@ class DockerReplicas:
                 f"image {image} (version {version}) is not on the Docker engine",
                 hint=_image_hint(image),
             )
+
+
+def _secret_names(loaded: LoadedManifest) -> list[str]:
+    """The env names whose values must not reach the engine's container config."""
+    service = loaded.manifest.service
+    names = [k for k, v in service.env.items() if isinstance(v, SecretValue) and v.secret]
+    return [*names, CHAOS_TOKEN_ENV] if service.chaos else names
 
 
 def _process_info(name: str, attrs: dict[str, Any]) -> ProcessInfo:
@@ -253,6 +303,7 @@ class DockerTracks(HostedTracks):
                     continue
             if pid:
                 pids.append(pid)
+        shutil.rmtree(self.containers.env_dir, ignore_errors=True)
         return pids + self.processes.shutdown()
 
 
