@@ -31,7 +31,7 @@ from swiftdeploy.runtime.docker import (
 )
 from swiftdeploy.state import Replica
 from tests.conftest import SWIFTDEPLOY, Project, wait_for
-from tests.support.docker import CRASH_TAG, demo_images, engine, project_containers, use_docker
+from tests.support.docker import CRASH_TAG, demo_images, engine, launcher, use_docker
 
 UNREACHABLE = "unix:///nonexistent/docker.sock"
 
@@ -46,12 +46,8 @@ def client() -> docker.DockerClient:
 @pytest.fixture
 def replicas(project: Project, client: docker.DockerClient) -> Iterator[DockerReplicas]:
     use_docker(project)
-    launcher = DockerReplicas(load_manifest(project.manifest), client)
-    try:
-        yield launcher
-    finally:
-        for container in project_containers(client, project):
-            container.remove(force=True)
+    with launcher(project, client) as replicas:
+        yield replicas
 
 
 def replica(track: str = "canary", version: str = "v1") -> Replica:

@@ -14,12 +14,11 @@ import httpx
 import pytest
 import yaml
 
-from swiftdeploy.manifest import load_manifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.docker import DockerReplicas
 from swiftdeploy.state import Replica
 from tests.conftest import Project, wait_for
-from tests.support.docker import demo_images, engine, project_containers, use_docker
+from tests.support.docker import demo_images, engine, launcher, use_docker
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +35,8 @@ def replicas(project: Project) -> Iterator[DockerReplicas]:
     manifest["service"]["env"] = {"API_TOKEN": {"value": SECRET, "secret": True}, "PLAIN": PLAIN}
     manifest["service"]["chaos"] = True  # its token is a secret too
     project.manifest.write_text(yaml.safe_dump(manifest))
-    launcher = DockerReplicas(load_manifest(project.manifest), client)
-    try:
-        yield launcher
-    finally:
-        for container in project_containers(client, project):
-            container.remove(force=True)
+    with launcher(project, client) as replicas:
+        yield replicas
 
 
 def answers(port: int) -> bool:

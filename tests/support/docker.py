@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -15,7 +17,7 @@ from docker.models.containers import Container
 from swiftdeploy.commands.demo_image import DIGEST_LABEL, REPOSITORY
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.manifest import load_manifest
-from swiftdeploy.runtime.docker import build_image, connect, project_filter
+from swiftdeploy.runtime.docker import DockerReplicas, build_image, connect, project_filter
 from tests.conftest import SWIFTDEPLOY, Project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +67,13 @@ def project_containers(client: docker.DockerClient, project: Project) -> list[Co
 def project_networks(client: docker.DockerClient, project: Project) -> list[str]:
     loaded = load_manifest(project.manifest)
     return [n.name or "" for n in client.networks.list(filters=project_filter(loaded))]
+
+
+@contextmanager
+def launcher(project: Project, client: docker.DockerClient) -> Iterator[DockerReplicas]:
+    """The project's replicas as containers; every one it labelled is removed after."""
+    try:
+        yield DockerReplicas(load_manifest(project.manifest), client)
+    finally:
+        for container in project_containers(client, project):
+            container.remove(force=True)
