@@ -3,7 +3,7 @@
 Routes live in a shared dict behind an admin server on a unix socket in the project's
 0700 state directory, so no other local user can change them; every rendered config
 passes `nginx -t` before it replaces the running one. When the CLI runs as root, the
-workers that face clients run as WORKER_USER.
+workers that face clients run as an account of their own (traffic/worker_account.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ from swiftdeploy.manifest import Manifest
 from swiftdeploy.probe import wait_for_ok
 from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.traffic.base import RouterStatus, Routes
+from swiftdeploy.traffic.worker_account import (
+    TEMP_KINDS,
+    WorkerAccount,
+    ensure_worker_account,
+)
 
 NGINX_SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/bin"
 ROUTER_LUA = "swiftdeploy_router.lua"
 HEALTH_INTERVAL_S = 0.25
-# Debian's own nginx worker user; it cannot enter the state directory.
-WORKER_USER = "www-data"
 ADMIN_SOCKET = "admin.sock"
 COOKIE_KEY = "cookie.key"
 # How long a sticky pin holds: longer than a rollout usually runs, so a returning
@@ -67,9 +70,11 @@ class NginxRouter:
 
     def render(self) -> str:
         traffic = self.manifest.traffic
+        workers = self._worker_account()
         env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - nginx config, not HTML
         return env.from_string(_template("nginx.conf.j2")).render(
-            run_as_user=WORKER_USER if os.geteuid() == 0 else None,
+            workers=workers,
+            temp_dir=workers.temp_root if workers else self.nginx_dir / "tmp",
             worker_processes=2,
             state_dir=self.state_dir,
             listen=traffic.listen,
@@ -83,6 +88,11 @@ class NginxRouter:
             cookie_key=self._cookie_key(),
             private_paths=traffic.private_paths,
         )
+
+    def _worker_account(self) -> WorkerAccount | None:
+        """Run as root, nginx drops its workers to an account nothing else uses; run as
+        anyone else, the workers are the CLI's user, like every other process."""
+        return ensure_worker_account() if os.geteuid() == 0 else None
 
     def _cookie_key(self) -> str:
         """The sticky cookie's HMAC key: made once, 0600 in the private state directory,
@@ -143,9 +153,10 @@ class NginxRouter:
     def _make_dirs(self) -> None:
         private_dir(self.nginx_dir)
         private_dir(self.state_dir / "logs")
-        tmp = private_dir(self.nginx_dir / "tmp")
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            private_dir(tmp / sub)
+        if os.geteuid() != 0:  # root's workers have their own (worker_account.TEMP_ROOT)
+            tmp = private_dir(self.nginx_dir / "tmp")
+            for kind in TEMP_KINDS:
+                private_dir(tmp / kind)
         atomic_write(self.nginx_dir / ROUTER_LUA, _template(ROUTER_LUA))
         if not self.routes_path.exists():
             atomic_write(self.routes_path, _routes_json(Routes()))

@@ -423,6 +423,22 @@ local function health_round(premature)
     end
 end
 
+-- Run as root, nginx drops a worker to its `user` and then makes it dumpable again (to
+-- allow a core dump); a dumpable process's memory (/proc/PID/mem) is open to every
+-- process of its uid. Undumpable, only root can open it. Each worker calls this once,
+-- from init_worker_by_lua; a worker that cannot be made undumpable exits with nginx's
+-- fatal code (2), so the master does not start it again, and no worker serves.
+function M.forbid_tracing()
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "int prctl(int option, unsigned long arg2, unsigned long arg3,"
+        .. " unsigned long arg4, unsigned long arg5);")
+    local PR_SET_DUMPABLE = 4
+    if ffi.C.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) ~= 0 then
+        ngx.log(ngx.EMERG, "swiftdeploy: cannot make the worker undumpable: errno ", ffi.errno())
+        os.exit(2)
+    end
+end
+
 function M.start_health_checker()
     if ngx.worker.id() ~= 0 then
         return
