@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from swiftdeploy.cli import run
-from swiftdeploy.errors import ExitCode, SwiftDeployError
+from swiftdeploy.errors import ExitCode, MetricsProviderError, SwiftDeployError
 from swiftdeploy.manifest import Policy, Thresholds, load_manifest
+from swiftdeploy.metrics.exposition import MAX_SERIES, ExpositionParser
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.policy.base import CANARY, canonical_json
 from swiftdeploy.state.evidence import Counts, Evidence, StepLedger
+from tests.support.hostile_metrics import TYPE_LINE, fill
 from tests.support.inputs import counts, ledger, policy_input
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -232,3 +235,52 @@ def test_any_command_line_exits_with_a_documented_code_and_no_crash(argv: list[s
     assert code in set(ExitCode), (argv, code)
     assert "internal error" not in err.getvalue(), (argv, err.getvalue())
     assert not crash_logs, crash_logs
+
+
+# --- /metrics bodies from the canary (issue 22) -------------------------------------
+
+SCRAPE_DEADLINE_S = 2.0  # ScrapeProvider's default timeout_s
+FAMILIES = (
+    "http_requests_total", "http_request_duration_seconds_bucket",
+    "http_request_duration_seconds_count", "http_requests_created", "other_total",
+)  # fmt: skip
+label_text = st.text(alphabet='ax/\\"n{},= \t', max_size=40)
+
+
+@st.composite
+def exposition_lines(draw: st.DrawFn) -> str:
+    """One sample line of any family, its labels and value anything near valid; `{i}`
+    in the route makes each copy of it a series of its own."""
+    labels = draw(st.lists(st.tuples(st.sampled_from(["method", "code", "le", "x"]), label_text),
+                           max_size=3))  # fmt: skip
+    pad = draw(st.integers(min_value=0, max_value=5000))
+    route = draw(st.sampled_from(["/{i}", "/", "/{i}" + "x" * pad, '/{i}\\"' * (pad // 2)]))
+    pairs = ",".join(f'{name}="{value}"' for name, value in [*labels, ("route", route)])
+    value = draw(st.sampled_from(["1", "0", "1e3", "NaN", "-1", "x", "1 1700000000", "+Inf"]))
+    line = f"{draw(st.sampled_from(FAMILIES))}{{{pairs}}} {value}"
+    return draw(st.sampled_from([line, "  " + line, line + "\r", "# HELP " + line, line[:-3]]))
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=400), st.lists(exposition_lines(), max_size=20).map("\n".join)))
+def test_any_metrics_body_is_read_or_refused_cleanly(text: str) -> None:
+    # Anything but a sample or a MetricsProviderError (a look's provider error) fails
+    with contextlib.suppress(MetricsProviderError):
+        ExpositionParser().parse(TYPE_LINE + text, "t", deadline=time.monotonic() + 60)
+
+
+@settings(FUZZ, max_examples=max(5, EXAMPLES // 20))
+@given(exposition_lines())
+def test_a_hostile_metrics_body_at_the_size_limit_is_bounded(line: str) -> None:
+    # Given a canary that repeats one line (a new series each time) up to the size limit
+    body = fill(lambda i: line.replace("{i}", str(i)) + "\n")
+    # When a scrape parses it with its deadline
+    started = time.monotonic()
+    try:
+        sample = ExpositionParser().parse(body, "t", deadline=started + SCRAPE_DEADLINE_S)
+    except MetricsProviderError:
+        pass
+    else:  # Then what it reads is within the caps
+        assert len(sample.requests) + len(sample.buckets) <= MAX_SERIES
+    # And it ends by the deadline (the parser looks at the clock every 1,024 lines)
+    assert time.monotonic() - started < SCRAPE_DEADLINE_S + 1.0
