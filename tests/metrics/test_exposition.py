@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ from swiftdeploy.metrics.exposition import (
     sample_of,
 )
 from tests.metrics.conftest import Render, render_exposition
-from tests.support.hostile_metrics import SHAPES, TYPE_LINE, Shape
+from tests.support.hostile_metrics import SHAPES, TYPE_LINE, Shape, fill
 
 Parser = Callable[..., TargetSample]
 PARSERS = [
@@ -274,10 +275,33 @@ def test_the_deadline_bounds_the_parse() -> None:
     # Given a body of a few thousand lines and a deadline already passed
     text = render_exposition({("GET", f"/r{i}", "200"): 1 for i in range(3000)})
     # When it is parsed, Then it is refused at the next look at the clock
-    with pytest.raises(MetricsProviderError, match=r"deadline \(parsing line 1,024\)"):
+    with pytest.raises(MetricsProviderError, match=r"deadline \(parsing line [\d,]+\)"):
         ExpositionParser().parse(text, "t", deadline=time.monotonic() - 1)
     # And without one (or with time left) it is read
     assert ExpositionParser().parse(text, "t", deadline=time.monotonic() + 60).total_requests
+
+
+def _labels_to_the_cap(i: int) -> str:
+    """A distinct line of our family: 4 KiB of labels whose values are escapes, about a
+    millisecond of parsing each."""
+    pairs = [f'a{j}="\\\\"' for j in range(MAX_LINE_CHARS // 10)]
+    line = f'http_requests_total{{route="/{i}"'
+    while pairs and len(line) + len(pairs[0]) + 8 <= MAX_LINE_CHARS:
+        line += "," + pairs.pop(0)
+    return line + "} 1\n"
+
+
+def test_the_clock_is_read_often_on_costly_lines() -> None:
+    # Given 16 MiB of our family's costliest lines (1,024 of them took the parser about
+    # 1.2 s, past the scrape's deadline by that much before it looked at the clock)
+    body = fill(_labels_to_the_cap)
+    assert body.count("\n") > 4000
+    # When the deadline has passed, Then the parse stops within a few dozen of them
+    with pytest.raises(MetricsProviderError, match=r"deadline \(parsing line") as late:
+        ExpositionParser().parse(body, "t", deadline=time.monotonic() - 1)
+    line = re.search(r"parsing line ([\d,]+)", str(late.value))
+    assert line is not None
+    assert int(line.group(1).replace(",", "")) <= 64, late.value
 
 
 def test_the_caps_count_lines_and_series_not_bytes() -> None:
