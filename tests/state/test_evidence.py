@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swiftdeploy.analysis.bursts import burst_cap
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state import FileStateStore, State
 from swiftdeploy.state.evidence import Evidence
@@ -103,33 +102,54 @@ def test_no_warmup_counts_every_look_for_latency() -> None:
     assert step.latency_counts("canary") == step.canary
 
 
-def test_harm_counts_at_most_a_bursts_cap_of_canary_events_per_look() -> None:
-    rates = {"errors": 0.015, "error_rate": 0.01, "latency": 0.01, "p99": 0.01}
-    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5, burst_rates=rates)
+def test_each_track_keeps_its_events_in_blocks_for_their_dispersion() -> None:
+    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5)
     evidence = evidence.open_step(0, 10, at=0.0)
-    # a quiet look: 2 errors and 1 slow request of 500, all counted
+    # a quiet look: 2 errors and 1 slow request of 500
     quiet = {"0.1": 499, "0.5": 500, "+Inf": 500}
-    evidence = evidence.counted("canary", Look(500, 2, 0.0, 0.25, quiet))
-    # a replica's bad quarter second: every request failed and slow (over 0.5 s too)
+    evidence = evidence.counted("canary", Look(500, 2, 0.0, 5.0, quiet))
+    # a replica's bad second: every request failed and slow (over 0.5 s too)
     burst = {"0.1": 0, "0.5": 0, "+Inf": 500}
-    evidence = evidence.counted("canary", Look(500, 500, 0.25, 0.5, burst))
+    evidence = evidence.counted("canary", Look(500, 500, 5.0, 6.0, burst))
+    evidence = evidence.counted("stable", Look(4500, 9, 0.0, 6.0, {"0.1": 4490, "+Inf": 4500}))
     step = evidence.current
     assert step is not None
     assert (step.canary.errors, step.canary.requests) == (502, 1000)  # the ledger keeps all
-    errors_cap, limit_cap = burst_cap(500, 0.015), burst_cap(500, 0.01)
-    assert step.harm_events == {
-        "errors": 2 + errors_cap,
-        "error_rate": 2 + limit_cap,
-        "latency": 1 + limit_cap,
-        "p99": 0 + limit_cap,
+    errors = evidence.canary_spread["errors"]
+    assert (errors.blocks, errors.events, errors.open_events, errors.open_requests) == (
+        1,
+        2,
+        500,
+        500,
+    )
+    assert evidence.canary_spread["latency"].open_events == 500
+    assert evidence.canary_spread["p99"].events == 0
+    assert evidence.stable_spread["errors"].events == 9
+    # the burst makes the canary's events far more spread than independent draws
+    assert evidence.dispersion("errors") > 100
+    assert evidence.dispersion("errors", ("stable",)) == 1.0  # one block tells nothing yet
+
+
+def test_the_spread_counts_the_warm_up_too() -> None:
+    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5)
+    evidence = evidence.warm_up(since=0.0, time_s=10, requests=0).open_step(0, 10, at=0.0)
+    evidence = evidence.counted("canary", Look(10, 1, 0.0, 1.0, {"0.1": 5, "0.5": 9, "+Inf": 10}))
+    assert {name: spread.open_events for name, spread in evidence.canary_spread.items()} == {
+        "errors": 1,
+        "latency": 5,
+        "p99": 1,
     }
 
 
-def test_harm_counts_no_latency_events_while_warming_up() -> None:
-    rates = {"errors": 0.015, "error_rate": 0.01, "latency": 0.01, "p99": 0.01}
-    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5, burst_rates=rates)
-    evidence = evidence.warm_up(since=0.0, time_s=10, requests=0).open_step(0, 10, at=0.0)
-    evidence = evidence.counted("canary", Look(10, 1, 0.0, 1.0, {"0.1": 5, "0.5": 9, "+Inf": 10}))
-    step = evidence.current
-    assert step is not None
-    assert step.harm_events == {"errors": 1, "error_rate": 1}
+def test_history_seeds_a_tracks_spread_in_closed_blocks() -> None:
+    evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5)
+    quiet = {"0.1": 100, "0.5": 100, "+Inf": 100}
+    blocks = [
+        Look(100, errors, 5.0 * i, 5.0 * (i + 1), quiet) for i, errors in enumerate((0, 0, 30, 0))
+    ]
+    seeded = evidence.with_history("stable", blocks)
+    spread = seeded.stable_spread["errors"]
+    assert (spread.blocks, spread.events, spread.requests, spread.open_requests) == (4, 30, 400, 0)
+    # a burst of 30 in one of four blocks: the service is bursty before any canary
+    assert seeded.dispersion("errors") > 10
+    assert seeded.canary_spread == {}

@@ -31,6 +31,7 @@ drawn, as for a stationary service, so the common case stays cheap.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ import numpy as np
 import yaml
 from scipy.stats import lognorm
 
+from swiftdeploy.analysis.dispersion import BLOCK_S
 from swiftdeploy.commands.deploy import deploy
 from swiftdeploy.commands.init import init_project
 from swiftdeploy.errors import RuntimeProcessError
@@ -401,6 +403,30 @@ class SimProvider:
     def is_online(self) -> bool:
         return True
 
+    def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
+        """The readings taken every `block_s` before the rollout (sim_world takes them),
+        as nginx's history gives them: consecutive blocks over the last `window_s`."""
+        now = self.traffic.clock.now
+        times = sorted(t for t in self.readings[track] if t >= now - window_s - 1e-9)
+        return [
+            self._block(track, start, end)
+            for start, end in itertools.pairwise(times)
+            if end - start >= block_s - 1e-9
+        ]
+
+    def _block(self, track: str, start: float, end: float) -> Measurement:
+        first, last = self.readings[track][start], self.readings[track][end]
+        cumulative = np.cumsum(last.buckets - first.buckets)
+        return summarize(
+            track=track,
+            provider=self.name,
+            window_start=start,
+            window_end=end,
+            requests=last.requests - first.requests,
+            errors=last.errors - first.errors,
+            buckets={le: int(count) for le, count in zip(LABELS, cumulative, strict=True)},
+        )
+
     def _between(self, track: str, since: float, start: _Tally) -> Measurement:
         now = self.traffic.clock.now
         end = self.readings[track][now]
@@ -630,10 +656,11 @@ def sim_world(
     stable: TrackModel,
     canary: TrackModel,
     seed: int,
-    warmup_s: float = 60.0,
+    warmup_s: float = 300.0,
     split: Split = "interleave",
 ) -> SimWorld:
-    """A deployed stable (v1) that has served `warmup_s` of traffic, ready for a rollout."""
+    """A deployed stable (v1) that has served `warmup_s` of traffic, ready for a rollout,
+    with a reading every BLOCK_S of it, as nginx's per-second history has them."""
     clock = SimClock()
     manifest = loaded.manifest
     traffic = SimTraffic(
@@ -662,7 +689,10 @@ def sim_world(
     )
     deploy(fleet, "v1")
     provider.mark("stable")
-    clock.sleep(warmup_s)
+    for _ in range(math.floor(warmup_s / BLOCK_S)):
+        clock.sleep(BLOCK_S)
+        provider.mark("stable")
+    clock.sleep(warmup_s % BLOCK_S)
     return SimWorld(clock, traffic, provider, fleet, recorder, store, tracks)
 
 

@@ -130,6 +130,17 @@ class MetricsProvider(Protocol):
     def is_online(self) -> bool: ...
 
 
+@runtime_checkable
+class BlockHistory(Protocol):
+    """A provider that can also say what a track served in each of the last few
+    blocks of time, before anyone asked (nginx keeps 15 minutes, per second)."""
+
+    def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
+        """The last `window_s` seconds in consecutive blocks of `block_s`, oldest first;
+        [] when the history cannot be read (never raises)."""
+        ...
+
+
 def summarize(
     *,
     track: str,

@@ -73,6 +73,36 @@ class NginxProvider(ScrapeProvider):
             detail=note,
         )
 
+    def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
+        """The last `window_s` seconds in whole-second blocks of about `block_s`, from
+        the router's history, leaving out those from before nginx started; [] if the
+        history cannot be read."""
+        size = max(1, round(block_s))
+        end = math.floor(time.time())
+        count = max(1, math.floor(window_s / size))
+        measured: list[Measurement] = []
+        for start in range(end - count * size, end, size):
+            try:
+                data = self._read_history(track, start, start + size)
+                if _count(data, "since") > start:
+                    continue  # nginx had not started yet: no history that far back
+                buckets = {str(le): _number(v) for le, v in _mapping(data, "buckets").items()}
+                requests, errors = _count(data, "requests"), _count(data, "errors")
+            except (SwiftDeployError, ValueError, TypeError):
+                return []
+            measured.append(
+                summarize(
+                    track=track,
+                    provider=self.name,
+                    window_start=start,
+                    window_end=start + size,
+                    requests=requests,
+                    errors=errors,
+                    buckets=buckets,
+                )
+            )
+        return measured
+
     def _fetch(self, url: str) -> str:
         try:
             return self._read_metrics(url.removeprefix(_SCHEME))

@@ -16,19 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swiftdeploy.analysis.dispersion import BLOCK_S
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Step
-from swiftdeploy.metrics.base import Measurement, MetricsProvider, summarize
+from swiftdeploy.metrics.base import BlockHistory, Measurement, MetricsProvider, summarize
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
 from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.statistics import (
     Settings,
     assess,
-    burst_rates,
     latency_bound,
     passed_dimensions,
     progress,
@@ -45,6 +45,9 @@ TRACKS: tuple[Track, ...] = ("canary", "stable")
 LOOK_REQUESTS = 5.0
 AUTO_INTERVAL_MAX_S = 2.0
 AUTO_INTERVAL_FIRST_S = 1.0  # before the step has a canary rate to go by
+# How far back the stable's history seeds its spread (analysis.dispersion): five minutes
+# see about a dozen bursts of a replica that has one a minute.
+HISTORY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -148,15 +151,22 @@ class RolloutEngine:
         """An empty ledger whose latency bound comes from the stable's recent traffic,
         read before any canary request exists."""
         manifest = self.fleet.loaded.manifest
+        # how bursty the service already is, read first: a provider may keep no more
+        # history than the reference window needs once it has measured that
+        history = (
+            self.metrics.blocks("stable", HISTORY_S, BLOCK_S)
+            if isinstance(self.metrics, BlockHistory)
+            else []
+        )
         reference = self.metrics.measure("stable", manifest.metrics.window)
         bound, how = latency_bound(reference, manifest.policy.detect.latency_ms)
-        return Evidence(
+        evidence = Evidence(
             latency_bound_s=bound,
             latency_reference=how,
             reference_rps=reference.rps,
-            burst_rates=burst_rates(reference, bound, Settings.of(manifest.policy)),
             p99_limit_s=manifest.policy.thresholds.max_p99_ms / 1000,
         )
+        return evidence.with_history("stable", history)
 
     def watch(self, state: State, index: int, weight: int) -> State:
         """A new ledger step at this weight (set by hand), counted from readings now."""

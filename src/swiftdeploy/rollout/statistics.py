@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from swiftdeploy.analysis.dispersion import deflated
 from swiftdeploy.analysis.power import needed_requests, pessimistic_rate, round_up
 from swiftdeploy.analysis.sequential import (
     E_VALUE_CAP,
@@ -42,7 +43,6 @@ from swiftdeploy.state.evidence import (
     Counts,
     Dimension,
     Evidence,
-    HarmTest,
     PassedBy,
     StepLedger,
 )
@@ -144,27 +144,6 @@ def latency_bound(reference: Measurement, latency_ms: float) -> tuple[float, str
     )
 
 
-def burst_rates(reference: Measurement, bound: float, settings: Settings) -> dict[HarmTest, float]:
-    """Per harm test, the canary events per request that the regression worth catching
-    makes, from the stable's recent traffic, fixed before the canary starts: a look
-    counts at most a burst's cap of canary events at this rate (analysis.bursts)."""
-    stable = Counts.of(reference)
-    errors = pessimistic_rate(stable.errors, stable.requests) or 0.0
-    regression = settings.errors
-    if regression.kind == "points":
-        errors_rate = errors + regression.value
-    else:
-        errors_rate = max(errors, settings.max_error_rate) * regression.value
-    slow = stable.slower_than(bound)
-    slow_share = (pessimistic_rate(slow[1], slow[0]) or 0.0) if slow is not None else 0.0
-    return {
-        "errors": min(errors_rate, 1.0),
-        "latency": min(slow_share + LATENCY_SHARE, 1.0),
-        "error_rate": settings.max_error_rate,
-        "p99": LATENCY_SHARE,
-    }
-
-
 def _at_or_below(bounds: list[float], value: float) -> float:
     """The largest histogram bound at or below `value` (`value` itself without bounds,
     the smallest bound when all are above it)."""
@@ -256,11 +235,12 @@ def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[st
     tolerance, margin = (0.0, regression.value) if points else (regression.value - 1.0, 0.0)
     counts = _error_counts(step)
     carried = sum(
-        _log_harm(_for_harm(_error_counts(earlier), earlier, "errors"))
+        deflated(_log_harm(_error_counts(earlier)), evidence.dispersion("errors"))
         for earlier in evidence.earlier
     )
     stable = evidence.rollout_counts("stable")
-    needed = needed_for_errors(stable, step.weight, carried, settings)
+    spread = evidence.dispersion("errors")
+    needed = needed_for_errors(stable, step.weight, carried, settings, spread)
     return _comparison(
         "errors", evidence, step, counts, carried, needed, tolerance, margin, settings
     ) | {"regression": regression.text}
@@ -271,12 +251,13 @@ def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[s
     counts = _slow_counts(step, bound)
     slow_above_ms = counts[4] * 1000 if counts else None
     carried = sum(
-        _log_harm(_for_harm(earlier_counts[:4], earlier, "latency"))
+        deflated(_log_harm(earlier_counts[:4]), evidence.dispersion("latency"))
         for earlier in evidence.earlier
         if (earlier_counts := _slow_counts(earlier, bound))
     )
     stable = evidence.rollout_counts("stable")
-    needed, note = needed_for_latency(stable, bound, step.weight, carried, settings)
+    spread = evidence.dispersion("latency")
+    needed, note = needed_for_latency(stable, bound, step.weight, carried, settings, spread)
     result = _comparison(
         "latency", evidence, step, counts[:4] if counts else (0, 0, 0, 0), carried, needed,
         0.0, LATENCY_SHARE, settings,
@@ -311,10 +292,10 @@ def _comparison(
     settings: Settings,
 ) -> dict[str, Any]:
     x, nc, y, ns = counts
-    # harm counts the canary's events at most a burst's cap per look; no harm counts
-    # them all, so a burst never makes a pass easier
-    harm_counts = _for_harm(counts, step, name)
-    log_step = _log_harm(harm_counts)
+    # harm counts evidence in independent units (bursts of events weigh as what they
+    # are); no harm counts every event, so a burst never makes a pass easier
+    spread = evidence.dispersion(name)
+    log_step = deflated(_log_harm(counts), spread)
     log_no_harm = no_harm_log_e(x, nc, y, ns, tolerance, margin)
     passed_by = _passed_by(name, evidence, step, nc, needed, log_no_harm, settings)
     remaining = max(needed - nc, 0) if needed is not None else None
@@ -339,7 +320,7 @@ def _comparison(
         "canary_rps": rate,
         "canary_n": nc,
         "canary_events": x,
-        "burst_capped": x - harm_counts[0],
+        "dispersion": spread,
         "stable_n": ns,
         "stable_events": y,
         "effect": x / nc - y / ns if nc and ns else None,
@@ -368,10 +349,11 @@ def _passed_by(
 
 
 def needed_for_errors(
-    stable: Counts, weight: int, carried: float, settings: Settings
+    stable: Counts, weight: int, carried: float, settings: Settings, dispersion: float = 1.0
 ) -> int | None:
     """Canary requests at this weight for power 1 - beta against `detect.errors`,
-    planned with the stable's rate at its pessimistic end; None when it cannot be."""
+    planned with the stable's rate at its pessimistic end, for a test whose evidence
+    is divided by `dispersion`; None when it cannot be."""
     regression = settings.errors
     if regression.kind == "points":
         rate = pessimistic_rate(stable.errors, stable.requests)
@@ -386,11 +368,16 @@ def needed_for_errors(
         p_stable = _round_down(low)
         p_canary = min(p_stable * regression.value, 1.0)
     bar = _log_bar("errors", carried, settings)
-    return _needed(weight, p_stable, p_canary, bar, settings.beta)
+    return _needed(weight, p_stable, p_canary, bar, settings.beta, dispersion)
 
 
 def needed_for_latency(
-    stable: Counts, bound: float | None, weight: int, carried: float, settings: Settings
+    stable: Counts,
+    bound: float | None,
+    weight: int,
+    carried: float,
+    settings: Settings,
+    dispersion: float = 1.0,
 ) -> tuple[int | None, str]:
     """Canary requests at this weight for power 1 - beta against `detect.latency` (1% of
     the canary's requests slower than `bound`), or None and why it cannot be planned."""
@@ -408,15 +395,25 @@ def needed_for_latency(
             f" {slow[2] * 1000:g} ms, so a canary p99 there is not a regression"
         )
     bar = _log_bar("latency", carried, settings)
-    return _needed(weight, round_up(share), LATENCY_SHARE, bar, settings.beta), ""
+    return _needed(weight, round_up(share), LATENCY_SHARE, bar, settings.beta, dispersion), ""
 
 
 def _needed(
-    weight: int, p_stable: float, p_canary: float, log_bar: float, beta: float
+    weight: int,
+    p_stable: float,
+    p_canary: float,
+    log_bar: float,
+    beta: float,
+    dispersion: float = 1.0,
 ) -> int | None:
+    """Canary requests for power 1 - beta. With evidence divided by `dispersion` the
+    exact test must reach `dispersion` times the bar, which takes at most `dispersion`
+    times the requests (the requests grow with the bar less than in proportion), so
+    that multiple is planned: never optimistic, and the exact plan stays cached."""
     if not 0 < weight < 100 or not math.isfinite(log_bar):
         return None  # no share to plan with, or earlier steps left no way back (e = 0)
-    return needed_requests(weight / 100, p_stable, p_canary, log_bar, beta)
+    needed = needed_requests(weight / 100, p_stable, p_canary, log_bar, beta)
+    return math.ceil(needed * dispersion) if needed is not None else None
 
 
 def _log_bar(name: str, carried: float, settings: Settings) -> float:
@@ -431,8 +428,10 @@ def _log_bar(name: str, carried: float, settings: Settings) -> float:
 
 def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
     canary = evidence.rollout_counts("canary")
-    counted = sum(step.harm_count("error_rate", step.canary.errors) for step in evidence.steps)
-    log_e = float(log_e_exceeds(counted, canary.requests, settings.max_error_rate))
+    spread = evidence.dispersion("errors")
+    log_e = deflated(
+        float(log_e_exceeds(canary.errors, canary.requests, settings.max_error_rate)), spread
+    )
     return {
         "kind": "limit",
         "verdict": "continue",
@@ -440,20 +439,20 @@ def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
         "weight": WEIGHTS["error_rate"],
         "canary_n": canary.requests,
         "canary_events": canary.errors,
-        "burst_capped": canary.errors - counted,
+        "dispersion": spread,
         "limit": settings.max_error_rate,
     }
 
 
 def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
-    n = slow = for_harm = 0
+    n = slow = 0
     above: float | None = None
     for step in evidence.steps:
         counted = step.latency_counts("canary").slower_than(settings.max_p99_ms / 1000)
         if counted is not None:
             n, slow, above = n + counted[0], slow + counted[1], counted[2] * 1000
-            for_harm += step.harm_count("p99", counted[1])
-    log_e = float(log_e_exceeds(for_harm, n, LATENCY_SHARE))
+    spread = evidence.dispersion("p99")
+    log_e = deflated(float(log_e_exceeds(slow, n, LATENCY_SHARE)), spread)
     return {
         "kind": "limit",
         "verdict": "continue",
@@ -461,7 +460,7 @@ def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
         "weight": WEIGHTS["p99"],
         "canary_n": n,
         "canary_events": slow,
-        "burst_capped": slow - for_harm,
+        "dispersion": spread,
         "limit": LATENCY_SHARE,
         "slow_above_ms": above,
     }
@@ -479,15 +478,6 @@ def _slow_counts(step: StepLedger, bound: float | None) -> tuple[int, int, int, 
     if canary is None or stable is None:
         return None
     return canary[1], canary[0], stable[1], stable[0], canary[2]
-
-
-def _for_harm(
-    counts: tuple[int, int, int, int], step: StepLedger, test: HarmTest
-) -> tuple[int, int, int, int]:
-    """The counts with the canary's events as the harm test counts them: at most a
-    burst's cap per look (analysis.bursts), never more than all of them."""
-    x, nc, y, ns = counts
-    return step.harm_count(test, x), nc, y, ns
 
 
 def _error_counts(step: StepLedger) -> tuple[int, int, int, int]:

@@ -11,17 +11,21 @@ the sequential tests valid. Persisted with the state; pure updates only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swiftdeploy.analysis.bursts import capped
+from swiftdeploy.analysis.dispersion import BLOCK_S, Dispersion
 from swiftdeploy.analysis.quantile import slo_events
 
 Dimension = Literal["errors", "latency"]
 DIMENSIONS: tuple[Dimension, ...] = ("errors", "latency")
-# The four harm tests; each counts the canary's events with its own per-look cap.
-HarmTest = Literal["errors", "latency", "error_rate", "p99"]
+# The events whose look-to-look spread each track keeps (analysis.dispersion): failed
+# requests (the errors and error_rate tests), requests slower than the latency bound,
+# and (the canary's) slower than max_p99_ms.
+Spread = Literal["errors", "latency", "p99"]
+TrackName = Literal["canary", "stable"]
 # How a dimension of a step passed: the harm test had the power, the no-harm test
 # said so, an earlier step of this rollout did either, or a person promoted by hand.
 PassedBy = Literal["power", "no_harm", "earlier_step", "hand"]
@@ -110,14 +114,6 @@ class StepLedger(BaseModel):
     # over the same looks, so the latency comparison keeps its traffic share).
     canary_warming: Counts = Field(default_factory=Counts)
     stable_warming: Counts = Field(default_factory=Counts)
-    # The canary's events each harm test counts, look by look at most a burst's cap
-    # (analysis.bursts); a test missing here (a ledger from before) counts them all.
-    harm_events: dict[HarmTest, int] = Field(default_factory=dict)
-
-    def harm_count(self, test: HarmTest, events: int) -> int:
-        """Of the canary's `events` for a harm test, how many it counts: at most a
-        burst's cap per look (analysis.bursts); all of them in a ledger from before."""
-        return min(self.harm_events.get(test, events), events)
 
     def latency_counts(self, track: Literal["canary", "stable"]) -> Counts:
         """What the latency tests see of a track: its counts less the warm-up's."""
@@ -176,15 +172,32 @@ class Evidence(BaseModel):
     marks: dict[str, float] = Field(default_factory=dict)  # track -> the next increment's start
     unobserved_s: float = Field(default=0.0, ge=0)
     warmup: WarmupProgress | None = None  # None: no warm-up (off, or an older state)
-    # Per harm test, the canary events per request that the regression worth catching
-    # makes, fixed before the canary starts: a look counts at most a burst's cap of
-    # them toward harm (analysis.bursts). Empty: every event counts.
-    burst_rates: dict[HarmTest, float] = Field(default_factory=dict)
-    p99_limit_s: float | None = None  # thresholds.max_p99_ms, for the p99 test's cap
+    p99_limit_s: float | None = None  # thresholds.max_p99_ms, for the p99 test's spread
+    # Each track's events over the rollout in time blocks, for how much they come in
+    # bursts (analysis.dispersion): a service's burstiness is its own, not a step's.
+    canary_spread: dict[Spread, Dispersion] = Field(default_factory=dict)
+    stable_spread: dict[Spread, Dispersion] = Field(default_factory=dict)
 
     @property
     def warming(self) -> bool:
         return self.warmup is not None and not self.warmup.done
+
+    def with_history(self, track: TrackName, blocks: Iterable[Increment]) -> Evidence:
+        """A track's spreads seeded with what it served in past blocks of time (the
+        stable's before the canary started), so a burst in the canary's first seconds
+        meets a service already known to be bursty."""
+        spreads = getattr(self, f"{track}_spread")
+        for block in blocks:
+            spreads = self._spread(spreads, block, BLOCK_S)
+        return self.model_copy(update={f"{track}_spread": spreads})
+
+    def dispersion(
+        self, spread: Spread, tracks: tuple[TrackName, ...] = ("canary", "stable")
+    ) -> float:
+        """The larger of the tracks' dispersion factors for these events (>= 1): about
+        how many requests fail or slow down together, as far as the rollout tells."""
+        spreads = (getattr(self, f"{track}_spread").get(spread) for track in tracks)
+        return max((spread.factor for spread in spreads if spread is not None), default=1.0)
 
     def warm_up(self, since: float, time_s: float, requests: int) -> Evidence:
         """A warm-up from `since` (the canary started or was restarted); none when both
@@ -225,7 +238,6 @@ class Evidence(BaseModel):
             update[f"{track}_warming"] = getattr(step, f"{track}_warming").plus(measurement)
         if track == "canary":
             update["observed_s"] = step.observed_s + max(0.0, end - start)
-            update["harm_events"] = self._harm_events(step, measurement)
         steps = (*self.steps[:-1], step.model_copy(update=update))
         warmup = self.warmup
         if warmup is not None and track == "canary" and not warmup.done:
@@ -236,6 +248,9 @@ class Evidence(BaseModel):
                 "marks": {**self.marks, track: end},
                 "unobserved_s": self.unobserved_s + gap,
                 "warmup": warmup,
+                f"{track}_spread": self._spread(
+                    getattr(self, f"{track}_spread"), measurement, max(0.0, end - start)
+                ),
             }
         )
 
@@ -249,27 +264,28 @@ class Evidence(BaseModel):
             update={"steps": (*self.steps[:-1], updated), "warmup": self._warmed()}
         )
 
-    def _harm_events(self, step: StepLedger, look: Increment) -> dict[HarmTest, int]:
-        """The step's canary events per harm test with this look's added, each at most
-        the look's burst cap; latency and p99 count nothing while the canary warms up."""
-        if not self.burst_rates:
-            return dict(step.harm_events)
-        events: dict[HarmTest, int | None] = {"errors": look.errors, "error_rate": look.errors}
-        if not self.warming:
-            counts = Counts.of(look)
-            bounds: dict[HarmTest, float | None] = {
-                "latency": self.latency_bound_s,
-                "p99": self.p99_limit_s,
-            }
-            for test, bound in bounds.items():
-                slow = counts.slower_than(bound) if bound is not None else None
-                events[test] = slow[1] if slow is not None else None
-        totals = dict(step.harm_events)
-        for test, count in events.items():
+    def _spread(
+        self, spreads: dict[Spread, Dispersion], look: Increment, seconds: float
+    ) -> dict[Spread, Dispersion]:
+        """A track's spreads with this look's events added. The warm-up's looks count
+        too: how bursty a service is does not wait for the canary to warm up (a cold
+        start's slow requests only make the canary's spread look larger)."""
+        counts = Counts.of(look)
+        events: dict[Spread, int | None] = {"errors": look.errors}
+        bounds: dict[Spread, float | None] = {
+            "latency": self.latency_bound_s,
+            "p99": self.p99_limit_s,
+        }
+        for spread, bound in bounds.items():
+            slow = counts.slower_than(bound) if bound is not None else None
+            events[spread] = slow[1] if slow is not None else None
+        updated = dict(spreads)
+        for spread, count in events.items():
             if count is not None:
-                rate = self.burst_rates.get(test)
-                totals[test] = totals.get(test, 0) + capped(count, look.requests, rate)
-        return totals
+                updated[spread] = updated.get(spread, Dispersion()).add(
+                    count, look.requests, seconds
+                )
+        return updated
 
     def _warmed(self) -> WarmupProgress | None:
         """The warm-up, ended if this look completed it. Decided after a look counted

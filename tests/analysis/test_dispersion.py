@@ -1,0 +1,91 @@
+"""A track's dispersion is about 1 for independent events and about a burst's size
+when events come in bursts; deflated evidence never rolls back more than the exact."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from swiftdeploy.analysis.dispersion import BLOCK_S, PRIOR_BLOCKS, Dispersion, deflated
+
+
+def _spread(events: np.ndarray, requests: int, seconds: float = BLOCK_S) -> Dispersion:
+    spread = Dispersion()
+    for count in events:
+        spread = spread.add(int(count), requests, seconds)
+    return spread
+
+
+def test_independent_events_give_a_factor_near_1() -> None:
+    rng = np.random.default_rng(7)
+    factors = [_spread(rng.binomial(400, 0.01, size=60), 400).factor for _ in range(200)]
+    assert min(factors) == 1.0  # never below 1
+    assert np.median(factors) < 1.1
+    assert np.quantile(factors, 0.95) < 1.5
+
+
+def test_a_burst_gives_about_the_requests_that_fail_together() -> None:
+    rng = np.random.default_rng(8)
+    # 12 blocks of 2,000 requests at 1%, one of which also has a burst of 100
+    for _ in range(20):
+        events = rng.binomial(2000, 0.01, size=12)
+        events[rng.integers(12)] += 100
+        factor = _spread(events, 2000).factor
+        # the blocks' variance over their mean (the design effect): 1% of 2,000 plus
+        # a burst of 100 in one of 12 blocks gives (20 + 100**2 * 11 / 144) /
+        # (20 + 100 / 12) = 27.7, against 1 for independent events
+        assert 15 < factor < 50
+
+
+def test_looks_shorter_than_a_block_are_counted_together() -> None:
+    # a burst of 60 over three quarter-second looks is one block's events, not three
+    # looks' worth of independent ones
+    looks = [0] * 20 + [20, 20, 20] + [0] * 57
+    quick = Dispersion()
+    for count in looks:
+        quick = quick.add(count, 100, 0.25)  # 80 looks, 20 s: four blocks
+    assert quick.blocks == 4
+    assert quick.events == 60
+    assert quick.squares == pytest.approx(60**2 / 2000)
+
+
+def test_the_open_block_counts_before_it_closes() -> None:
+    closed = _spread(np.array([1, 2, 1]), 1000)
+    burst = closed.add(80, 300, 1.0)  # a second into the next block, a burst
+    assert burst.blocks == 3 and burst.open_events == 80
+    assert burst.factor > 10 * closed.factor
+
+
+def test_the_sum_of_squares_is_kept_exactly() -> None:
+    spread = Dispersion().add(3, 10, BLOCK_S).add(0, 10, BLOCK_S).add(0, 0, BLOCK_S)
+    # a block without requests adds nothing
+    assert (spread.blocks, spread.events, spread.requests) == (2, 3, 20)
+    assert spread.squares == pytest.approx(0.9)
+    # Pearson: (0.9 - 0.15 * 3) / (0.15 * 0.85) over 1 df, shrunk by PRIOR_BLOCKS
+    pearson = (0.9 - 0.15 * 3) / (0.15 * 0.85)
+    assert spread.factor == pytest.approx((pearson + PRIOR_BLOCKS) / (1 + PRIOR_BLOCKS))
+
+
+@pytest.mark.parametrize(
+    "spread",
+    [
+        Dispersion(),
+        Dispersion().add(5, 10, BLOCK_S),
+        Dispersion().add(10, 10, BLOCK_S).add(10, 10, BLOCK_S),
+        Dispersion().add(0, 10, BLOCK_S).add(0, 10, BLOCK_S),
+    ],
+)
+def test_no_factor_without_two_blocks_or_with_every_request_failed(spread: Dispersion) -> None:
+    assert spread.factor == 1.0
+
+
+def test_deflated_evidence_reaches_a_bar_only_where_the_exact_did() -> None:
+    bar = math.log(100)
+    for log_e in (-3.0, 0.0, 2.0, 4.6, 9.0, 50.0):
+        for factor in (1.0, 1.7, 12.0):
+            if deflated(log_e, factor) >= bar:
+                assert log_e >= bar
+    assert deflated(9.0, 3.0) == 3.0
+    assert deflated(-2.0, 3.0) == -2.0  # evidence against harm stays whole
