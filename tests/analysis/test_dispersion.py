@@ -8,7 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from swiftdeploy.analysis.dispersion import BLOCK_S, PRIOR_BLOCKS, Dispersion, deflated
+from swiftdeploy.analysis.dispersion import (
+    BLOCK_S,
+    NOISE_SE,
+    PRIOR_BLOCKS,
+    Dispersion,
+    deflated,
+)
 
 
 def _spread(events: np.ndarray, requests: int, seconds: float = BLOCK_S) -> Dispersion:
@@ -63,9 +69,14 @@ def test_the_sum_of_squares_is_kept_exactly() -> None:
     # a block without requests adds nothing
     assert (spread.blocks, spread.events, spread.requests) == (2, 3, 20)
     assert spread.squares == pytest.approx(0.9)
-    # Pearson: (0.9 - 0.15 * 3) / (0.15 * 0.85) over 1 df, shrunk by PRIOR_BLOCKS
-    pearson = (0.9 - 0.15 * 3) / (0.15 * 0.85)
-    assert spread.factor == pytest.approx((pearson + PRIOR_BLOCKS) / (1 + PRIOR_BLOCKS))
+    bursty = spread.add(9, 10, BLOCK_S)
+    assert bursty.squares == pytest.approx(0.9 + 8.1)
+    # Pearson: (9 - 0.4 * 12) / (0.4 * 0.6) over 2 df, shrunk by PRIOR_BLOCKS, less
+    # NOISE_SE standard errors of its estimate
+    pearson = (9.0 - 0.4 * 12) / (0.4 * 0.6)
+    freedom = 2 + PRIOR_BLOCKS
+    expected = (pearson + PRIOR_BLOCKS) / freedom - NOISE_SE * math.sqrt(2 / freedom)
+    assert bursty.factor == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ Pure functions.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # Blocks of independent data the estimate starts from. Pearson's statistic puts one
@@ -44,6 +46,8 @@ PRIOR_BLOCKS = 1.0
 # looks every few canary requests, a fraction of a second at a busy service, and a
 # burst spread over several looks would look like several independent ones.
 BLOCK_S = 5.0
+# Standard errors of phi's estimate taken off it (see Dispersion.factor).
+NOISE_SE = 2.0
 
 
 class Dispersion(BaseModel):
@@ -84,9 +88,9 @@ class Dispersion(BaseModel):
 
     @property
     def factor(self) -> float:
-        """phi over the closed blocks and the open one, shrunk toward 1 and never below
-        it: 1 until there are two blocks and events in a track that does not fail every
-        request."""
+        """phi over the closed blocks and the open one, shrunk toward 1, less its own
+        noise, and never below 1: 1 until there are two blocks and events in a track
+        that does not fail every request."""
         whole = self._closed()
         if whole.blocks < 2 or whole.requests <= 0:
             return 1.0
@@ -94,7 +98,12 @@ class Dispersion(BaseModel):
         if not 0.0 < rate < 1.0:
             return 1.0
         pearson = max(whole.squares - rate * whole.events, 0.0) / (rate * (1.0 - rate))
-        return max(1.0, (pearson + PRIOR_BLOCKS) / (whole.blocks - 1 + PRIOR_BLOCKS))
+        freedom = whole.blocks - 1 + PRIOR_BLOCKS
+        # With independent requests Pearson's statistic is chi-square: phi's estimate
+        # has a standard error of sqrt(2 / df), so about half of them would read a
+        # little above 1 and slow every test for nothing. Two standard errors off keeps
+        # that to 1 in 40, and is nothing beside a burst's phi of tens.
+        return max(1.0, (pearson + PRIOR_BLOCKS) / freedom - NOISE_SE * math.sqrt(2.0 / freedom))
 
 
 def deflated(log_e: float, factor: float) -> float:
