@@ -1,13 +1,17 @@
 """Secret `service.env` values on `runtime: docker` (issue 22, finding 7): `docker
 inspect`, which anyone who can reach the engine may run (and monitoring agents do), shows
-a container's environment; the secrets are not in it, yet the service has them."""
+a container's environment; the secrets are not in it, yet the service has them. And
+another local user, played by `nobody`, can neither read them through /proc nor signal
+the replica: the demo image runs as a uid no host account has, and undumpable."""
 
 from __future__ import annotations
 
 import json
+import pwd
 import stat
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import httpx
@@ -24,6 +28,21 @@ pytestmark = pytest.mark.e2e
 
 SECRET = "tok-inspect-me-not-4711"
 PLAIN = "hello-plain"
+# What another local user tries on a replica's process, with Debian's own python3 (the
+# venv's lives under /root, which nobody cannot enter): one line per attempt.
+ATTACK = """
+import os, sys
+pid = sys.argv[1]
+def attempt(what, act):
+    try:
+        print(what, "READ", repr(act()))
+    except OSError as exc:
+        print(what, type(exc).__name__)
+attempt("environ", lambda: open(f"/proc/{pid}/environ", "rb").read())
+attempt("env-file", lambda: open(f"/proc/{pid}/root/run/swiftdeploy/env").read())
+attempt("mem", lambda: open(f"/proc/{pid}/mem", "r+b").close())
+attempt("signal", lambda: os.kill(int(pid), 0))
+"""
 
 
 @pytest.fixture
@@ -46,15 +65,20 @@ def answers(port: int) -> bool:
         return False
 
 
+def started(replicas: DockerReplicas, project: Project, track: str) -> tuple[Replica, str]:
+    """A replica of `track` answering, and the project's chaos token."""
+    replica = Replica(name=f"{track}-v1-0", track=track, version="v1", port=free_port())
+    replicas.start(replica)
+    wait_for(lambda: answers(replica.port), timeout=20, what="the replica to answer")
+    return replica, (project.state_dir / "chaos.token").read_text().strip()
+
+
 def test_secret_env_values_are_not_in_docker_inspect(
     replicas: DockerReplicas, project: Project
 ) -> None:
     # Given a replica of a service with a secret env value and the chaos token
-    replica = Replica(name="canary-v1-0", track="canary", version="v1", port=free_port())
-    replicas.start(replica)
-    wait_for(lambda: answers(replica.port), timeout=20, what="the replica to answer")
+    replica, token = started(replicas, project, "canary")
     name = replicas.container_name(replica.name)
-    token = (project.state_dir / "chaos.token").read_text().strip()
     # When someone in the docker group inspects its container
     shown = subprocess.run(
         ["docker", "inspect", name], capture_output=True, text=True, timeout=30, check=True
@@ -69,11 +93,8 @@ def test_secret_env_values_are_not_in_docker_inspect(
     config = json.loads(shown)[0]["Config"]
     assert config["Cmd"] == [*(image["Entrypoint"] or []), *image["Cmd"]]
     assert config["Entrypoint"][:2] == ["/bin/sh", "-c"]
-    # And the service has both in its environment
-    environ = subprocess.run(
-        ["docker", "exec", name, "cat", "/proc/1/environ"],
-        capture_output=True, timeout=30, check=True,
-    ).stdout.split(b"\0")  # fmt: skip
+    # And the service has both in its environment (read as root: it is undumpable)
+    environ = Path(f"/proc/{service_pid(name)}/environ").read_bytes().split(b"\0")
     assert f"API_TOKEN={SECRET}".encode() in environ
     assert f"SWIFTDEPLOY_CHAOS_TOKEN={token}".encode() in environ
     # And on this machine they are in a file only the project's owner can reach
@@ -83,3 +104,43 @@ def test_secret_env_values_are_not_in_docker_inspect(
     # And stopping the replica removes it
     replicas.stop(replica.name)
     assert not env_file.exists()
+
+
+def service_pid(container: str) -> int:
+    """The container's first process, as this machine's pid: the service itself, as the
+    wrapper execs the image's command, whose shell form execs python3."""
+    return int(docker.from_env().containers.get(container).attrs["State"]["Pid"])
+
+
+def test_another_user_cannot_read_or_signal_a_replica(
+    replicas: DockerReplicas, project: Project
+) -> None:
+    # Given a stable replica of a service with a secret env value and the chaos token
+    replica, token = started(replicas, project, "stable")
+    pid = service_pid(replicas.container_name(replica.name))
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    assert status["Name"].strip().startswith("python3")
+    # When nobody tries its environment, the mounted env file, its memory and a signal
+    attack = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         "/usr/bin/python3", "-c", ATTACK, str(pid)],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    # Then each is refused, and neither secret is in what it got
+    assert attack.stdout.split("\n")[:4] == [
+        "environ PermissionError",
+        "env-file PermissionError",
+        "mem PermissionError",
+        "signal PermissionError",
+    ], attack.stdout
+    assert SECRET not in attack.stdout
+    assert token not in attack.stdout
+    # And it runs as a uid no account of this machine has
+    uid = int(status["Uid"].split()[0])
+    with pytest.raises(KeyError):
+        pwd.getpwuid(uid)
+    # And it is undumpable: its /proc files are root's, not its own uid's
+    assert uid != 0
+    assert Path(f"/proc/{pid}/environ").stat().st_uid == 0

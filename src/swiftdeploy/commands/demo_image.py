@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from swiftdeploy import proc
 from swiftdeploy.demo import app as demo_app
 from swiftdeploy.errors import BadInputError, OperationalError
+from swiftdeploy.runtime.image_user import UNSHARED_UID
 
 if TYPE_CHECKING:
     import docker
@@ -58,8 +59,10 @@ COPY site /opt/swiftdeploy/site
 COPY demo.py /opt/swiftdeploy/demo.py
 ENV PYTHONPATH=/opt/swiftdeploy/site PYTHONDONTWRITEBYTECODE=1 PORT=8080
 EXPOSE 8080
-# The demo needs no privilege: it runs as nobody.
-USER 65534:65534
+# No privilege, and a uid no host account has: without user-namespace remapping a
+# container's uid is the host's, and a host account of it (as nobody was) could read the
+# replicas' environment and signal them (SECURITY.md).
+USER {UNSHARED_UID}:{UNSHARED_UID}
 # Shell form: the port and version come from the container's environment.
 CMD exec python3 /opt/swiftdeploy/demo.py --host 0.0.0.0 \\
     --port "$PORT" --version "${{SWIFTDEPLOY_VERSION:-unknown}}"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import hmac
 import os
 import random
 import re
+import sys
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not
 # real service is while its JIT, caches and pools warm up (set it in service.env).
 COLD_START_ENV = "SWIFTDEPLOY_DEMO_COLD_START"
 PORT_ENV = "PORT"
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 
 @dataclass
@@ -179,7 +182,24 @@ def build_app(version: str, chaos_token: str | None, chaos: Chaos | None = None)
     return app
 
 
+def forbid_tracing() -> None:
+    """Make this process undumpable (Linux): its /proc/PID/environ, mem and root then
+    belong to root, so not even another process of its own uid can read its secrets
+    through them or write its memory (docker: a process of the same uid on the host,
+    SECURITY.md). Called first thing in main(), so the window is the interpreter's start
+    and the imports. In the demo image this is the container's process for good: the
+    env wrapper and the image's shell-form command both exec into it. Refuses to serve
+    when the kernel refuses."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        raise SystemExit(f"swiftdeploy-demo: prctl(PR_SET_DUMPABLE, 0) failed: {reason}")
+
+
 def main() -> None:
+    forbid_tracing()
     parser = argparse.ArgumentParser(description="SwiftDeploy demo service")
     # PORT by default, as the local runtime gives it: the environment, unlike the
     # command line, is not readable by other users (/proc/PID/environ is 0400).
