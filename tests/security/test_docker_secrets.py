@@ -18,8 +18,10 @@ import httpx
 import pytest
 import yaml
 
+from swiftdeploy.commands.demo_image import REPOSITORY
+from swiftdeploy.manifest import load_manifest
 from swiftdeploy.ports import free_port
-from swiftdeploy.runtime.docker import DockerReplicas
+from swiftdeploy.runtime.docker import DockerReplicas, build_image, user_warnings
 from swiftdeploy.state import Replica
 from tests.conftest import Project, wait_for
 from tests.support.docker import demo_images, engine, launcher, use_docker
@@ -144,3 +146,26 @@ def test_another_user_cannot_read_or_signal_a_replica(
     # And it is undumpable: its /proc files are root's, not its own uid's
     assert uid != 0
     assert Path(f"/proc/{pid}/environ").stat().st_uid == 0
+
+
+def test_an_image_running_as_a_host_account_is_warned_about(
+    replicas: DockerReplicas, project: Project, tmp_path: Path
+) -> None:
+    # Given the demo image, and one like it whose USER is a name the image's
+    # /etc/passwd gives nobody's uid
+    client = engine()
+    theirs = f"{REPOSITORY}:as-nobody"
+    (tmp_path / "Dockerfile").write_text(f"FROM {REPOSITORY}:v1\nUSER nobody\n")
+    build_image(client, tmp_path, [theirs], {})
+    loaded = load_manifest(project.manifest)
+    try:
+        # When a command is about to start replicas of either
+        # Then the demo image's is not warned about, and the other's is, in one line
+        assert user_warnings(loaded, "v1") == []
+        [line] = user_warnings(loaded, "as-nobody")
+        assert f"{theirs} runs as uid 65534 (USER nobody)" in line
+        assert "the account nobody" in line
+        # And reading its /etc/passwd left no container behind
+        assert not client.containers.list(all=True, filters={"ancestor": theirs})
+    finally:
+        client.images.remove(theirs, force=True)

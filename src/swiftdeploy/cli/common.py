@@ -79,13 +79,14 @@ def warn(lines: Iterable[str]) -> None:
         err.print(f"warning: {line}", markup=False, soft_wrap=True)
 
 
-def checked(loaded: LoadedManifest) -> None:
+def checked(loaded: LoadedManifest, version: str | None = None) -> None:
     """`validate`'s checks before a command starts anything, and its warnings about
-    who can move the numbers (said at every start, not only by `validate`)."""
-    from swiftdeploy.commands.validate import evidence_warnings, preflight
+    who can move the numbers or read the replicas of `version` (said at every start,
+    not only by `validate`)."""
+    from swiftdeploy.commands.validate import account_warnings, evidence_warnings, preflight
 
     preflight(loaded)
-    warn(evidence_warnings(loaded))
+    warn(evidence_warnings(loaded) + account_warnings(loaded, version))
 
 
 def print_json(data: Any) -> None:

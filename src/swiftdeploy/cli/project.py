@@ -59,14 +59,16 @@ def init(
 @app.command()
 def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
     """Check the manifest: schema, command, ports, and the rendered nginx config (nginx -t)."""
-    from swiftdeploy.commands.validate import evidence_warnings, preflight
+    from swiftdeploy.commands.validate import account_warnings, evidence_warnings, preflight
     from swiftdeploy.rollout.capacity import manifest_loads, warnings
 
     loaded = load(manifest)
     checks = preflight(loaded)
     # not fatal: a canary replica busier than a stable one was is a choice, said once;
-    # so is a provider that counts what other local users send the replicas
+    # so is a provider that counts what other local users send the replicas, and an
+    # image whose uid a host account shares
     found = warnings(manifest_loads(loaded.manifest)) + evidence_warnings(loaded)
+    found += account_warnings(loaded)
     if as_json:
         print_json(
             {"manifest": str(loaded.path), "valid": True, "checks": checks, "warnings": found}
@@ -123,8 +125,8 @@ def deploy(
     from swiftdeploy.manifest import require_version
 
     loaded = load(manifest)
-    checked(loaded)
     target = require_version(version or loaded.manifest.service.version, "--version")
+    checked(loaded, target)
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "deploy")
         state = deploy_version(fleet, target)

@@ -62,7 +62,7 @@ def canary(
     from swiftdeploy.manifest import require_version
 
     require_version(version, "VERSION")
-    checked(load(manifest))
+    checked(load(manifest), version)
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "canary")
         with engine_for(fleet) as engine:
@@ -141,7 +141,7 @@ def rollout(
 
     require_version(version, "VERSION")
     loaded = load(manifest)
-    checked(loaded)
+    checked(loaded, version)
     if show_plan:
         found = rollout_cmd.plan_now(fleet_of(loaded))
         if found is None:

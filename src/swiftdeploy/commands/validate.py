@@ -60,6 +60,16 @@ def evidence_warnings(loaded: LoadedManifest) -> list[str]:
     ]
 
 
+def account_warnings(loaded: LoadedManifest, version: str | None = None) -> list[str]:
+    """Who else can read a replica's secrets and signal it: on docker, a host account
+    that has the uid its image runs as (one line; `runtime.image_user`)."""
+    if loaded.manifest.runtime != "docker":
+        return []
+    from swiftdeploy.runtime import docker
+
+    return docker.user_warnings(loaded, version or loaded.manifest.service.version)
+
+
 def _listener_is_ours(loaded: LoadedManifest) -> bool:
     processes = backend(loaded.manifest.runtime).process_manager(loaded).processes()
     return any(p.name == "nginx" and p.running for p in processes)

@@ -9,6 +9,8 @@ who can reach the engine (and to agents that collect container configs): they ar
 written to `.swiftdeploy/docker-env/<replica>.env` (0444 in a 0700 directory),
 mounted read-only at ENV_FILE, and exported by a `/bin/sh` wrapper before it execs
 the image's own entrypoint and command. An image without /bin/sh cannot take them.
+An image whose user is a host account's uid lets that account at them through /proc:
+`user_warnings` says so (`runtime.image_user`).
 
 The engine is driven through its API (the `docker` SDK; `DOCKER_HOST` and the other
 `DOCKER_*` variables choose it). Every container carries labels naming the project,
@@ -22,8 +24,10 @@ It is the only one that imports the SDK, so other runtimes never load it.
 from __future__ import annotations
 
 import hashlib
+import io
 import shlex
 import shutil
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -42,6 +46,7 @@ from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest, SecretValue
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessInfo, TrackRuntime
 from swiftdeploy.runtime.hosted import CHAOS_TOKEN_ENV, HostedTracks, replica_env
+from swiftdeploy.runtime.image_user import host_holders, image_uid, shared_uid_warning
 from swiftdeploy.runtime.local import SupervisorRuntime
 from swiftdeploy.state import FileStateStore, Replica, StateStore
 
@@ -59,6 +64,8 @@ ENGINE_HINT = "start it with `bash scripts/install-docker.sh start`, or point DO
 # Where a replica's secret env values are, inside its container, and how they get in.
 ENV_FILE = "/run/swiftdeploy/env"
 ENV_WRAPPER = f'set -a; . {ENV_FILE}; set +a; exec "$@"'
+# An image's /etc/passwd, read to learn its USER's uid, is the canary's: bounded.
+PASSWD_LIMIT = 1 << 20
 
 # The engine's container states in supervisord's words (what ProcessInfo speaks).
 _STATES = {
@@ -349,6 +356,55 @@ def build_image(
         for extra in tags[1:]:
             repository, tag = extra.rsplit(":", 1)
             image.tag(repository, tag)
+
+
+def user_warnings(loaded: LoadedManifest, version: str) -> list[str]:
+    """One line when the image of `version` runs as a uid that a host account has too
+    (see `runtime.image_user`); nothing for root, or when this machine's uids are not
+    the containers' (a remote engine, user-namespace remapping, rootless docker)."""
+    client = connect()
+    image = loaded.manifest.service.image_for(version)
+    with _engine(f"reading image {image}"):
+        if not client.api.base_url.startswith("http+docker://local"):
+            return []
+        options = " ".join(client.info().get("SecurityOptions") or [])
+        if "name=userns" in options or "name=rootless" in options:
+            return []
+        try:
+            user = str(client.images.get(image).attrs["Config"].get("User") or "")
+        except ImageNotFound:
+            return []  # preflight and check_version say so
+        labels = {PROJECT_LABEL: project_id(loaded)}
+        uid = image_uid(user, lambda: _image_passwd(client, image, labels))
+    holders = host_holders(uid) if uid is not None else []
+    if uid is None or not holders:
+        return []
+    where = loaded.where("service.image")
+    return [shared_uid_warning(where, image, user, uid, holders, ENV_FILE)]
+
+
+def _image_passwd(client: docker.DockerClient, image: str, labels: dict[str, str]) -> str | None:
+    """The image's /etc/passwd, from a container created (never started; labelled, so
+    teardown finds one an interruption left) and removed; None when it cannot be read."""
+    try:
+        container = client.containers.create(
+            image, entrypoint=["true"], labels=labels, network_disabled=True
+        )
+        try:
+            stream, stat = container.get_archive("/etc/passwd")
+            if int((stat or {}).get("size", 0)) > PASSWD_LIMIT:
+                return None
+            data = b"".join(stream)
+        finally:
+            container.remove(force=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            member = archive.next()
+            if member is None or not member.isfile():  # a link is the image's, not ours
+                return None
+            found = archive.extractfile(member)
+            return found.read(PASSWD_LIMIT).decode(errors="replace") if found else None
+    except (APIError, tarfile.TarError):
+        return None
 
 
 def _image_hint(example: str) -> str:
