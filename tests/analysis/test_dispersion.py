@@ -60,7 +60,8 @@ def test_looks_shorter_than_a_block_are_counted_together() -> None:
 def test_the_open_block_counts_before_it_closes() -> None:
     closed = _spread(np.array([1, 2, 1]), 1000)
     burst = closed.add(80, 300, 1.0)  # a second into the next block, a burst
-    assert burst.blocks == 3 and burst.open_events == 80
+    assert burst.blocks == 3
+    assert burst.open_events == 80
     assert burst.factor > 10 * closed.factor
 
 
