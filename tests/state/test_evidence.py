@@ -130,15 +130,30 @@ def test_each_track_keeps_its_events_in_blocks_for_their_dispersion() -> None:
     assert evidence.dispersion("errors", ("stable",)) == 1.0  # one block tells nothing yet
 
 
-def test_the_spread_counts_the_warm_up_too() -> None:
+def test_while_the_canary_warms_up_its_spread_counts_errors_not_slow_requests() -> None:
     evidence = Evidence(latency_bound_s=0.1, p99_limit_s=0.5)
     evidence = evidence.warm_up(since=0.0, time_s=10, requests=0).open_step(0, 10, at=0.0)
-    evidence = evidence.counted("canary", Look(10, 1, 0.0, 1.0, {"0.1": 5, "0.5": 9, "+Inf": 10}))
+    histogram = {"0.1": 5, "0.5": 9, "+Inf": 10}
+    evidence = evidence.counted("canary", Look(10, 1, 0.0, 1.0, histogram))
+    evidence = evidence.counted("stable", Look(10, 1, 0.0, 1.0, histogram))
+    # a cold start changes the canary's rate; it is not a burst
     assert {name: spread.open_events for name, spread in evidence.canary_spread.items()} == {
+        "errors": 1
+    }
+    assert {name: spread.open_events for name, spread in evidence.stable_spread.items()} == {
         "errors": 1,
         "latency": 5,
         "p99": 1,
     }
+
+
+def test_a_ledger_from_the_per_look_caps_still_loads() -> None:
+    written = Evidence(latency_bound_s=0.1).open_step(0, 10, at=0.0).model_dump(mode="json")
+    written["burst_rates"] = {"errors": 0.015}
+    written["steps"][0]["harm_events"] = {"errors": 3}
+    loaded = Evidence.model_validate(written)
+    assert loaded.current is not None
+    assert loaded.current.index == 0
 
 
 def test_history_seeds_a_tracks_spread_in_closed_blocks() -> None:

@@ -12,7 +12,7 @@ regression (52% of healthy canaries were rolled back, where alpha is 1%).
 So each track's events over the rollout, in blocks of BLOCK_S seconds, measure their
 own spread: Pearson's dispersion statistic
     phi = sum over blocks of (x_b - n_b p)^2 / (n_b p (1 - p)) / (blocks - 1),
-with p the track's event rate over the step, about 1 when events are independent and
+with p the track's event rate over those blocks, about 1 when events are independent and
 the number of requests that fail together when they come in bursts (the design
 effect of cluster sampling). A harm test's log e-value is divided by it, as a
 quasi-likelihood divides a log-likelihood ratio by the dispersion: evidence is counted

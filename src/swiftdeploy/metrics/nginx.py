@@ -75,8 +75,8 @@ class NginxProvider(ScrapeProvider):
 
     def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
         """The last `window_s` seconds in whole-second blocks of about `block_s`, from
-        the router's history, leaving out those from before nginx started; [] if the
-        history cannot be read."""
+        the router's history, leaving out those from before nginx started and those
+        that cannot be read."""
         size = max(1, round(block_s))
         end = math.floor(time.time())
         count = max(1, math.floor(window_s / size))
@@ -89,7 +89,7 @@ class NginxProvider(ScrapeProvider):
                 buckets = {str(le): _number(v) for le, v in _mapping(data, "buckets").items()}
                 requests, errors = _count(data, "requests"), _count(data, "errors")
             except (SwiftDeployError, ValueError, TypeError):
-                return []
+                continue  # a block not read is a block not counted; the rest still tell
             measured.append(
                 summarize(
                     track=track,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swiftdeploy.analysis.dispersion import deflated
-from swiftdeploy.analysis.power import needed_requests, pessimistic_rate, round_up
+from swiftdeploy.analysis.power import MAX_REQUESTS, needed_requests, pessimistic_rate, round_up
 from swiftdeploy.analysis.sequential import (
     E_VALUE_CAP,
     log_e_exceeds,
@@ -413,7 +413,9 @@ def _needed(
     if not 0 < weight < 100 or not math.isfinite(log_bar):
         return None  # no share to plan with, or earlier steps left no way back (e = 0)
     needed = needed_requests(weight / 100, p_stable, p_canary, log_bar, beta)
-    return math.ceil(needed * dispersion) if needed is not None else None
+    if needed is None or needed * dispersion > MAX_REQUESTS:
+        return None  # not within reach
+    return math.ceil(needed * dispersion)
 
 
 def _log_bar(name: str, carried: float, settings: Settings) -> float:

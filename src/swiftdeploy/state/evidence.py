@@ -12,9 +12,9 @@ the sequential tests valid. Persisted with the state; pure updates only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swiftdeploy.analysis.dispersion import BLOCK_S, Dispersion
 from swiftdeploy.analysis.quantile import slo_events
@@ -115,6 +115,15 @@ class StepLedger(BaseModel):
     canary_warming: Counts = Field(default_factory=Counts)
     stable_warming: Counts = Field(default_factory=Counts)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_burst_caps(cls, data: Any) -> Any:
+        """A ledger written with the per-look burst caps (before the dispersion) still
+        loads, so a held or paused rollout survives the upgrade; its caps are dropped."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key != "harm_events"}
+        return data
+
     def latency_counts(self, track: Literal["canary", "stable"]) -> Counts:
         """What the latency tests see of a track: its counts less the warm-up's."""
         warming: Counts = getattr(self, f"{track}_warming")
@@ -170,6 +179,15 @@ class Evidence(BaseModel):
     reference_rps: float | None = Field(default=None, ge=0)
     steps: tuple[StepLedger, ...] = ()
     marks: dict[str, float] = Field(default_factory=dict)  # track -> the next increment's start
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_burst_rates(cls, data: Any) -> Any:
+        """See StepLedger: the rates the per-look caps were planned with are dropped."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key != "burst_rates"}
+        return data
+
     unobserved_s: float = Field(default=0.0, ge=0)
     warmup: WarmupProgress | None = None  # None: no warm-up (off, or an older state)
     p99_limit_s: float | None = None  # thresholds.max_p99_ms, for the p99 test's spread
@@ -249,7 +267,10 @@ class Evidence(BaseModel):
                 "unobserved_s": self.unobserved_s + gap,
                 "warmup": warmup,
                 f"{track}_spread": self._spread(
-                    getattr(self, f"{track}_spread"), measurement, max(0.0, end - start)
+                    getattr(self, f"{track}_spread"),
+                    measurement,
+                    max(0.0, end - start),
+                    latency=not (self.warming and track == "canary"),
                 ),
             }
         )
@@ -265,16 +286,22 @@ class Evidence(BaseModel):
         )
 
     def _spread(
-        self, spreads: dict[Spread, Dispersion], look: Increment, seconds: float
+        self,
+        spreads: dict[Spread, Dispersion],
+        look: Increment,
+        seconds: float,
+        *,
+        latency: bool = True,
     ) -> dict[Spread, Dispersion]:
-        """A track's spreads with this look's events added. The warm-up's looks count
-        too: how bursty a service is does not wait for the canary to warm up (a cold
-        start's slow requests only make the canary's spread look larger)."""
+        """A track's spreads with this look's events added; its slow requests too
+        unless `latency` is off (the canary's while it warms up: a cold start is a
+        change of rate, not a burst, and would read as a large dispersion for the
+        rest of the rollout; the stable's history says how bursty the service is)."""
         counts = Counts.of(look)
         events: dict[Spread, int | None] = {"errors": look.errors}
         bounds: dict[Spread, float | None] = {
-            "latency": self.latency_bound_s,
-            "p99": self.p99_limit_s,
+            "latency": self.latency_bound_s if latency else None,
+            "p99": self.p99_limit_s if latency else None,
         }
         for spread, bound in bounds.items():
             slow = counts.slower_than(bound) if bound is not None else None
