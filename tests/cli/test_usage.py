@@ -4,6 +4,7 @@ log, `--version` answers, and completion works for bash, zsh and fish."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -109,8 +110,11 @@ def test_completion_answers_each_shell(shell: str, env: dict[str, str]) -> None:
 
 
 def test_completion_script_is_printed() -> None:
+    # Typer asks the process tree which shell runs it, so run it from a bash (as a
+    # user would, not exec'd in its place: hence the `exit`); under `sh -c`, as CI may
+    # run the suite, it says "Shell sh not supported".
     done = subprocess.run(
-        [SWIFTDEPLOY, "--show-completion"],
+        ["/bin/bash", "-c", f"{shlex.quote(SWIFTDEPLOY)} --show-completion; exit $?"],
         env={**os.environ, "SHELL": "/bin/bash"},
         capture_output=True,
         text=True,
