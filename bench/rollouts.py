@@ -467,7 +467,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=240.0, help="seconds per kind and cell")
     parser.add_argument("--cells", default=",".join(f"{c:g}" for c in CELLS))
     parser.add_argument(
-        "--kinds", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS)
+        "--kinds",
+        default=",".join(KINDS),
+        # argparse formats help with %: "errors 5%" must be escaped
+        help="comma-separated: " + ", ".join(KINDS).replace("%", "%%"),
     )
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
