@@ -415,32 +415,31 @@ class SimProvider:
         ]
 
     def _block(self, track: str, start: float, end: float) -> Measurement:
-        first, last = self.readings[track][start], self.readings[track][end]
-        cumulative = np.cumsum(last.buckets - first.buckets)
-        return summarize(
-            track=track,
-            provider=self.name,
-            window_start=start,
-            window_end=end,
-            requests=last.requests - first.requests,
-            errors=last.errors - first.errors,
-            buckets={le: int(count) for le, count in zip(LABELS, cumulative, strict=True)},
-        )
+        return _summary(track, self.name, start, end, *map(self.readings[track].get, (start, end)))
 
     def _between(self, track: str, since: float, start: _Tally) -> Measurement:
         now = self.traffic.clock.now
         end = self.readings[track][now]
         self.readings[track] = {t: r for t, r in self.readings[track].items() if t >= since}
-        cumulative = np.cumsum(end.buckets - start.buckets)
-        return summarize(
-            track=track,
-            provider=self.name,
-            window_start=since,
-            window_end=now,
-            requests=end.requests - start.requests,
-            errors=end.errors - start.errors,
-            buckets={le: int(count) for le, count in zip(LABELS, cumulative, strict=True)},
-        )
+        return _summary(track, self.name, since, now, start, end)
+
+
+def _summary(
+    track: str, provider: str, since: float, until: float, first: _Tally | None, last: _Tally | None
+) -> Measurement:
+    """What a track served between two readings, as a provider's measurement."""
+    assert first is not None
+    assert last is not None
+    cumulative = np.cumsum(last.buckets - first.buckets)
+    return summarize(
+        track=track,
+        provider=provider,
+        window_start=since,
+        window_end=until,
+        requests=last.requests - first.requests,
+        errors=last.errors - first.errors,
+        buckets={le: int(count) for le, count in zip(LABELS, cumulative, strict=True)},
+    )
 
 
 class SimRouter:
