@@ -136,14 +136,40 @@ def project(short_tmp: Path) -> Iterator[Project]:
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[Project]:
     """One project per test module with v1 deployed (2 replicas); torn down at the end."""
+    yield from deployed_project()
+
+
+def deployed_project(change: Callable[[dict[str, Any]], None] | None = None) -> Iterator[Project]:
+    """A new project, its manifest changed by `change`, with v1 deployed; torn down
+    after: the body of the fixtures that deploy one."""
     root = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
-    proj = new_project(root)
+    project = new_project(root)
+    if change is not None:
+        manifest = yaml.safe_load(project.manifest.read_text())
+        change(manifest)
+        project.manifest.write_text(yaml.safe_dump(manifest))
     try:
-        proj.cli("deploy")
-        yield proj
+        project.cli("deploy")
+        yield project
     finally:
-        teardown(proj)
+        teardown(project)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def slowclient_deployed() -> Iterator[Project]:
+    """v1 of tests.support.slowclient's service (one replica, no chaos) deployed behind
+    the router, torn down after."""
+
+    def slowclient(manifest: dict[str, Any]) -> None:
+        manifest["service"]["command"] = [
+            sys.executable, "-m", "tests.support.slowclient", "--port", "{port}",
+            "--version", "{version}",
+        ]  # fmt: skip
+        manifest["service"]["env"] = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        manifest["service"]["chaos"] = False
+        manifest["service"]["replicas"] = 1
+
+    yield from deployed_project(slowclient)
 
 
 def version_counts(

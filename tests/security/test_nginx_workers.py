@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from swiftdeploy.traffic.worker_account import TEMP_KINDS, TEMP_ROOT, WORKER_USER
-from tests.conftest import Project, new_project, teardown
+from tests.conftest import Project, slowclient_deployed
 
 pytestmark = [
     pytest.mark.e2e,
@@ -79,23 +75,7 @@ def as_account(account: str, script: str, *args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Project]:
     """v1 of tests.support.slowclient's service (it answers a POST with the bytes it got)."""
-    root = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
-    project = new_project(root)
-    manifest = yaml.safe_load(project.manifest.read_text())
-    manifest["service"]["command"] = [
-        sys.executable, "-m", "tests.support.slowclient", "--port", "{port}",
-        "--version", "{version}",
-    ]  # fmt: skip
-    manifest["service"]["env"] = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    manifest["service"]["chaos"] = False
-    manifest["service"]["replicas"] = 1
-    project.manifest.write_text(yaml.safe_dump(manifest))
-    try:
-        project.cli("deploy")
-        yield project
-    finally:
-        teardown(project)
-        shutil.rmtree(root, ignore_errors=True)
+    yield from slowclient_deployed()
 
 
 def workers(project: Project) -> list[int]:

@@ -8,21 +8,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from swiftdeploy.analysis.quantile import histogram_quantile
 from swiftdeploy.ports import free_port
-from tests.conftest import Project, new_project, teardown, wait_for
+from tests.conftest import Project, slowclient_deployed, wait_for
 from tests.support.slowclient import BIG_BYTES, read_slowly, send_slowly
 
 pytestmark = pytest.mark.e2e
@@ -36,23 +31,7 @@ SERVICE_BOUND_S = 0.25  # the replica answers in ~1 ms; anything counted above i
 @pytest.fixture(scope="module")
 def served() -> Iterator[Project]:
     """v1 of tests.support.slowclient's service behind the router: one fast replica."""
-    root = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
-    project = new_project(root)
-    manifest = yaml.safe_load(project.manifest.read_text())
-    service = "tests.support.slowclient"
-    manifest["service"]["command"] = [
-        sys.executable, "-m", service, "--port", "{port}", "--version", "{version}",
-    ]  # fmt: skip
-    manifest["service"]["env"] = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    manifest["service"]["chaos"] = False
-    manifest["service"]["replicas"] = 1
-    project.manifest.write_text(yaml.safe_dump(manifest))
-    try:
-        project.cli("deploy")
-        yield project
-    finally:
-        teardown(project)
-        shutil.rmtree(root, ignore_errors=True)
+    yield from slowclient_deployed()
 
 
 def _counted(project: Project, track: str) -> tuple[int, int, dict[str, int]]:
