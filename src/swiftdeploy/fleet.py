@@ -65,6 +65,7 @@ class Fleet:
             rollout_id=after.rollout_id,
             phase_before=state.phase.value,
             phase_after=after.phase.value,
+            pause_kind=after.pause_kind,
             stable_version=after.stable_version,
             canary_version=after.canary_version,
             step_index=after.step_index,

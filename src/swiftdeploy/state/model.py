@@ -76,7 +76,9 @@ class State(BaseModel):
     # When an undecided step holds: max_duration after the step began or was resumed.
     step_deadline: float | None = None
     resume_at: float | None = None  # end of a timed pause
-    pause_kind: Literal["manual", "timed", "held"] | None = None
+    # manual: a step passed and waits for `promote`; timed: a step's pause; held:
+    # undecided at max_duration (the driver keeps looking); operator: `pause` by a person
+    pause_kind: Literal["manual", "timed", "held", "operator"] | None = None
     # What each track served in each step of this canary, as counted look by look.
     evidence: Evidence = Field(default_factory=Evidence)
     last_look: LastLook | None = None
