@@ -1,4 +1,5 @@
-"""Durations written as `500ms`, `10s`, `2m`, `1h` (or plain seconds)."""
+"""Durations written as `500ms`, `10s`, `2m`, `1h` (or plain seconds), and read back
+for people as `34 s`, `1 min 40 s`, `12 min`, `2 h 5 min`."""
 
 from __future__ import annotations
 
@@ -24,3 +25,23 @@ def parse_duration(value: object) -> float:
     if not math.isfinite(seconds):
         raise ValueError("a duration must be finite")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A duration to the precision a person needs: seconds under 10 minutes, minutes
+    under 10 hours, hours beyond (`34 s`, `1 min 40 s`, `12 min`, `2 h 5 min`, `20 h`)."""
+    if not math.isfinite(seconds):
+        raise ValueError("a duration to show must be finite")
+    whole = max(round(seconds), 0)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 600:
+        hours, rest = divmod(minutes, 60)
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    return f"{round(seconds / 3600)} h"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.metrics.base import Measurement, summarize
-from swiftdeploy.rollout.plan import plan
+from swiftdeploy.rollout.plan import early_warnings, later_steps_s, plan
 from swiftdeploy.rollout.statistics import (
     Settings,
     latency_bound,
@@ -47,8 +49,75 @@ def test_the_first_step_adds_the_warmup_before_latency_only(
     # errors count from the first request; latency after the warm-up
     assert first == pytest.approx(max(30.0, errors / 5, 60 + latency / 5))
     notes = plan(manifest, reference).notes
-    assert any("warm-up (60s and 300 canary requests: about 60s" in note for note in notes)
+    assert any("warm-up (60s and 300 canary requests: about 1 min" in note for note in notes)
     off = init_manifest(tmp_path, **{"strategy.canary.analysis.warmup": "off"}).manifest
     assert plan(off, reference).steps[0].seconds == pytest.approx(
         max(30.0, errors / 5, latency / 5)
     )
+
+
+def test_no_traffic_warns_that_step_one_holds_and_when(tmp_path: Path) -> None:
+    # Given a service that served no request in the last 30 s
+    manifest = init_manifest(tmp_path).manifest
+    found = plan(manifest, _reference(0.0, 0.0))
+    # When a rollout starts at 12:00 (local time)
+    noon = time.mktime((2025, 1, 6, 12, 0, 0, 0, 0, -1))
+    warnings = early_warnings(found, noon)
+    # Then one line says there is no traffic, that step 1 cannot pass, and when it holds
+    assert len(warnings) == 1
+    assert warnings[0].startswith("no requests to the service in the last 30 s:")
+    assert "step 1 cannot pass; it holds at max_duration (in 10 min, at 12:10)" in warnings[0]
+    # and --plan says the same, with a step-1 row that does not point at an earlier step
+    assert found.notes[0] == early_warnings(found)[0]
+    assert [step.needed_text for step in found.steps] == [
+        "- (no traffic)",
+        "- (earlier step's)",
+        "- (earlier step's)",
+    ]
+
+
+def test_too_little_traffic_warns_with_the_rate_and_step_ones_time(tmp_path: Path) -> None:
+    manifest = init_manifest(tmp_path).manifest
+    found = plan(manifest, _reference(5.0, 0.005))
+    first = found.steps[0]
+    assert first.needed_requests is not None
+    assert first.seconds is not None
+    assert not first.within_limit
+    [warning] = early_warnings(found)
+    assert warning.startswith(
+        "only 5 req/s to the service in the last 30 s (0.5 canary req/s at 10%):"
+    )
+    assert f"needs up to about {first.needed_requests:,} canary requests" in warning
+    assert f"about {format_duration(first.seconds)}" in warning
+    assert "it holds at max_duration (in 10 min) with the canary at 10% if still undecided" in (
+        warning
+    )
+    assert first.needed_text == str(first.needed_requests)
+
+
+def test_enough_traffic_starts_without_a_warning(tmp_path: Path) -> None:
+    manifest = init_manifest(tmp_path).manifest
+    found = plan(manifest, _reference(500.0, 0.005))
+    assert found.steps[0].within_limit
+    assert early_warnings(found) == []
+    assert not any("max_duration" in note for note in found.notes)
+
+
+def test_traffic_that_cannot_be_planned_still_says_when_it_holds(tmp_path: Path) -> None:
+    # 15 requests in 30 s: too few to plan step 1 with
+    manifest = init_manifest(tmp_path).manifest
+    found = plan(manifest, _reference(0.5, 0.0))
+    assert found.steps[0].needed_requests is None
+    assert found.steps[0].needed_text == "cannot plan"
+    [warning] = early_warnings(found)
+    assert "step 1 cannot be planned at this traffic; it holds at max_duration (in 10 min)" in (
+        warning
+    )
+
+
+def test_later_steps_take_their_minimum_and_timed_pauses(tmp_path: Path) -> None:
+    steps = [{"weight": 10}, {"weight": 25, "pause": "20s"}, {"weight": 50, "pause": "manual"}]
+    manifest = init_manifest(tmp_path, **{"strategy.canary.steps": steps}).manifest
+    assert later_steps_s(manifest, 0) == (30.0 + 20.0 + 30.0, True)
+    assert later_steps_s(manifest, 1) == (30.0, True)
+    assert later_steps_s(manifest, 2) == (0.0, False)

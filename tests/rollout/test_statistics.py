@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import Detect, ErrorRegression, Policy, Thresholds
 from swiftdeploy.metrics.base import summarize
 from swiftdeploy.rollout.statistics import (
@@ -18,9 +19,11 @@ from swiftdeploy.rollout.statistics import (
     latency_bound,
     passed_dimensions,
     progress,
+    statistics_rows,
+    step_progress,
 )
 from swiftdeploy.state.evidence import Counts, StepLedger
-from tests.support.inputs import counts, ledger
+from tests.support.inputs import STARTED, counts, ledger
 from tests.support.sim import BOUNDS
 
 SETTINGS = Settings.of(Policy())
@@ -166,12 +169,54 @@ def test_latency_bound_without_enough_stable_traffic_is_the_regression_alone() -
     assert "was not known (20 requests" in how
 
 
-def test_progress_says_how_each_dimension_stands() -> None:
-    undecided = progress(assess(ledger(counts(300, 1), counts(1200, 6), elapsed_s=60.0), SETTINGS))
-    labels = [label for label, _ in undecided]
-    assert labels == ["evidence of harm", "errors", "latency"]
-    assert undecided[0][1].endswith("(rolls back at 100)")
-    errors = dict(undecided)["errors"]
-    assert "more canary requests for the power (about" in errors
+def test_progress_says_in_plain_words_what_the_step_needs() -> None:
+    # Given 300 canary requests in the step's 60 s (5 req/s), both tests undecided
+    evidence = ledger(counts(300, 1), counts(1200, 6), elapsed_s=60.0)
+    statistics = assess(evidence, SETTINGS)
+    standing = step_progress(statistics, evidence)
+    assert standing is not None
+    # Then the step needs what its slowest test still needs, at the step's canary rate
+    remaining = [statistics[name]["remaining"] for name in ("errors", "latency")]
+    assert standing.waiting == ("errors", "latency")
+    assert standing.canary_rps == pytest.approx(5.0)
+    assert standing.needed_requests == max(remaining)
+    assert standing.eta_s == pytest.approx(max(remaining) / 5.0)
+    # and says so without the statistics: rounded up, with the time it takes
+    words = dict(progress(statistics, evidence))
+    assert list(words) == ["progress", "errors", "latency", "harm"]
+    scale = 10 ** (len(str(max(remaining))) - 2)
+    about = -(-max(remaining) // scale) * scale  # rounded up to two digits
+    eta = format_duration(max(remaining) / 5.0)
+    assert words["progress"] == f"needs about {about:,} more canary requests, about {eta}"
+    assert words["harm"] == "no evidence of harm"
+    assert not any("e-value" in text or "no harm" in text for text in words.values())
+    # the statistics behind them are there for --verbose
+    behind = dict(statistics_rows(statistics))
+    assert behind["evidence of harm"].endswith("(rolls back at 100)")
+    assert f"{remaining[0]} more canary requests for the power; no harm" in behind["errors"]
     passed = dict(progress(assess(ledger(counts(3000, 15, 3), counts(12000, 60, 12)), SETTINGS)))
-    assert passed["errors"].startswith("passed by ")
+    assert passed["progress"] == "enough evidence to pass"
+    assert passed["errors"].startswith("passed: ")
+
+
+def test_progress_counts_the_warm_up_and_says_when_there_is_no_canary_traffic() -> None:
+    # Given a canary 20 s into a warm-up of 60 s and 300 requests, with 100 served
+    evidence = ledger(counts(100), counts(900), elapsed_s=20.0).warm_up(STARTED, 60.0, 300)
+    evidence = evidence.marked("canary", STARTED + 20.0)
+    assert evidence.warmup is not None
+    evidence = evidence.model_copy(
+        update={"warmup": evidence.warmup.model_copy(update={"requests": 100})}
+    )
+    statistics = assess(evidence, SETTINGS)
+    standing = step_progress(statistics, evidence)
+    assert standing is not None
+    # Then latency needs the warm-up's 40 s (200 requests at 5 req/s) before its own
+    assert standing.warmup_left == (40.0, 200)
+    assert standing.needed_requests is not None
+    assert standing.needed_requests >= 200 + statistics["latency"]["remaining"]
+    words = dict(progress(statistics, evidence))
+    assert words["progress"].startswith("warming up: 40 s and 200 canary requests left; needs")
+    assert words["latency"] == "warming up: 40 s and 200 canary requests left; tested after"
+    # and a step without canary requests says just that
+    idle = ledger(counts(0), counts(900), elapsed_s=20.0)
+    assert dict(progress(assess(idle, SETTINGS), idle))["progress"] == "no canary traffic yet"

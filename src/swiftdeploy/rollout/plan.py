@@ -10,8 +10,11 @@ rolled back as soon as the evidence of harm is in, whatever the plan says.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import Manifest, Warmup
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.statistics import (
@@ -31,6 +34,16 @@ class StepPlan:
     needed_requests: int | None  # None: passes on an earlier step's evidence, or cannot plan
     seconds: float | None  # None: cannot be planned
     within_limit: bool  # decided before max_duration (else it holds, and `resume` goes on)
+    max_duration_s: float = 0.0
+
+    @property
+    def needed_text(self) -> str:
+        """What `--plan`'s column of canary requests needed says for this step."""
+        if self.needed_requests:
+            return str(self.needed_requests)
+        if self.index > 0:
+            return "- (earlier step's)"
+        return "- (no traffic)" if self.canary_rps <= 0 else "cannot plan"
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class Plan:
     stable_error_rate: float | None
     steps: tuple[StepPlan, ...]
     notes: tuple[str, ...]  # why something cannot be planned, or a warning
+    window_s: float = 0.0  # how far back the service's traffic was read
 
     @property
     def total_s(self) -> float | None:
@@ -54,11 +68,6 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
     rps = reference.rps or 0.0
     bound, _ = latency_bound(reference, manifest.policy.detect.latency_ms)
     notes: list[str] = []
-    if rps <= 0:
-        notes.append(
-            f"no requests in the last {reference.elapsed_s or 0:.0f}s: nothing to plan with;"
-            " a rollout would hold until traffic comes"
-        )
     steps: list[StepPlan] = []
     canary = manifest.strategy.canary
     for index, step in enumerate(canary.steps):
@@ -89,22 +98,72 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
             warm_s = warmup.seconds_at(canary_rps)
             notes.append(
                 f"step 1 includes the canary's warm-up ({warmup.describe()}: about"
-                f" {_duration(warm_s)} at {canary_rps:.2g} canary req/s), after which its"
+                f" {format_duration(warm_s)} at {canary_rps:.2g} canary req/s), after which its"
                 " latency is tested"
             )
         within = seconds is not None and seconds - pause <= analysis.max_duration
-        steps.append(StepPlan(index, step.weight, canary_rps, needed, seconds, within))
-        if index == 0 and not within and seconds is not None:
-            notes.append(
-                f"traffic is too low to decide step 1 within max_duration "
-                f"({analysis.max_duration:g}s): it needs about {needed} canary requests, "
-                f"{_duration(seconds)} at {canary_rps:.2g} req/s; the rollout will hold "
-                "with an estimate and `swiftdeploy resume` keeps collecting. To decide "
-                "sooner: more traffic (analysis.load), a larger first weight, a larger "
-                "policy.detect.errors, or a larger policy.beta"
-            )
+        steps.append(
+            StepPlan(index, step.weight, canary_rps, needed, seconds, within, analysis.max_duration)
+        )
     rate = reference.error_rate
-    return Plan(service_rps=rps, stable_error_rate=rate, steps=tuple(steps), notes=tuple(notes))
+    found = Plan(
+        service_rps=rps,
+        stable_error_rate=rate,
+        steps=tuple(steps),
+        notes=tuple(notes),
+        window_s=reference.elapsed_s or 0.0,
+    )
+    # the same words `rollout` warns with as it starts
+    return dataclasses.replace(found, notes=(*early_warnings(found), *notes))
+
+
+def early_warnings(found: Plan, now: float | None = None) -> list[str]:
+    """What to say as a rollout starts when its traffic cannot decide step 1 within
+    max_duration: the rate seen, how long step 1 would take, and when it will hold
+    (a clock time when `now` is given). Empty when step 1 is decided in time."""
+    if not found.steps or found.steps[0].within_limit:
+        return []
+    first = found.steps[0]
+    limit = format_duration(first.max_duration_s)
+    at = f", at {_clock(now + first.max_duration_s)}" if now is not None else ""
+    when = f"in {limit}{at}"
+    holds = f"it holds at max_duration ({when}) with the canary at {first.weight}%"
+    span = format_duration(found.window_s)
+    if found.service_rps <= 0:
+        return [
+            f"no requests to the service in the last {span}: the canary gets none at"
+            f" {first.weight}%, so step 1 cannot pass; {holds}. Send traffic (or set"
+            " analysis.load) to decide it"
+        ]
+    seen = (
+        f"{found.service_rps:.2g} req/s to the service in the last {span}"
+        f" ({first.canary_rps:.2g} canary req/s at {first.weight}%)"
+    )
+    if first.needed_requests is None or first.seconds is None:
+        return [f"{seen}: step 1 cannot be planned at this traffic; {holds}"]
+    return [
+        f"only {seen}: step 1 needs up to about {first.needed_requests:,} canary requests,"
+        f" about {format_duration(first.seconds)} (a healthy canary may pass sooner); {holds}"
+        " if still undecided. To decide sooner: more traffic (analysis.load), a larger first"
+        " weight, a larger policy.detect.errors, or a larger policy.beta"
+    ]
+
+
+def later_steps_s(manifest: Manifest, index: int) -> tuple[float, bool]:
+    """The least time the steps after step `index` take (each passes on the earlier
+    steps' evidence after its min_duration, then its timed pause), and whether one of
+    them waits for `promote`."""
+    canary = manifest.strategy.canary
+    seconds, manual = 0.0, False
+    for step in canary.steps[index + 1 :]:
+        manual = manual or step.pause == "manual"
+        pause = step.pause if isinstance(step.pause, float) else 0.0
+        seconds += canary.analysis_for(step).min_duration + pause
+    return seconds, manual
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M", time.localtime(at))
 
 
 def _first_step_s(
@@ -119,11 +178,3 @@ def _first_step_s(
     if latency is not None:
         times.append(warm_s + latency / canary_rps)
     return max(times)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -24,6 +24,7 @@ requests that takes. No evidence is never a reason to roll back.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from swiftdeploy.analysis.sequential import (
     log_e_harm,
     no_harm_log_e,
 )
+from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import ErrorRegression, Policy
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state.evidence import (
@@ -180,9 +182,118 @@ def passed_dimensions(statistics: dict[str, dict[str, Any]]) -> dict[Dimension, 
     return out
 
 
-def progress(statistics: dict[str, Any]) -> list[tuple[str, str]]:
-    """Where the step stands, in the policy's terms, as (label, text): the evidence of
-    harm against its bar, and for errors and latency how they passed or what they need."""
+@dataclass(frozen=True)
+class StepProgress:
+    """Where the current step stands, in numbers: what it still needs before its tests
+    have passed, at the canary rate it has. For the live view, `status` and JSON."""
+
+    canary_requests: int  # the step's canary requests so far
+    canary_rps: float | None  # the step's canary rate; None before it has one
+    # More canary requests until every undecided test has the power (the warm-up's
+    # included): 0 once all have passed; None when that cannot be planned yet.
+    needed_requests: int | None
+    eta_s: float | None  # about how long those take at canary_rps
+    # The canary's warm-up still to run (seconds, canary requests); None when not warming.
+    warmup_left: tuple[float, int] | None
+    passed: dict[str, str]  # dimension -> how it passed (power, no_harm, earlier_step, hand)
+    waiting: tuple[str, ...]  # the dimensions still undecided
+    harm_e_value: float | None
+    harm_threshold: float | None
+    note: str  # why it cannot be planned, or what the warm-up still waits for
+
+    @property
+    def harm_share(self) -> float:
+        """How far the evidence of harm has gone to a rollback, 0 to 1, on the log scale
+        the e-values grow on (1: rolled back)."""
+        e, bar = self.harm_e_value, self.harm_threshold
+        if e is None or bar is None or e <= 1 or bar <= 1:
+            return 0.0
+        return min(math.log(e) / math.log(bar), 1.0)
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"harm_share": round(self.harm_share, 3)}
+
+
+def step_progress(
+    statistics: dict[str, Any], evidence: Evidence | None = None
+) -> StepProgress | None:
+    """The step's standing from its statistics (`assess`); with the ledger they came
+    from, the warm-up still to run counts in the requests and time it needs. None
+    without statistics."""
+    if not statistics:
+        return None
+    harm = statistics.get("harm") or {}
+    served = (statistics.get("errors") or {}).get("canary_n")
+    rate = _rate(statistics)
+    warm_s, warm_requests = _warmup_left(evidence)
+    passed: dict[str, str] = {}
+    waiting: list[str] = []
+    needs: list[int | None] = []
+    notes: list[str] = []
+    for name in DIMENSIONS:
+        stat = statistics.get(name) or {}
+        if stat.get("passed_by"):
+            passed[name] = str(stat["passed_by"])
+            continue
+        waiting.append(name)
+        remaining = stat.get("remaining")
+        need = remaining if isinstance(remaining, int) else None
+        if stat.get("warming_up") and need is not None:
+            # latency is counted only after the warm-up: its requests come first
+            ahead = max(warm_requests, math.ceil(rate * warm_s)) if rate else warm_requests
+            need += ahead
+        needs.append(need)
+        if need is None:
+            notes.append(str(stat.get("note") or "power cannot be planned yet"))
+    needed = None if None in needs else max((n for n in needs if n is not None), default=0)
+    eta = _finite(needed / rate) if needed is not None and rate else None
+    if needed is not None and warm_s > 0 and "latency" in waiting:
+        eta = max(eta or 0.0, warm_s)
+    return StepProgress(
+        canary_requests=served if isinstance(served, int) else 0,
+        canary_rps=rate,
+        needed_requests=needed,
+        eta_s=0.0 if needed == 0 else eta,
+        warmup_left=(warm_s, warm_requests) if evidence is not None and evidence.warming else None,
+        passed=passed,
+        waiting=tuple(waiting),
+        harm_e_value=_number(harm.get("e_value")),
+        harm_threshold=_number(harm.get("threshold")),
+        note="; ".join(dict.fromkeys(notes)),
+    )
+
+
+def progress(statistics: dict[str, Any], evidence: Evidence | None = None) -> list[tuple[str, str]]:
+    """Where the step stands in plain words, as (label, text): what it still needs
+    ("needs about 600 more canary requests, about 2 min"), how each of errors and
+    latency stands, and the evidence of harm. `statistics_rows` has the numbers behind."""
+    standing = step_progress(statistics, evidence)
+    if standing is None:
+        return []
+    rows = [("progress", describe_progress(standing))]
+    for name in DIMENSIONS:
+        rows.append((name, _dimension_words(name, statistics.get(name) or {}, standing)))
+    rows.append(("harm", _harm_words(standing)))
+    return rows
+
+
+def describe_progress(standing: StepProgress) -> str:
+    """What the step still needs, in one phrase."""
+    if not standing.waiting:
+        return "enough evidence to pass"
+    if standing.canary_requests == 0:
+        return "no canary traffic yet"
+    warming = _warming_words(standing)
+    first = f"{warming}; " if warming else ""
+    if standing.needed_requests is None:
+        return f"{first}cannot tell yet what it needs: {standing.note}"
+    return first + _needs(standing.needed_requests, standing.eta_s)
+
+
+def statistics_rows(statistics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The statistics behind `progress` (for --verbose), as (label, text): the evidence
+    of harm against its bar, and for errors and latency the power still needed and the
+    no-harm test against its bar."""
     if not statistics:
         return []
     harm = statistics.get("harm") or {}
@@ -192,19 +303,15 @@ def progress(statistics: dict[str, Any]) -> list[tuple[str, str]]:
             f"{_e(harm.get('e_value'))} (rolls back at {_e(harm.get('threshold'))})",
         )
     ]
-    for name in ("errors", "latency"):
+    for name in DIMENSIONS:
         stat = statistics.get(name) or {}
         passed = stat.get("passed_by")
         if passed:
             lines.append((name, f"passed by {str(passed).replace('_', ' ')}"))
             continue
-        if stat.get("warming_up"):
-            lines.append((name, str(stat.get("note"))))
-            continue
-        remaining, eta = stat.get("remaining"), stat.get("eta_s")
+        remaining = stat.get("remaining")
         need = (
             f"{remaining} more canary requests for the power"
-            + (f" (about {_duration(eta)})" if isinstance(eta, int | float) else "")
             if isinstance(remaining, int)
             else str(stat.get("note") or "power cannot be planned yet")
         )
@@ -215,14 +322,88 @@ def progress(statistics: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
+_PASSED_WORDS = {
+    "power": "passed: would have caught {regression} by now",
+    "no_harm": "passed: {regression} ruled out",
+    "earlier_step": "passed in an earlier step",
+    "hand": "passed by hand",
+}
+
+
+def _dimension_words(name: str, stat: dict[str, Any], standing: StepProgress) -> str:
+    passed = standing.passed.get(name)
+    if passed is not None:
+        text = _PASSED_WORDS.get(passed, f"passed by {passed}")
+        return text.format(regression=stat.get("regression") or "the regression")
+    if standing.canary_requests == 0:
+        return "no canary traffic yet"
+    if stat.get("warming_up"):
+        warming = _warming_words(standing)
+        return f"{warming}; tested after" if warming else str(stat.get("note"))
+    remaining = stat.get("remaining")
+    if not isinstance(remaining, int):
+        return str(stat.get("note") or "power cannot be planned yet")
+    eta = stat.get("eta_s")
+    return _needs(remaining, eta if isinstance(eta, int | float) else None)
+
+
+def _warming_words(standing: StepProgress) -> str:
+    """What is left of the canary's warm-up (`warming up: 34 s left`); empty when it is
+    over or not known."""
+    if standing.warmup_left is None:
+        return ""
+    seconds, requests = standing.warmup_left
+    parts = [format_duration(seconds)] if seconds >= 0.5 else []
+    parts += [f"{requests:,} canary requests"] if requests > 0 else []
+    return f"warming up: {' and '.join(parts)} left" if parts else ""
+
+
+def _harm_words(standing: StepProgress) -> str:
+    share = standing.harm_share
+    if share <= 0:
+        return "no evidence of harm"
+    return f"some evidence of harm, {share:.0%} of the way to a rollback"
+
+
+def _needs(requests: int, eta_s: float | None) -> str:
+    text = f"needs about {_about(requests):,} more canary requests"
+    return text + (f", about {format_duration(eta_s)}" if eta_s is not None else "")
+
+
+def _about(requests: int) -> int:
+    """A count rounded up to two significant digits: a plan, not a measurement."""
+    if requests < 100:
+        return requests
+    scale = int(10 ** (len(str(requests)) - 2))
+    return -(-requests // scale) * scale
+
+
+def _rate(statistics: dict[str, Any]) -> float | None:
+    rates = [
+        rate
+        for name in DIMENSIONS
+        if isinstance(rate := (statistics.get(name) or {}).get("canary_rps"), int | float)
+        and rate > 0
+    ]
+    return rates[0] if rates else None
+
+
+def _warmup_left(evidence: Evidence | None) -> tuple[float, int]:
+    """(seconds, canary requests) of the warm-up still to run, at the last look."""
+    if evidence is None or evidence.warmup is None:
+        return 0.0, 0
+    warmup = evidence.warmup
+    return warmup.left(evidence.marks.get("canary", warmup.since))
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _e(value: object) -> str:
     if not isinstance(value, int | float):
         return "-"
     return f"{value:.3g}" if value < 1e6 else "> 1e6"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 # --- canary against stable -----------------------------------------------------------
