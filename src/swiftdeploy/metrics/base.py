@@ -133,7 +133,8 @@ class MetricsProvider(Protocol):
 @runtime_checkable
 class BlockHistory(Protocol):
     """A provider that can also say what a track served in each of the last few
-    blocks of time, before anyone asked (nginx keeps 15 minutes, per second)."""
+    blocks of time, before anyone asked (nginx keeps 15 minutes, per second;
+    Prometheus its retention). `scrape` cannot: it reads only when asked."""
 
     def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
         """The last `window_s` seconds in consecutive blocks of `block_s`, oldest first;

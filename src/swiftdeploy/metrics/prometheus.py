@@ -6,6 +6,10 @@ histogram_quantile over bucket rates for latency); each is a jinja2 template wit
 like Flagger's MetricTemplate. Counts come from `increase()`, which Prometheus
 extrapolates to the window's edges, so they are rounded to whole requests.
 
+Prometheus keeps each track's history, so `blocks` reads the stable's last minutes
+before a rollout (metrics.base.BlockHistory): the same count templates, one range
+query each, `increase()` over a block evaluated at every block's end.
+
 On Kubernetes the series of many services share one Prometheus: the defaults there
 (`KUBERNETES_QUERIES`) select the service's pods by the common label convention
 (`namespace`, `app` = the service's name, `track`), and templates also get
@@ -16,12 +20,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, quantile_key
+from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, quantile_key, summarize
 from swiftdeploy.templates import render_query
 
 DEFAULT_QUERIES = {
@@ -70,8 +74,10 @@ class PrometheusProvider:
         scrape_interval_s: float = 1.0,
         timeout_s: float = 2.0,
         labels: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
+        self._clock = clock
         self._client = client
         self.min_requests = min_requests
         self.quantiles = tuple(quantiles)
@@ -98,7 +104,7 @@ class PrometheusProvider:
 
     def mark(self, track: str) -> float | None:
         """Prometheus keeps its own history: a mark is just the time."""
-        return time.time()
+        return self._clock()
 
     def render(self, key: str, track: str, window_s: float, **extra: Any) -> str:
         # Whole milliseconds, so windows that end where the next begins chain exactly.
@@ -113,10 +119,10 @@ class PrometheusProvider:
     def measure(self, track: str, window_s: float) -> Measurement:
         # Prometheus needs at least two samples in a range: never ask for less than that.
         window = max(round(window_s), math.ceil(2 * self.scrape_interval_s))
-        return self._measure_range(track, time.time(), float(window))
+        return self._measure_range(track, self._clock(), float(window))
 
     def measure_since(self, track: str, since: float) -> Measurement:
-        window_ms = math.floor((time.time() - since) * 1000)
+        window_ms = math.floor((self._clock() - since) * 1000)
         if window_ms < self.resolution_s * 1000:  # too short: count it with the next look
             return Measurement(
                 track=track,
@@ -172,12 +178,60 @@ class PrometheusProvider:
             )
         return Measurement(status="ok", error_rate=error_rate, quantiles=latencies, **common)
 
+    def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
+        """The last `window_s` seconds in consecutive blocks of `block_s` (at least the
+        provider's resolution), oldest first, each what the count templates say over
+        it: `increase()` extrapolates a block's samples to its edges, as it does for a
+        rollout's own increments. Blocks without samples (before Prometheus or the
+        track's replicas were there) are left out; [] when Prometheus cannot be read."""
+        size = max(block_s, self.resolution_s)
+        count = math.floor(window_s / size)
+        if count < 1:
+            return []
+        end = self._clock()
+        first = end - (count - 1) * size
+        evidence: list[str] = []
+        try:
+            requests = self._range(self.render("requests", track, size), first, end, size, evidence)
+            errors = self._range(self.render("errors", track, size), first, end, size, evidence)
+            by_le = self._range_by_le(
+                self.render("buckets", track, size), first, end, size, evidence
+            )
+        except Exception:  # a history not read is no history: never raise out of here
+            return []
+        measured: list[Measurement] = []
+        for index in range(count):
+            total = requests.get(index)
+            if total is None:
+                continue
+            at = first + index * size
+            measured.append(
+                summarize(
+                    track=track,
+                    provider=self.name,
+                    window_start=at - size,
+                    window_end=at,
+                    requests=total,
+                    errors=errors.get(index, 0.0),  # no 5xx series yet: none failed
+                    buckets={le: values.get(index, 0.0) for le, values in by_le.items()},
+                    quantiles=self.quantiles,
+                    evidence=evidence,
+                )
+            )
+        return measured
+
     def _query(self, promql: str, at: float, evidence: list[str]) -> list[dict[str, Any]]:
+        return self._get("query", "vector", promql, {"time": f"{at:.3f}"}, evidence)
+
+    def _get(
+        self, api: str, shape: str, promql: str, params: dict[str, str], evidence: list[str]
+    ) -> list[dict[str, Any]]:
+        """The result of one API call (`query` or `query_range`), which must be `shape`."""
         evidence.append(promql)
         try:
             response = self._client.get(
-                f"{self.url}/api/v1/query",
-                params={"query": promql, "time": f"{at:.3f}"},
+                f"{self.url}/api/v1/{api}",
+                params={"query": promql, **params},
                 timeout=self.timeout_s,
             )
             body = response.json()
@@ -186,9 +240,40 @@ class PrometheusProvider:
         if response.status_code != 200 or body.get("status") != "success":
             raise QueryError(f"Prometheus refused {promql!r}: {body.get('error', response.text)}")
         data = body.get("data", {})
-        if data.get("resultType") != "vector":
-            raise QueryError(f"expected a vector from {promql!r}, got {data.get('resultType')}")
+        if data.get("resultType") != shape:
+            raise QueryError(f"expected a {shape} from {promql!r}, got {data.get('resultType')}")
         return list(data.get("result", []))
+
+    def _matrix(
+        self, promql: str, first: float, end: float, step: float, evidence: list[str]
+    ) -> list[tuple[dict[str, str], dict[int, float]]]:
+        """Each series of a range query evaluated at first, first + step, ..., end, as
+        (labels, {step index: value}), NaN values left out."""
+        params = {"start": f"{first:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"}
+        out: list[tuple[dict[str, str], dict[int, float]]] = []
+        for series in self._get("query_range", "matrix", promql, params, evidence):
+            values: dict[int, float] = {}
+            for at, value in series["values"]:
+                number = float(value)
+                if not math.isnan(number):
+                    values[round((float(at) - first) / step)] = number
+            out.append((dict(series["metric"]), values))
+        return out
+
+    def _range(
+        self, promql: str, first: float, end: float, step: float, evidence: list[str]
+    ) -> dict[int, float]:
+        """The single series of a range query (as `_scalar` takes a vector's); {} if none."""
+        matrix = self._matrix(promql, first, end, step, evidence)
+        return matrix[0][1] if matrix else {}
+
+    def _range_by_le(
+        self, promql: str, first: float, end: float, step: float, evidence: list[str]
+    ) -> dict[str, dict[int, float]]:
+        return {
+            str(labels.get("le", "")): values
+            for labels, values in self._matrix(promql, first, end, step, evidence)
+        }
 
     def _scalar(self, promql: str, at: float, evidence: list[str]) -> float | None:
         """The single value of a vector query; None for an empty or NaN answer (no data)."""
