@@ -2,7 +2,7 @@
 rolled back, how often a bad one is promoted, and how long each takes. Monte Carlo.
 
     .venv/bin/python bench/rollouts.py [--runs 2000] [--budget 240] [--cells 1,5,20,200,2000]
-        [--kinds "healthy,stalls,random split"] [--out FILE]
+        [--kinds "healthy,stalls,random split"] [--no-history] [--out FILE]
 
 Each run drives the real RolloutEngine with the real shipped Rego policy (embedded
 engine) through a simulated service (tests/support/sim.py: Poisson arrivals split as
@@ -33,6 +33,10 @@ Kinds (KINDS; `--kinds` takes their names, comma-separated):
     episodes, failing 50% of its requests then and none otherwise (0.5% overall);
   - "random split": each request goes to the canary with probability weight/100
     (Bernoulli) instead of nginx's exact interleave.
+
+The metrics provider is the nginx one's (the stable's last five minutes of history
+seed its spread before the canary starts); `--no-history` gives it none, as with the
+`scrape` provider. Flagger and Argo keep no history either way.
 
 Runs per cell: up to --runs, in batches, until --budget seconds of wall time per
 (kind, cell) are spent; the table says how many ran. The slow cells (a healthy
@@ -179,8 +183,8 @@ class _CountingRecorder:
         self.looks += kind == "decision"
 
 
-def _one(job: tuple[str, float, int]) -> Run:
-    kind, canary_rps, seed = job
+def _one(job: tuple[str, float, int, bool]) -> Run:
+    kind, canary_rps, seed, history = job
     loaded, policy = _WORKER.loaded, _WORKER.policy
     assert loaded is not None
     assert policy is not None
@@ -191,6 +195,7 @@ def _one(job: tuple[str, float, int]) -> Run:
         canary=KINDS[kind].canary,
         seed=seed,
         split=KINDS[kind].split,
+        history=history,
     )
     recorder = _CountingRecorder()
     world.fleet.recorder = recorder
@@ -216,13 +221,22 @@ def _one(job: tuple[str, float, int]) -> Run:
 
 
 def swiftdeploy_runs(
-    pool: multiprocessing.pool.Pool, kind: str, rps: float, runs: int, budget: float, seed: int
+    pool: multiprocessing.pool.Pool,
+    kind: str,
+    rps: float,
+    runs: int,
+    budget: float,
+    seed: int,
+    *,
+    history: bool = True,
 ) -> list[Run]:
     done: list[Run] = []
     started = time.monotonic()
     batch = 50
     while len(done) < runs and time.monotonic() - started < budget:
-        jobs = [(kind, rps, seed + len(done) + i) for i in range(min(batch, runs - len(done)))]
+        jobs = [
+            (kind, rps, seed + len(done) + i, history) for i in range(min(batch, runs - len(done)))
+        ]
         done.extend(pool.map(_one, jobs, chunksize=1))
     return done
 
@@ -473,6 +487,11 @@ def main() -> int:
         help="comma-separated: " + ", ".join(KINDS).replace("%", "%%"),
     )
     parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="a provider without the stable's history before the rollout, as scrape",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = parser.parse_args()
     cells = [float(c) for c in args.cells.split(",")]
@@ -487,7 +506,8 @@ def main() -> int:
         f"# Whole rollouts on init's defaults ({time.strftime('%Y-%m-%d')})",
         "",
         f"`{command}` on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; see the module docstring for the model.",
+        f"{platform.python_version()}; see the module docstring for the model"
+        + ("; no history of the stable before the rollout." if args.no_history else "."),
         "",
     ]
     ctx = multiprocessing.get_context("fork")
@@ -498,7 +518,9 @@ def main() -> int:
         for kind in kinds:
             out += [f"## {kind}", "", HEADER]
             for rps in cells:
-                ours = swiftdeploy_runs(pool, kind, rps, args.runs, args.budget, args.seed)
+                ours = swiftdeploy_runs(
+                    pool, kind, rps, args.runs, args.budget, args.seed, history=not args.no_history
+                )
                 methods: list[tuple[str, list[Run]]] = [
                     ("SwiftDeploy", ours),
                     ("Flagger", flagger(rng, kind, rps, args.runs)),

@@ -7,8 +7,9 @@ the canary), or at random (`split="random"`: each request to the canary with
 probability weight/100); each track's requests fail with its error rate (binomial) and
 take a log-normal latency (median, sigma) plus a fixed extra, counted into the router's
 histogram buckets. The metrics provider reads these cumulative counters like the
-`nginx` provider reads nginx's, so the engine sees exactly what a real rollout would.
-Used by the engine's unit tests and by bench/rollouts.py.
+`nginx` provider reads nginx's, so the engine sees exactly what a real rollout would,
+with nginx's history of the stable before the rollout or (`history=False`) without any,
+as with `scrape`. Used by the engine's unit tests and by bench/rollouts.py.
 
 A TrackModel can also carry the conditions real services have (all off by default):
 
@@ -367,8 +368,9 @@ class SimTraffic:
         return self._probabilities[key]
 
 
-class SimProvider:
-    """The metrics provider over SimTraffic: marks and increments, as `nginx` gives them."""
+class SimCounters:
+    """The metrics provider over SimTraffic: marks and increments, as `nginx` and
+    `scrape` give them, and no history from before the rollout (as `scrape`)."""
 
     name = "sim"
     resolution_s = 0.25
@@ -403,6 +405,17 @@ class SimProvider:
     def is_online(self) -> bool:
         return True
 
+    def _between(self, track: str, since: float, start: _Tally) -> Measurement:
+        now = self.traffic.clock.now
+        end = self.readings[track][now]
+        self.readings[track] = {t: r for t, r in self.readings[track].items() if t >= since}
+        return _summary(track, self.name, since, now, start, end)
+
+
+class SimProvider(SimCounters):
+    """SimCounters with the history `nginx` keeps: what a track served in each block
+    of time before the rollout (metrics.base.BlockHistory)."""
+
     def blocks(self, track: str, window_s: float, block_s: float) -> list[Measurement]:
         """The readings taken every `block_s` before the rollout (sim_world takes them),
         as nginx's history gives them: consecutive blocks over the last `window_s`."""
@@ -416,12 +429,6 @@ class SimProvider:
 
     def _block(self, track: str, start: float, end: float) -> Measurement:
         return _summary(track, self.name, start, end, *map(self.readings[track].get, (start, end)))
-
-    def _between(self, track: str, since: float, start: _Tally) -> Measurement:
-        now = self.traffic.clock.now
-        end = self.readings[track][now]
-        self.readings[track] = {t: r for t, r in self.readings[track].items() if t >= since}
-        return _summary(track, self.name, since, now, start, end)
 
 
 def _summary(
@@ -627,7 +634,7 @@ class SimWorld:
 
     clock: SimClock
     traffic: SimTraffic
-    provider: SimProvider
+    provider: SimCounters
     fleet: Fleet
     recorder: ListRecorder
     store: MemoryStore
@@ -657,9 +664,11 @@ def sim_world(
     seed: int,
     warmup_s: float = 300.0,
     split: Split = "interleave",
+    history: bool = True,
 ) -> SimWorld:
     """A deployed stable (v1) that has served `warmup_s` of traffic, ready for a rollout,
-    with a reading every BLOCK_S of it, as nginx's per-second history has them."""
+    with a reading every BLOCK_S of it, as nginx's per-second history has them; without
+    `history` the provider cannot give them (SimCounters, as `scrape`)."""
     clock = SimClock()
     manifest = loaded.manifest
     traffic = SimTraffic(
@@ -671,7 +680,7 @@ def sim_world(
         split=split,
         replicas={"stable": manifest.service.replicas, "canary": manifest.strategy.canary.replicas},
     )
-    provider = SimProvider(traffic)
+    provider = SimProvider(traffic) if history else SimCounters(traffic)
     recorder = ListRecorder()
     store = MemoryStore(loaded.state_dir)
     router = SimRouter(traffic)
