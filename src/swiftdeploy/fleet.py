@@ -56,12 +56,16 @@ class Fleet:
         if self.router is not None:
             self.router.close()
 
-    def transition(self, state: State, reason: str, **updates: Any) -> State:
+    def transition(
+        self, state: State, reason: str, event: str | None = None, **updates: Any
+    ) -> State:
         """Record a phase change first, then persist it: a change that cannot be
-        recorded is not made."""
+        recorded is not made. `event` names the change for the events read from the
+        trail (docs/events.md)."""
         after = state.model_copy(update=updates)
         self.recorder.record(
             "transition",
+            event=event,
             rollout_id=after.rollout_id,
             phase_before=state.phase.value,
             phase_after=after.phase.value,

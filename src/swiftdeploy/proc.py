@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from swiftdeploy.errors import BadInputError, CommandFailedError, SwiftDeployError
 
@@ -24,6 +25,9 @@ class ProcessSpec:
     # {"pid_file", "name", optional "socket"}: take over from a SIGKILLed
     # predecessor's surviving children (see runtime/launch.py)
     takeover: dict[str, str] | None = None
+    # "always": a service kept up; "unexpected": a job (the rollout's driver) restarted
+    # only when it dies other than by finishing (exit 0)
+    restart: Literal["always", "unexpected"] = "always"
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ def status(
             print_json(report.as_dict())
         else:
             out.print(_status_table(loaded, report))
-            for line in rollout_lines(report.state):
+            for line in driver_lines(report) + rollout_lines(report.state):
                 out.print(line, markup=False)
         return
     with Live(console=out, auto_refresh=False) as live:
@@ -198,6 +198,27 @@ def _status_table(loaded: LoadedManifest, report: StatusReport) -> Table:
         elapsed = report.traffic["stable"].elapsed_s or 0
         table.caption = "   ".join(captions) + f"   ({provider}, last {elapsed:.1f}s)"
     return table
+
+
+def driver_lines(report: StatusReport) -> list[str]:
+    """Who drives the rollout, or that nothing does while the canary takes traffic."""
+    driver, state = report.driver, report.state
+    if driver is None:
+        return []
+    if driver.alive:
+        since = f", since {_ago(driver.since)}" if driver.since is not None else ""
+        restarts = f", restarted {driver.restarts}x" if driver.restarts else ""
+        look = f"; last look {_ago(driver.last_look_at)}" if driver.last_look_at else ""
+        return [f"driven by pid {driver.pid}{since}{restarts}{look}"]
+    why = f" ({driver.exited})" if driver.exited else ""
+    return [
+        f"no driver{why}: the canary takes {state.canary_weight}% with nothing deciding;"
+        " `swiftdeploy resume` or `swiftdeploy rollback`"
+    ]
+
+
+def _ago(at: float) -> str:
+    return f"{max(time.time() - at, 0):.0f}s ago"
 
 
 def rollout_lines(state: State) -> list[str]:
@@ -282,8 +303,10 @@ def metrics(
 @app.command()
 def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Stop every process this project started (replicas, nginx, supervisord)."""
+    from swiftdeploy.commands.driver import stop_driver
     from swiftdeploy.commands.teardown import teardown as stop_all
 
+    stop_driver(load(manifest))  # it holds the project's lock while it drives
     with locked_fleet(manifest) as fleet:
         pids = stop_all(fleet)
     out.print(f"stopped {len(pids)} processes")

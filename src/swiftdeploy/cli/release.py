@@ -8,8 +8,10 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -19,7 +21,6 @@ from swiftdeploy.cli.app import app
 from swiftdeploy.cli.common import (
     DEFAULT_PATH,
     ForceOption,
-    JsonOption,
     ManifestOption,
     ReasonOption,
     checked,
@@ -40,10 +41,11 @@ from swiftdeploy.errors import ExitCode, StateError, SwiftDeployError
 
 if TYPE_CHECKING:
     from swiftdeploy.fleet import Fleet
-    from swiftdeploy.manifest import Manifest
+    from swiftdeploy.manifest import LoadedManifest, Manifest
     from swiftdeploy.rollout.engine import RolloutEngine, TickReport
     from swiftdeploy.rollout.plan import Plan
-    from swiftdeploy.state import State
+    from swiftdeploy.state import State, StateStore
+    from swiftdeploy.state.control import Verb
 
 VersionArgument = Annotated[str, typer.Argument(help="The version (letters, digits, . _ -).")]
 
@@ -77,10 +79,13 @@ def weight(
     force: ForceOption = False,
     reason: ReasonOption = None,
 ) -> None:
-    """Set the canary's share of traffic by hand; upward, the canary policy is asked first."""
+    """Set the canary's share of traffic by hand; upward, the canary policy is asked first.
+    In a running rollout, its driver moves it (the step goes on at the new weight)."""
     from swiftdeploy.commands.weight import set_weight
 
     why = force_reason(force, reason)
+    if _steer(manifest, "weight", weight=percent, reason=why, force=why is not None):
+        return
     with locked_fleet(manifest) as fleet, engine_for(fleet) as engine:
         state = set_weight(engine, percent, why)
     out.print(f"weight set: {summary(state)}", markup=False)
@@ -98,25 +103,53 @@ def promote(
     The canary policy is asked first, on the current step's numbers: evidence of harm,
     metrics that cannot be read or a policy engine that cannot decide refuse it (exit
     3, nothing changed) unless --force --reason TEXT. In a rollout (started with
-    `rollout`), the next steps keep their analysis."""
-    from swiftdeploy.commands import gate, rollout
+    `rollout`), its driver does it, and the next steps keep their analysis."""
     from swiftdeploy.commands.promote import promote as promote_steps
 
     why = force_reason(force, reason)
+    fields = {"to_the_end": to_the_end, "reason": why, "force": why is not None}
+    if _steer(manifest, "promote", **fields):
+        return
     with locked_fleet(manifest) as fleet:
-        if fleet.store.load().analysis:
-
-            def gated(engine: RolloutEngine) -> State:
-                state = fleet.reconcile(fleet.store.load())
-                action = "promote --all" if to_the_end else "promote"
-                gate.canary_gate(engine, state, action, why)
-                return rollout.promote_analysed(engine, to_the_end)
-
-            _run_rollout(fleet, gated, as_json=False)
+        if fleet.store.load().analysis:  # a rollout driven in the foreground (Kubernetes)
+            _promote_in_foreground(fleet, to_the_end, why)
             return
         with engine_for(fleet) as engine:
             state = promote_steps(engine, to_the_end, why)
     out.print(f"promoted: {summary(state)}", markup=False)
+
+
+def _promote_in_foreground(fleet: Fleet, to_the_end: bool, why: str | None) -> None:
+    from swiftdeploy.commands import gate
+    from swiftdeploy.commands import rollout as rollout_cmd
+
+    def gated(engine: RolloutEngine) -> State:
+        state = fleet.reconcile(fleet.store.load())
+        action = "promote --all" if to_the_end else "promote"
+        gate.canary_gate(engine, state, action, why)
+        return rollout_cmd.promote_analysed(engine, to_the_end)
+
+    _run_rollout(fleet, gated, as_json=False)
+
+
+DetachOption = Annotated[
+    bool, typer.Option("--detach", help="Return once the driver has the rollout.")
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Follow until the rollout ends or holds, with its exit code (the default off"
+        " a terminal; for CI).",
+    ),
+]
+EventsOption = Annotated[
+    bool, typer.Option("--events", help="Print the rollout's events (CloudEvents JSON lines).")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Every look, and the statistics behind it.")
+]
 
 
 @app.command()
@@ -127,15 +160,20 @@ def rollout(
         bool, typer.Option("--plan", help="Print what each step would take at today's traffic.")
     ] = False,
     as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="One JSON object per look, then a summary (for CI); or the plan."
-        ),
+        bool, typer.Option("--json", help="A JSON summary at the end (for CI); or the plan.")
     ] = False,
+    detach: DetachOption = False,
+    wait: WaitOption = False,
+    events: EventsOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Roll VERSION out step by step with analysis; promote or roll back by policy.
 
-    Exit codes: 0 promoted (or paused for `promote`), 3 rolled back, 4 held."""
+    A driver under the project's supervisor runs the rollout; this command follows it.
+    Ctrl-C detaches (the rollout goes on: `attach`, `status`, `abort`). Exit codes when
+    following to the end (--wait, or off a terminal): 0 promoted (or paused for
+    `promote`), 3 rolled back, 4 held."""
     from swiftdeploy.commands import rollout as rollout_cmd
     from swiftdeploy.manifest import require_version
 
@@ -148,36 +186,107 @@ def rollout(
             raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
         _print_plan(version, found, loaded.manifest, as_json)
         return
+    if not _host_driver(loaded):
+        with locked_fleet(manifest) as fleet:
+            infrastructure_gate(fleet, "canary")
+            _run_rollout(fleet, lambda engine: rollout_cmd.start(engine, version), as_json)
+        return
+    from swiftdeploy.commands.driver import start_driver, wait_for_driver
+    from swiftdeploy.rollout.engine import new_rollout_id
+
     with locked_fleet(manifest) as fleet:
         infrastructure_gate(fleet, "canary")
-        _run_rollout(fleet, lambda engine: rollout_cmd.start(engine, version), as_json=as_json)
+        fleet.require_canary_can_start(fleet.reconcile(fleet.store.load()), version)
+        _early_warnings(fleet)
+        rollout_id = new_rollout_id()
+        start_driver(fleet, rollout_id, version)
+    state = wait_for_driver(loaded, rollout_id)
+    mode = _Follow(detach, wait, events, as_json, quiet, verbose)
+    _follow(loaded, state, mode)
 
 
 @app.command()
-def resume(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False) -> None:
-    """Carry on an interrupted or held rollout from its persisted phase and step."""
+def attach(
+    manifest: ManifestOption = DEFAULT_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary at the end.")] = False,
+    wait: WaitOption = False,
+    events: EventsOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Follow the running rollout from this terminal; Ctrl-C detaches (it goes on)."""
+    from swiftdeploy.commands.driver import driving
+
+    loaded = load(manifest)
+    state = _store(loaded).load()
+    if not driving(state):
+        raise StateError(
+            f"no rollout to attach to (phase {state.phase.value})",
+            hint="`swiftdeploy rollout VERSION` starts one; `swiftdeploy status` shows what runs",
+        )
+    _follow(loaded, state, _Follow(False, wait, events, as_json, quiet, verbose))
+
+
+@app.command()
+def resume(
+    manifest: ManifestOption = DEFAULT_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary at the end.")] = False,
+    detach: DetachOption = False,
+    wait: WaitOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Carry on a paused, held or interrupted rollout from its persisted phase and step
+    (a driver is started if none runs), then follow it."""
     from swiftdeploy.commands.rollout import resume as resume_rollout
 
-    with locked_fleet(manifest) as fleet:
-        _run_rollout(fleet, resume_rollout, as_json=as_json)
+    loaded = load(manifest)
+    if not _host_driver(loaded):
+        with locked_fleet(manifest) as fleet:
+            _run_rollout(fleet, resume_rollout, as_json=as_json)
+        return
+    state = _store(loaded).load()
+    _require_rollout(state, "resume")
+    if state.phase.value == "paused" and state.pause_kind in ("operator", "held"):
+        _steer(manifest, "resume")
+    else:
+        _ensure_driver(loaded)
+    _follow(loaded, _store(loaded).load(), _Follow(detach, wait, False, as_json, quiet, verbose))
 
 
 @app.command()
-def abort(manifest: ManifestOption = DEFAULT_PATH) -> None:
-    """Stop a running rollout (its current look finishes), then roll the canary back."""
+def pause(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) -> None:
+    """Hold the running rollout at its weight, with no max_duration clock, until
+    `resume` (or `promote`, `abort`)."""
+    if _steer(manifest, "pause", reason=reason):
+        return
+    _require_rollout(_store(load(manifest)).load(), "pause")
+    raise StateError(
+        "`pause` needs a rollout driver; on this runtime the CLI drives it",
+        hint="stop it with Ctrl-C (the state is kept) and `swiftdeploy resume` later",
+    )
+
+
+@app.command()
+def abort(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) -> None:
+    """Stop a running rollout and roll the canary back (within its driver's next poll)."""
     from swiftdeploy.commands.rollback import rollback as roll_back
     from swiftdeploy.commands.rollout import abort as stop_rollout
     from swiftdeploy.lock import lock_holder
 
+    if _steer(manifest, "abort", reason=reason):
+        return
     loaded = load(manifest)
-    stopped = stop_rollout(lambda: lock_holder(loaded.state_dir))
-    if stopped:
-        err.print(f"stopped the rollout (pid {stopped})")
+    if not _host_driver(loaded):  # a rollout driven in the foreground: stop that process
+        stopped = stop_rollout(lambda: lock_holder(loaded.state_dir))
+        if stopped:
+            err.print(f"stopped the rollout (pid {stopped})")
     with locked_fleet(manifest) as fleet:
         if not fleet.store.load().track("canary"):
             out.print("nothing to abort: no canary is running")
             return
-        state = roll_back(fleet, reason="aborted by hand")
+        by = _person()
+        state = roll_back(fleet, reason=f"aborted by {by}" + (f": {reason}" if reason else ""))
     out.print(f"aborted: {summary(state)}", markup=False)
 
 
@@ -186,35 +295,188 @@ def rollback(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Send the canary 0% at once and stop its replicas."""
     from swiftdeploy.commands.rollback import rollback as roll_back
 
+    if _steer(manifest, "abort", reason="rollback"):
+        return
     with locked_fleet(manifest) as fleet:
         state = roll_back(fleet)
     out.print(f"rolled back: {summary(state)}", markup=False)
 
 
-# --- running a rollout in the foreground -----------------------------------------------
+@app.command(hidden=True)
+def drive(
+    manifest: ManifestOption = DEFAULT_PATH,
+    rollout_id: Annotated[str, typer.Option("--rollout", help="The rollout to drive.")] = "",
+    start: Annotated[str | None, typer.Option(help="Start a rollout of this version.")] = None,
+) -> None:
+    """The rollout's driver (run by the project's supervisor, not by people)."""
+    from swiftdeploy.cli.common import progress
+    from swiftdeploy.commands.driver import drive as run_driver
+
+    code = run_driver(load(manifest), rollout_id, start, progress)
+    if code:
+        raise typer.Exit(code)
 
 
-def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: bool) -> None:
-    """Run a rollout loop in the foreground, with the live view or one JSON line per look;
-    SIGTERM lets the current look finish and leaves the state consistent for `resume`."""
-    from swiftdeploy.cli.view import RolloutView, json_line
-    from swiftdeploy.commands.rollout import outcome
-    from swiftdeploy.state import Phase
-    from swiftdeploy.wiring import policy_engine, rollout_engine
+# --- the driver's clients ----------------------------------------------------------------
 
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    policy = policy_engine(fleet)
+
+def _host_driver(loaded: LoadedManifest) -> bool:
+    from swiftdeploy.runtime import backend
+
+    return backend(loaded.manifest.runtime).HOST_DRIVER
+
+
+def _store(loaded: LoadedManifest) -> StateStore:
+    from swiftdeploy.runtime import backend
+
+    return backend(loaded.manifest.runtime).state_store(loaded)
+
+
+def _person() -> str:
+    from swiftdeploy.state.control import requester
+
+    return requester()
+
+
+def _require_rollout(state: State, verb: str) -> None:
+    from swiftdeploy.commands.driver import driving
+
+    if not driving(state):
+        raise StateError(
+            f"no rollout to {verb} (phase {state.phase.value})"
+            + ("; the canary was started by hand" if state.canary_version else ""),
+            hint="`swiftdeploy status` shows what runs",
+        )
+
+
+def _ensure_driver(loaded: LoadedManifest) -> None:
+    """A driver for the persisted rollout, started if none runs, and holding it."""
+    from swiftdeploy.commands.driver import driver_status, start_driver, wait_for_lock
+
+    state = _store(loaded).load()
+    if driver_status(loaded, state).alive:
+        return
+    with locked_fleet(loaded.path) as fleet:
+        state = fleet.store.load()
+        _require_rollout(state, "drive")
+        assert state.rollout_id is not None
+        start_driver(fleet, state.rollout_id, None)
+        err.print(f"no driver was running: started one for rollout {state.rollout_id}")
+    wait_for_lock(loaded)
+
+
+def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
+    """Have the rollout's driver do it (started first when none runs); False when the
+    project has no driven rollout, so the caller acts by hand."""
+    from swiftdeploy.commands.driver import ask, driving
+
+    loaded = load(manifest)
+    if not _host_driver(loaded) or not driving(_store(loaded).load()):
+        return False
+    answer = ask(loaded, verb, **fields)
+    if answer is None and verb != "abort":
+        _ensure_driver(loaded)
+        answer = ask(loaded, verb, **fields)
+    if answer is None:  # abort with no driver: roll back by hand
+        return False
+    if answer.result != "done":
+        raise SteerRefused(answer.message, answer.hint, answer.exit_code)
+    out.print(answer.message, markup=False)
+    return True
+
+
+class SteerRefused(SwiftDeployError):
+    """The driver refused or failed a person's request; its exit code is the driver's."""
+
+    def __init__(self, message: str, hint: str | None, code: int) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = ExitCode(code)
+
+
+def _early_warnings(fleet: Fleet) -> None:
+    """What the traffic says about this rollout, before it starts (no or little traffic)."""
+    from swiftdeploy.commands.rollout import plan_now
+    from swiftdeploy.rollout.plan import early_warnings
+
+    found = plan_now(fleet)
+    if found is not None:
+        warn(early_warnings(found))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Follow:
+    detach: bool
+    wait: bool
+    events: bool
+    as_json: bool
+    quiet: bool
+    verbose: bool
+
+
+# How long a follower waits for a dead driver to be restarted before it says so.
+DRIVER_GONE_S = 15.0
+FOLLOW_POLL_S = 0.25
+
+
+def _follow(loaded: LoadedManifest, state: State, how: _Follow) -> None:
+    """Follow the driver's rollout from the state it persists, until it ends (or holds,
+    with --wait), or Ctrl-C detaches."""
+    if how.detach:
+        out.print(
+            f"rollout {state.rollout_id} of {state.canary_version} goes on under its driver:"
+            " `swiftdeploy attach` follows it; `status`, `pause`, `promote`, `abort` steer it",
+            markup=False,
+        )
+        return
+    from swiftdeploy.cli.view import RolloutFollower
+    from swiftdeploy.commands.driver import DriverWatch, follow_ends
+
+    to_the_end = how.wait or how.as_json or how.events or not err.is_terminal
+    rollout_id = state.rollout_id
+    detached = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: detached.set())
+    store = _store(loaded)
+    events = _EventPrinter(loaded, rollout_id) if how.events else None
+    watch = DriverWatch(loaded, DRIVER_GONE_S)
     try:
-        title = f"{fleet.loaded.manifest.service.name} rollout"
-        with RolloutView(err, title, enabled=not as_json) as view:
-            on_tick: Callable[[TickReport], None] = _print_look if as_json else view.update
-            engine = rollout_engine(fleet, policy, on_tick, stop.is_set)
-            state = body(engine)
+        with RolloutFollower(err, loaded.manifest, mode=_view_mode(how)) as view:
+            seen = 0.0
+            while not detached.is_set():
+                state = store.load()
+                if state.updated_at != seen:
+                    seen = state.updated_at
+                    view.update(state)
+                if follow_ends(state, rollout_id, to_the_end):
+                    break
+                watch.check(state)
+                view.tick()
+                time.sleep(FOLLOW_POLL_S)
     finally:
-        policy.close()
-        signal.signal(signal.SIGTERM, previous)
-    interrupted = stop.is_set() and state.phase not in (Phase.PROMOTED, Phase.ROLLED_BACK)
+        signal.signal(signal.SIGINT, previous)
+        if events is not None:
+            events.close()
+    if detached.is_set():
+        err.print(
+            "detached: the rollout goes on; `swiftdeploy attach`, `status`, `abort`",
+            markup=False,
+        )
+        return
+    _finish(state, how.as_json)
+
+
+def _view_mode(how: _Follow) -> Literal["live", "lines", "quiet", "verbose"]:
+    if how.quiet:
+        return "quiet"
+    if how.verbose:
+        return "verbose"
+    return "live" if err.is_terminal else "lines"
+
+
+def _finish(state: State, as_json: bool) -> None:
+    """The outcome line (or JSON summary) and the exit code of a followed rollout."""
+    from swiftdeploy.cli.view import json_line
+    from swiftdeploy.commands.rollout import outcome
+
     code, message = ExitCode.OK, ""
     try:
         message = outcome(state)
@@ -222,14 +484,68 @@ def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: 
         code, message = exc.exit_code, exc.one_line()
         if not as_json:
             raise
-    if interrupted:
-        code = ExitCode.INTERRUPTED
     if as_json:
-        print(json.dumps(json_line(state, message, int(code))), flush=True)
+        print(json.dumps({"schema_version": 1, **json_line(state, message, int(code))}), flush=True)
     else:
         out.print(message, markup=False)
     if code != ExitCode.OK:
         raise typer.Exit(code)
+
+
+class _EventPrinter:
+    """The rollout's events (docs/events.md) on stdout as they reach the trail, from a
+    thread that follows the trail until `close()`, which prints the last ones first."""
+
+    def __init__(self, loaded: LoadedManifest, rollout_id: str | None) -> None:
+        from swiftdeploy.commands.events import project_events
+
+        self.done = threading.Event()
+        self.events = project_events(loaded, rollout=rollout_id, follow=True, stop=self.done.is_set)
+        self.thread = threading.Thread(target=self._print, daemon=True)
+        self.thread.start()
+
+    def _print(self) -> None:
+        for event in self.events:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=10)
+
+
+# --- running a rollout in the foreground -----------------------------------------------
+
+
+def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: bool) -> None:
+    """Run a rollout loop in this process (where no driver runs it: Kubernetes, for now),
+    with the live view or one JSON line per look; SIGTERM lets the current look finish
+    and leaves the state consistent for `resume`."""
+    from swiftdeploy.cli.view import RolloutFollower
+    from swiftdeploy.state import Phase
+    from swiftdeploy.wiring import policy_engine, rollout_engine
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    policy = policy_engine(fleet)
+    mode: Literal["live", "lines", "quiet"] = "live" if err.is_terminal else "lines"
+    try:
+        with RolloutFollower(err, fleet.loaded.manifest, mode="quiet" if as_json else mode) as view:
+
+            def on_tick(report: TickReport) -> None:
+                if as_json:
+                    _print_look(report)
+                view.update(report.state)
+
+            engine = rollout_engine(fleet, policy, on_tick, stop.is_set)
+            state = body(engine)
+    finally:
+        policy.close()
+        signal.signal(signal.SIGTERM, previous)
+    if stop.is_set() and state.phase not in (Phase.PROMOTED, Phase.ROLLED_BACK):
+        out.print("stopped; the state is kept: `swiftdeploy resume` carries on", markup=False)
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    _finish(state, as_json)
 
 
 def _print_look(report: TickReport) -> None:

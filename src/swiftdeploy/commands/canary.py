@@ -22,6 +22,7 @@ def start_canary(engine: RolloutEngine, version: str, weight: int | None) -> Sta
     state = fleet.transition(
         state.model_copy(update={"rollout_id": uuid.uuid4().hex[:12]}),
         f"canary {version} started by hand",
+        "canary",
         canary_version=version,
         canary_weight=0,
         phase=Phase.PROGRESSING,

@@ -25,6 +25,7 @@ def promote(engine: RolloutEngine, to_the_end: bool, force_reason: str | None) -
         state = fleet.transition(
             state,
             f"promoted by hand to step {next_index + 1}",
+            "step",
             step_index=next_index,
             canary_weight=weight,
             phase=Phase.PROGRESSING,

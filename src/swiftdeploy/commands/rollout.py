@@ -62,11 +62,13 @@ def outcome(state: State) -> str:
     if state.phase == Phase.PAUSED and state.pause_kind == "held":
         raise HeldError(
             f"held at step {(state.step_index or 0) + 1}: {state.message}",
-            hint="`swiftdeploy resume` keeps collecting evidence; `promote` goes on without it;"
-            " `rollback` stops",
+            hint="its driver keeps collecting evidence and acts on it (where the CLI drives:"
+            " `swiftdeploy resume` does); `promote` goes on without it; `rollback` stops",
         )
     if state.phase == Phase.PAUSED and state.pause_kind == "manual":
         return f"paused at step {(state.step_index or 0) + 1}: run `swiftdeploy promote` to go on"
+    if state.phase == Phase.PAUSED and state.pause_kind == "operator":
+        return f"paused at step {(state.step_index or 0) + 1} by a person: `swiftdeploy resume`"
     if state.phase == Phase.PROMOTED:
         return f"promoted: {state.stable_version} is stable"
     return f"stopped in phase {state.phase.value}: run `swiftdeploy resume` to carry on"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from swiftdeploy.commands.driver import DriverStatus, driver_status, driving
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import ReplicaView
 from swiftdeploy.state import State
 from swiftdeploy.wiring import metrics_provider
 
+# Bumped when a field changes meaning or goes; new fields do not bump it.
+STATUS_SCHEMA_VERSION = 1
 TRAFFIC_FIELDS = {"status", "requests", "errors", "error_rate", "rps", "quantiles", "elapsed_s"}
 
 
@@ -19,9 +24,13 @@ class StatusReport:
     weight: int | None  # the canary weight the router applies; None: it cannot be asked
     replicas: list[ReplicaView]
     traffic: dict[str, Measurement]
+    # who drives the rollout; None when no rollout needs a driver (or the CLI drives)
+    driver: DriverStatus | None = None
 
     def as_dict(self) -> dict[str, object]:
+        driver = self.driver
         return {
+            "schema_version": STATUS_SCHEMA_VERSION,
             "phase": self.state.phase.value,
             "stable_version": self.state.stable_version,
             "canary_version": self.state.canary_version,
@@ -30,6 +39,18 @@ class StatusReport:
             "rollout_id": self.state.rollout_id,
             "message": self.state.message,
             "last_look": self.state.last_look.model_dump() if self.state.last_look else None,
+            "driver": None
+            if driver is None
+            else {
+                "running": driver.alive,
+                "pid": driver.pid,
+                "since": driver.since,
+                "restarts": driver.restarts,
+                "last_look_age_s": None
+                if driver.last_look_at is None
+                else round(time.time() - driver.last_look_at, 3),
+                "exited": driver.exited,
+            },
             "replicas": [r.__dict__ for r in self.replicas],
             "traffic": {
                 track: m.model_dump(mode="json", include=TRAFFIC_FIELDS)
@@ -57,4 +78,7 @@ def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) ->
     traffic: dict[str, Measurement] = {}
     if meter is not None and weight is not None:
         traffic = meter.measure(window_s)
-    return StatusReport(state, weight, fleet.tracks.replicas(), traffic)
+    driver = None
+    if driving(state) and backend(fleet.loaded.manifest.runtime).HOST_DRIVER:
+        driver = driver_status(fleet.loaded, state)
+    return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver)

@@ -17,7 +17,11 @@ def promote_to_stable(fleet: Fleet, state: State) -> State:
     assert version is not None
     if state.phase != Phase.PROMOTING:
         state = fleet.transition(
-            state, f"promoting {version} to stable", phase=Phase.PROMOTING, canary_weight=100
+            state,
+            f"promoting {version} to stable",
+            event="promoting",
+            phase=Phase.PROMOTING,
+            canary_weight=100,
         )
     fleet.progress(f"promoting {version}: all traffic to the canary, replacing stable replicas")
     fleet.apply_routes(state)
@@ -26,21 +30,33 @@ def promote_to_stable(fleet: Fleet, state: State) -> State:
     return fleet.transition(
         state,
         f"{version} promoted",
+        event="promoted",
         phase=Phase.PROMOTED,
         analysis=False,
         message=f"{version} is stable",
     )
 
 
-def roll_back(fleet: Fleet, state: State, reason: str) -> State:
-    """The canary to 0% at once, then its replicas drain and stop."""
+def roll_back(fleet: Fleet, state: State, reason: str, aborted: bool = False) -> State:
+    """The canary to 0% at once, then its replicas drain and stop. `aborted`: a person
+    asked for it (the event says so)."""
     if state.phase != Phase.ROLLING_BACK:
         state = fleet.transition(
-            state, f"rollback: {reason}", phase=Phase.ROLLING_BACK, canary_weight=0, message=reason
+            state,
+            f"rollback: {reason}",
+            event="aborted" if aborted else "rolling-back",
+            phase=Phase.ROLLING_BACK,
+            canary_weight=0,
+            message=reason,
         )
     fleet.progress(f"rolling back {state.canary_version}: canary weight 0%")
     fleet.apply_routes(state)
     state = fleet.stop_canary(state)
     return fleet.transition(
-        state, "rolled back", phase=Phase.ROLLED_BACK, analysis=False, message=reason
+        state,
+        "rolled back",
+        event="rolled-back",
+        phase=Phase.ROLLED_BACK,
+        analysis=False,
+        message=reason,
     )

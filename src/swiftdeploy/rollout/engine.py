@@ -84,31 +84,38 @@ class RolloutEngine:
     on_tick: Callable[[TickReport], None] = lambda report: None
     stop_requested: Callable[[], bool] = lambda: False
     skip_manual_pauses: bool = False  # `promote --all`
+    # The driver's way: a step undecided at max_duration holds (an event for people) and
+    # goes on looking, so later evidence can still decide it. The foreground loop
+    # (Kubernetes, for now) stops at a hold instead.
+    keep_looking_when_held: bool = False
     _load: LoadRun | None = None
     _load_step: int | None = None
 
-    def _transition(self, state: State, reason: str, **updates: Any) -> State:
-        return self.fleet.transition(state, reason, **updates)
+    def _transition(self, state: State, reason: str, event: str, **updates: Any) -> State:
+        return self.fleet.transition(state, reason, event, **updates)
 
-    def _progress(self, state: State, reason: str, **updates: Any) -> State:
+    def _progress(self, state: State, reason: str, event: str, **updates: Any) -> State:
         """A transition to (or within) the progressing phase: no pause, no pause message."""
         return self._transition(
-            state, reason, phase=Phase.PROGRESSING, pause_kind=None, message=None, **updates
+            state, reason, event, phase=Phase.PROGRESSING, pause_kind=None, message=None, **updates
         )
 
-    def begin(self, version: str) -> State:
+    def begin(self, version: str, rollout_id: str | None = None) -> State:
         """Fix the latency bound from the stable's recent traffic, start the canary,
-        and enter the first step with analysis on."""
+        and enter the first step with analysis on. `rollout_id`: chosen by whoever
+        started the driver, so a driver restarted before this persisted starts it again
+        rather than resuming an older one."""
         fleet = self.fleet
         state = fleet.reconcile(fleet.store.load())
         manifest = fleet.loaded.manifest
         state = self._progress(
             state,
             f"rollout of {version} started",
+            "started",
             canary_version=version,
             canary_weight=0,
             step_index=0,
-            rollout_id=uuid.uuid4().hex[:12],
+            rollout_id=rollout_id or new_rollout_id(),
             analysis=True,
             step_started_at=None,
             step_deadline=None,
@@ -178,6 +185,7 @@ class RolloutEngine:
         state = self._progress(
             state,
             f"step {index + 1}: canary weight {step.weight}%",
+            "step",
             step_index=index,
             canary_weight=step.weight,
             step_started_at=now,
@@ -203,6 +211,7 @@ class RolloutEngine:
         return self._progress(
             state,
             "resumed: the step keeps its evidence and collects more",
+            "resumed",
             step_deadline=self.clock() + self._analysis(step).max_duration,
         )
 
@@ -217,16 +226,24 @@ class RolloutEngine:
                     break
                 if self.stop_requested():
                     break
-                self.sleep(self._interval(state))
+                self.sleep(self.look_interval(state))
         finally:
             self._stop_load()
         return state
 
     def _waiting_for_person(self, state: State) -> bool:
-        return state.phase == Phase.PAUSED and state.pause_kind in ("manual", "held")
+        if state.phase != Phase.PAUSED:
+            return False
+        if state.pause_kind == "held":
+            return not self.keep_looking_when_held
+        return state.pause_kind in ("manual", "operator")
+
+    def close(self) -> None:
+        """Stop what the engine started for a step (its load generator)."""
+        self._stop_load()
 
     def tick(self, state: State) -> State:
-        if state.phase == Phase.PROGRESSING:
+        if state.phase == Phase.PROGRESSING or self._held_and_looking(state):
             return self._analyse(state)
         if state.phase == Phase.PAUSED and state.pause_kind == "timed":
             if state.resume_at is not None and self.clock() >= state.resume_at:
@@ -315,7 +332,8 @@ class RolloutEngine:
         verdict = look.decision.verdict
         action: str = verdict
         deadline = state.step_deadline
-        if verdict == "hold" and deadline is not None and self.clock() >= deadline:
+        holding = state.phase == Phase.PROGRESSING
+        if holding and verdict == "hold" and deadline is not None and self.clock() >= deadline:
             action = "held"
         self.record(look, action)
         last = LastLook(
@@ -336,6 +354,7 @@ class RolloutEngine:
             return self._transition(
                 state,
                 f"held: {summary}",
+                "held",
                 phase=Phase.PAUSED,
                 pause_kind="held",
                 message=f"undecided after {look.elapsed_s:.0f}s: {summary}",
@@ -349,6 +368,7 @@ class RolloutEngine:
             return self._transition(
                 state,
                 "step passed; waiting for `swiftdeploy promote`",
+                "passed",
                 phase=Phase.PAUSED,
                 pause_kind="manual",
                 message="paused: run `swiftdeploy promote` to continue",
@@ -357,6 +377,7 @@ class RolloutEngine:
             return self._transition(
                 state,
                 f"step passed; pausing {step.pause:g}s",
+                "passed",
                 phase=Phase.PAUSED,
                 pause_kind="timed",
                 resume_at=self.clock() + step.pause,
@@ -381,9 +402,16 @@ class RolloutEngine:
         self._stop_load()
         return promote_to_stable(self.fleet, state)
 
-    def rollback(self, state: State, reason: str) -> State:
+    def rollback(self, state: State, reason: str, aborted: bool = False) -> State:
         self._stop_load()
-        return roll_back(self.fleet, state, reason)
+        return roll_back(self.fleet, state, reason, aborted)
+
+    def _held_and_looking(self, state: State) -> bool:
+        return (
+            self.keep_looking_when_held
+            and state.phase == Phase.PAUSED
+            and state.pause_kind == "held"
+        )
 
     # --- helpers ------------------------------------------------------------------
 
@@ -393,7 +421,8 @@ class RolloutEngine:
     def _analysis(self, step: Step) -> Analysis:
         return self.fleet.loaded.manifest.strategy.canary.analysis_for(step)
 
-    def _interval(self, state: State) -> float:
+    def look_interval(self, state: State) -> float:
+        """How long to wait before the next look (`interval`, or `auto` from the rate)."""
         if state.step_index is None or state.step_index >= len(self._steps()):
             return 1.0
         interval = self._analysis(self._steps()[state.step_index]).interval
@@ -447,6 +476,10 @@ class RolloutEngine:
             self._load.stop()
         self._load = None
         self._load_step = None
+
+
+def new_rollout_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def summarize_reasons(decision: Decision) -> str:

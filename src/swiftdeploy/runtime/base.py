@@ -38,6 +38,10 @@ class ProcessInfo:
         return self.state == "RUNNING"
 
 
+# The rollout's driver, as the project's process manager names it (commands/driver.py).
+DRIVER_PROCESS = "driver"
+
+
 class ProcessManager(Protocol):
     name: str
 
@@ -159,6 +163,9 @@ class Backend(Protocol):
 
     # Its tracks are split by the nginx router (validate then checks nginx's config).
     NGINX_ROUTED: bool
+    # Its rollouts are driven by a driver under this machine's supervisor, which
+    # outlives the CLI (commands/driver.py); False: the CLI drives in the foreground.
+    HOST_DRIVER: bool
 
     def create_tracks(self, deps: BackendDeps) -> TrackRuntime: ...
 

@@ -422,6 +422,7 @@ def _first_line(exc: BaseException) -> str:
 # --- the Backend functions ---------------------------------------------------------
 
 NGINX_ROUTED = True
+HOST_DRIVER = True
 
 
 def process_manager(loaded: LoadedManifest) -> SupervisorRuntime:

@@ -21,12 +21,12 @@ from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.probe import wait_for_ok
-from swiftdeploy.runtime.base import BackendDeps, ProcessInfo, ReplicaView
+from swiftdeploy.runtime.base import DRIVER_PROCESS, BackendDeps, ProcessInfo, ReplicaView
 from swiftdeploy.state import Replica, State, Track
 from swiftdeploy.traffic.base import RouterStatus, Routes, TrafficRouter
 
-# Processes that belong to the platform, not to a track.
-PLATFORM_PROCESSES = frozenset({"nginx", "opa", "prometheus"})
+# Processes that belong to the platform, not to a track: never swept as orphans.
+PLATFORM_PROCESSES = frozenset({"nginx", "opa", "prometheus", DRIVER_PROCESS})
 CHAOS_TOKEN_ENV = "SWIFTDEPLOY_CHAOS_TOKEN"  # noqa: S105 - a variable name, not a secret
 ROUTER_READY_S = 10.0
 

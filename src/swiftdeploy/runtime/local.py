@@ -66,8 +66,9 @@ PROGRAM_CONF = """\
 [program:{name}]
 command={command}
 autostart=true
-autorestart=true
-startsecs=1
+autorestart={restart}
+exitcodes=0
+startsecs={startsecs}
 startretries=1000
 stopsignal=TERM
 stopwaitsecs=10
@@ -159,7 +160,14 @@ class SupervisorRuntime:
         launch = {"argv": spec.argv, "env": spec.env, "takeover": spec.takeover}
         atomic_write(launch_file, json.dumps(launch))
         launcher = [sys.executable, "-m", "swiftdeploy.runtime.launch", str(launch_file)]
-        text = PROGRAM_CONF.format(name=spec.name, command=_escape(shlex.join(launcher)), log=log)
+        text = PROGRAM_CONF.format(
+            name=spec.name,
+            command=_escape(shlex.join(launcher)),
+            log=log,
+            restart="true" if spec.restart == "always" else "unexpected",
+            # a job that finishes at once has not failed to start
+            startsecs=1 if spec.restart == "always" else 0,
+        )
         atomic_write(self.programs / f"{spec.name}.conf", text)
         try:
             self._call("reloadConfig")
@@ -301,6 +309,7 @@ def _command(loaded: LoadedManifest) -> list[str]:
 # --- the Backend functions ---------------------------------------------------------
 
 NGINX_ROUTED = True
+HOST_DRIVER = True
 
 
 def process_manager(loaded: LoadedManifest) -> SupervisorRuntime:

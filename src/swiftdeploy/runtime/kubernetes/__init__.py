@@ -26,6 +26,9 @@ from swiftdeploy.runtime.local import SupervisorRuntime
 from swiftdeploy.state import StateStore
 
 NGINX_ROUTED = False
+# The rollout is still driven by the CLI in the foreground here (the state is in the
+# cluster; a driver in the cluster is the Kubernetes work's).
+HOST_DRIVER = False
 
 Key = tuple[str, str | None, str]
 _CONNECTIONS: dict[Key, Kube] = {}
