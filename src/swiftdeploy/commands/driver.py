@@ -333,7 +333,7 @@ def _loop(
     engine: RolloutEngine, control: ControlDir, info: DriverInfo, state: State, stop: _Stop
 ) -> State:
     while not stop.requested:
-        state = _serve_requests(engine, control, state)
+        state = serve_requests(engine, control, state)
         if state.phase in TERMINAL or not state.analysis:
             break
         if not _waiting(engine, state):
@@ -355,7 +355,9 @@ def _waiting(engine: RolloutEngine, state: State) -> bool:
     return state.phase == Phase.PAUSED and state.pause_kind in ("manual", "operator")
 
 
-def _serve_requests(engine: RolloutEngine, control: ControlDir, state: State) -> State:
+def serve_requests(engine: RolloutEngine, control: ControlDir, state: State) -> State:
+    """Act on the people's requests, oldest first, each answered (refused or failed
+    with the error's message and exit code); the state after them."""
     for request in control.pending():
         control.take(request)
         try:
