@@ -410,14 +410,7 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
     if request.verb == "pause":
         if state.phase == Phase.PAUSED and state.pause_kind in ("operator", "manual"):
             return done(state, f"already paused at step {(state.step_index or 0) + 1}")
-        after = fleet.transition(
-            state,
-            f"paused by {by}{because}",
-            "paused",
-            phase=Phase.PAUSED,
-            pause_kind="operator",
-            message=f"paused by {by}{because}: `swiftdeploy resume` goes on",
-        )
+        after = engine.pause(state, f"paused by {by}{because}")
         return done(after, f"paused at step {(after.step_index or 0) + 1}, {after.canary_weight}%")
     if request.verb == "resume":
         if state.phase != Phase.PAUSED or state.pause_kind not in ("operator", "held"):
@@ -440,11 +433,7 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
     force_reason = request.reason if request.force else None
     if weight > state.canary_weight:
         canary_gate(engine, state, f"weight {weight}", force_reason)
-    after = fleet.transition(
-        state, f"canary weight set to {weight}% by {by}{because}", "weight", canary_weight=weight
-    )
-    fleet.apply_routes(after)
-    after = engine.watch(after, after.step_index or 0, weight)
+    after = engine.set_weight(state, weight, f"canary weight set to {weight}% by {by}{because}")
     return done(after, f"weight set by {by}: {_where(after)}")
 
 

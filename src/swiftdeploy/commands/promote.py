@@ -6,7 +6,7 @@ from __future__ import annotations
 from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.rollout.actions import promote_to_stable
 from swiftdeploy.rollout.engine import RolloutEngine
-from swiftdeploy.state import Phase, State
+from swiftdeploy.state import State
 
 
 def promote(engine: RolloutEngine, to_the_end: bool, force_reason: str | None) -> State:
@@ -22,15 +22,6 @@ def promote(engine: RolloutEngine, to_the_end: bool, force_reason: str | None) -
             return promote_to_stable(fleet, state)
         weight = steps[next_index].weight
         fleet.progress(f"step {next_index + 1}/{len(steps)}: canary weight {weight}%")
-        state = fleet.transition(
-            state,
-            f"promoted by hand to step {next_index + 1}",
-            "step",
-            step_index=next_index,
-            canary_weight=weight,
-            phase=Phase.PROGRESSING,
-        )
-        fleet.apply_routes(state)
-        state = engine.watch(state, len(state.evidence.steps), weight)
+        state = engine.enter_step(state, next_index, f"promoted by hand to step {next_index + 1}")
         if not to_the_end:
             return state

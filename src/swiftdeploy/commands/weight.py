@@ -18,8 +18,4 @@ def set_weight(engine: RolloutEngine, weight: int, force_reason: str | None) -> 
     state = fleet.ensure_platform(state)
     if weight > state.canary_weight:
         canary_gate(engine, state, f"weight {weight}", force_reason)
-    state = fleet.transition(
-        state, f"canary weight set to {weight}% by hand", "weight", canary_weight=weight
-    )
-    fleet.apply_routes(state)
-    return engine.watch(state, len(state.evidence.steps), weight)
+    return engine.set_weight(state, weight, f"canary weight set to {weight}% by hand")

@@ -126,7 +126,7 @@ class RolloutEngine:
             state = fleet.ensure_track(state, "canary", version, manifest.strategy.canary.replicas)
         except RuntimeProcessError as exc:
             return self._never_ready(exc)
-        return self._enter_step(self.canary_started(state), 0, self._steps()[0])
+        return self.enter_step(self.canary_started(state), 0)
 
     def canary_started(self, state: State) -> State:
         """The canary's replicas (re)started now: its warm-up begins, fixed from the
@@ -175,16 +175,38 @@ class RolloutEngine:
         )
         return evidence.with_history("stable", history)
 
+    def set_weight(self, state: State, weight: int, reason: str) -> State:
+        """A weight a person set: the step goes on at it, its counts start afresh."""
+        state = self._transition(state, reason, "weight", canary_weight=weight)
+        self.fleet.apply_routes(state)
+        return self.watch(state, state.step_index or 0, weight)
+
+    def pause(self, state: State, reason: str) -> State:
+        """A person holds the rollout at its weight: no looks, no max_duration clock,
+        until `resume_held` (or promote, abort)."""
+        return self._transition(
+            state,
+            reason,
+            "paused",
+            phase=Phase.PAUSED,
+            pause_kind="operator",
+            message=f"{reason}: `swiftdeploy resume` goes on",
+        )
+
     def watch(self, state: State, index: int, weight: int) -> State:
         """A new ledger step at this weight (set by hand), counted from readings now."""
         evidence = state.evidence.open_step(index, weight, self.clock())
         return self._mark(self.fleet.store.save(state.model_copy(update={"evidence": evidence})))
 
-    def _enter_step(self, state: State, index: int, step: Step) -> State:
+    def enter_step(self, state: State, index: int, reason: str | None = None) -> State:
+        """The one place a step is entered: by the rollout when the step before passed,
+        by `promote` (the driver's, or by hand for a canary started by hand). The weight
+        moves, and the step's counts start at readings taken after it moved."""
+        step = self._steps()[index]
         now = self.clock()
         state = self._progress(
             state,
-            f"step {index + 1}: canary weight {step.weight}%",
+            reason or f"step {index + 1}: canary weight {step.weight}%",
             "step",
             step_index=index,
             canary_weight=step.weight,
@@ -325,7 +347,7 @@ class RolloutEngine:
         step = self._steps()[index]
         if state.step_started_at is None:
             # Interrupted between starting the canary and entering the step: enter it now.
-            return self._enter_step(state, index, step)
+            return self.enter_step(state, index)
         self._ensure_load(index, self._analysis(step))
         look = self.look(state)
         state = look.state
@@ -396,7 +418,7 @@ class RolloutEngine:
         next_index = (state.step_index or 0) + 1
         if next_index >= len(steps):
             return self.finish_promotion(state)
-        return self._enter_step(state, next_index, steps[next_index])
+        return self.enter_step(state, next_index)
 
     def finish_promotion(self, state: State) -> State:
         self._stop_load()
