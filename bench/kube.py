@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 from tests.runtime.kubernetes.kubeproject import CANARY_NAME, new_project  # noqa: E402
 from tests.support.kube import KubeCluster, start_cluster  # noqa: E402
 
-from swiftdeploy.commands.context import open_fleet  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.ports import free_port  # noqa: E402
 from swiftdeploy.rollout.actions import roll_back  # noqa: E402
 from swiftdeploy.runtime.kubernetes import kube_of  # noqa: E402
+from swiftdeploy.wiring import open_fleet  # noqa: E402
 
 
 def ms(seconds: list[float]) -> str:

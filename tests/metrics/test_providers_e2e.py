@@ -10,12 +10,12 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from swiftdeploy.commands.context import open_fleet
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import MetricsProvider
+from swiftdeploy.wiring import open_fleet
 from tests.conftest import Project, version_counts
 
 pytestmark = pytest.mark.e2e

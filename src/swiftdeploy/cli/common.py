@@ -108,7 +108,7 @@ def load(manifest: Path) -> LoadedManifest:
 
 def fleet_of(loaded: LoadedManifest) -> Fleet:
     """The project's fleet, for commands that only read."""
-    from swiftdeploy.commands.context import open_fleet
+    from swiftdeploy.wiring import open_fleet
 
     return open_fleet(loaded, progress)
 
@@ -116,7 +116,7 @@ def fleet_of(loaded: LoadedManifest) -> Fleet:
 @contextmanager
 def locked_fleet(manifest: Path) -> Iterator[Fleet]:
     """The project's fleet under its lock, with the command recorded before it acts."""
-    from swiftdeploy.commands.context import project_locks
+    from swiftdeploy.wiring import project_locks
 
     loaded = load(manifest)
     with project_locks(loaded):

@@ -8,7 +8,6 @@ torn tail (an interrupted append) is left out with a warning, anything else is r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,19 +15,16 @@ from swiftdeploy.audit import checkpoint as checkpoints
 from swiftdeploy.audit import report as audit_report
 from swiftdeploy.audit.checkpoint import Checkpoint
 from swiftdeploy.audit.keys import KeyStore
-from swiftdeploy.audit.log import AuditLog, Record, utc_timestamp
+from swiftdeploy.audit.log import Record, utc_timestamp
 from swiftdeploy.audit.verify import VerifyResult, read_trail, verify
 from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
 from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.wiring import audit_settings as settings
+from swiftdeploy.wiring import open_audit_log
+
+__all__ = ["open_audit_log", "settings"]  # where other commands find the trail
 
 REPORT_DIR = "reports"
-
-
-@dataclass(frozen=True)
-class AuditSettings:
-    path: Path
-    max_bytes: int
-    secrets: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -42,22 +38,6 @@ class ReportFiles:
     markdown: Path
     html: Path
     warnings: list[str]
-
-
-def settings(loaded: LoadedManifest) -> AuditSettings:
-    """Where the trail is (`audit.path`, relative to the manifest), its size, its secrets."""
-    audit = loaded.manifest.audit
-    return AuditSettings(
-        path=loaded.project_dir / audit.path,
-        max_bytes=audit.max_bytes,
-        secrets=tuple(loaded.manifest.service.secret_values()),
-    )
-
-
-def open_audit_log(loaded: LoadedManifest, command: Sequence[str] | None = None) -> AuditLog:
-    """The project's audit log, redacting the manifest's secret env values."""
-    audit = settings(loaded)
-    return AuditLog(audit.path, audit.max_bytes, audit.secrets, command=command)
 
 
 def verify_trail(

@@ -17,7 +17,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-from swiftdeploy.commands.context import open_fleet, project_locks
 from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.errors import (
     ExitCode,
@@ -34,7 +33,7 @@ from swiftdeploy.rollout.engine import TERMINAL, RolloutEngine
 from swiftdeploy.runtime.base import DRIVER_PROCESS
 from swiftdeploy.state import Phase, State
 from swiftdeploy.state.control import Answer, ControlDir, DriverInfo, Request, Verb
-from swiftdeploy.wiring import policy_engine, rollout_engine
+from swiftdeploy.wiring import open_fleet, policy_engine, project_locks, rollout_engine
 
 PROGRAM = DRIVER_PROCESS
 # How often a waiting driver checks for requests: `abort` acts within about this.
@@ -418,6 +417,9 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
                 f"nothing to resume: the rollout is {_where(state)}",
                 hint="`swiftdeploy promote` moves a step that passed and waits",
             )
+        # as `resume` by hand always did: what the platform lost while the step held
+        # (an OPA or Prometheus stopped) is started again before the step goes on
+        state = _carry_on(engine, fleet.reconcile(state))
         after = engine.resume_held(state)
         return done(after, f"resumed at step {(after.step_index or 0) + 1}")
     if request.verb == "promote":

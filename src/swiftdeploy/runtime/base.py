@@ -139,7 +139,7 @@ class TrackRuntime(Protocol):
 
 @dataclass(frozen=True)
 class BackendDeps:
-    """What a backend's tracks need, built once per command by `commands.context`."""
+    """What a backend's tracks need, built once per command by `wiring.open_fleet`."""
 
     loaded: LoadedManifest
     store: StateStore

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from swiftdeploy.commands.context import open_fleet
 from swiftdeploy.errors import LockedError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.kubernetes import kube_of, lease_of, shared_lock, state_store
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.state import State
+from swiftdeploy.wiring import open_fleet
 from tests.runtime.kubernetes.kubeproject import SERVICE, new_project
 from tests.support.kube import KubeCluster
 
