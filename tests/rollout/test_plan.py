@@ -121,3 +121,14 @@ def test_later_steps_take_their_minimum_and_timed_pauses(tmp_path: Path) -> None
     assert later_steps_s(manifest, 0) == (30.0 + 20.0 + 30.0, True)
     assert later_steps_s(manifest, 1) == (30.0, True)
     assert later_steps_s(manifest, 2) == (0.0, False)
+
+
+def test_the_steps_own_load_counts_as_traffic(tmp_path: Path) -> None:
+    # Given no service traffic, but a step that generates 300 req/s of its own
+    changes = {"strategy.canary.analysis.load": {"rps": 300, "concurrency": 10}}
+    manifest = init_manifest(tmp_path, **changes).manifest
+    found = plan(manifest, _reference(0.0, 0.0))
+    # Then the plan counts the load's share at each weight and does not say "no traffic"
+    assert found.steps[0].canary_rps == pytest.approx(300 * found.steps[0].weight / 100)
+    assert not any(w.startswith("no requests to the service") for w in early_warnings(found))
+    assert found.steps[0].needed_text != "- (no traffic)"

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from swiftdeploy import DEFAULT_MANIFEST
-from swiftdeploy.durations import parse_duration
+from swiftdeploy.durations import format_duration, parse_duration
 from swiftdeploy.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -157,6 +157,4 @@ def force_reason(force: bool, reason: str | None) -> str | None:
 
 
 def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}s" if value < 90 else f"{value / 60:.1f} min"
+    return "-" if value is None else format_duration(value)

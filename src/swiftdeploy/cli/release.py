@@ -351,10 +351,18 @@ def _require_rollout(state: State, verb: str) -> None:
 
 def _ensure_driver(loaded: LoadedManifest) -> None:
     """A driver for the persisted rollout, started if none runs, and holding it."""
-    from swiftdeploy.commands.driver import driver_status, start_driver, wait_for_lock
+    from swiftdeploy.commands.driver import (
+        driver_restarting,
+        driver_status,
+        start_driver,
+        wait_for_lock,
+    )
 
     state = _store(loaded).load()
     if driver_status(loaded, state).alive:
+        return
+    if driver_restarting(loaded):  # its supervisor restarts it: it holds in a moment
+        wait_for_lock(loaded)
         return
     with locked_fleet(loaded.path) as fleet:
         state = fleet.store.load()
@@ -368,12 +376,17 @@ def _ensure_driver(loaded: LoadedManifest) -> None:
 def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
     """Have the rollout's driver do it (started first when none runs); False when the
     project has no driven rollout, so the caller acts by hand."""
-    from swiftdeploy.commands.driver import ask, driving
+    from swiftdeploy.commands.driver import ask, driver_restarting, driving, wait_for_lock
 
     loaded = load(manifest)
     if not _host_driver(loaded) or not driving(_store(loaded).load()):
         return False
     answer = ask(loaded, verb, **fields)
+    if answer is None and driver_restarting(loaded):
+        # the driver died and its supervisor restarts it: acting by hand now would race
+        # it for the project's lock; it takes the request once it holds the rollout
+        wait_for_lock(loaded)
+        answer = ask(loaded, verb, **fields)
     if answer is None and verb != "abort":
         _ensure_driver(loaded)
         answer = ask(loaded, verb, **fields)
@@ -573,7 +586,7 @@ def _print_plan(version: str, found: Plan, manifest: Manifest, as_json: bool) ->
         ),
     )  # fmt: skip
     for step, per_replica in zip(found.steps, loads, strict=True):
-        needed = str(step.needed_requests) if step.needed_requests else "- (earlier step's)"
+        needed = step.needed_text
         about = seconds(step.seconds) if step.seconds is not None else "cannot plan"
         within = "yes" if step.within_limit else "[yellow]no: holds[/]"
         row = (str(step.index + 1), f"{step.weight}%", f"{step.canary_rps:.1f}", needed, about)

@@ -362,7 +362,7 @@ class RolloutEngine:
             at=self.clock(),
             action=action,
             reasons=tuple(reason.message for reason in look.decision.reasons),
-            progress=tuple(progress(look.statistics)),
+            progress=tuple(progress(look.statistics, look.state.evidence)),
         )
         state = self.fleet.store.save(state.model_copy(update={"last_look": last}))
         report = TickReport(

@@ -73,7 +73,9 @@ def plan(manifest: Manifest, reference: Measurement) -> Plan:
     for index, step in enumerate(canary.steps):
         analysis = canary.analysis_for(step)
         pause = step.pause if isinstance(step.pause, float) else 0.0
-        canary_rps = rps * step.weight / 100
+        # the step's own load generator (analysis.load) adds to the service's traffic
+        generated = analysis.load.rps if analysis.load is not None else 0.0
+        canary_rps = (rps + generated) * step.weight / 100
         needed: int | None = None
         seconds: float | None = analysis.min_duration + pause
         if index == 0:
@@ -129,7 +131,7 @@ def early_warnings(found: Plan, now: float | None = None) -> list[str]:
     when = f"in {limit}{at}"
     holds = f"it holds at max_duration ({when}) with the canary at {first.weight}%"
     span = format_duration(found.window_s)
-    if found.service_rps <= 0:
+    if found.service_rps <= 0 and first.canary_rps <= 0:
         return [
             f"no requests to the service in the last {span}: the canary gets none at"
             f" {first.weight}%, so step 1 cannot pass; {holds}. Send traffic (or set"
