@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,10 @@ import pytest
 
 from swiftdeploy.audit.head import head_path
 from swiftdeploy.audit.log import AuditLog
+from swiftdeploy.audit.looks import compact
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import BadInputError
-from tests.audit.conftest import trail_lines, write_lines, write_trail
+from tests.audit.conftest import a_decision, trail_lines, write_lines, write_trail
 
 N = 20
 
@@ -280,3 +283,45 @@ def test_json_form(trail: Path) -> None:
     assert data["first_bad"]["code"] == "deleted"
     assert data["first_bad"]["file"] == str(trail)
     assert json.loads(json.dumps(data)) == data
+
+
+def _with_look(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A full hold, a look record at it, then one more look record changed by `change`."""
+    log = AuditLog(path, 10**7)
+    base = log.append("decision", action="hold", decision=a_decision())
+    look = compact(base, base["decision"])
+    log.append("decision", action="hold", decision=look)
+    bad = copy.deepcopy(look)
+    change(bad["look"])
+    log.append("decision", action="hold", decision=bad)
+    return path
+
+
+def test_look_records_that_name_their_full_record_verify(trail_path: Path) -> None:
+    result = verify(_with_look(trail_path, lambda look: None))
+    assert result.ok
+    assert result.records == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda look: look["base"].update(seq=7), "(seq 7) is not in the trail before it"),
+        (lambda look: look["base"].update(seq=3), "(seq 3) is not in the trail before it"),
+        (lambda look: look["base"].update(seq=2), "(seq 2) is not in the trail before it"),
+        (lambda look: look["base"].update(hash="0" * 64), "(seq 1) is not in the trail"),
+        (lambda look: look["numbers"].pop(), "does not fit its full record"),
+        (lambda look: look["texts"].append([0, 1]), "does not fit its full record"),
+    ],
+    ids=["later", "itself", "another look", "another hash", "a number short", "a bad text"],
+)
+def test_a_look_record_without_its_full_record_is_named(
+    trail_path: Path, change: Callable[[dict[str, Any]], None], says: str
+) -> None:
+    # A writer's bug, not tampering (the MACs hold): its decision cannot be read
+    result = verify(_with_look(trail_path, change))
+    bad = result.first_bad
+    assert bad is not None
+    assert (bad.code, bad.line, result.records) == ("invalid", 3, 2)
+    assert "is a look record" in bad.reason
+    assert says in bad.reason

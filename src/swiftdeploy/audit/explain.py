@@ -4,7 +4,9 @@ Pure functions over the records (no files): the report, `why` and the exports
 are built from these views. Every sentence is made from what the decision record
 holds: the policy's reasons (rule, message, observed, threshold) and the input's
 measurements and statistics (docs/policy-input.md). A field that is missing reads
-"n/a"; nothing here raises on an odd record.
+"n/a"; nothing here raises on an odd record. A look record (swiftdeploy.audit.looks)
+holds its decision relative to an earlier record: `rollouts` and `violations` rebuild
+them first; `decision_of` reads one record, so give it records from `looks.expand`.
 
 The views are called DecisionView and ReasonView so that they are never mistaken
 for the policy engine's own `swiftdeploy.policy.base.Decision` and `Reason`.
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from swiftdeploy.audit.log import Record
+from swiftdeploy.audit.looks import HOLD, expand, is_look
 
 TERMINAL = {"promoted": "promoted", "rolled-back": "rolled back", "failed": "failed"}
 # Phases in which the canary takes its step's traffic; other transitions (promoting,
@@ -398,7 +401,9 @@ def decision_of(record: Record) -> DecisionView | None:
     if alpha is None:
         alpha = number(thresholds.get("alpha"))
     verdict = output.get("verdict")
-    if not isinstance(verdict, str):
+    if not isinstance(verdict, str) and is_look(record):
+        verdict = HOLD  # a look record whose full record is missing: only holds are looks
+    elif not isinstance(verdict, str):
         verdict = "promote" if output.get("allow") is True else "rollback"
     action = record.get("action")
     requested = record.get("requested")
@@ -605,7 +610,7 @@ def rollouts(records: Iterable[Record]) -> list[Rollout]:
     carries the previous rollout's id; when that rollout is not in the records (an
     older file, `--rollout`), those commands alone make no rollout."""
     grouped: dict[str, list[Record]] = {}
-    for record in records:
+    for record in expand(records):
         rollout_id = record.get("rollout_id")
         if isinstance(rollout_id, str) and rollout_id:
             grouped.setdefault(rollout_id, []).append(record)
@@ -621,11 +626,61 @@ def violations(records: Iterable[Record]) -> list[tuple[DecisionView, ReasonView
     """Every reason of a decision that denied (a rollback verdict, whether the engine
     rolled back or a gate refused or was overridden) or could not be made at all."""
     found: list[tuple[DecisionView, ReasonView]] = []
-    for record in records:
+    for record in expand(records):
         decision = decision_of(record)
         if decision is not None and (decision.verdict == "rollback" or decision.failed):
             found.extend((decision, reason) for reason in decision.reasons)
     return found
+
+
+# --- runs of the same hold ------------------------------------------------------------
+
+
+def _hold_key(record: Record) -> tuple[object, ...] | None:
+    """What makes looks the same hold: one process's engine holding at one step for
+    the same rules. None for any other record."""
+    decision = decision_of(record)
+    if decision is None or decision.by_hand or (decision.action, decision.verdict) != (HOLD, HOLD):
+        return None
+    who = as_mapping(record.get("actor"))
+    rules = tuple(reason.rule for reason in decision.reasons)
+    return (decision.rollout_id, who.get("host"), who.get("pid"), decision.package,
+            decision.step_index, rules)  # fmt: skip
+
+
+def runs(records: Iterable[Record]) -> list[list[Record]]:
+    """The records in order, with each run of the same hold (consecutive records, nothing
+    between them) as one group; every other record is a group of its own."""
+    groups: list[list[Record]] = []
+    last_key: tuple[object, ...] | None = None
+    for record in records:
+        key = _hold_key(record)
+        if key is not None and key == last_key:
+            groups[-1].append(record)
+        else:
+            groups.append([record])
+        last_key = key
+    return groups
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%H:%M:%S")
+
+
+def run_sentence(decisions: list[DecisionView]) -> str:
+    """A look's sentence; for a run, `hold x 83, 10:01:02-10:03:48: ` and the last one's."""
+    last = decisions[-1]
+    if len(decisions) == 1:
+        return last.sentence()
+    span = f"{_clock(decisions[0].at)}-{_clock(last.at)}"
+    return f"{last.verdict} x {len(decisions)}, {span}: {last.sentence()}"
+
+
+def decision_runs(rollout: Rollout) -> list[list[DecisionView]]:
+    """The rollout's decisions, each run of the same hold as one group."""
+    views = {id(d.record): d for d in rollout.decisions}
+    grouped = [[views[id(r)] for r in group if id(r) in views] for group in runs(rollout.records)]
+    return [group for group in grouped if group]
 
 
 # --- one line per record, for the timeline --------------------------------------------
@@ -675,11 +730,17 @@ def summary(record: Record) -> str:
         return f"{text}: {reason}" if isinstance(reason, str) and reason else text
     decision = decision_of(record)
     if decision is not None:
-        return f"{decision.package} {decision.step_name}: {decision.sentence()}"
+        return run_summary([decision])
     if kind == "chaos":
         return chaos_summary(record)
     extra = {k: v for k, v in record.items() if k not in _QUIET}
     return ", ".join(f"{k}={v}" for k, v in extra.items())[:300]
+
+
+def run_summary(decisions: list[DecisionView]) -> str:
+    """The timeline's line for a decision, or a run of the same hold."""
+    last = decisions[-1]
+    return f"{last.package} {last.step_name}: {run_sentence(decisions)}"
 
 
 def actor(record: Record) -> str:

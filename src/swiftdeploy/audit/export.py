@@ -1,4 +1,8 @@
-"""`swiftdeploy audit export`: the records as JSON, CSV or OPA decision-log events."""
+"""`swiftdeploy audit export`: the records as JSON, CSV or OPA decision-log events.
+
+JSON is the records as written (each still checks against its hash), look records
+relative to their full record (swiftdeploy.audit.looks); CSV and the OPA decision log
+have every look's full decision."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from swiftdeploy import __version__
 from swiftdeploy.audit.explain import DecisionView, as_mapping, decision_of, summary
 from swiftdeploy.audit.log import Record
+from swiftdeploy.audit.looks import expand
 from swiftdeploy.errors import BadInputError
 
 EXPORT_FORMATS = ("json", "csv", "opa-decision-log")
@@ -30,9 +35,9 @@ def export(records: Iterable[Record], format: str) -> str:
     if format == "json":
         return json.dumps(items, indent=2, ensure_ascii=False) + "\n"
     if format == "csv":
-        return _csv(items)
+        return _csv(expand(items))
     if format == "opa-decision-log":
-        events = [_opa_event(d) for r in items if (d := decision_of(r)) is not None]
+        events = [_opa_event(d) for r in expand(items) if (d := decision_of(r)) is not None]
         return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in events)
     raise BadInputError(
         f"unknown export format {format!r}", hint=f"use one of {', '.join(EXPORT_FORMATS)}"

@@ -101,6 +101,8 @@ DECISION_KEYS = (
     "thresholds",
     "step",
 )
+# A look record's decision (swiftdeploy.audit.looks): the rest is relative to a full one.
+LOOK_KEYS = ("engine", "package", "decision_id", "look")
 TRANSITION_KEYS = ("phase_before", "phase_after")
 VERIFY = "run `swiftdeploy audit verify` to see what is wrong"
 NOT_RECORDED = "nothing was recorded and the action was not taken"
@@ -408,6 +410,10 @@ class AuditLog:
                 )
             return self._append_locked(body, tail, size, key)
 
+    def plain(self, value: object) -> Any:
+        """`value` as a record holds it: JSON, with every secret replaced."""
+        return self._redactor.plain(value)
+
     def head(self) -> str | None:
         """The hash of the last record (None for an empty trail): an anchor to keep."""
         if not self.path.parent.is_dir():
@@ -613,7 +619,8 @@ def _require_fields(kind: str, fields: Mapping[str, Any]) -> None:
         decision = fields.get("decision")
         if not isinstance(decision, Mapping):
             raise ValueError("a decision record needs decision={engine, package, ...}")
-        missing = [key for key in DECISION_KEYS if key not in decision]
+        needed = LOOK_KEYS if "look" in decision else DECISION_KEYS
+        missing = [key for key in needed if key not in decision]
         if missing:
             raise ValueError(f"a decision record's decision needs {', '.join(missing)}")
 

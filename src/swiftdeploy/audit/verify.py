@@ -8,8 +8,9 @@ matches its content (else: edited); that its `mac` matches with the audit key (e
 forged, i.e. written or rewritten with a recomputed hash by someone without the key);
 that its `prev_hash` is the previous record's `hash` (else: a record before it was
 deleted, inserted, reordered or rewritten, told apart by where `prev_hash` does point);
-and that `seq` goes up by one. A last line without a newline is a torn tail (an
-interrupted append), reported apart from tampering.
+and that `seq` goes up by one. A look record (`swiftdeploy.audit.looks`) must name, by
+`seq` and `hash`, a full decision record before it, and fit it. A last line without a
+newline is a torn tail (an interrupted append), reported apart from tampering.
 
 Then the head file (`swiftdeploy.audit.head`): its MAC must hold, and the trail must
 hold the record it names at the position it names. Fewer records means records were
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from swiftdeploy.audit import checkpoint as checkpoints
+from swiftdeploy.audit import looks
 from swiftdeploy.audit.checkpoint import Checkpoint
 from swiftdeploy.audit.head import Head, HeadError, head_path, read_head
 from swiftdeploy.audit.keys import CONFIG_ENV, KeyStore, RecordKey
@@ -396,6 +398,30 @@ class _Walk:
         if entry.seq != expected_seq:
             return _problem(
                 "sequence", entry, f"has seq {entry.seq} where {expected_seq} was expected"
+            )
+        return self._check_look(entry)
+
+    def _check_look(self, entry: _Entry) -> Problem | None:
+        """A look record must name a full decision record before it that it fits."""
+        record = entry.record
+        if record is None or not looks.is_look(record):
+            return None
+        seq, hash_ = looks.base_of(record)
+        base = None
+        if isinstance(seq, int) and not isinstance(seq, bool) and 0 < seq <= len(self.good):
+            base = self.good[seq - 1].record
+        if base is None or base.get("hash") != hash_:
+            return _problem(
+                "invalid",
+                entry,
+                f"is a look record whose full record (seq {seq}) is not in the trail before "
+                "it, so its decision cannot be read",
+            )
+        try:
+            looks.expand_decision(base, record)
+        except looks.Misfit as exc:
+            return _problem(
+                "invalid", entry, f"is a look record that does not fit its full record: {exc}"
             )
         return None
 
