@@ -18,7 +18,10 @@ import pytest
 
 from swiftdeploy.audit.explain import chaos_summary, decision_of, evalue
 from swiftdeploy.audit.log import AuditLog
+from swiftdeploy.audit.looks import is_look
+from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.audit.report import export, why, write_report
+from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.rollout.statistics import WEIGHTS
 from tests.support.inputs import counts
@@ -37,6 +40,7 @@ from .conftest import (
     Cli,
     Clock,
     read,
+    write_synthetic_trail,
 )
 
 Trail = tuple[Path, list[dict[str, Any]]]
@@ -254,8 +258,18 @@ def test_markdown_and_html_reports(synthetic: Trail, tmp_path: Path) -> None:
     assert promoted.count('class="step-boundary"') == 3
     assert promoted.count('class="decision-marker"') == 12
     assert ">step 2 (25%)</text>" in promoted
-    # Every record is on the timeline.
-    assert md.count("\n| ") - 1 >= len(records)
+    # Every record is on the timeline, on its own or in a run of the same hold.
+    assert timeline_seqs(md) == [r["seq"] for r in records]
+
+
+def timeline_seqs(md: str) -> list[int]:
+    """The seqs the Markdown timeline's rows cover, in order (a run's row: `12-15`)."""
+    rows = md[md.index("## Timeline") :].splitlines()[4:]
+    seqs = []
+    for row in rows:
+        first, _, last = row.split(" | ")[0].removeprefix("| ").partition("-")
+        seqs += range(int(first), int(last or first) + 1)
+    return seqs
 
 
 def test_the_html_is_self_contained(synthetic: Trail, tmp_path: Path) -> None:
@@ -491,3 +505,79 @@ def test_engine_shaped_records_with_a_hold_at_the_time_limit(
     decision = decision_of(stripped)
     assert decision is not None
     assert decision.canary.p99_ms == p99
+
+
+# --- runs of the same hold, and trails with and without look records ------------------
+
+
+def test_a_run_of_the_same_hold_is_one_row(synthetic: Trail, tmp_path: Path) -> None:
+    # Given the rolled-back rollout: four looks holding for the same reasons, chaos, and
+    # the look that rolls back
+    _, records = synthetic
+    holds = [r for r in decisions(records, "hold") if r["rollout_id"] == ROLLED_BACK]
+    assert len(holds) == 4
+    # When the report is written
+    md_path, html_path = write_report(records, tmp_path / "out")
+    md, html = md_path.read_text(), html_path.read_text()
+    # Then the four holds are one row with their count and span, in both tables
+    first, last = holds[0], holds[-1]
+    run = f"hold x 4, {first['ts'][11:19]}-{last['ts'][11:19]}: "
+    section = md[md.index(f"## Rollout {ROLLED_BACK}") : md.index("## Policy violations")]
+    (row,) = [line for line in section.splitlines() if run in line]
+    assert row.endswith("→ hold |")
+    assert run in html
+    (timeline_row,) = [line for line in md.splitlines() if line.startswith(f"| {first['seq']}-")]
+    assert timeline_row.startswith(f"| {first['seq']}-{last['seq']} | {first['ts']} | decision")
+    assert run in timeline_row
+    # And the look that rolled back keeps its own row
+    assert rollback_sentence(the_rollback(records)) in section
+
+
+def _same_report(md: str, records: list[dict[str, Any]]) -> str:
+    """A report with each record's id and hash named by its position, without the time
+    it was generated: what two trails of the same records must have in common."""
+    for n, record in enumerate(records):
+        md = md.replace(record["id"], f"<id {n}>").replace(record["hash"], f"<hash {n}>")
+    return "\n".join(line for line in md.splitlines() if not line.startswith("Generated "))
+
+
+def _without_timing(event: dict[str, Any], ignored: tuple[str, ...]) -> dict[str, Any]:
+    """An OPA event without its ids and how long the policy took (each run's own)."""
+    kept = {k: v for k, v in event.items() if k not in (*ignored, "metrics")}
+    kept["result"] = {k: v for k, v in kept["result"].items() if k != "elapsed_ms"}
+    return kept
+
+
+def test_a_trail_with_looks_reads_as_the_same_trail_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the same rollouts written as today (with look records) and as before (every
+    # look in full: a trail written before look records, which must still read)
+    new = write_synthetic_trail(tmp_path / "new" / "history.jsonl")
+    monkeypatch.setattr(AuditRecorder, "_as_look", lambda self, fields: fields)
+    old = write_synthetic_trail(tmp_path / "old" / "history.jsonl")
+    assert any(is_look(r) for r in new)
+    assert not any(is_look(r) for r in old)
+    # Then both verify
+    assert verify(tmp_path / "new" / "history.jsonl").ok
+    assert verify(tmp_path / "old" / "history.jsonl").ok
+    # And the reports, `why` and the exports of decisions say the same of both
+    reports = [
+        _same_report(write_report(records, tmp_path / name)[0].read_text(), records)
+        for name, records in (("new-report", new), ("old-report", old))
+    ]
+    assert reports[0] == reports[1]
+    for rollout_id in (PROMOTED, ROLLED_BACK):
+        told = [_same_report("\n".join(why(r, rollout_id)), r) for r in (new, old)]
+        assert told[0] == told[1]
+    ignored = ("id", "hash", "prev_hash", "decision_id")
+    rows = [list(csv.DictReader(io.StringIO(export(r, "csv")))) for r in (new, old)]
+    assert [{k: v for k, v in row.items() if k not in ignored} for row in rows[0]] == [
+        {k: v for k, v in row.items() if k not in ignored} for row in rows[1]
+    ]
+    events = [
+        [_without_timing(json.loads(line), ignored) for line in lines]
+        for lines in (export(r, "opa-decision-log").splitlines() for r in (new, old))
+    ]
+    assert events[0] == events[1]
+    assert len(events[0]) == len(decisions(old, "hold")) + 4  # every look, 3 passes, a rollback

@@ -32,10 +32,15 @@ from swiftdeploy.audit.explain import (
     Rollout,
     actor,
     chaos_summary,
+    decision_of,
+    decision_runs,
     ms,
     pct,
     record_at,
     rollouts,
+    run_sentence,
+    run_summary,
+    runs,
     show_ts,
     slug,
     summary,
@@ -43,6 +48,7 @@ from swiftdeploy.audit.explain import (
 )
 from swiftdeploy.audit.export import CSV_COLUMNS, EXPORT_FORMATS, export
 from swiftdeploy.audit.log import FILE_MODE, Record
+from swiftdeploy.audit.looks import expand
 from swiftdeploy.audit.why import pick_rollout, why
 from swiftdeploy.errors import BadInputError, StateError
 from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
@@ -72,6 +78,7 @@ class RolloutSection:
     anchor: str
     why: list[str]
     reason: str  # the decisive decision in one sentence
+    decisions: list[tuple[DecisionView, str]]  # (first, sentence) per decision or run of holds
     charts: list[tuple[charts.Chart, str, str]]  # (chart, svg text, file name)
     chart_note: str  # why a chart is missing, or ""
 
@@ -195,6 +202,7 @@ def _sections(records: Sequence[Record]) -> list[RolloutSection]:
                 anchor=f"rollout-{slug(rollout.rollout_id)}",
                 why=lines,
                 reason=_one_reason(rollout, lines),
+                decisions=[(run[0], run_sentence(run)) for run in decision_runs(rollout)],
                 charts=rendered,
                 chart_note=note,
             )
@@ -209,21 +217,29 @@ def _one_reason(rollout: Rollout, why_lines: list[str]) -> str:
     return decisive.sentence() if decisive else why_lines[-1]
 
 
+def _timeline_row(group: list[Record]) -> dict[str, Any]:
+    """One record, or a run of the same hold in one row."""
+    first, last = group[0], group[-1]
+    row = {
+        "ts": first.get("ts", ""),
+        "kind": first.get("kind", ""),
+        "rollout": first.get("rollout_id") or "",
+        "actor": actor(first),
+        "summary": summary(first),
+        "seq": first.get("seq", ""),
+    }
+    if len(group) > 1:
+        views = [d for r in group if (d := decision_of(r)) is not None]
+        row.update(summary=run_summary(views), seq=f"{first.get('seq', '')}-{last.get('seq', '')}")
+    return row
+
+
 def _context(records: Sequence[Record], rollout_id: str | None) -> dict[str, Any]:
+    records = expand(records)  # look records with their full decisions
     if rollout_id is not None:
         pick_rollout(records, rollout_id)  # a clear error for an unknown id
         records = [r for r in records if r.get("rollout_id") == rollout_id]
-    timeline = [
-        {
-            "ts": r.get("ts", ""),
-            "kind": r.get("kind", ""),
-            "rollout": r.get("rollout_id") or "",
-            "actor": actor(r),
-            "summary": summary(r),
-            "seq": r.get("seq", ""),
-        }
-        for r in records
-    ]
+    timeline = [_timeline_row(group) for group in runs(records)]
     found: list[tuple[DecisionView, ReasonView]] = violations(records)
     chaos = [
         {"ts": r.get("ts", ""), "rollout": r.get("rollout_id") or "", "actor": actor(r),
@@ -356,8 +372,8 @@ def _markdown(context: dict[str, Any]) -> str:
             out += _md_table(
                 ["time", "step", "policy", "verdict", "reasons"],
                 [
-                    [show_ts(d.at), d.step_name, d.package, d.verdict, d.sentence()]
-                    for d in rollout.decisions
+                    [show_ts(d.at), d.step_name, d.package, d.verdict, sentence]
+                    for d, sentence in section.decisions
                 ],
             )
     out += ["", "## Policy violations", ""]
