@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from swiftdeploy.commands.driver import DriverStatus, driver_status, driving
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.rollout.statistics import Settings, StepProgress, assess, step_progress
 from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import ReplicaView
 from swiftdeploy.state import State
@@ -26,6 +27,8 @@ class StatusReport:
     traffic: dict[str, Measurement]
     # who drives the rollout; None when no rollout needs a driver (or the CLI drives)
     driver: DriverStatus | None = None
+    # the current step's standing in numbers (what it still needs, ETA); None: no step
+    step: StepProgress | None = None
 
     def as_dict(self) -> dict[str, object]:
         driver = self.driver
@@ -39,6 +42,7 @@ class StatusReport:
             "rollout_id": self.state.rollout_id,
             "message": self.state.message,
             "last_look": self.state.last_look.model_dump() if self.state.last_look else None,
+            "step": self.step.as_json() if self.step is not None else None,
             "driver": None
             if driver is None
             else {
@@ -78,7 +82,11 @@ def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) ->
     traffic: dict[str, Measurement] = {}
     if meter is not None and weight is not None:
         traffic = meter.measure(window_s)
+    step = None
+    if state.evidence.current is not None and state.track("canary"):
+        settings = Settings.of(fleet.loaded.manifest.policy)
+        step = step_progress(assess(state.evidence, settings), state.evidence)
     driver = None
     if driving(state) and backend(fleet.loaded.manifest.runtime).HOST_DRIVER:
         driver = driver_status(fleet.loaded, state)
-    return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver)
+    return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver, step)
