@@ -126,6 +126,10 @@ def early_warnings(found: Plan, now: float | None = None) -> list[str]:
     if not found.steps or found.steps[0].within_limit:
         return []
     first = found.steps[0]
+    if found.service_rps <= 0 < first.canary_rps:
+        # only the step's own load will bring traffic: nothing to plan from yet, and
+        # nothing to warn of (the load decides it)
+        return []
     limit = format_duration(first.max_duration_s)
     at = f", at {_clock(now + first.max_duration_s)}" if now is not None else ""
     when = f"in {limit}{at}"
