@@ -137,3 +137,14 @@ def test_expand_rebuilds_looks_in_trail_order_and_leaves_the_rest() -> None:
     assert records[1]["look"] == look["decision"]["look"]  # still says it was a look
     assert records[2] is orphan  # its full record is not among them
     assert expand([look, base]) == [look, base]  # a look comes after its full record
+
+
+def test_opa_decisions_each_with_its_own_id_are_looks() -> None:
+    # OPA names every decision; its id is in the record's decision and the policy's output
+    first, later = decision_of_look(300, 1, 1200), decision_of_look(340, 1, 1360)
+    for decision, decision_id in ((first, "4f3c-1"), (later, "9a7e-2")):
+        decision.update(engine="opa", decision_id=decision_id)
+        decision["output"].update(engine="opa", decision_id=decision_id)
+    look = compact(full_hold(first), later)
+    assert look["decision_id"] == "9a7e-2"
+    assert same(expand_decision(full_hold(first), look_record(look)), later)

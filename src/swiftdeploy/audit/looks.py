@@ -11,8 +11,8 @@ named by its `seq` and `hash`:
   keys, list order), with this look's values; the policy's settings (alpha, beta,
   detect, thresholds, the step's index, weight and durations) are not among them: they
   must be the full record's;
-* `texts`: `[position, text]` for each message, note or detail that changed (their
-  position among those of the full record);
+* `texts`: `[position, text]` for each message, note, detail or OPA decision id that
+  changed (their position among those of the full record);
 * the decision's `statistics`, `thresholds` and `step`, copies of the policy input's
   in a full record, are rebuilt from the input.
 
@@ -50,7 +50,9 @@ SETTINGS: tuple[Path, ...] = (
     ("input", "step", "min_duration_s"),
     ("input", "step", "max_duration_s"),
 )
-TEXTS = frozenset({"message", "note", "detail"})
+# Texts a look may change: the policy's and the statistics' words, and OPA's id of the
+# decision (repeated in the policy's output).
+TEXTS = frozenset({"message", "note", "detail", "decision_id"})
 
 
 class Misfit(ValueError):
