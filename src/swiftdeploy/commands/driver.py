@@ -130,17 +130,29 @@ def stop_driver(loaded: LoadedManifest) -> None:
 def wait_for_lock(loaded: LoadedManifest, timeout_s: float = 60.0) -> None:
     """Until a driver holds the project (it waits for the starter's lock first)."""
     control = ControlDir(loaded.state_dir)
+    since = time.time()  # an exit saved before this was the previous driver's
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         info = control.driver()
         if info is not None and not info.exited and lock_holder(loaded.state_dir) == info.pid:
             return
-        if info is not None and info.exited and info.heartbeat_at > time.time() - timeout_s:
+        if info is not None and info.exited and info.heartbeat_at >= since:
             raise StateError(f"the driver stopped: {info.exited}")
         time.sleep(0.1)
     raise OperationalError(
         f"no driver took the rollout within {timeout_s:.0f}s",
         hint=f"see {loaded.state_dir / 'logs' / (PROGRAM + '.log')}",
+    )
+
+
+def driver_restarting(loaded: LoadedManifest) -> bool:
+    """Whether the supervisor runs the driver's program: where no driver holds the
+    rollout, one is starting (restarted after it died) and takes requests once it does."""
+    from swiftdeploy.runtime import backend
+
+    processes = backend(loaded.manifest.runtime).process_manager(loaded).processes()
+    return any(
+        p.name == PROGRAM and p.state in ("STARTING", "RUNNING", "BACKOFF") for p in processes
     )
 
 
