@@ -474,7 +474,7 @@ def _follow(loaded: LoadedManifest, state: State, how: _Follow) -> None:
             markup=False,
         )
         return
-    _finish(state, how.as_json)
+    _finish(state, how.as_json, events=how.events)
 
 
 def _view_mode(how: _Follow) -> Literal["live", "lines", "quiet", "verbose"]:
@@ -485,8 +485,9 @@ def _view_mode(how: _Follow) -> Literal["live", "lines", "quiet", "verbose"]:
     return "live" if err.is_terminal else "lines"
 
 
-def _finish(state: State, as_json: bool) -> None:
-    """The outcome line (or JSON summary) and the exit code of a followed rollout."""
+def _finish(state: State, as_json: bool, events: bool = False) -> None:
+    """The outcome line (or JSON summary) and the exit code of a followed rollout. With
+    `events`, stdout holds only the events: the outcome line goes to stderr."""
     from swiftdeploy.cli.view import json_line
     from swiftdeploy.commands.rollout import outcome
 
@@ -500,7 +501,7 @@ def _finish(state: State, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"schema_version": 1, **json_line(state, message, int(code))}), flush=True)
     else:
-        out.print(message, markup=False)
+        (err if events else out).print(message, markup=False)
     if code != ExitCode.OK:
         raise typer.Exit(code)
 
