@@ -352,6 +352,10 @@ def _loop(
             control.save_driver(info.model_copy(update={"heartbeat_at": time.time()}))
             if state.phase in TERMINAL:
                 break
+        if _waiting(engine, state):
+            # nothing is looked at until someone asks: the step's load generator stops
+            # (as when the CLI drove and exited at a pause) and starts with the next look
+            engine.close()
         interval = 1.0 if _waiting(engine, state) else engine.look_interval(state)
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and not stop.requested:
