@@ -4,7 +4,9 @@ are limited to 108 bytes), a CLI runner, and a deployed project that is always t
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,8 +22,11 @@ import pytest
 import yaml
 
 from swiftdeploy.audit.keys import CONFIG_ENV
+from swiftdeploy.audit.looks import expand
 from swiftdeploy.demo.app import COLD_START_ENV
+from swiftdeploy.lock import lock_holder
 from swiftdeploy.ports import free_port
+from swiftdeploy.proc import pid_alive
 from tests.support.host import generous_host_gate
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
@@ -209,6 +214,14 @@ def fast_rollout(project: Project, steps: list[dict[str, Any]] | None = None) ->
     project.manifest.write_text(yaml.safe_dump(manifest))
 
 
+@pytest.fixture
+def rollout_project(project: Project) -> Project:
+    """v1 deployed, with fast_rollout's short steps under the rollout's own load."""
+    fast_rollout(project)
+    project.cli("deploy")
+    return project
+
+
 def cold_start(project: Project, slowdown: str) -> None:
     """Replicas started from now on play a cold start ("300ms/60s": every request 300 ms
     slower for the process's first 60 s): the demo's SWIFTDEPLOY_DEMO_COLD_START."""
@@ -244,15 +257,21 @@ def canary_ready(project: Project) -> bool:
     return any(r["track"] == "canary" and r["ready"] for r in state["replicas"])
 
 
+def finish_outputs(process: subprocess.Popen[str], timeout: float = 150) -> tuple[str, str]:
+    """Wait for a background CLI; kill it if it outlives the timeout. Its stdout and its
+    stderr ("" when it went to stdout)."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return stdout, stderr or ""
+
+
 def finish(rollout: subprocess.Popen[str], timeout: float = 150) -> str:
     """Wait for a background rollout; kill it if it outlives the timeout."""
-    try:
-        output, _ = rollout.communicate(timeout=timeout)
-    finally:
-        if rollout.poll() is None:
-            rollout.kill()
-            rollout.communicate()
-    return output
+    return finish_outputs(rollout, timeout)[0]
 
 
 def finish_while(
@@ -298,6 +317,124 @@ def rollout_with_fault(project: Project, version: str, *chaos: str) -> tuple[int
     finally:
         output = finish(rollout)
     return rollout.returncode, output
+
+
+# --- the rollout's driver (commands/driver.py) ------------------------------------
+
+
+class BackgroundCli:
+    """A CLI started in its own session (so a test can signal its process group, as a
+    terminal does at Ctrl-C or when it closes), its output read line by line as it
+    comes (stderr with stdout)."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [SWIFTDEPLOY, *args, "-f", str(project.manifest)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=project.root,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 90) -> int:
+        """The index of the first line holding `text`, once it is printed."""
+
+        def found() -> bool:
+            return any(text in line for line in self.lines)
+
+        wait_for(found, timeout, what=f"a line with {text!r} in:\n{self.output}")
+        return next(i for i, line in enumerate(self.lines) if text in line)
+
+    def signal_group(self, signum: int) -> None:
+        os.killpg(self.process.pid, signum)
+
+    def __enter__(self) -> BackgroundCli:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A CLI the test left running is killed, with its process group."""
+        if self.process.poll() is None:
+            self.signal_group(signal.SIGKILL)
+        self.finish(timeout=30)
+
+    def finish(self, timeout: float = 150) -> int:
+        """Its exit code, once it exits (killed if it outlives `timeout`)."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._reader.join(timeout=10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+        return code
+
+
+def driver_info(project: Project) -> dict[str, Any] | None:
+    """What `.swiftdeploy/driver.json` says of the driver (None before the first one)."""
+    try:
+        return dict(json.loads((project.state_dir / "driver.json").read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def driving_pid(project: Project) -> int | None:
+    """The pid of the driver that runs the rollout now: the one driver.json names, alive
+    and holding the project lock; None when none does."""
+    info = driver_info(project)
+    if info is None or info["exited"] or lock_holder(project.state_dir) != info["pid"]:
+        return None
+    return int(info["pid"]) if pid_alive(int(info["pid"])) else None
+
+
+def wait_for_driver(project: Project, other_than: int | None = None, timeout: float = 60) -> int:
+    """The pid of a driver that runs the rollout (another than `other_than`), once one does."""
+    found: list[int] = []
+
+    def running() -> bool:
+        pid = driving_pid(project)
+        if pid is not None and pid != other_than:
+            found.append(pid)
+        return bool(found)
+
+    wait_for(running, timeout, what="a driver holding the rollout")
+    return found[0]
+
+
+def trail(project: Project) -> list[dict[str, Any]]:
+    """The project's audit records, oldest first, each look record rebuilt in full
+    (audit/looks.py); the live file: tests write less than a rotation's worth."""
+    lines = (project.state_dir / "history.jsonl").read_text().splitlines()
+    return expand(json.loads(line) for line in lines)
+
+
+def phase_is(project: Project, phase: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return bool(project.state()["phase"] == phase)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+
+    return check
+
+
+def canary_weight_routed(project: Project) -> int:
+    """The canary's weight nginx applies, from its admin `/routes`."""
+    return int(project.admin_get("/routes").json()["routes"]["weights"]["canary"])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
