@@ -1,7 +1,7 @@
 """`runtime: docker` end to end: the demo image's containers behind the real nginx
 router, gated by a real OPA server, under hey load. Rollouts promote and roll back
-without a failed request, a killed CLI is resumed, a crash-looping canary is rolled
-back, and teardown leaves no container of the project behind."""
+without a failed request, a killed driver is restarted and finishes, a crash-looping
+canary is rolled back, and teardown leaves no container of the project behind."""
 
 from __future__ import annotations
 
@@ -23,18 +23,20 @@ from tests.conftest import (
     Project,
     assert_routes_match_state,
     canary_ready,
+    driver_info,
     fast_rollout,
     finish,
     finish_while,
     new_project,
+    phase_is,
     rollout_with_fault,
     start_rollout,
     teardown,
     version_counts,
     wait_for,
+    wait_for_driver,
 )
 from tests.faults.conftest import assert_chain_verifies, under_load
-from tests.faults.test_cli_killed import phase_is
 from tests.support.docker import (
     CRASH_TAG,
     demo_images,
@@ -58,6 +60,10 @@ def client() -> docker.DockerClient:
 def deployed(
     client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Project]:
+    yield from deployed_on_docker(tmp_path_factory)
+
+
+def deployed_on_docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """v1 on a container behind nginx, with short rollout steps; torn down at the end.
     One stable replica, as the canary has: on a busy machine, a canary serving half the
     traffic alone beside two stable replicas would be slower for that alone."""
@@ -112,27 +118,33 @@ def test_a_healthy_rollout_is_promoted_and_a_slow_one_rolled_back_without_a_fail
     assert_chain_verifies(project)
 
 
-def test_the_cli_killed_mid_rollout_is_resumed(
+def test_the_driver_killed_mid_rollout_is_restarted_and_finishes(
     deployed: Project, client: docker.DockerClient
 ) -> None:
     project = deployed
     with under_load(project) as load:
-        # Given a rollout of v4 with its canary taking traffic
+        # Given a rollout of v4 with its canary taking traffic, followed by its CLI
         rollout = start_rollout(project, "v4")
         try:
             wait_for(lambda: canary_ready(project), what="the canary")
             wait_for(phase_is(project, "progressing"), what="progressing")
-            # When the CLI is killed with SIGKILL
-            os.kill(rollout.pid, signal.SIGKILL)
+            # (and a labelled container the state does not know, as a start
+            # interrupted before the state was saved leaves behind)
+            orphan = Replica(name="canary-orphan-0", track="canary", version="v4", port=free_port())
+            DockerReplicas(load_manifest(project.manifest), client).start(orphan)
+            # When its driver is killed with SIGKILL
+            killed = wait_for_driver(project)
+            os.kill(killed, signal.SIGKILL)
         finally:
-            finish(rollout, timeout=10)
-        # (and a labelled container the state does not know is left behind)
-        orphan = Replica(name="canary-orphan-0", track="canary", version="v4", port=free_port())
-        DockerReplicas(load_manifest(project.manifest), client).start(orphan)
-        # Then `resume` finishes the rollout, and removes the orphan found by its label
-        done = project.cli("resume", check=False, timeout=240)
-    assert done.returncode == 0, done.stdout + done.stderr
+            output = finish(rollout, timeout=240)
+    # Then the supervisor restarts it, it removes the orphan found by its label and
+    # finishes the rollout, and the CLI that followed it exits as for any promotion
+    assert rollout.returncode == 0, output
     assert project.state()["phase"] == "promoted"
+    info = driver_info(project)
+    assert info is not None
+    assert info["restarts"] >= 1, info
+    assert info["pid"] != killed, info
     assert_containers_match_state(client, project)
     assert version_counts(project.url + "/", 20) == {"v4": 20}
     assert load[0].failed == 0, load[0]
