@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from swiftdeploy.state.control import requester
 from tests.conftest import (
     Project,
     canary_ready,
@@ -15,6 +16,7 @@ from tests.conftest import (
     finish,
     rollout_with_fault,
     start_rollout,
+    trail,
     version_counts,
     wait_for,
 )
@@ -32,13 +34,6 @@ def canary_served(project: Project) -> int:
     )
 
 
-@pytest.fixture
-def rollout_project(project: Project) -> Project:
-    fast_rollout(project)
-    project.cli("deploy")
-    return project
-
-
 def test_a_healthy_canary_is_promoted(rollout_project: Project) -> None:
     # Given v1 deployed
     project = rollout_project
@@ -51,8 +46,7 @@ def test_a_healthy_canary_is_promoted(rollout_project: Project) -> None:
     assert state["phase"] == "promoted"
     assert state["stable_version"] == "v2"
     assert version_counts(project.url + "/", 50) == {"v2": 50}
-    history = (project.state_dir / "history.jsonl").read_text().splitlines()
-    decisions = [json.loads(line) for line in history if '"kind":"decision"' in line]
+    decisions = [r for r in trail(project) if r["kind"] == "decision"]
     canary_decisions = [d for d in decisions if d["decision"]["package"] == "swiftdeploy.canary"]
     assert canary_decisions, "no canary decisions were recorded"
     assert all(d["decision"]["engine"] == "opa" for d in canary_decisions)
@@ -63,10 +57,11 @@ def test_a_healthy_canary_is_promoted(rollout_project: Project) -> None:
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
-        (["--error-rate", "0.05"], "error"),
-        (["--latency-ms", "300"], "latency"),
+        # (twice fast_rollout's +5% to catch: +5% itself is caught with 90% power only)
+        (["--error-rate", "0.1"], "error"),
+        (["--latency-ms", "300"], "slower than stable"),
     ],
-    ids=["5pct-errors", "300ms-latency"],
+    ids=["10pct-errors", "300ms-latency"],
 )
 def test_a_bad_canary_is_rolled_back(
     rollout_project: Project, fault: list[str], reason: str
@@ -102,10 +97,11 @@ def test_a_manual_pause_waits_for_promote(project: Project) -> None:
     assert (state["phase"], state["pause_kind"], state["canary_weight"]) == ("paused", "manual", 20)
     counts = version_counts(project.url + "/", 100)
     assert counts == {"v1": 80, "v2": 20}
-    # And `promote` carries on with analysis to the end
+    # And `promote` has its driver go on to step 2, with analysis to the end
     second = project.cli("promote", check=False, timeout=240)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert project.state()["phase"] == "promoted"
+    assert "promoted by" in second.stdout
+    wait_for(lambda: project.state()["phase"] == "promoted", timeout=240, what="promoted")
     assert version_counts(project.url + "/", 20) == {"v2": 20}
 
 
@@ -123,30 +119,27 @@ def test_abort_stops_a_running_rollout_and_rolls_back(rollout_project: Project) 
         done = project.cli("abort", check=False, timeout=120)
     finally:
         output = finish(rollout, timeout=60)
-    # Then the running CLI stopped after its current look, and the canary is rolled back
+    # Then its driver rolls the canary back as the person's abort, and the CLI that
+    # follows the rollout says it was rolled back (exit 3)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"stopped the rollout (pid {rollout.pid})" in done.stderr
-    assert "aborted" in done.stdout
-    assert rollout.returncode == 130, output
+    assert f"aborted by {requester()}: the canary is at 0% and stopped" in done.stdout
+    assert rollout.returncode == 3, output
+    assert f"rolled back: aborted by {requester()}" in output
     state = project.state()
     assert (state["phase"], state["canary_weight"]) == ("rolled-back", 0)
     assert version_counts(project.url + "/", 20) == {"v1": 20}
 
 
-def test_rollout_json_is_one_object_per_look_then_a_summary(rollout_project: Project) -> None:
+def test_rollout_json_is_a_summary_with_a_schema_version(rollout_project: Project) -> None:
     # Given v1 deployed, When v2 rolls out for a CI system
     done = rollout_project.cli("rollout", "v2", "--json", check=False, timeout=240)
-    # Then stdout is JSON lines: every look with both tracks, the statistics and the
-    # decision, and a last summary carrying the exit code the command returned
+    # Then stdout is one JSON object (the looks are in the trail, the state changes in
+    # `--events`): the outcome with a schema version, numbers as numbers, and the exit
+    # code the command returned
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
-    looks, summary = lines[:-1], lines[-1]
-    assert looks
-    assert all(look["look"] == "decision" for look in looks)
-    first = looks[0]
-    assert {"step", "weight", "canary", "stable", "statistics", "decision", "action"} <= set(first)
-    assert first["statistics"]["harm"]["threshold"] == 100
-    assert [look["action"] for look in looks].count("promote") == 2  # two steps passed
-    assert summary["look"] == "summary"
+    [summary] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (summary["schema_version"], summary["look"]) == (1, "summary")
     assert (summary["phase"], summary["exit_code"]) == ("promoted", 0)
     assert summary["stable_version"] == "v2"
+    assert summary["canary_weight"] == 0
+    assert summary["rollout_id"] == rollout_project.state()["rollout_id"]
