@@ -10,6 +10,8 @@ import pytest
 
 from swiftdeploy.analysis.dispersion import (
     BLOCK_S,
+    HISTORY_BLOCKS,
+    KNOWN_BLOCKS,
     NOISE_SE,
     PRIOR_BLOCKS,
     Dispersion,
@@ -91,6 +93,29 @@ def test_the_sum_of_squares_is_kept_exactly() -> None:
 )
 def test_no_factor_without_two_blocks_or_with_every_request_failed(spread: Dispersion) -> None:
     assert spread.factor == 1.0
+
+
+def test_known_blocks_are_where_the_noise_taken_off_is_one() -> None:
+    freedom = KNOWN_BLOCKS - 1 + PRIOR_BLOCKS
+    assert NOISE_SE * math.sqrt(2 / freedom) <= 1.0 < NOISE_SE * math.sqrt(2 / (freedom - 1))
+
+
+def test_a_spread_is_known_from_enough_blocks_and_events() -> None:
+    one_each = _spread(np.ones(KNOWN_BLOCKS, dtype=int), 100)
+    assert one_each.known
+    # a block short, or an event short: not yet
+    assert not _spread(np.ones(KNOWN_BLOCKS - 1, dtype=int), 100).known
+    assert not _spread(np.array([0] * (KNOWN_BLOCKS - 1) + [KNOWN_BLOCKS - 1]), 100).known
+    # the open block does not count until it closes
+    assert not _spread(np.ones(KNOWN_BLOCKS - 1, dtype=int), 100).add(5, 100, 1.0).known
+    # one burst's events in one block, among enough blocks: known (and bursty)
+    burst = _spread(np.array([0] * (KNOWN_BLOCKS - 1) + [30]), 100)
+    assert burst.known
+    assert burst.factor > 10
+    # no events at all: only as many blocks as a history gives make it known
+    quiet = _spread(np.zeros(HISTORY_BLOCKS - 1, dtype=int), 100)
+    assert not quiet.known
+    assert quiet.add(0, 100, BLOCK_S).known
 
 
 def test_deflated_evidence_reaches_a_bar_only_where_the_exact_did() -> None:

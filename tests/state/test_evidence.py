@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS, KNOWN_BLOCKS
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state import FileStateStore, State
 from swiftdeploy.state.evidence import Evidence
@@ -168,3 +169,29 @@ def test_history_seeds_a_tracks_spread_in_closed_blocks() -> None:
     # a burst of 30 in one of four blocks: the service is bursty before any canary
     assert seeded.dispersion("errors") > 10
     assert seeded.canary_spread == {}
+
+
+def _blocks(errors: list[int], requests: int = 100) -> list[Look]:
+    quiet = {"0.1": requests, "+Inf": requests}
+    return [
+        Look(requests, count, BLOCK_S * i, BLOCK_S * (i + 1), quiet)
+        for i, count in enumerate(errors)
+    ]
+
+
+def test_the_stables_spread_is_known_from_its_history_or_its_own_blocks() -> None:
+    fresh = Evidence(latency_bound_s=0.1)
+    # a history with errors in it: known before the canary serves a request
+    assert fresh.with_history("stable", _blocks([1] * KNOWN_BLOCKS)).stable_known("errors")
+    # nginx had just started, or the service has not failed yet: not known
+    assert not fresh.with_history("stable", _blocks([3, 5])).stable_known("errors")
+    assert not fresh.with_history("stable", _blocks([0] * 20)).stable_known("errors")
+    # five minutes without a failure: as known as a history makes it
+    assert fresh.with_history("stable", _blocks([0] * HISTORY_BLOCKS)).stable_known("errors")
+    # no history (the scrape provider): the rollout's own blocks of the stable count
+    evidence = fresh.open_step(0, 10, at=0.0)
+    for block, look in enumerate(_blocks([1] * KNOWN_BLOCKS, requests=900), start=1):
+        evidence = evidence.counted("stable", look)
+        assert evidence.stable_known("errors") == (block == KNOWN_BLOCKS)
+    # a ledger that keeps no spreads (written before them) is tested as it was
+    assert Evidence().stable_known("errors")

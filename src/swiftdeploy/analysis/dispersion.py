@@ -48,6 +48,17 @@ PRIOR_BLOCKS = 1.0
 BLOCK_S = 5.0
 # Standard errors of phi's estimate taken off it (see Dispersion.factor).
 NOISE_SE = 2.0
+# When a spread is known (Dispersion.known): at least this many closed blocks, so that
+# the NOISE_SE standard errors taken off phi's estimate, sqrt(2 / df) each with df =
+# blocks - 1 + PRIOR_BLOCKS, come to at most 1 (df >= 2 NOISE_SE^2 = 8; with fewer,
+# requests failing two or three at a time read as independent), and as many events:
+# Pearson's statistic learns how events cluster only from events, and a track that
+# has not failed yet may still fail in bursts.
+KNOWN_BLOCKS = math.ceil(2 * NOISE_SE**2 + 1 - PRIOR_BLOCKS)
+# Or this many closed blocks, with or without events: as much as the stable's history
+# seeds its spread with (rollout.engine.HISTORY_S, five minutes); a track that served
+# that long without failing is as known as a history would have made it.
+HISTORY_BLOCKS = 60
 
 
 class Dispersion(BaseModel):
@@ -85,6 +96,12 @@ class Dispersion(BaseModel):
             requests=self.requests + self.open_requests,
             squares=self.squares + self.open_events**2 / self.open_requests,
         )
+
+    @property
+    def known(self) -> bool:
+        """Whether the closed blocks say enough about how events cluster to roll back
+        on (KNOWN_BLOCKS blocks and as many events, or HISTORY_BLOCKS blocks)."""
+        return self.blocks >= HISTORY_BLOCKS or min(self.blocks, self.events) >= KNOWN_BLOCKS
 
     @property
     def factor(self) -> float:

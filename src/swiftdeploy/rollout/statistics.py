@@ -29,7 +29,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from swiftdeploy.analysis.dispersion import deflated
+from swiftdeploy.analysis.dispersion import (
+    BLOCK_S,
+    HISTORY_BLOCKS,
+    KNOWN_BLOCKS,
+    Dispersion,
+    deflated,
+)
 from swiftdeploy.analysis.power import MAX_REQUESTS, needed_requests, pessimistic_rate, round_up
 from swiftdeploy.analysis.sequential import (
     E_VALUE_CAP,
@@ -94,10 +100,10 @@ def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
     error_rate = _error_rate(evidence, settings)
     p99 = _p99(evidence, settings)
     tests = {"errors": errors, "latency": latency, "error_rate": error_rate, "p99": p99}
-    combined = sum(WEIGHTS[name] * test["e_value"] for name, test in tests.items())
+    combined = sum(WEIGHTS[name] * _toward_harm(test) for name, test in tests.items())
     harm = combined >= 1.0 / settings.alpha
     for name, test in tests.items():
-        weighted = WEIGHTS[name] * test["e_value"]
+        weighted = WEIGHTS[name] * _toward_harm(test)
         # named when it alone would have rolled back, or carries much of the evidence
         if harm and (weighted >= 1.0 / settings.alpha or weighted >= CONTRIBUTION * combined):
             test["verdict"] = "harm"
@@ -110,6 +116,14 @@ def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
         },
         **tests,
     }
+
+
+def _toward_harm(test: dict[str, Any]) -> float:
+    """A test's e-value as it counts toward a rollback: a comparison whose stable spread
+    is not known yet counts no evidence of harm (at most 1). Counting less than the
+    e-value at some looks only removes chances to roll back, so alpha still holds."""
+    e_value: float = test["e_value"]
+    return min(e_value, 1.0) if test.get("stable_spread_known") is False else e_value
 
 
 def latency_bound(reference: Measurement, latency_ms: float) -> tuple[float, str]:
@@ -422,9 +436,23 @@ def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[st
     stable = evidence.rollout_counts("stable")
     spread = evidence.dispersion("errors")
     needed = needed_for_errors(stable, step.weight, carried, settings, spread)
+    known = evidence.stable_known("errors")
     return _comparison(
-        "errors", evidence, step, counts, carried, needed, tolerance, margin, settings
-    ) | {"regression": regression.text}
+        "errors", evidence, step, counts, carried, needed, tolerance, margin, settings,
+        waiting="" if known else _unknown_errors(evidence),
+    ) | {"regression": regression.text}  # fmt: skip
+
+
+def _unknown_errors(evidence: Evidence) -> str:
+    """Why the errors comparison waits, as a note: without the stable's history (the
+    `scrape` provider), a stable that has not failed yet may still fail in bursts, and
+    a burst of the canary's would read as a regression (docs/decisions.md, "Bursts")."""
+    spread = evidence.stable_spread.get("errors") or Dispersion()
+    return (
+        f"the stable's errors are not known yet ({spread.blocks} blocks of {BLOCK_S:g} s,"
+        f" {spread.events} errors; {KNOWN_BLOCKS} of each, or {HISTORY_BLOCKS} blocks):"
+        " no rollback or pass by power on errors before"
+    )
 
 
 def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[str, Any]:
@@ -471,14 +499,18 @@ def _comparison(
     tolerance: float,
     margin: float,
     settings: Settings,
+    waiting: str = "",
 ) -> dict[str, Any]:
+    """One comparison's statistics. `waiting` says why it may neither roll back nor
+    pass by power yet (it could not have caught a regression by then); empty if not."""
     x, nc, y, ns = counts
     # harm counts evidence in independent units (bursts of events weigh as what they
     # are); no harm counts every event, so a burst never makes a pass easier
     spread = evidence.dispersion(name)
     log_step = deflated(_log_harm(counts), spread)
     log_no_harm = no_harm_log_e(x, nc, y, ns, tolerance, margin)
-    passed_by = _passed_by(name, evidence, step, nc, needed, log_no_harm, settings)
+    by_power = None if waiting else needed
+    passed_by = _passed_by(name, evidence, step, nc, by_power, log_no_harm, settings)
     remaining = max(needed - nc, 0) if needed is not None else None
     # the step's canary rate (all of its requests: the latency counts leave the warm-up out)
     served = step.canary.requests
@@ -505,7 +537,8 @@ def _comparison(
         "stable_n": ns,
         "stable_events": y,
         "effect": x / nc - y / ns if nc and ns else None,
-        "note": "" if needed is not None else "power cannot be planned yet",
+        "stable_spread_known": not waiting,
+        "note": waiting or ("" if needed is not None else "power cannot be planned yet"),
     }
 
 

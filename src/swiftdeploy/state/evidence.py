@@ -217,6 +217,12 @@ class Evidence(BaseModel):
         spreads = (getattr(self, f"{track}_spread").get(spread) for track in tracks)
         return max((spread.factor for spread in spreads if spread is not None), default=1.0)
 
+    def stable_known(self, spread: Spread) -> bool:
+        """Whether the stable's spread of these events is known (Dispersion.known), its
+        history included; True for a ledger that keeps no spreads (written before them)."""
+        kept = self.stable_spread.get(spread)
+        return kept is None or kept.known
+
     def warm_up(self, since: float, time_s: float, requests: int) -> Evidence:
         """A warm-up from `since` (the canary started or was restarted); none when both
         are zero."""
