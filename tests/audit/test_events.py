@@ -233,6 +233,29 @@ def test_a_compact_look_gives_what_it_has() -> None:
     assert numbers["needs"]["latency"]["remaining"] is None
 
 
+def test_a_hold_after_looks_held_back_carries_the_last_of_them(tmp_path: Path) -> None:
+    # Given a rollout's looks: a full hold, two more held back and written as one looks
+    # record when the step is held (a transition: the looks go first)
+    path = tmp_path / "audit" / "history.jsonl"
+    recorder = AuditRecorder(AuditLog(path, 10**7, command=["swiftdeploy", "rollout"]))
+    full = a_decision()
+    for canary in (300, 305, 310):
+        look = json.loads(json.dumps(full))
+        for track in (look["input"]["canary"], look["measurements"].get("canary", {})):
+            track["requests"] = canary
+        recorder.record("decision", decision=look, action="hold", rollout_id="r1", step_index=0)
+    recorder.record("transition", rollout_id="r1", phase_before="progressing",
+                    phase_after="paused", pause_kind="held", event="held", step_index=0,
+                    reason="held: more evidence needed")  # fmt: skip
+    kinds = [json.loads(line)["decision"].get("looks") is not None
+             for line in path.read_text().splitlines()[:2]]  # fmt: skip
+    assert kinds == [False, True]
+    # When its events are read, Then the hold carries the last look's numbers
+    (held,) = [e for e in read_events(path, "shop") if e["type"].endswith(".held.v1")]
+    assert valid(held)["data"]["look"]["canary_requests"] == 310
+    assert held["data"]["look"]["seq"] == 2  # the looks record that holds it
+
+
 def test_a_rollback_says_its_cause_and_an_abort_is_told_apart() -> None:
     cause = "canary errors worse than stable: 5 errors in 118"
     rolling = transition("progressing", "rolling-back", f"rollback: {cause}", canary_weight=0)

@@ -1,29 +1,31 @@
-"""The fleet's recorder: a rollout's repeated holds go to the trail as look records, each
-still one record written before anything is done, and each gives back exactly the
+"""The fleet's recorder: a rollout's repeated holds are held back and written together,
+as one looks record, before anything else is recorded; each gives back exactly the
 decision a full record would have held."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from swiftdeploy.audit.log import AuditLog
-from swiftdeploy.audit.looks import expand, is_look, same
-from swiftdeploy.audit.recorder import AuditRecorder, record_decision
+from swiftdeploy.audit.looks import expand, is_look, label, same
+from swiftdeploy.audit.recorder import FLUSH_S, MAX_LOOKS, AuditRecorder, record_decision
 from swiftdeploy.audit.verify import verify
+from swiftdeploy.errors import AuditError
 from swiftdeploy.policy.base import CANARY
 from swiftdeploy.state import Phase
 from tests.support.inputs import counts, ledger, policy_input
 from tests.support.sim import TrackModel, init_manifest, sim_world
 
-from .conftest import policy_engine, read
+from .conftest import START, Clock, policy_engine, read
 
 # Fields each log fills in for itself: the rest of a record must be the same in both.
-OWN = ("id", "hash", "prev_hash", "mac", "look")
+OWN = ("id", "seq", "hash", "prev_hash", "mac", "looks")
 
 
 class Tee:
@@ -38,8 +40,11 @@ class Tee:
         self.recorder.record(kind, **fields)
         self.full.append(kind, **fields)
 
+    def flush(self) -> None:
+        self.recorder.flush()
 
-@pytest.mark.parametrize("secrets", [(), ("7",)], ids=["plain", "secret 7"])
+
+@pytest.mark.parametrize("secrets", [(), ("7",), ("A",)], ids=["plain", "secret 7", "secret A"])
 def test_a_held_step_is_looks_that_give_back_every_full_decision(
     tmp_path: Path, secrets: tuple[str, ...]
 ) -> None:
@@ -58,30 +63,36 @@ def test_a_held_step_is_looks_that_give_back_every_full_decision(
     # When the rollout runs until its first step holds at max_duration
     state = engine.run(engine.begin("v2"))
     assert (state.phase, state.pause_kind) == (Phase.PAUSED, "held")
-    # Then both trails verify, with a record for every record
+    # Then both trails verify
     assert verify(compact.path).ok
     assert verify(full.path).ok
     written, expected = read(compact.path), read(full.path)
-    assert len(written) == len(expected)
-    # And every look gives back exactly what its full record says
-    for got, want in zip(expand(written), expected, strict=True):
+    # And the looks expand to a record for every record, each what its full record says
+    got = expand(written)
+    assert len(got) == len(expected)
+    # (looks written in full are stamped when they are written, not when they were taken)
+    own = (*OWN, "ts") if secrets == ("A",) else OWN
+    for one, want in zip(got, expected, strict=True):
         assert same(
-            {k: v for k, v in got.items() if k not in OWN},
-            {k: v for k, v in want.items() if k not in OWN},
-        ), (got["seq"], got["kind"])
+            {k: v for k, v in one.items() if k not in own},
+            {k: v for k, v in want.items() if k not in own},
+        ), (label(one), one["kind"])
     decisions = [r for r in written if r["kind"] == "decision"]
-    looks = [r for r in decisions if is_look(r)]
     assert decisions[-1]["action"] == "held"
     assert not is_look(decisions[-1])  # anything but a repeated hold is in full
-    assert all(r["action"] == "hold" and r["step_index"] == 0 for r in looks)
-    assert all(r["rollout_id"] == state.rollout_id for r in looks)
-    if not secrets:
-        assert len(looks) >= 0.8 * len(decisions)
-        size = compact.path.stat().st_size
-        assert size < 0.5 * full.path.stat().st_size
+    packed = [r for r in decisions if is_look(r)]
+    assert all(r["action"] == "hold" and r["step_index"] == 0 for r in packed)
+    assert all(r["rollout_id"] == state.rollout_id for r in packed)
+    if secrets == ("A",):  # every packed record would spell it: the looks are in full
+        assert not packed
+        assert len(written) == len(expected)
+    elif not secrets:
+        # 10 s of looks a record (a look every 2 s here): under a third of the bytes
+        assert len(written) < 0.5 * len(expected)
+        assert compact.path.stat().st_size < 0.3 * full.path.stat().st_size
 
 
-def _hold(recorder: AuditRecorder, canary: int, **fields: Any) -> dict[str, Any]:
+def _hold(recorder: AuditRecorder, canary: int, **fields: Any) -> None:
     """Record one look at an undecided step (by default the engine's hold at step 1)."""
     given = policy_input(ledger(counts(canary, 1), counts(4 * canary, 6)))
     decision = policy_engine().decide(CANARY, given)
@@ -89,8 +100,10 @@ def _hold(recorder: AuditRecorder, canary: int, **fields: Any) -> dict[str, Any]
     defaults: dict[str, Any] = {"rollout_id": "r1", "step_index": 0, "action": "hold"}
     record_decision(recorder, decision, CANARY, given, {}, given["statistics"],
                     **(defaults | fields))  # fmt: skip
-    last: dict[str, Any] = json.loads(recorder.log.path.read_text().splitlines()[-1])
-    return last
+
+
+def _recorder(path: Path, clock: Clock | None = None) -> AuditRecorder:
+    return AuditRecorder(AuditLog(path, 10**7, clock=clock))
 
 
 @pytest.mark.parametrize(
@@ -104,26 +117,129 @@ def _hold(recorder: AuditRecorder, canary: int, **fields: Any) -> dict[str, Any]
     ],
     ids=str,
 )
-def test_a_look_with_other_fields_is_a_full_record(
+def test_a_look_with_other_fields_is_a_full_record_after_the_looks_before_it(
     trail_path: Path, fields: dict[str, Any]
 ) -> None:
-    recorder = AuditRecorder(AuditLog(trail_path, 10**7))
-    first = _hold(recorder, 300)
+    recorder = _recorder(trail_path)
+    _hold(recorder, 300)
+    _hold(recorder, 305)
+    _hold(recorder, 310)
+    assert len(read(trail_path)) == 1  # the full hold; its two looks are held back
+    _hold(recorder, 320, **fields)
+    first, looks, other = read(trail_path)
+    # The looks are written first, in one record, then the other hold in full
     assert not is_look(first)
-    assert is_look(_hold(recorder, 310))
-    other = _hold(recorder, 320, **fields)
+    assert is_look(looks)
+    assert looks["decision"]["looks"]["base"] == {"seq": first["seq"], "hash": first["hash"]}
+    assert [r["decision"]["input"]["canary"]["requests"] for r in expand([first, looks])] == [
+        300, 305, 310]  # fmt: skip
     assert not is_look(other)
     assert {k: other[k] for k in fields} == fields
-    again = _hold(recorder, 330)
+    _hold(recorder, 330)
+    recorder.flush()
+    again = read(trail_path)[3]
     if other["action"] == "hold":  # another hold in full is what the next ones refer to
         assert not is_look(again)
     else:  # a gate's look or a hold at max_duration leaves the holds' full record
-        assert again["decision"]["look"]["base"] == {"seq": first["seq"], "hash": first["hash"]}
+        assert again["decision"]["looks"]["base"] == {"seq": first["seq"], "hash": first["hash"]}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        lambda r: r.record("transition", phase_before="progressing", phase_after="paused"),
+        lambda r: r.record("command", rollout_id="r1"),
+        lambda r: r.record("driver", event="exited", rollout_id="r1"),
+        lambda r: r.flush(),
+    ],
+    ids=["transition", "command", "driver", "flush"],
+)
+def test_looks_held_back_are_written_before_anything_else(trail_path: Path, record: Any) -> None:
+    recorder = _recorder(trail_path)
+    for canary in (300, 305, 310):
+        _hold(recorder, canary)
+    record(recorder)
+    kinds = [(r["kind"], is_look(r)) for r in read(trail_path)]
+    assert kinds[:2] == [("decision", False), ("decision", True)]
+    assert len(kinds) == 2 if record.__name__ == "flush" else 3  # type: ignore[attr-defined]
+    recorder.flush()  # nothing more is held
+    assert len(read(trail_path)) == len(kinds)
+
+
+def test_looks_are_written_when_the_first_is_ten_seconds_old(trail_path: Path) -> None:
+    clock = Clock(START)
+    recorder = _recorder(trail_path, clock)
+    _hold(recorder, 300)  # the full record
+    for n in range(int(FLUSH_S)):  # looks a second apart: the 11th is 10 s after the first
+        clock.tick(1.0)
+        _hold(recorder, 305 + n)
+        assert len(read(trail_path)) == 1
+    clock.tick(1.0)
+    _hold(recorder, 400)
+    first, looks = read(trail_path)
+    got = expand([first, looks])[1:]
+    assert len(got) == int(FLUSH_S) + 1
+    assert got[0]["ts"] == "2025-03-14T09:00:01.000Z"
+    assert got[-1]["ts"] == "2025-03-14T09:00:11.000Z"
+    assert [label(r) for r in got[:2]] == ["2.1", "2.2"]
+    # a clock that goes back writes what is held at once
+    clock.tick(1.0)
+    _hold(recorder, 401)
+    clock.tick(-5.0)
+    _hold(recorder, 402)
+    assert len(read(trail_path)) == 3
+
+
+def test_no_more_than_max_looks_are_held(trail_path: Path) -> None:
+    recorder = _recorder(trail_path, Clock(START))  # a clock that stands still
+    for n in range(MAX_LOOKS + 1):
+        _hold(recorder, 300 + n % 5)
+    records = read(trail_path)
+    assert [r["decision"].get("looks", {}).get("count") for r in records] == [None, MAX_LOOKS]
+
+
+def test_looks_that_cannot_be_written_are_kept_and_what_follows_is_not_written(
+    trail_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = _recorder(trail_path)
+    _hold(recorder, 300)
+    _hold(recorder, 305)
+    append = AuditLog.append
+
+    def failing(self: AuditLog, kind: str, **fields: Any) -> dict[str, Any]:
+        raise AuditError("the disk is full")
+
+    monkeypatch.setattr(AuditLog, "append", failing)
+    with pytest.raises(AuditError):
+        recorder.record("transition", phase_before="progressing", phase_after="paused")
+    monkeypatch.setattr(AuditLog, "append", append)
+    assert len(read(trail_path)) == 1  # neither the look nor the transition
+    recorder.record("transition", phase_before="progressing", phase_after="paused")
+    assert [r["kind"] for r in expand(read(trail_path))] == ["decision", "decision", "transition"]
 
 
 def test_each_process_starts_with_a_full_record(trail_path: Path) -> None:
     # A driver restarted carries on in a new process: its first look is in full
-    _hold(AuditRecorder(AuditLog(trail_path, 10**7)), 300)
-    restarted = AuditRecorder(AuditLog(trail_path, 10**7))
-    assert not is_look(_hold(restarted, 310))
-    assert is_look(_hold(restarted, 320))
+    first = _recorder(trail_path)
+    _hold(first, 300)
+    _hold(first, 305)
+    first.flush()
+    restarted = _recorder(trail_path)
+    _hold(restarted, 310)
+    _hold(restarted, 320)
+    restarted.flush()
+    assert [is_look(r) for r in read(trail_path)] == [False, True, False, True]
+
+
+def test_a_trail_of_looks_reads_back_in_order_with_times(trail_path: Path) -> None:
+    clock = Clock(START)
+    recorder = _recorder(trail_path, clock)
+    for n in range(5):
+        _hold(recorder, 300 + n)
+        clock.tick(0.5)
+    recorder.flush()
+    got = expand(read(trail_path))
+    assert [r["decision"]["input"]["canary"]["requests"] for r in got] == list(range(300, 305))
+    times = [datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in got]
+    assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(seconds=0.5)] * 4
+    assert json.loads(json.dumps(got)) == got

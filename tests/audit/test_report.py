@@ -18,7 +18,7 @@ import pytest
 
 from swiftdeploy.audit.explain import chaos_summary, decision_of, evalue
 from swiftdeploy.audit.log import AuditLog
-from swiftdeploy.audit.looks import is_look
+from swiftdeploy.audit.looks import expand, is_look, label
 from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.audit.report import export, why, write_report
 from swiftdeploy.audit.verify import verify
@@ -50,8 +50,9 @@ ZERO_STEP = re.compile(r"\(0(\.0+)?%( of traffic)?\)")
 
 
 def decisions(records: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
-    """The decision records with this action (embedded decisions have no id to look up)."""
-    return [r for r in records if r["kind"] == "decision" and r["action"] == action]
+    """The decisions with this action, each look of a looks record as its own record
+    (embedded decisions have no id to look up)."""
+    return [r for r in expand(records) if r["kind"] == "decision" and r["action"] == action]
 
 
 def the_rollback(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,17 +260,19 @@ def test_markdown_and_html_reports(synthetic: Trail, tmp_path: Path) -> None:
     assert promoted.count('class="decision-marker"') == 12
     assert ">step 2 (25%)</text>" in promoted
     # Every record is on the timeline, on its own or in a run of the same hold.
-    assert timeline_seqs(md) == [r["seq"] for r in records]
+    assert_timeline_covers(md, records)
 
 
-def timeline_seqs(md: str) -> list[int]:
-    """The seqs the Markdown timeline's rows cover, in order (a run's row: `12-15`)."""
-    rows = md[md.index("## Timeline") :].splitlines()[4:]
-    seqs = []
-    for row in rows:
+def assert_timeline_covers(md: str, records: list[dict[str, Any]]) -> None:
+    """The Markdown timeline's rows cover every record (each look of a looks record,
+    `12.3`), in order, each once (a run's row: `12-15.4`)."""
+    labels = [str(label(r)) for r in expand(records)]
+    at = 0
+    for row in md[md.index("## Timeline") :].splitlines()[4:]:
         first, _, last = row.split(" | ")[0].removeprefix("| ").partition("-")
-        seqs += range(int(first), int(last or first) + 1)
-    return seqs
+        assert labels[at] == first
+        at = labels.index(last or first, at) + 1
+    assert at == len(labels)
 
 
 def test_the_html_is_self_contained(synthetic: Trail, tmp_path: Path) -> None:
@@ -376,8 +379,11 @@ def test_export_json(synthetic: Trail) -> None:
 def test_export_csv(synthetic: Trail) -> None:
     _, records = synthetic
     rows = list(csv.DictReader(io.StringIO(export(records, "csv"))))
-    assert len(rows) == len(records)
-    assert [row["hash"] for row in rows] == [r["hash"] for r in records]
+    looks = expand(records)  # a row for each look
+    assert len(rows) == len(looks) > len(records)
+    assert [row["hash"] for row in rows] == [r["hash"] for r in looks]
+    assert [row["seq"] for row in rows] == [str(label(r)) for r in looks]
+    assert any("." in row["seq"] for row in rows)
     rollback = the_rollback(records)
     (row,) = [row for row in rows if row["id"] == rollback["id"]]
     assert row["verdict"] == row["action"] == "rollback"
@@ -407,8 +413,9 @@ def test_export_csv_neutralises_formulas(trail_path: Path) -> None:
 def test_export_opa_decision_log(synthetic: Trail) -> None:
     _, records = synthetic
     events = [json.loads(line) for line in export(records, "opa-decision-log").splitlines()]
-    recorded = [r for r in records if r["kind"] == "decision"]
+    recorded = [r for r in expand(records) if r["kind"] == "decision"]
     assert len(events) == len(recorded)
+    assert len({event["decision_id"] for event in events}) == len(events)
     last, rollback = events[-1], the_rollback(records)
     assert set(last) >= {"decision_id", "path", "input", "result", "timestamp", "labels"}
     assert last["decision_id"] == rollback["id"]  # the record's id stands in for OPA's
@@ -511,33 +518,68 @@ def test_engine_shaped_records_with_a_hold_at_the_time_limit(
 
 
 def test_a_run_of_the_same_hold_is_one_row(synthetic: Trail, tmp_path: Path) -> None:
-    # Given the rolled-back rollout: four looks holding for the same reasons, chaos, and
-    # the look that rolls back
+    # Given the promoted rollout's second step: three looks holding for the same reasons
+    # (a full record and a looks record of two), and the look that passes
     _, records = synthetic
-    holds = [r for r in decisions(records, "hold") if r["rollout_id"] == ROLLED_BACK]
-    assert len(holds) == 4
+    holds = [r for r in decisions(records, "hold") if r["rollout_id"] == PROMOTED]
+    holds = [r for r in holds if r["step_index"] == 1]
+    assert len(holds) == 3
+    assert [is_look(r) for r in records if r["seq"] in (holds[0]["seq"], holds[1]["seq"])] == [
+        False, True]  # fmt: skip
     # When the report is written
     md_path, html_path = write_report(records, tmp_path / "out")
     md, html = md_path.read_text(), html_path.read_text()
-    # Then the four holds are one row with their count and span, in both tables
+    # Then the three holds are one row with their count and span, in both tables
     first, last = holds[0], holds[-1]
-    run = f"hold x 4, {first['ts'][11:19]}-{last['ts'][11:19]}: "
-    section = md[md.index(f"## Rollout {ROLLED_BACK}") : md.index("## Policy violations")]
+    run = f"hold x 3, {first['ts'][11:19]}-{last['ts'][11:19]}: "
+    section = md[md.index(f"## Rollout {PROMOTED}") : md.index(f"## Rollout {ROLLED_BACK}")]
     (row,) = [line for line in section.splitlines() if run in line]
     assert row.endswith("→ hold |")
     assert run in html
-    (timeline_row,) = [line for line in md.splitlines() if line.startswith(f"| {first['seq']}-")]
-    assert timeline_row.startswith(f"| {first['seq']}-{last['seq']} | {first['ts']} | decision")
+    (timeline_row,) = [line for line in md.splitlines() if line.startswith(f"| {label(first)}-")]
+    assert timeline_row.startswith(f"| {label(first)}-{label(last)} | {first['ts']} | decision")
     assert run in timeline_row
-    # And the look that rolled back keeps its own row
-    assert rollback_sentence(the_rollback(records)) in section
+    # And the look that passed keeps its own row
+    assert "→ promote |" in section
+
+
+def test_a_record_written_while_looks_are_held_comes_before_them(
+    synthetic: Trail, tmp_path: Path
+) -> None:
+    # Given the rolled-back rollout: four looks holding (the last three held back by the
+    # rollout's process), chaos recorded by another process, the look that rolls back
+    _, records = synthetic
+    holds = [r for r in decisions(records, "hold") if r["rollout_id"] == ROLLED_BACK]
+    (chaos,) = [r for r in records if r["kind"] == "chaos"]
+    assert len(holds) == 4
+    # Then the trail has chaos before the three looks taken before it, each at its time
+    assert [r["seq"] for r in holds] == [chaos["seq"] - 1, *[chaos["seq"] + 1] * 3]
+    assert all(r["ts"] < chaos["ts"] for r in holds)
+    # And the report shows them in the trail's order, each row with its time
+    md = write_report(records, tmp_path / "out")[0].read_text()
+    timeline = md[md.index("## Timeline") :].splitlines()
+    (at,) = [n for n, line in enumerate(timeline) if line.startswith(f"| {chaos['seq']} |")]
+    run = f"hold x 3, {holds[1]['ts'][11:19]}-{holds[3]['ts'][11:19]}: "
+    assert timeline[at + 1].startswith(f"| {label(holds[1])}-{label(holds[3])} | {holds[1]['ts']}")
+    assert run in timeline[at + 1]
 
 
 def _same_report(md: str, records: list[dict[str, Any]]) -> str:
-    """A report with each record's id and hash named by its position, without the time
-    it was generated: what two trails of the same records must have in common."""
-    for n, record in enumerate(records):
-        md = md.replace(record["id"], f"<id {n}>").replace(record["hash"], f"<hash {n}>")
+    """A report with each record's id, hash and seq (a look's `12.3`) named by its
+    position among the looks, without the time it was generated: what two trails of the
+    same looks must have in common, whether several looks share a record or not."""
+    looks = list(enumerate(expand(records)))
+    for n, record in sorted(looks, key=lambda item: -len(item[1]["id"])):  # `x.10` before `x.1`
+        md = md.replace(record["id"], f"<id {n}>")
+    for n, record in looks:  # a looks record's hash is named by its first look
+        md = md.replace(record["hash"], f"<hash {n}>")
+    position = {str(label(record)): n for n, record in looks}
+    md = re.sub(
+        r"^\| ([0-9.]+)(?:-([0-9.]+))? \|",
+        lambda m: "| " + "-".join(f"<seq {position[x]}>" for x in m.groups() if x) + " |",
+        md,
+        flags=re.MULTILINE,
+    )
     return "\n".join(line for line in md.splitlines() if not line.startswith("Generated "))
 
 
@@ -551,10 +593,10 @@ def _without_timing(event: dict[str, Any], ignored: tuple[str, ...]) -> dict[str
 def test_a_trail_with_looks_reads_as_the_same_trail_in_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the same rollouts written as today (with look records) and as before (every
-    # look in full: a trail written before look records, which must still read)
+    # Given the same rollouts written as today (with looks records) and as before (every
+    # look in full: a trail written before looks records, which must still read)
     new = write_synthetic_trail(tmp_path / "new" / "history.jsonl")
-    monkeypatch.setattr(AuditRecorder, "_as_look", lambda self, fields: fields)
+    monkeypatch.setattr(AuditRecorder, "_hold_back", lambda self, fields: False)
     old = write_synthetic_trail(tmp_path / "old" / "history.jsonl")
     assert any(is_look(r) for r in new)
     assert not any(is_look(r) for r in old)
@@ -562,16 +604,21 @@ def test_a_trail_with_looks_reads_as_the_same_trail_in_full(
     assert verify(tmp_path / "new" / "history.jsonl").ok
     assert verify(tmp_path / "old" / "history.jsonl").ok
     # And the reports, `why` and the exports of decisions say the same of both
+    # (the promoted rollout's: in the other one, chaos, recorded by another process
+    # while looks were held back, comes before them in the new trail)
     reports = [
-        _same_report(write_report(records, tmp_path / name)[0].read_text(), records)
+        _same_report(write_report(records, tmp_path / name, PROMOTED)[0].read_text(), records)
         for name, records in (("new-report", new), ("old-report", old))
     ]
     assert reports[0] == reports[1]
     for rollout_id in (PROMOTED, ROLLED_BACK):
         told = [_same_report("\n".join(why(r, rollout_id)), r) for r in (new, old)]
         assert told[0] == told[1]
-    ignored = ("id", "hash", "prev_hash", "decision_id")
-    rows = [list(csv.DictReader(io.StringIO(export(r, "csv")))) for r in (new, old)]
+    ignored = ("id", "hash", "prev_hash", "decision_id", "seq", "req_id")  # where, not what
+    rows = [
+        sorted(csv.DictReader(io.StringIO(export(r, "csv"))), key=lambda row: row["ts"])
+        for r in (new, old)
+    ]
     assert [{k: v for k, v in row.items() if k not in ignored} for row in rows[0]] == [
         {k: v for k, v in row.items() if k not in ignored} for row in rows[1]
     ]

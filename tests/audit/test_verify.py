@@ -14,7 +14,7 @@ import pytest
 
 from swiftdeploy.audit.head import head_path
 from swiftdeploy.audit.log import AuditLog
-from swiftdeploy.audit.looks import compact
+from swiftdeploy.audit.looks import compact, pack
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import BadInputError
 from tests.audit.conftest import a_decision, trail_lines, write_lines, write_trail
@@ -285,20 +285,27 @@ def test_json_form(trail: Path) -> None:
     assert json.loads(json.dumps(data)) == data
 
 
-def _with_look(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
-    """A full hold, a look record at it, then one more look record changed by `change`."""
+def _with_looks(
+    path: Path,
+    change_look: Callable[[dict[str, Any]], None] = lambda look: None,
+    change_base: Callable[[dict[str, Any]], None] = lambda named: None,
+) -> Path:
+    """A full hold, a looks record at it, then one more whose looks are changed by
+    `change_look` and whose reference to the full record by `change_base`."""
     log = AuditLog(path, 10**7)
     base = log.append("decision", action="hold", decision=a_decision())
-    look = compact(base, base["decision"])
-    log.append("decision", action="hold", decision=look)
+    look = compact(base, base["decision"], base["ts"])
+    log.append("decision", action="hold", decision=pack(base, [look, look]))
     bad = copy.deepcopy(look)
-    change(bad["look"])
-    log.append("decision", action="hold", decision=bad)
+    change_look(bad)
+    packed = pack(base, [bad, bad])
+    change_base(packed["looks"]["base"])
+    log.append("decision", action="hold", decision=packed)
     return path
 
 
-def test_look_records_that_name_their_full_record_verify(trail_path: Path) -> None:
-    result = verify(_with_look(trail_path, lambda look: None))
+def test_looks_records_that_name_their_full_record_verify(trail_path: Path) -> None:
+    result = verify(_with_looks(trail_path))
     assert result.ok
     assert result.records == 3
 
@@ -306,22 +313,23 @@ def test_look_records_that_name_their_full_record_verify(trail_path: Path) -> No
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        (lambda look: look["base"].update(seq=7), "(seq 7) is not in the trail before it"),
-        (lambda look: look["base"].update(seq=3), "(seq 3) is not in the trail before it"),
-        (lambda look: look["base"].update(seq=2), "(seq 2) is not in the trail before it"),
-        (lambda look: look["base"].update(hash="0" * 64), "(seq 1) is not in the trail"),
-        (lambda look: look["numbers"].pop(), "does not fit its full record"),
-        (lambda look: look["texts"].append([0, 1]), "does not fit its full record"),
+        ({"change_base": lambda b: b.update(seq=7)}, "(seq 7) is not in the trail before it"),
+        ({"change_base": lambda b: b.update(seq=3)}, "(seq 3) is not in the trail before it"),
+        ({"change_base": lambda b: b.update(seq=2)}, "(seq 2) is not in the trail before it"),
+        ({"change_base": lambda b: b.update(hash="0" * 64)}, "(seq 1) is not in the trail"),
+        ({"change_look": lambda look: look["numbers"].append(1)}, "does not fit its full record"),
+        ({"change_look": lambda look: look["texts"].append([0, 1])}, "a text is not"),
+        ({"change_look": lambda look: look.update(ts=1)}, "a look's time is not a text"),
     ],
-    ids=["later", "itself", "another look", "another hash", "a number short", "a bad text"],
+    ids=["later", "itself", "another look", "another hash", "one more", "bad text", "bad time"],
 )
-def test_a_look_record_without_its_full_record_is_named(
-    trail_path: Path, change: Callable[[dict[str, Any]], None], says: str
+def test_a_looks_record_without_its_full_record_is_named(
+    trail_path: Path, change: dict[str, Callable[[dict[str, Any]], None]], says: str
 ) -> None:
-    # A writer's bug, not tampering (the MACs hold): its decision cannot be read
-    result = verify(_with_look(trail_path, change))
+    # A writer's bug, not tampering (the MACs hold): its decisions cannot be read
+    result = verify(_with_looks(trail_path, **change))
     bad = result.first_bad
     assert bad is not None
     assert (bad.code, bad.line, result.records) == ("invalid", 3, 2)
-    assert "is a look record" in bad.reason
+    assert "is a looks record" in bad.reason
     assert says in bad.reason

@@ -608,6 +608,9 @@ class ListRecorder:
     def record(self, kind: str, **fields: object) -> None:
         self.records.append((kind, fields))
 
+    def flush(self) -> None:
+        """Nothing is held back: every record is kept as it comes."""
+
     def decisions(self) -> Iterator[dict[str, object]]:
         return (fields for kind, fields in self.records if kind == "decision")
 

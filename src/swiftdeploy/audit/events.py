@@ -9,7 +9,8 @@ files in chain order, and with `follow` tails the live file across rotation.
 
 Looks (the engine's `decision` records) are not events: there are hundreds per rollout.
 A `held` event carries the numbers of the look that held, read through
-`explain.decision_of`, which reads full and compact decision records alike.
+`explain.decision_of` from the rollout's latest look (a looks record rebuilt into its
+looks first: `looks.Expander`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 from swiftdeploy.audit.explain import DecisionView, as_mapping, decision_of, number, parse_ts
 from swiftdeploy.audit.log import Record, rotated_files, trail_files
+from swiftdeploy.audit.looks import Expander
 from swiftdeploy.audit.records import GENESIS_HASH, parse_record, record_hash
 from swiftdeploy.durations import parse_duration
 from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
@@ -500,6 +502,7 @@ class Projector:
     steps: int | None = None
     _transitions: dict[str, Record] = field(default_factory=dict)
     _looks: dict[str, Record] = field(default_factory=dict)
+    _expander: Expander = field(default_factory=Expander)
 
     def feed(self, record: Record) -> Event | None:
         rollout = record.get("rollout_id")
@@ -513,8 +516,10 @@ class Projector:
         )
         if record.get("kind") == "transition":
             self._transitions[key] = record
-        elif record.get("kind") == "decision" and key:  # a look at a rollout's step
-            self._looks[key] = record
+        elif record.get("kind") == "decision":
+            latest = self._expander(record)[-1]  # a looks record's last look
+            if key:  # a look at a rollout's step
+                self._looks[key] = latest
         return event
 
 

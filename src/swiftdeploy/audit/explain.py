@@ -4,8 +4,8 @@ Pure functions over the records (no files): the report, `why` and the exports
 are built from these views. Every sentence is made from what the decision record
 holds: the policy's reasons (rule, message, observed, threshold) and the input's
 measurements and statistics (docs/policy-input.md). A field that is missing reads
-"n/a"; nothing here raises on an odd record. A look record (swiftdeploy.audit.looks)
-holds its decision relative to an earlier record: `rollouts` and `violations` rebuild
+"n/a"; nothing here raises on an odd record. A looks record (swiftdeploy.audit.looks)
+holds several looks relative to an earlier record: `rollouts` and `violations` rebuild
 them first; `decision_of` reads one record, so give it records from `looks.expand`.
 
 The views are called DecisionView and ReasonView so that they are never mistaken
@@ -402,7 +402,7 @@ def decision_of(record: Record) -> DecisionView | None:
         alpha = number(thresholds.get("alpha"))
     verdict = output.get("verdict")
     if not isinstance(verdict, str) and is_look(record):
-        verdict = HOLD  # a look record whose full record is missing: only holds are looks
+        verdict = HOLD  # a looks record whose full record is missing: only holds are looks
     elif not isinstance(verdict, str):
         verdict = "promote" if output.get("allow") is True else "rollback"
     action = record.get("action")

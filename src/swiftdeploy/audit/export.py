@@ -1,8 +1,8 @@
 """`swiftdeploy audit export`: the records as JSON, CSV or OPA decision-log events.
 
-JSON is the records as written (each still checks against its hash), look records
+JSON is the records as written (each still checks against its hash), looks records
 relative to their full record (swiftdeploy.audit.looks); CSV and the OPA decision log
-have every look's full decision."""
+have every look's full decision, look i of the record with seq s as `s.i`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 from swiftdeploy import __version__
 from swiftdeploy.audit.explain import DecisionView, as_mapping, decision_of, summary
 from swiftdeploy.audit.log import Record
-from swiftdeploy.audit.looks import expand
+from swiftdeploy.audit.looks import expand, label
 from swiftdeploy.errors import BadInputError
 
 EXPORT_FORMATS = ("json", "csv", "opa-decision-log")
@@ -64,7 +64,9 @@ def _csv(records: list[Record]) -> str:
             for key in ("seq", "id", "ts", "kind", "rollout_id", "phase_before", "phase_after",
                         "prev_hash", "hash")
         }  # fmt: skip
-        row.update(user=who.get("user"), host=who.get("host"), pid=who.get("pid"))
+        row.update(
+            seq=label(record), user=who.get("user"), host=who.get("host"), pid=who.get("pid")
+        )
         command = record.get("command")
         row["command"] = " ".join(map(str, command)) if isinstance(command, list) else command
         row["summary"] = summary(record)

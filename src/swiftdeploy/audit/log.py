@@ -101,8 +101,8 @@ DECISION_KEYS = (
     "thresholds",
     "step",
 )
-# A look record's decision (swiftdeploy.audit.looks): the rest is relative to a full one.
-LOOK_KEYS = ("engine", "package", "decision_id", "look")
+# A looks record's decision (swiftdeploy.audit.looks): looks relative to a full one.
+LOOKS_KEYS = ("engine", "package", "looks")
 TRANSITION_KEYS = ("phase_before", "phase_after")
 VERIFY = "run `swiftdeploy audit verify` to see what is wrong"
 NOT_RECORDED = "nothing was recorded and the action was not taken"
@@ -410,6 +410,10 @@ class AuditLog:
                 )
             return self._append_locked(body, tail, size, key)
 
+    def now(self) -> datetime:
+        """The time this log stamps records with."""
+        return self._clock()
+
     def plain(self, value: object) -> Any:
         """`value` as a record holds it: JSON, with every secret replaced."""
         return self._redactor.plain(value)
@@ -619,7 +623,7 @@ def _require_fields(kind: str, fields: Mapping[str, Any]) -> None:
         decision = fields.get("decision")
         if not isinstance(decision, Mapping):
             raise ValueError("a decision record needs decision={engine, package, ...}")
-        needed = LOOK_KEYS if "look" in decision else DECISION_KEYS
+        needed = LOOKS_KEYS if "looks" in decision else DECISION_KEYS
         missing = [key for key in needed if key not in decision]
         if missing:
             raise ValueError(f"a decision record's decision needs {', '.join(missing)}")

@@ -48,7 +48,7 @@ from swiftdeploy.audit.explain import (
 )
 from swiftdeploy.audit.export import CSV_COLUMNS, EXPORT_FORMATS, export
 from swiftdeploy.audit.log import FILE_MODE, Record
-from swiftdeploy.audit.looks import expand
+from swiftdeploy.audit.looks import expand, label
 from swiftdeploy.audit.why import pick_rollout, why
 from swiftdeploy.errors import BadInputError, StateError
 from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
@@ -226,16 +226,16 @@ def _timeline_row(group: list[Record]) -> dict[str, Any]:
         "rollout": first.get("rollout_id") or "",
         "actor": actor(first),
         "summary": summary(first),
-        "seq": first.get("seq", ""),
+        "seq": label(first) or "",
     }
     if len(group) > 1:
         views = [d for r in group if (d := decision_of(r)) is not None]
-        row.update(summary=run_summary(views), seq=f"{first.get('seq', '')}-{last.get('seq', '')}")
+        row.update(summary=run_summary(views), seq=f"{label(first) or ''}-{label(last) or ''}")
     return row
 
 
 def _context(records: Sequence[Record], rollout_id: str | None) -> dict[str, Any]:
-    records = expand(records)  # look records with their full decisions
+    records = expand(records)  # looks records as their looks in full
     if rollout_id is not None:
         pick_rollout(records, rollout_id)  # a clear error for an unknown id
         records = [r for r in records if r.get("rollout_id") == rollout_id]

@@ -8,8 +8,8 @@ matches its content (else: edited); that its `mac` matches with the audit key (e
 forged, i.e. written or rewritten with a recomputed hash by someone without the key);
 that its `prev_hash` is the previous record's `hash` (else: a record before it was
 deleted, inserted, reordered or rewritten, told apart by where `prev_hash` does point);
-and that `seq` goes up by one. A look record (`swiftdeploy.audit.looks`) must name, by
-`seq` and `hash`, a full decision record before it, and fit it. A last line without a
+and that `seq` goes up by one. A looks record (`swiftdeploy.audit.looks`) must name, by
+`seq` and `hash`, a full hold record before it, and each of its looks fit it. A last line without a
 newline is a torn tail (an interrupted append), reported apart from tampering.
 
 Then the head file (`swiftdeploy.audit.head`): its MAC must hold, and the trail must
@@ -402,7 +402,7 @@ class _Walk:
         return self._check_look(entry)
 
     def _check_look(self, entry: _Entry) -> Problem | None:
-        """A look record must name a full decision record before it that it fits."""
+        """A looks record must name a full hold record before it that its looks fit."""
         record = entry.record
         if record is None or not looks.is_look(record):
             return None
@@ -414,14 +414,14 @@ class _Walk:
             return _problem(
                 "invalid",
                 entry,
-                f"is a look record whose full record (seq {seq}) is not in the trail before "
-                "it, so its decision cannot be read",
+                f"is a looks record whose full record (seq {seq}) is not in the trail before "
+                "it, so its decisions cannot be read",
             )
         try:
-            looks.expand_decision(base, record)
+            looks.expand_record(base, record)
         except looks.Misfit as exc:
             return _problem(
-                "invalid", entry, f"is a look record that does not fit its full record: {exc}"
+                "invalid", entry, f"is a looks record that does not fit its full record: {exc}"
             )
         return None
 

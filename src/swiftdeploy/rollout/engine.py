@@ -261,8 +261,12 @@ class RolloutEngine:
         return state.pause_kind in ("manual", "operator")
 
     def close(self) -> None:
-        """Stop what the engine started for a step (its load generator)."""
-        self._stop_load()
+        """Stop what the engine started for a step (its load generator), and write the
+        looks the recorder holds back (audit/recorder.py)."""
+        try:
+            self._stop_load()
+        finally:
+            self.fleet.recorder.flush()
 
     def tick(self, state: State) -> State:
         if state.phase == Phase.PROGRESSING or self._held_and_looking(state):
