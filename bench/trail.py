@@ -13,10 +13,11 @@ simulated time. Rates are the service's total requests per second; the looks com
 every 0.3 to 2 s, as the canary's rate makes them.
 
 Per rate it prints the mean over the seeds of: the trail's bytes and records per
-rollout, its decision records (one per look) and how many of them are full records,
-and the bytes per look. `--out` keeps the numbers as JSON; `--before FILE` (such a
-file, written by the code before) adds each rate's bytes as a share of the before's.
-For the before's numbers run this script from a checkout of the code before, e.g.:
+rollout, its looks (each a decision, rebuilt from the looks records that hold several)
+and how many decision records are in full, and the bytes per look. `--out` keeps the
+numbers as JSON; `--before FILE` (such a file, written by the code before) adds each
+rate's bytes as a share of the before's. For the before's numbers run this script
+from a checkout of the code before (where every look is a record in full), e.g.:
 
     git worktree add /tmp/wt-before <commit>
     cp bench/trail.py /tmp/wt-before/bench/
@@ -33,6 +34,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,6 +46,16 @@ from swiftdeploy.audit.log import AuditLog  # noqa: E402
 from swiftdeploy.audit.recorder import AuditRecorder  # noqa: E402
 from swiftdeploy.policy import EmbeddedEngine  # noqa: E402
 from swiftdeploy.state import Phase  # noqa: E402
+
+try:
+    from swiftdeploy.audit.looks import expand, is_look
+except ImportError:  # the code before looks records: every look a record in full
+
+    def expand(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return records
+
+    def is_look(record: dict[str, Any]) -> bool:
+        return False
 
 
 def one_rollout(directory: Path, total_rps: float, seed: int) -> dict[str, float]:
@@ -62,18 +74,22 @@ def one_rollout(directory: Path, total_rps: float, seed: int) -> dict[str, float
     world.fleet.recorder = AuditRecorder(log)
     engine = world.engine(EmbeddedEngine(directory / "project" / "policies"))
     started = world.clock.now
-    state = engine.run(engine.begin("v2"))
-    while state.phase == Phase.PAUSED and state.pause_kind == "held":
-        state = engine.run(engine.resume_held(state))  # as a person would, at once
+    try:
+        state = engine.run(engine.begin("v2"))
+        while state.phase == Phase.PAUSED and state.pause_kind == "held":
+            state = engine.run(engine.resume_held(state))  # as a person would, at once
+    finally:
+        engine.close()  # writes the looks held back
     if state.phase != Phase.PROMOTED:
         raise SystemExit(f"the healthy rollout at {total_rps} req/s ended {state.phase}")
     lines = trail.read_bytes().splitlines(keepends=True)
-    looks = [json.loads(line) for line in lines if b'"kind":"decision"' in line]
+    records = [json.loads(line) for line in lines]
+    decisions = [r for r in records if r["kind"] == "decision"]
     return {
         "bytes": sum(len(line) for line in lines),
         "records": len(lines),
-        "looks": len(looks),
-        "full": sum(1 for r in looks if "look" not in r["decision"]),
+        "looks": sum(1 for r in expand(records) if r["kind"] == "decision"),
+        "full": sum(1 for r in decisions if not is_look(r)),
         "seconds": world.clock.now - started,
     }
 
