@@ -411,7 +411,12 @@ def _early_warnings(fleet: Fleet) -> None:
     from swiftdeploy.commands.rollout import plan_now
     from swiftdeploy.rollout.plan import early_warnings
 
-    found = plan_now(fleet)
+    try:
+        found = plan_now(fleet)
+    except SwiftDeployError as exc:
+        # advice, not a gate: the rollout's looks deal with a service they cannot read
+        warn([f"no plan for this rollout: {exc.one_line()}"])
+        return
     if found is not None:
         warn(early_warnings(found))
 
@@ -556,6 +561,7 @@ def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: 
     finally:
         policy.close()
         signal.signal(signal.SIGTERM, previous)
+        fleet.recorder.flush()  # the looks the recorder holds back (audit/recorder.py)
     if stop.is_set() and state.phase not in (Phase.PROMOTED, Phase.ROLLED_BACK):
         out.print("stopped; the state is kept: `swiftdeploy resume` carries on", markup=False)
         raise typer.Exit(ExitCode.INTERRUPTED)
