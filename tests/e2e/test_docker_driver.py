@@ -1,0 +1,42 @@
+"""`runtime: docker`: a rollout that runs on its own (issue 20), as tests/e2e/test_driver.py
+shows it on `local`: Ctrl-C detaches and the rollout promotes anyway, its driver killed
+with SIGKILL is restarted and finishes without a failed request, and a second terminal
+steers it as the person. A module of its own, so the suite's second worker runs it
+beside tests/e2e/test_docker.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Project
+from tests.e2e.test_docker import deployed_on_docker
+from tests.e2e.test_driver import ctrl_c_detaches, driver_killed, steered
+from tests.support.docker import demo_images, engine
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    client = engine()
+    try:
+        demo_images(client, "v1", "v2", "v3", "v4")
+    finally:
+        client.close()
+    yield from deployed_on_docker(tmp_path_factory)
+
+
+def test_ctrl_c_detaches_and_the_rollout_promotes_anyway(deployed: Project) -> None:
+    ctrl_c_detaches(deployed, "v2")
+
+
+def test_the_driver_killed_is_restarted_and_finishes_without_a_failed_request(
+    deployed: Project,
+) -> None:
+    driver_killed(deployed, "v3")
+
+
+def test_a_second_terminal_steers_the_running_rollout_as_the_person(deployed: Project) -> None:
+    steered(deployed, "v4")
