@@ -270,12 +270,12 @@ def pause(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) 
 @app.command()
 def abort(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) -> None:
     """Stop a running rollout and roll the canary back (within its driver's next poll)."""
+    if _steer(manifest, "abort", reason=reason):
+        return
     from swiftdeploy.commands.rollback import rollback as roll_back
     from swiftdeploy.commands.rollout import abort as stop_rollout
     from swiftdeploy.lock import lock_holder
 
-    if _steer(manifest, "abort", reason=reason):
-        return
     loaded = load(manifest)
     if not _host_driver(loaded):  # a rollout driven in the foreground: stop that process
         stopped = stop_rollout(lambda: lock_holder(loaded.state_dir))
@@ -293,10 +293,10 @@ def abort(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) 
 @app.command()
 def rollback(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Send the canary 0% at once and stop its replicas."""
-    from swiftdeploy.commands.rollback import rollback as roll_back
-
     if _steer(manifest, "abort", reason="rollback"):
         return
+    from swiftdeploy.commands.rollback import rollback as roll_back
+
     with locked_fleet(manifest) as fleet:
         state = roll_back(fleet)
     out.print(f"rolled back: {summary(state)}", markup=False)
@@ -379,9 +379,13 @@ def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
     from swiftdeploy.commands.driver import ask, driver_restarting, driving, wait_for_lock
 
     loaded = load(manifest)
-    if not _host_driver(loaded) or not driving(_store(loaded).load()):
+    if not _host_driver(loaded):
         return False
+    # a running driver is asked at once (an `abort` is on the clock); only without one
+    # is the state read, to tell whether the rollout needs one
     answer = ask(loaded, verb, **fields)
+    if answer is None and not driving(_store(loaded).load()):
+        return False
     if answer is None and driver_restarting(loaded):
         # the driver died and its supervisor restarts it: acting by hand now would race
         # it for the project's lock; it takes the request once it holds the rollout

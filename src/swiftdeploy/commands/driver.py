@@ -16,8 +16,8 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from swiftdeploy.commands.gate import canary_gate
 from swiftdeploy.errors import (
     ExitCode,
     LockedError,
@@ -25,15 +25,19 @@ from swiftdeploy.errors import (
     StateError,
     SwiftDeployError,
 )
-from swiftdeploy.fleet import Fleet, Progress
 from swiftdeploy.lock import lock_holder
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.proc import ProcessSpec, pid_alive
-from swiftdeploy.rollout.engine import TERMINAL, RolloutEngine
 from swiftdeploy.runtime.base import DRIVER_PROCESS
 from swiftdeploy.state import Phase, State
 from swiftdeploy.state.control import Answer, ControlDir, DriverInfo, Request, Verb
-from swiftdeploy.wiring import open_fleet, policy_engine, project_locks, rollout_engine
+
+if TYPE_CHECKING:
+    # the engine, the fleet and the gates are imported where the driver uses them: a
+    # person's request (`abort`) loads none of them (scipy alone takes seconds on a busy
+    # machine)
+    from swiftdeploy.fleet import Fleet, Progress
+    from swiftdeploy.rollout.engine import RolloutEngine
 
 PROGRAM = DRIVER_PROCESS
 # How often a waiting driver checks for requests: `abort` acts within about this.
@@ -80,7 +84,14 @@ def driver_status(loaded: LoadedManifest, state: State) -> DriverStatus:
 
 def driving(state: State) -> bool:
     """A rollout that needs a driver: analysed, and neither finished nor idle."""
-    return state.analysis and state.phase not in TERMINAL
+    return state.analysis and not _ended(state)
+
+
+def _ended(state: State) -> bool:
+    """The rollout is in a phase it ends in (the engine's TERMINAL)."""
+    from swiftdeploy.rollout.engine import TERMINAL
+
+    return state.phase in TERMINAL
 
 
 def start_driver(fleet: Fleet, rollout_id: str, version: str | None) -> None:
@@ -162,7 +173,7 @@ def driver_restarting(loaded: LoadedManifest) -> bool:
 def follow_ends(state: State, rollout_id: str | None, to_the_end: bool) -> bool:
     """Whether a follower is done: the rollout ended (or another replaced it), a step
     waits for `promote`, or (to the end, for CI's exit code 4) a step holds."""
-    if state.rollout_id != rollout_id or state.phase in TERMINAL or not state.analysis:
+    if state.rollout_id != rollout_id or _ended(state) or not state.analysis:
         return True
     if state.phase == Phase.PAUSED and state.pause_kind == "manual":
         return True
@@ -239,6 +250,8 @@ def drive(loaded: LoadedManifest, rollout_id: str, version: str | None, progress
     """The driver's whole life: take the lock, start or carry on the rollout, look and
     act on requests until it ends. Returns the process's exit code: 0 whenever it
     stopped on purpose (the supervisor restarts it only when it died)."""
+    from swiftdeploy.wiring import open_fleet, project_locks
+
     control = ControlDir(loaded.state_dir)
     stop = _Stop()
     deadline = time.monotonic() + LOCK_WAIT_S
@@ -266,6 +279,8 @@ def drive(loaded: LoadedManifest, rollout_id: str, version: str | None, progress
 def _drive(
     fleet: Fleet, control: ControlDir, rollout_id: str, version: str | None, stop: _Stop
 ) -> int:
+    from swiftdeploy.wiring import policy_engine, rollout_engine
+
     state = fleet.store.load()
     restarted = state.rollout_id == rollout_id
     if not restarted and version is None:
@@ -313,7 +328,7 @@ def _drive(
                 return 0
             state = engine.begin(version, rollout_id)
         state = _loop(engine, control, info, state, stop)
-        if not state.analysis or state.phase in TERMINAL:
+        if not state.analysis or _ended(state):
             outcome = f"the rollout ended: {state.phase.value}"
         else:
             outcome = "stopped (SIGTERM); `swiftdeploy resume` carries on"
@@ -345,12 +360,12 @@ def _loop(
 ) -> State:
     while not stop.requested:
         state = serve_requests(engine, control, state)
-        if state.phase in TERMINAL or not state.analysis:
+        if _ended(state) or not state.analysis:
             break
         if not _waiting(engine, state):
             state = engine.tick(state)
             control.save_driver(info.model_copy(update={"heartbeat_at": time.time()}))
-            if state.phase in TERMINAL:
+            if _ended(state):
                 break
         if _waiting(engine, state):
             # nothing is looked at until someone asks: the step's load generator stops
@@ -402,6 +417,8 @@ def _answer_interrupted(request: Request) -> Answer:
 
 def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, Answer]:
     """One person's request, recorded as theirs before it is acted on."""
+    from swiftdeploy.commands.gate import canary_gate
+
     fleet = engine.fleet
     by = request.requested_by
     because = f": {request.reason}" if request.reason else ""
@@ -456,7 +473,7 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
 
 
 def _where(state: State) -> str:
-    if state.phase in TERMINAL:
+    if _ended(state):
         return state.phase.value
     step = (state.step_index or 0) + 1
     pause = f", {state.pause_kind} pause" if state.phase == Phase.PAUSED else ""
