@@ -337,9 +337,11 @@ def _drive(
         outcome = f"stopped on an error: {exc.one_line()}"
         raise
     finally:
-        engine.close()
         policy.close()
+        # the held looks go out with the exit record; a trail that cannot take them
+        # has already stopped the driver (the error above says so)
         with contextlib.suppress(SwiftDeployError):
+            engine.close()
             fleet.recorder.record(
                 "driver", event="exited", pid=os.getpid(), rollout_id=rollout_id, outcome=outcome
             )
