@@ -16,6 +16,7 @@ their own, then:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -154,6 +155,9 @@ def restart_s(project: Project, version: str) -> float:
     # (its first look, so that the next is a look of the restarted driver)
     wait_for(lambda: project.state()["last_look"], "a first look")
     seen = project.trail_lines()
+    # its load generator (hey) outlives it for the rest of max_duration: stopped below
+    children = ["pgrep", "-P", str(driver)]
+    orphans = subprocess.run(children, check=False, capture_output=True, text=True)
     killed_at = time.time()
     os.kill(driver, signal.SIGKILL)
     found: list[dict[str, Any]] = []
@@ -166,6 +170,9 @@ def restart_s(project: Project, version: str) -> float:
     looked_at = datetime.fromisoformat(found[0]["ts"].replace("Z", "+00:00")).timestamp()
     wait_for(project.driver_pid, "the restarted driver")
     project.cli("abort")
+    for pid in orphans.stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGTERM)
     return looked_at - killed_at
 
 
