@@ -6,9 +6,12 @@ stops by itself: hey's `-z` bounds it in time, `-q` per connection bounds the ra
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swiftdeploy.errors import BadInputError, CommandFailedError
@@ -45,6 +48,23 @@ def parse_hey(output: str) -> LoadResult:
     return LoadResult(statuses=statuses, errors=errors)
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """In hey, before it runs: SIGKILL when the process that started it dies (a rollout
+    driver killed with SIGKILL), so a step's synthetic traffic never outlives what looks
+    at it; and gone at once if that happened before the call."""
+
+    def arrange() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
+
+
 class LoadRun:
     """A hey process running in the background; `wait()` returns its summary."""
 
@@ -64,7 +84,11 @@ class LoadRun:
         self.seconds = seconds
         try:
             self._process = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl only
             )
         except FileNotFoundError:
             raise CommandFailedError("hey is not installed (apt-get install hey)") from None
