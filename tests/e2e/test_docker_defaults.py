@@ -44,6 +44,6 @@ def test_a_container_that_starts_cold_is_promoted_on_the_defaults(deployed: Proj
     # Then it is promoted: the warm-up was not evidence of a regression
     assert done.returncode == 0, done.stdout + done.stderr
     assert project.state()["stable_version"] == "v2"
-    assert "latency: warming up:" in " ".join(done.stderr.split())
+    assert "warming up:" in done.stderr  # its heartbeats said so, in plain words
     # And no client saw a failed request
     assert result.failed == 0, result
