@@ -102,7 +102,10 @@ def test_five_percent_errors_are_rolled_back_on_the_defaults(project: Project) -
         output = finish(rollout, timeout=300)
     finally:
         load.stop()
-    # Then it is rolled back by the errors test
+    # Then it is rolled back on its errors: against the stable, or (the stable deployed
+    # a moment before has never failed, so the comparison waits for its errors to be
+    # known: docs/decisions.md "Bursts") above the absolute limit, which does not wait
     assert rollout.returncode == 3, output
-    assert "canary errors worse than stable" in output
+    reasons = ("canary errors worse than stable", "canary error rate above ")
+    assert any(reason in output for reason in reasons), output
     assert project.state()["phase"] == "rolled-back"

@@ -64,7 +64,11 @@ def test_scenario_b_promote_refused_on_a_failing_canary(project: Project) -> Non
     # Then the canary policy refuses (exit 3) with the reason, and nothing moved
     assert done.returncode == 3, done.stdout + done.stderr
     assert "canary policy refused promote: " in done.stderr
-    assert "canary errors worse than stable: " in done.stderr
+    # worse than the stable, or (the stable deployed a moment before has never failed,
+    # so the comparison waits for its errors to be known: docs/decisions.md "Bursts")
+    # above the absolute limit, which does not wait
+    reasons = ("canary errors worse than stable: ", "canary error rate above ")
+    assert any(reason in done.stderr for reason in reasons), done.stderr
     assert "Traceback" not in done.stderr
     state = project.state()
     assert (state["canary_weight"], state["stable_version"]) == (20, "v1")
