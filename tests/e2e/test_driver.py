@@ -102,6 +102,9 @@ def ctrl_c_detaches(project: Project, version: str) -> None:
 
 
 def terminal_closed(project: Project, version: str) -> None:
+    # steps long enough that the CLI still follows when its terminal closes, however
+    # busy the machine (a clean-clone run saw the whole rollout end before the hangup)
+    tune(project, min_duration="30s")
     with BackgroundCli(project, "rollout", version) as cli:
         # Given the CLI following the rollout it started
         cli.wait_for_line(f"rollout of {version}")
