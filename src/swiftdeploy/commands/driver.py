@@ -15,8 +15,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from swiftdeploy.errors import (
     ExitCode,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from swiftdeploy.rollout.engine import RolloutEngine
 
 PROGRAM = DRIVER_PROCESS
+T = TypeVar("T")
 # How often a waiting driver checks for requests: `abort` acts within about this.
 POLL_S = 0.1
 # A waiting person's CLI gives up on an answer after this (a look can take a few
@@ -109,21 +111,36 @@ def start_driver(fleet: Fleet, rollout_id: str, version: str | None) -> None:
 def wait_for_driver(loaded: LoadedManifest, rollout_id: str, timeout_s: float = 60.0) -> State:
     """Until the driver has taken the rollout (its first transition is saved), or has
     stopped with a reason; raises when it did neither in time."""
-    store_dir = ControlDir(loaded.state_dir)
-    deadline = time.monotonic() + timeout_s
     from swiftdeploy.runtime import backend
 
+    control = ControlDir(loaded.state_dir)
     store = backend(loaded.manifest.runtime).state_store(loaded)
-    while time.monotonic() < deadline:
+
+    def taken() -> State | None:
         state = store.load()
         if state.rollout_id == rollout_id:
             return state
-        info = store_dir.driver()
+        info = control.driver()
         if info is not None and info.rollout_id == rollout_id and info.exited:
             raise StateError(f"the rollout did not start: {info.exited}")
+        return None
+
+    return _poll(loaded, taken, timeout_s, "the driver did not start the rollout")
+
+
+def _poll(
+    loaded: LoadedManifest, done: Callable[[], T | None], timeout_s: float, failure: str
+) -> T:
+    """`done()` every 0.1 s until it gives a value (or raises); after `timeout_s`, an
+    error pointing at the driver's log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = done()
+        if found is not None:
+            return found
         time.sleep(0.1)
     raise OperationalError(
-        f"the driver did not start the rollout within {timeout_s:.0f}s",
+        f"{failure} within {timeout_s:.0f}s",
         hint=f"see {loaded.state_dir / 'logs' / (PROGRAM + '.log')}",
     )
 
@@ -142,18 +159,16 @@ def wait_for_lock(loaded: LoadedManifest, timeout_s: float = 60.0) -> None:
     """Until a driver holds the project (it waits for the starter's lock first)."""
     control = ControlDir(loaded.state_dir)
     since = time.time()  # an exit saved before this was the previous driver's
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def holding() -> bool | None:
         info = control.driver()
         if info is not None and not info.exited and lock_holder(loaded.state_dir) == info.pid:
-            return
+            return True
         if info is not None and info.exited and info.heartbeat_at >= since:
             raise StateError(f"the driver stopped: {info.exited}")
-        time.sleep(0.1)
-    raise OperationalError(
-        f"no driver took the rollout within {timeout_s:.0f}s",
-        hint=f"see {loaded.state_dir / 'logs' / (PROGRAM + '.log')}",
-    )
+        return None
+
+    _poll(loaded, holding, timeout_s, "no driver took the rollout")
 
 
 def driver_restarting(loaded: LoadedManifest) -> bool:
