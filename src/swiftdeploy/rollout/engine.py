@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from swiftdeploy.analysis.dispersion import BLOCK_S
+from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
@@ -47,7 +47,7 @@ AUTO_INTERVAL_MAX_S = 2.0
 AUTO_INTERVAL_FIRST_S = 1.0  # before the step has a canary rate to go by
 # How far back the stable's history seeds its spread (analysis.dispersion): five minutes
 # see about a dozen bursts of a replica that has one a minute.
-HISTORY_S = 300.0
+HISTORY_S = HISTORY_BLOCKS * BLOCK_S  # 300 s: as many blocks as make a spread known
 
 
 @dataclass(frozen=True)
