@@ -32,6 +32,15 @@ from tests.support.host import generous_host_gate
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Children start with Ctrl-C's default action, as from a terminal. A run started in
+    the background by a non-interactive shell (`make test &`, nohup) inherits SIGINT
+    ignored, and an ignored SIGINT stays ignored in every child: a test's Ctrl-C to the
+    CLI would then do nothing at all."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @dataclass
 class Project:
     root: Path
