@@ -13,6 +13,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 
+import pytest
+
+from swiftdeploy.errors import CommandFailedError
+from swiftdeploy.load import LoadRun
 from swiftdeploy.proc import pid_alive
 from tests.conftest import wait_for
 from tests.support.stubserver import QuietHandler
@@ -78,3 +82,16 @@ def test_hey_dies_with_the_process_that_started_it() -> None:
             if starter.poll() is None:
                 starter.kill()
             starter.communicate()
+
+
+def test_a_load_that_died_says_how() -> None:
+    # Given a load running against loopback, killed by a signal it does not handle
+    with serving() as url:
+        run = LoadRun(url, seconds=60, connections=1, rate_per_connection=5)
+        try:
+            run._process.send_signal(signal.SIGTERM)
+            # Then waiting for it says which signal, rather than an empty "hey failed:"
+            with pytest.raises(CommandFailedError, match=r"^hey was killed by SIGTERM$"):
+                run.wait()
+        finally:
+            run.stop()

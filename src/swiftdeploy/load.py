@@ -100,8 +100,11 @@ class LoadRun:
             self._process.kill()
             output, _ = self._process.communicate()
             raise CommandFailedError("hey did not stop on time") from None
-        if self._process.returncode != 0:
-            raise CommandFailedError(f"hey failed: {output.strip()[-200:]}")
+        code = self._process.returncode
+        if code < 0:  # a signal it did not handle: say which, hey had no time to
+            raise CommandFailedError(f"hey was killed by {signal.Signals(-code).name}")
+        if code != 0:
+            raise CommandFailedError(f"hey failed (exit {code}): {output.strip()[-200:]}")
         return parse_hey(output)
 
     def finish(self) -> LoadResult:
