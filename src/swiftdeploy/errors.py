@@ -69,6 +69,11 @@ class LockedError(OperationalError):
     """Another SwiftDeploy process holds the project lock."""
 
 
+class TransientError(OperationalError):
+    """A dependency that is expected back (an API server restarting, a 429 or 5xx): a
+    driver holds and retries with backoff rather than giving up the rollout."""
+
+
 class StateError(OperationalError):
     """The persisted state does not allow this action now."""
 
