@@ -209,7 +209,14 @@ def driver_lines(report: StatusReport) -> list[str]:
         since = f", since {_ago(driver.since)}" if driver.since is not None else ""
         restarts = f", restarted {driver.restarts}x" if driver.restarts else ""
         look = f"; last look {_ago(driver.last_look_at)}" if driver.last_look_at else ""
-        return [f"driven by pid {driver.pid}{since}{restarts}{look}"]
+        who = f"pid {driver.pid}"
+        if driver.holder:
+            who = f"the driver in the cluster, {driver.holder} ({who})"
+        return [f"driven by {who}{since}{restarts}{look}"]
+    from swiftdeploy.commands.driver import driving
+
+    if not driving(state):  # a cluster between rollouts, with no driver installed
+        return [f"no driver: {driver.exited}; `swiftdeploy kube install` starts one"]
     why = f" ({driver.exited})" if driver.exited else ""
     return [
         f"no driver{why}: the canary takes {state.canary_weight}% with nothing deciding;"

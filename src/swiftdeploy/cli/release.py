@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from swiftdeploy.rollout.engine import RolloutEngine, TickReport
     from swiftdeploy.rollout.plan import Plan
     from swiftdeploy.state import State, StateStore
-    from swiftdeploy.state.control import Verb
+    from swiftdeploy.state.control import Answer, Verb
 
 VersionArgument = Annotated[str, typer.Argument(help="The version (letters, digits, . _ -).")]
 
@@ -186,6 +186,10 @@ def rollout(
             raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
         _print_plan(version, found, loaded.manifest, as_json)
         return
+    mode = _Follow(detach, wait, events, as_json, quiet, verbose)
+    if _cluster(loaded):
+        _rollout_in_cluster(loaded, version, mode)
+        return
     if not _host_driver(loaded):
         with locked_fleet(manifest) as fleet:
             infrastructure_gate(fleet, "canary")
@@ -201,8 +205,21 @@ def rollout(
         rollout_id = new_rollout_id()
         start_driver(fleet, rollout_id, version)
     state = wait_for_driver(loaded, rollout_id)
-    mode = _Follow(detach, wait, events, as_json, quiet, verbose)
     _follow(loaded, state, mode)
+
+
+def _rollout_in_cluster(loaded: LoadedManifest, version: str, mode: _Follow) -> None:
+    """Ask the driver in the cluster to start the rollout (it runs the gates and
+    records the request as this person's), then follow it like any rollout."""
+    from swiftdeploy.commands.driver import start_in_cluster
+    from swiftdeploy.rollout.engine import new_rollout_id
+    from swiftdeploy.state import State
+
+    _early_warnings(fleet_of(loaded))
+    found = start_in_cluster(loaded, version, new_rollout_id())
+    if not isinstance(found, State):
+        raise SteerRefused(found.message, found.hint, found.exit_code)
+    _follow(loaded, found, mode)
 
 
 @app.command()
@@ -241,7 +258,8 @@ def resume(
     from swiftdeploy.commands.rollout import resume as resume_rollout
 
     loaded = load(manifest)
-    if not _host_driver(loaded):
+    cluster = _cluster(loaded)
+    if not _host_driver(loaded) and not cluster:
         with locked_fleet(manifest) as fleet:
             _run_rollout(fleet, resume_rollout, as_json=as_json)
         return
@@ -249,6 +267,8 @@ def resume(
     _require_rollout(state, "resume")
     if state.phase.value == "paused" and state.pause_kind in ("operator", "held"):
         _steer(manifest, "resume")
+    elif cluster:
+        _require_cluster_driver(loaded)  # it carries the rollout on by itself
     else:
         _ensure_driver(loaded)
     _follow(loaded, _store(loaded).load(), _Follow(detach, wait, False, as_json, quiet, verbose))
@@ -277,7 +297,7 @@ def abort(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) 
     from swiftdeploy.lock import lock_holder
 
     loaded = load(manifest)
-    if not _host_driver(loaded):  # a rollout driven in the foreground: stop that process
+    if not _host_driver(loaded) and not _cluster(loaded):  # driven in the foreground
         stopped = stop_rollout(lambda: lock_holder(loaded.state_dir))
         if stopped:
             err.print(f"stopped the rollout (pid {stopped})")
@@ -307,12 +327,25 @@ def drive(
     manifest: ManifestOption = DEFAULT_PATH,
     rollout_id: Annotated[str, typer.Option("--rollout", help="The rollout to drive.")] = "",
     start: Annotated[str | None, typer.Option(help="Start a rollout of this version.")] = None,
+    controller: Annotated[
+        bool,
+        typer.Option(
+            "--controller",
+            help="The driver in the cluster: one per service, for its whole life"
+            " (what `swiftdeploy kube install` runs).",
+        ),
+    ] = False,
 ) -> None:
-    """The rollout's driver (run by the project's supervisor, not by people)."""
+    """The rollout's driver (run by the project's supervisor or, with --controller, by
+    the service's Deployment in the cluster; not by people)."""
     from swiftdeploy.cli.common import progress
     from swiftdeploy.commands.driver import drive as run_driver
+    from swiftdeploy.commands.driver import drive_controller
 
-    code = run_driver(load(manifest), rollout_id, start, progress)
+    if controller:
+        code = drive_controller(load(manifest), progress)
+    else:
+        code = run_driver(load(manifest), rollout_id, start, progress)
     if code:
         raise typer.Exit(code)
 
@@ -324,6 +357,19 @@ def _host_driver(loaded: LoadedManifest) -> bool:
     from swiftdeploy.runtime import backend
 
     return backend(loaded.manifest.runtime).HOST_DRIVER
+
+
+def _cluster(loaded: LoadedManifest) -> bool:
+    from swiftdeploy.commands.driver import in_cluster
+
+    return in_cluster(loaded)
+
+
+def _require_cluster_driver(loaded: LoadedManifest) -> None:
+    from swiftdeploy.commands.driver import cluster_control, no_driver
+
+    if cluster_control(loaded).running_driver() is None:
+        raise no_driver(loaded)
 
 
 def _store(loaded: LoadedManifest) -> StateStore:
@@ -379,6 +425,8 @@ def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
     from swiftdeploy.commands.driver import ask, driver_restarting, driving, wait_for_lock
 
     loaded = load(manifest)
+    if _cluster(loaded):
+        return _steer_cluster(loaded, verb, **fields)
     if not _host_driver(loaded):
         return False
     # a running driver is asked at once (an `abort` is on the clock); only without one
@@ -396,10 +444,29 @@ def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
         answer = ask(loaded, verb, **fields)
     if answer is None:  # abort with no driver: roll back by hand
         return False
+    _answered(answer)
+    return True
+
+
+def _steer_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> bool:
+    """The driver in the cluster does it; without one, a rollout in progress waits for
+    it (one line saying how to install it), anything else is done by hand (the CLI takes
+    the Lease, as before a driver was installed; `abort` too, so a rollout whose driver
+    is gone can still be stopped)."""
+    from swiftdeploy.commands.driver import ask_cluster, cluster_control, driving, no_driver
+
+    if cluster_control(loaded).running_driver() is None:
+        if verb != "abort" and driving(_store(loaded).load()):
+            raise no_driver(loaded)
+        return False
+    _answered(ask_cluster(loaded, verb, **fields))
+    return True
+
+
+def _answered(answer: Answer) -> None:
     if answer.result != "done":
         raise SteerRefused(answer.message, answer.hint, answer.exit_code)
     out.print(answer.message, markup=False)
-    return True
 
 
 class SteerRefused(SwiftDeployError):

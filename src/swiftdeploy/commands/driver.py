@@ -6,6 +6,13 @@ it and is restarted if it dies.
 steers it (`promote`, `pause`, `resume`, `abort`, `weight N`): a request in the state
 directory (`state.control`) that the driver takes between looks, acts on, records as
 the person's, and answers.
+
+On Kubernetes the driver runs in the cluster instead (`drive_controller`, one
+long-running process per service, a Deployment that `swiftdeploy kube install`
+applies): it holds the service's Lease for its life, takes requests from ConfigMaps
+(`runtime/kubernetes/control.py`), starts rollouts on request, resumes one in progress
+when it (re)starts, and rides out an API server that is away. The same `serve_requests`
+and `_loop` drive it, so both drivers act alike.
 """
 
 from __future__ import annotations
@@ -25,13 +32,21 @@ from swiftdeploy.errors import (
     OperationalError,
     StateError,
     SwiftDeployError,
+    TransientError,
 )
 from swiftdeploy.lock import lock_holder
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.proc import ProcessSpec, pid_alive
 from swiftdeploy.runtime.base import DRIVER_PROCESS
 from swiftdeploy.state import Phase, State
-from swiftdeploy.state.control import Answer, ControlDir, DriverInfo, Request, Verb
+from swiftdeploy.state.control import (
+    Answer,
+    ControlChannel,
+    ControlDir,
+    DriverInfo,
+    Request,
+    Verb,
+)
 
 if TYPE_CHECKING:
     # the engine, the fleet and the gates are imported where the driver uses them: a
@@ -39,6 +54,7 @@ if TYPE_CHECKING:
     # machine)
     from swiftdeploy.fleet import Fleet, Progress
     from swiftdeploy.rollout.engine import RolloutEngine
+    from swiftdeploy.runtime.kubernetes.control import ConfigMapControl
 
 PROGRAM = DRIVER_PROCESS
 T = TypeVar("T")
@@ -52,6 +68,9 @@ ANSWER_TIMEOUT_S = 60.0
 MAX_RESTARTS = 20
 # A person's command (`weight`, say) may hold the project lock for a moment.
 LOCK_WAIT_S = 30.0
+# A driver in the cluster killed: its successor takes the Lease once it expires (15 s).
+CLUSTER_GONE_S = 45.0
+CLUSTER_CHECK_S = 2.0
 
 
 # --- who drives ------------------------------------------------------------------------
@@ -66,6 +85,7 @@ class DriverStatus:
     restarts: int
     last_look_at: float | None
     exited: str | None  # why the last driver stopped
+    holder: str | None = None  # a driver in the cluster: its Lease identity
 
     @property
     def alive(self) -> bool:
@@ -73,6 +93,8 @@ class DriverStatus:
 
 
 def driver_status(loaded: LoadedManifest, state: State) -> DriverStatus:
+    if in_cluster(loaded):
+        return _cluster_status(loaded, state)
     control = ControlDir(loaded.state_dir)
     info = control.driver()
     holder = lock_holder(loaded.state_dir)
@@ -201,10 +223,16 @@ class DriverWatch:
 
     def __init__(self, loaded: LoadedManifest, grace_s: float) -> None:
         self.loaded = loaded
-        self.grace_s = grace_s
+        # in the cluster, a successor takes a dead driver's Lease once it expires
+        self.cluster = in_cluster(loaded)
+        self.grace_s = max(grace_s, CLUSTER_GONE_S) if self.cluster else grace_s
         self.gone_since: float | None = None
+        self.checked_at = 0.0
 
     def check(self, state: State) -> None:
+        if self.cluster and time.monotonic() - self.checked_at < CLUSTER_CHECK_S:
+            return  # two API calls: not at every poll of a follower
+        self.checked_at = time.monotonic()
         status = driver_status(self.loaded, state)
         if status.alive:
             self.gone_since = None
@@ -213,6 +241,8 @@ class DriverWatch:
         if self.gone_since is None:
             self.gone_since = now
         elif now - self.gone_since > self.grace_s:
+            if self.cluster:
+                raise no_driver(self.loaded)
             raise OperationalError(
                 f"no driver runs rollout {state.rollout_id}: "
                 + (status.exited or "it died and was not restarted"),
@@ -226,6 +256,8 @@ class DriverWatch:
 def ask(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer | None:
     """Ask the running driver to act; its answer, or None when no driver runs (the
     caller acts itself). Raises when a driver took the request and did not answer."""
+    if in_cluster(loaded):
+        return ask_cluster(loaded, verb, **fields)
     control = ControlDir(loaded.state_dir)
     info = control.driver()
     holder = lock_holder(loaded.state_dir)
@@ -373,7 +405,12 @@ def _carry_on(engine: RolloutEngine, state: State) -> State:
 
 
 def _loop(
-    engine: RolloutEngine, control: ControlDir, info: DriverInfo, state: State, stop: _Stop
+    engine: RolloutEngine,
+    control: ControlChannel,
+    info: DriverInfo,
+    state: State,
+    stop: _Stop,
+    poll_s: float = POLL_S,
 ) -> State:
     while not stop.requested:
         state = serve_requests(engine, control, state)
@@ -393,7 +430,7 @@ def _loop(
         while time.monotonic() < deadline and not stop.requested:
             if control.pending():
                 break
-            time.sleep(POLL_S)
+            time.sleep(poll_s)
     return state
 
 
@@ -402,13 +439,16 @@ def _waiting(engine: RolloutEngine, state: State) -> bool:
     return state.phase == Phase.PAUSED and state.pause_kind in ("manual", "operator")
 
 
-def serve_requests(engine: RolloutEngine, control: ControlDir, state: State) -> State:
+def serve_requests(engine: RolloutEngine, control: ControlChannel, state: State) -> State:
     """Act on the people's requests, oldest first, each answered (refused or failed
     with the error's message and exit code); the state after them."""
     for request in control.pending():
-        control.take(request)
+        if not control.take(request):
+            continue  # withdrawn, or another driver took it
         try:
             state, answer = _act(engine, state, request)
+        except TransientError:
+            raise  # the API server is away: the request stays taken (`interrupted`)
         except SwiftDeployError as exc:
             answer = Answer(
                 id=request.id,
@@ -453,6 +493,16 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
     def done(after: State, message: str) -> tuple[State, Answer]:
         return after, Answer(id=request.id, result="done", message=message)
 
+    if request.verb == "start":
+        return done(_begin(engine, state, request), f"rollout {request.rollout_id} started")
+    if request.verb == "abort" and not state.track("canary"):
+        return done(state, "nothing to abort: no canary is running")
+    if request.verb != "abort" and not driving(state):
+        # a driver in the cluster serves requests between rollouts too
+        raise StateError(
+            f"no rollout to {request.verb} (phase {state.phase.value})",
+            hint="`swiftdeploy rollout VERSION` starts one",
+        )
     if request.verb == "abort":
         after = engine.rollback(state, f"aborted by {by}{because}", aborted=True)
         return done(after, f"aborted by {by}: the canary is at 0% and stopped")
@@ -489,6 +539,24 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
     return done(after, f"weight set by {by}: {_where(after)}")
 
 
+def _begin(engine: RolloutEngine, state: State, request: Request) -> State:
+    """A rollout started at a person's request (the driver in the cluster): the gates
+    the CLI runs on one host, then the rollout's first step."""
+    from swiftdeploy.commands.gate import infrastructure_gate
+
+    if request.version is None or request.rollout_id is None:
+        raise StateError("a start request needs a version and a rollout id")
+    if driving(state):
+        raise StateError(
+            f"rollout {state.rollout_id} of {state.canary_version} is running",
+            hint="`swiftdeploy attach` follows it; `swiftdeploy abort` ends it",
+        )
+    fleet = engine.fleet
+    infrastructure_gate(fleet.loaded, engine.policy, fleet.recorder, "canary")
+    fleet.require_canary_can_start(fleet.reconcile(state), request.version)
+    return engine.begin(request.version, request.rollout_id)
+
+
 def _where(state: State) -> str:
     if _ended(state):
         return state.phase.value
@@ -504,3 +572,258 @@ def _exited(control: ControlDir, rollout_id: str, why: str) -> None:
         info = DriverInfo(pid=os.getpid(), rollout_id=rollout_id, started_at=now,
                           first_started_at=now)  # fmt: skip
     control.save_driver(info.model_copy(update={"exited": why, "heartbeat_at": now}))
+
+
+# --- the driver in the cluster ------------------------------------------------------------
+
+# How often the driver in the cluster lists requests (one API call): `abort` acts within it.
+CLUSTER_POLL_S = 0.2
+# Between rollouts, its heartbeat (`status` names it; the Lease says it is alive).
+IDLE_HEARTBEAT_S = 5.0
+# An API server that is away: the driver holds and asks again after these waits.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 5.0
+# A person's request no driver takes within this is withdrawn, and the CLI says so.
+TAKE_TIMEOUT_S = 15.0
+# Standby: a driver whose Lease another holds asks again this often.
+STANDBY_S = 2.0
+
+
+def in_cluster(loaded: LoadedManifest) -> bool:
+    """Whether the service's rollouts are run by a driver in the cluster (Kubernetes)."""
+    from swiftdeploy.runtime import backend
+
+    return bool(getattr(backend(loaded.manifest.runtime), "CLUSTER_DRIVER", False))
+
+
+def cluster_control(loaded: LoadedManifest) -> ConfigMapControl:
+    from swiftdeploy.runtime.kubernetes import control_channel
+
+    return control_channel(loaded)
+
+
+def no_driver(loaded: LoadedManifest) -> OperationalError:
+    manifest = loaded.manifest
+    return OperationalError(
+        f"no driver runs for {manifest.service.name} in namespace "
+        f"{manifest.kubernetes.namespace}: `swiftdeploy kube install`",
+        hint="it starts the driver's Deployment; `swiftdeploy status` says who drives",
+    )
+
+
+def _cluster_status(loaded: LoadedManifest, state: State) -> DriverStatus:
+    info = cluster_control(loaded).running_driver()
+    last_look = state.last_look.at if state.last_look else None
+    if info is None:
+        return DriverStatus(None, None, 0, last_look, "no driver runs in the cluster")
+    restarts = info.restarts if info.rollout_id == state.rollout_id else 0
+    return DriverStatus(info.pid, info.first_started_at, restarts, last_look, None, info.holder)
+
+
+def ask_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer:
+    """A person's request to the driver in the cluster, and its answer; one line saying
+    so when no driver runs or none takes the request in time."""
+    control = cluster_control(loaded)
+    if control.running_driver() is None:
+        raise no_driver(loaded)
+    request = control.submit(verb, **fields)
+    started = time.monotonic()
+    while True:
+        answer = control.wait_answer(request, timeout_s=0.5)
+        if answer is not None:
+            return answer
+        waited = time.monotonic() - started
+        if waited > TAKE_TIMEOUT_S and control.withdraw(request):
+            raise no_driver(loaded)  # nobody took it: it is gone again
+        if waited > ANSWER_TIMEOUT_S:
+            raise OperationalError(
+                f"the driver took `{verb}` and did not answer within {ANSWER_TIMEOUT_S:.0f}s",
+                hint="`swiftdeploy status` shows whether it still looks",
+            )
+
+
+def start_in_cluster(
+    loaded: LoadedManifest, version: str, rollout_id: str, timeout_s: float = 120.0
+) -> State | Answer:
+    """Ask the driver in the cluster to start a rollout: the state once the rollout is
+    under way (its first transition saved), or the driver's refusal."""
+    from swiftdeploy.runtime import backend
+
+    control = cluster_control(loaded)
+    if control.running_driver() is None:
+        raise no_driver(loaded)
+    store = backend(loaded.manifest.runtime).state_store(loaded)
+    request = control.submit("start", version=version, rollout_id=rollout_id)
+    started = time.monotonic()
+    while True:
+        answer = control.wait_answer(request, timeout_s=0.25)
+        if answer is not None and answer.result != "done":
+            return answer
+        state = store.load()
+        if state.rollout_id == rollout_id:
+            return state
+        waited = time.monotonic() - started
+        if waited > TAKE_TIMEOUT_S and control.withdraw(request):
+            raise no_driver(loaded)
+        if waited > timeout_s:
+            raise OperationalError(f"the driver did not start the rollout within {timeout_s:.0f}s")
+
+
+class _Outage:
+    """The API server away (transport errors, 5xx, 429): the driver holds with backoff,
+    changes nothing, and records the outage, its start and end, once it is back."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.since: float | None = None
+        self.error = ""
+        self.retries = 0
+
+    def hold(self, exc: TransientError, stop: _Stop) -> None:
+        if self.since is None:
+            self.since, self.error = time.time(), exc.one_line()
+            self.progress(f"driver: holding, the API server is away: {self.error}")
+        wait = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**self.retries)
+        self.retries += 1
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not stop.requested:
+            time.sleep(POLL_S)
+
+    def over(self, fleet: Fleet, rollout_id: str | None) -> None:
+        if self.since is None:
+            return
+        ended = time.time()
+        fleet.recorder.record(
+            "driver",
+            event="outage",
+            rollout_id=rollout_id,
+            started_at=self.since,
+            ended_at=ended,
+            duration_s=round(ended - self.since, 3),
+            retries=self.retries,
+            error=self.error,
+        )
+        self.progress(f"driver: the API server is back after {ended - self.since:.1f}s")
+        self.since, self.retries = None, 0
+
+
+def drive_controller(loaded: LoadedManifest, progress: Progress) -> int:
+    """The driver in the cluster: one process per service for its whole life. It waits
+    for the service's Lease (a standby while another driver holds it), then holds it,
+    resumes a rollout in progress, serves requests and drives rollouts until SIGTERM.
+    Returns 0 when stopped, 1 when it lost the Lease (it stopped before its next write)."""
+    from swiftdeploy.wiring import open_fleet, project_locks
+
+    stop = _Stop()
+    outage = _Outage(progress)
+    waiting_said = False
+    while not stop.requested:
+        held = False
+        try:
+            with project_locks(loaded):
+                held = True
+                fleet = open_fleet(loaded, progress)
+                try:
+                    _control(fleet, stop, outage, progress)
+                    return 0
+                finally:
+                    fleet.close()
+        except LockedError as exc:
+            if held:
+                progress(f"driver: {exc.one_line()}")
+                return 1
+            if not waiting_said:
+                progress(f"driver: standing by: {exc.one_line()}")
+                waiting_said = True
+            time.sleep(STANDBY_S)
+        except TransientError as exc:
+            outage.hold(exc, stop)  # the Lease could not be asked for: again later
+    return 0
+
+
+def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> None:
+    """The life of a driver holding the Lease: sessions of the engine, one per rollout
+    (or per request between rollouts), each carried on after an outage."""
+    from swiftdeploy.runtime.kubernetes import lease_of
+
+    loaded = fleet.loaded
+    control = cluster_control(loaded)
+    lease = lease_of(loaded)
+    state = fleet.store.load()
+    previous = control.driver()
+    now = time.time()
+    carried = driving(state) and previous is not None and previous.rollout_id == state.rollout_id
+    info = DriverInfo(
+        pid=os.getpid(),
+        rollout_id=state.rollout_id,
+        started_at=now,
+        first_started_at=previous.first_started_at if previous and carried else now,
+        restarts=previous.restarts + 1 if previous and carried else 0,
+        heartbeat_at=now,
+        holder=lease.me if lease else None,
+    )
+    control.save_driver(info)
+    fleet.recorder.record(
+        "driver",
+        event="restarted" if carried else "started",
+        pid=os.getpid(),
+        holder=info.holder,
+        rollout_id=state.rollout_id,
+        restarts=info.restarts,
+    )
+    progress(f"driver: holding the Lease as {info.holder}")
+    try:
+        while not stop.requested:
+            try:
+                state = fleet.store.load()
+                outage.over(fleet, state.rollout_id)
+                info = info.model_copy(update={"rollout_id": state.rollout_id})
+                if driving(state) or _idle(control, info, stop):
+                    _session(fleet, control, info, stop)
+            except TransientError as exc:
+                outage.hold(exc, stop)
+    finally:
+        with contextlib.suppress(SwiftDeployError):
+            fleet.recorder.record(
+                "driver", event="exited", pid=os.getpid(), outcome="stopped (SIGTERM)"
+            )
+            control.save_driver(
+                info.model_copy(update={"exited": "stopped", "heartbeat_at": time.time()})
+            )
+
+
+def _idle(control: ConfigMapControl, info: DriverInfo, stop: _Stop) -> bool:
+    """Between rollouts: a heartbeat now and then, until a request comes (True)."""
+    beat = 0.0
+    while not stop.requested:
+        if time.monotonic() - beat > IDLE_HEARTBEAT_S:
+            control.save_driver(info.model_copy(update={"heartbeat_at": time.time()}))
+            beat = time.monotonic()
+        if control.pending():
+            return True
+        time.sleep(CLUSTER_POLL_S)
+    return False
+
+
+def _session(fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _Stop) -> None:
+    """One engine's life: carry on the rollout in progress (after a restart or an
+    outage), serve the requests (a `start` begins a rollout), drive it until it ends."""
+    from swiftdeploy.wiring import policy_engine, rollout_engine
+
+    for request in control.interrupted():
+        control.answer(request, _answer_interrupted(request))
+    policy = policy_engine(fleet)
+    engine = rollout_engine(fleet, policy)
+    engine.keep_looking_when_held = True
+    try:
+        state = fleet.store.load()
+        if driving(state):
+            state = _carry_on(engine, fleet.reconcile(state))
+        state = serve_requests(engine, control, state)
+        if driving(state):
+            info = info.model_copy(update={"rollout_id": state.rollout_id})
+            _loop(engine, control, info, state, stop, CLUSTER_POLL_S)
+    finally:
+        policy.close()
+        with contextlib.suppress(SwiftDeployError):
+            engine.close()

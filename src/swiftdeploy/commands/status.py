@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from swiftdeploy.commands.driver import DriverStatus, driver_status, driving
+from swiftdeploy.commands.driver import DriverStatus, driver_status, driving, in_cluster
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.statistics import Settings, StepProgress, assess, step_progress
@@ -87,6 +87,8 @@ def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) ->
         settings = Settings.of(fleet.loaded.manifest.policy)
         step = step_progress(assess(state.evidence, settings), state.evidence)
     driver = None
-    if driving(state) and backend(fleet.loaded.manifest.runtime).HOST_DRIVER:
-        driver = driver_status(fleet.loaded, state)
+    if in_cluster(fleet.loaded) or (
+        driving(state) and backend(fleet.loaded.manifest.runtime).HOST_DRIVER
+    ):
+        driver = driver_status(fleet.loaded, state)  # in a cluster, between rollouts too
     return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver, step)

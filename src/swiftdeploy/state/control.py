@@ -1,5 +1,7 @@
-"""How a running rollout's driver and the people steering it talk: files in the state
-directory, never signals to a pid.
+"""How a running rollout's driver and the people steering it talk: requests and
+answers through a `ControlChannel`, never signals to a pid. On one host, files in the
+state directory (`ControlDir`, below); in a cluster, ConfigMaps through the API server
+(`runtime/kubernetes/control.py`), so any operator's machine steers the same driver.
 
 - `driver.json`: which process drives the rollout, since when, and how often it was
   restarted (`status` reads it; the driver rewrites it at every look as a heartbeat).
@@ -18,13 +20,13 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from swiftdeploy.fsutil import atomic_write, private_dir
 
-Verb = Literal["promote", "pause", "resume", "abort", "weight"]
+Verb = Literal["start", "promote", "pause", "resume", "abort", "weight"]
 Result = Literal["done", "refused", "failed"]
 
 DRIVER_FILE = "driver.json"
@@ -44,6 +46,7 @@ class DriverInfo(BaseModel):
     restarts: int = 0
     heartbeat_at: float = 0.0
     exited: str | None = None  # why it stopped, once it has
+    holder: str | None = None  # a driver in the cluster: its Lease identity (host/pid/...)
 
 
 class Request(BaseModel):
@@ -57,6 +60,8 @@ class Request(BaseModel):
     weight: int | None = None
     to_the_end: bool = False  # promote --all
     force: bool = False
+    version: str | None = None  # start: the version to roll out
+    rollout_id: str | None = None  # start: chosen by the person's CLI, which follows it
 
 
 class Answer(BaseModel):
@@ -76,8 +81,56 @@ def requester() -> str:
     return f"{sudo} (as {user})" if sudo and sudo != user else user
 
 
+class ControlChannel(Protocol):
+    """Where a driver and the people steering it meet: the driver's record of itself,
+    and requests taken once, oldest first, each answered."""
+
+    def driver(self) -> DriverInfo | None: ...
+
+    def save_driver(self, info: DriverInfo) -> None: ...
+
+    def submit(self, verb: Verb, **fields: object) -> Request: ...
+
+    def pending(self) -> list[Request]:
+        """The requests not yet taken, oldest first."""
+        ...
+
+    def take(self, request: Request) -> bool:
+        """Mark a request taken before acting on it (a driver killed while acting finds
+        it taken, not pending, and does not act twice); False when it was withdrawn or
+        taken meanwhile: then nobody acts on it here."""
+        ...
+
+    def interrupted(self) -> list[Request]:
+        """Requests a previous driver took and never answered."""
+        ...
+
+    def answer(self, request: Request, answer: Answer) -> None: ...
+
+    def wait_answer(self, request: Request, timeout_s: float) -> Answer | None:
+        """The driver's answer, or None after `timeout_s`."""
+        ...
+
+    def withdraw(self, request: Request) -> bool:
+        """Take back a request no driver took; False when it was taken meanwhile."""
+        ...
+
+
+def new_request(verb: Verb, **fields: object) -> Request:
+    """A request from the person running this command, stamped now."""
+    return Request.model_validate(
+        {
+            "id": f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
+            "verb": verb,
+            "requested_by": requester(),
+            "at": time.time(),
+            **fields,
+        }
+    )
+
+
 class ControlDir:
-    """The driver's files in one project's state directory."""
+    """The driver's files in one project's state directory (a `ControlChannel`)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -100,15 +153,7 @@ class ControlDir:
     # --- requests and answers ----------------------------------------------------------
 
     def submit(self, verb: Verb, **fields: object) -> Request:
-        request = Request.model_validate(
-            {
-                "id": f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
-                "verb": verb,
-                "requested_by": requester(),
-                "at": time.time(),
-                **fields,
-            }
-        )
+        request = new_request(verb, **fields)
         private_dir(self.state_dir)
         private_dir(self.requests)
         atomic_write(self.requests / f"{request.id}.json", request.model_dump_json())
@@ -119,10 +164,14 @@ class ControlDir:
         cannot block the queue."""
         return [request for request, _ in self._read(".json")]
 
-    def take(self, request: Request) -> None:
+    def take(self, request: Request) -> bool:
         """Mark a request taken before acting on it: a driver killed while acting finds
         it taken, not pending, and does not act twice (`interrupted`)."""
-        (self.requests / f"{request.id}.json").rename(self.requests / f"{request.id}.taken")
+        try:
+            (self.requests / f"{request.id}.json").rename(self.requests / f"{request.id}.taken")
+        except FileNotFoundError:
+            return False  # withdrawn by its CLI meanwhile
+        return True
 
     def interrupted(self) -> list[Request]:
         """Requests a previous driver took and never answered."""

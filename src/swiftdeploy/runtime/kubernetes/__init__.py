@@ -7,6 +7,7 @@ This module is a `runtime.base.Backend`. The `kubernetes` client loads only here
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from swiftdeploy.errors import BadInputError
@@ -19,6 +20,7 @@ from swiftdeploy.runtime.kubernetes.api import (
     context_of,
     open_kube,
 )
+from swiftdeploy.runtime.kubernetes.control import ConfigMapControl
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.runtime.kubernetes.tracks import KubeTracks
@@ -26,9 +28,11 @@ from swiftdeploy.runtime.local import SupervisorRuntime
 from swiftdeploy.state import StateStore
 
 NGINX_ROUTED = False
-# The rollout is still driven by the CLI in the foreground here (the state is in the
-# cluster; a driver in the cluster is the Kubernetes work's).
+# No driver under this machine's supervisor: rollouts are run by the driver in the
+# cluster (`swiftdeploy kube install`; commands/driver.py `drive_controller`), which
+# operators' CLIs on any machine steer through ConfigMaps (control.py).
 HOST_DRIVER = False
+CLUSTER_DRIVER = True
 
 Key = tuple[str, str | None, str]
 _CONNECTIONS: dict[Key, Kube] = {}
@@ -57,7 +61,8 @@ def create_tracks(deps: BackendDeps) -> TrackRuntime:
     return KubeTracks(deps, kube_of(deps.loaded))
 
 
-def state_store(loaded: LoadedManifest) -> StateStore:
+def _guard(loaded: LoadedManifest) -> Callable[[], None]:
+    """Raises before a write once this command lost the Lease it took."""
     key = _key(loaded)
 
     def guard() -> None:
@@ -65,7 +70,16 @@ def state_store(loaded: LoadedManifest) -> StateStore:
         if lease is not None:
             lease.check()
 
-    return ConfigMapStateStore(kube_of(loaded), loaded.manifest, guard)
+    return guard
+
+
+def state_store(loaded: LoadedManifest) -> StateStore:
+    return ConfigMapStateStore(kube_of(loaded), loaded.manifest, _guard(loaded))
+
+
+def control_channel(loaded: LoadedManifest) -> ConfigMapControl:
+    """Requests to the service's driver in the cluster, and its heartbeat."""
+    return ConfigMapControl(kube_of(loaded), loaded.manifest, _guard(loaded))
 
 
 def lease_of(loaded: LoadedManifest) -> LeaseLock | None:
