@@ -9,13 +9,21 @@ path for built-in kinds and the Gateway API's HTTPRoute alike.
 Objects are written with server-side apply (one PATCH whether or not the object
 exists, and the same call with dryRun=All is `validate`'s check), so every write is
 idempotent and a resumed command applies what an interrupted one may have half done.
+
+Faults: a call the API server did not answer (refused, reset, timed out) or answered
+429 or 5xx is retried a few times within the call, with backoff (a 429's Retry-After
+honoured), then raises `KubeUnavailableError`, a `TransientError`: a driver holds and
+tries again later. Any other refusal (4xx) is permanent. Before every write, `Kube`
+calls its `guard` (the Lease's check), so a driver that lost its Lease writes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +33,20 @@ import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from swiftdeploy.errors import BadInputError, OperationalError
+from swiftdeploy.errors import BadInputError, OperationalError, TransientError
 from swiftdeploy.manifest import LoadedManifest
 
 CONTEXT_ENV = "SWIFTDEPLOY_KUBE_CONTEXT"  # set by `--kube-context` (cli/app.py)
 FIELD_MANAGER = "swiftdeploy"
 APPLY = "application/apply-patch+yaml"
-REQUEST_TIMEOUT_S = 10.0
+# (connect, read): a stopped server refuses at once, a hung one costs the read timeout.
+REQUEST_TIMEOUT_S = (3.0, 10.0)
+# A call's own retries of a transient failure: a few, with backoff, bounded in time so
+# a caller (the driver's look) gets its answer or a TransientError within seconds.
+ATTEMPTS = 4
+BACKOFF_S = 0.25  # doubled each attempt, with jitter
+RETRY_AFTER_MAX_S = 5.0  # a 429's Retry-After, at most this
+RETRY_BUDGET_S = 8.0  # no new attempt once this long has passed since the first
 Obj = dict[str, Any]
 
 
@@ -61,6 +76,25 @@ class KubeApiError(OperationalError):
         super().__init__(message, hint=hint)
         self.status = status
         self.said = said  # the API server's own words, for callers that reword
+
+
+class KubeUnavailableError(KubeApiError, TransientError):
+    """The API server did not answer, or answered 429 or 5xx, after the call's retries:
+    expected back (a restart, an overload), so a driver holds rather than gives up."""
+
+
+def transient(status: int | None) -> bool:
+    """No answer (None; 0 is the client's word for a TLS failure), 429 or 5xx."""
+    return status is None or status in {0, 429} or status >= 500
+
+
+def retry_after(headers: Any) -> float | None:
+    """A 429's or 503's Retry-After in seconds (the API server sends whole seconds)."""
+    try:
+        value = float((headers or {}).get("Retry-After", ""))
+    except (TypeError, ValueError):
+        return None
+    return min(max(value, 0.0), RETRY_AFTER_MAX_S)
 
 
 class CountingApiClient(kubernetes.client.ApiClient):
@@ -107,7 +141,11 @@ def connect(loaded: LoadedManifest) -> CountingApiClient:
             + " ".join(str(exc).split()),
             hint="set KUBECONFIG, kubernetes.context or --kube-context",
         ) from None
-    configuration.retries = 1  # the commands retry by re-running; never stall on one call
+    return client_for(configuration)
+
+
+def client_for(configuration: kubernetes.client.Configuration) -> CountingApiClient:
+    configuration.retries = 0  # `Kube.request` retries, with backoff and a bound
     return CountingApiClient(configuration=configuration)
 
 
@@ -128,17 +166,24 @@ def calling(what: str) -> Iterator[None]:
         yield
     except ApiException as exc:
         status = int(exc.status) if exc.status else None
+        said = message_of(exc)
+        if transient(status):
+            raise KubeUnavailableError(
+                f"Kubernetes API: {what}: the API server is unavailable ({status or said})",
+                status=status,
+                hint="retried; a driver holds and tries again",
+                said=said,
+            ) from None
         hint = None
         if status == 403:
             hint = (
-                "the kubeconfig's user lacks a permission: `swiftdeploy kube rbac` prints the Role"
+                "the kubeconfig's user lacks a permission: `swiftdeploy kube rbac` prints the Roles"
             )
-        said = message_of(exc)
         raise KubeApiError(
             f"Kubernetes API: {what}: {said}", status=status, hint=hint, said=said
         ) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise KubeApiError(
+        raise KubeUnavailableError(
             f"Kubernetes API: {what}: the API server did not answer ({type(exc).__name__})",
             hint="is the cluster up and the kubeconfig's server right?",
         ) from None
@@ -150,6 +195,9 @@ class Kube:
     def __init__(self, client: CountingApiClient, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
+        # Called before every write; raises when this process may no longer write
+        # (the Lease's check, installed while a command holds it).
+        self.guard: Callable[[], None] = lambda: None
 
     @property
     def calls(self) -> int:
@@ -172,8 +220,38 @@ class Kube:
         query: dict[str, str] | None = None,
         body: Obj | None = None,
         content_type: str = "application/json",
+        guarded: bool = True,
     ) -> Obj:
-        """One call; raises ApiException for a refusal (`calling` words it)."""
+        """One call, its transient failures retried (see the module's docstring); raises
+        ApiException for a refusal and the transport's error for no answer (`calling`
+        words them). A write first passes the guard (`guarded=False` only for the
+        Lease's own writes: the guard is the Lease); a dry run writes nothing."""
+        if method != "GET" and guarded and "dryRun" not in (query or {}):
+            self.guard()
+        started = time.monotonic()
+        for attempt in range(ATTEMPTS):
+            try:
+                return self._request_once(method, path, query, body, content_type)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                status = exc.status if isinstance(exc, ApiException) else None
+                if not transient(status) or attempt == ATTEMPTS - 1:
+                    raise
+                pause = BACKOFF_S * 2**attempt * random.uniform(0.5, 1.0)
+                if isinstance(exc, ApiException) and status in (429, 503):
+                    pause = retry_after(exc.headers) or pause
+                if time.monotonic() + pause - started > RETRY_BUDGET_S:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None,
+        body: Obj | None,
+        content_type: str,
+    ) -> Obj:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -188,11 +266,13 @@ class Kube:
         response = self.client.call_api(method, url, headers, payload, post)
         data = response.read()
         if not 200 <= response.status < 300:
-            raise ApiException(
+            refusal = ApiException(
                 status=response.status,
                 reason=response.reason,
                 body=data.decode("utf-8", "replace") if data else None,
             )
+            refusal.headers = response.headers
+            raise refusal
         return json.loads(data) if data else {}
 
     def get(self, kind: str, name: str) -> Obj | None:
@@ -221,17 +301,19 @@ class Kube:
                 "PATCH", self._path(kind, name), query=query, body=obj, content_type=APPLY
             )
 
-    def create(self, obj: Obj) -> Obj:
+    def create(self, obj: Obj, guarded: bool = True) -> Obj:
         with calling(f"create {obj['kind']} {obj['metadata']['name']}"):
-            return self.request("POST", self._path(obj["kind"]), body=obj)
+            return self.request("POST", self._path(obj["kind"]), body=obj, guarded=guarded)
 
-    def replace(self, obj: Obj) -> Obj:
+    def replace(self, obj: Obj, guarded: bool = True) -> Obj:
         """PUT with the object's resourceVersion: 409 when someone wrote it since."""
         kind, name = obj["kind"], obj["metadata"]["name"]
         with calling(f"update {kind} {name}"):
-            return self.request("PUT", self._path(kind, name), body=obj)
+            return self.request("PUT", self._path(kind, name), body=obj, guarded=guarded)
 
-    def delete(self, kind: str, name: str, resource_version: str | None = None) -> None:
+    def delete(
+        self, kind: str, name: str, resource_version: str | None = None, guarded: bool = True
+    ) -> None:
         """Delete (its pods too, in the background); an absent object is no error. With
         `resource_version`, only if nobody wrote it since (else 409)."""
         options: Obj = {"propagationPolicy": "Background"}
@@ -239,7 +321,7 @@ class Kube:
             options["preconditions"] = {"resourceVersion": resource_version}
         try:
             with calling(f"delete {kind} {name}"):
-                self.request("DELETE", self._path(kind, name), body=options)
+                self.request("DELETE", self._path(kind, name), body=options, guarded=guarded)
         except KubeApiError as exc:
             if exc.status != 404:
                 raise
