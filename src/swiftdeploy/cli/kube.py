@@ -29,3 +29,33 @@ def rbac(
 
     namespace = load(manifest).manifest.kubernetes.namespace if manifest.is_file() else "default"
     out.print(rbac_yaml(namespace, subject), markup=False, end="")
+
+
+@kube_app.command("install")
+def install(
+    manifest: ManifestOption = DEFAULT_PATH,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the YAML (for GitOps) instead of applying it.")
+    ] = False,
+    image: Annotated[
+        str | None,
+        typer.Option(help="The driver's image (default: `swiftdeploy driver-image`'s)."),
+    ] = None,
+) -> None:
+    """Run the service's rollout driver in the cluster: its ServiceAccount, Role and
+    RoleBinding, the project in a ConfigMap, and a Deployment running `swiftdeploy drive
+    --controller`. Needs rights to create Roles in the namespace (a namespace admin)."""
+    from swiftdeploy.commands.kube_install import DEFAULT_IMAGE, install, install_yaml
+    from swiftdeploy.runtime.kubernetes import kube_of
+
+    loaded = load(manifest)
+    if print_only:
+        out.print(install_yaml(loaded, image or DEFAULT_IMAGE), markup=False, end="")
+        return
+    for line in install(kube_of(loaded), loaded, image or DEFAULT_IMAGE):
+        out.print(f"applied {line}", markup=False)
+    out.print(
+        f"the driver of {loaded.manifest.service.name} starts in its pod; `swiftdeploy status`"
+        " names it once it holds the service",
+        markup=False,
+    )
