@@ -258,3 +258,57 @@ def test_rollback_ends_a_rollout_killed_while_its_canary_was_starting(world: Wor
     assert done.phase == Phase.ROLLED_BACK
     assert done.canary_version is None
     assert made.traffic.weight == 0
+
+
+def test_a_route_changed_mid_step_is_restored_and_the_step_starts_its_evidence_again(
+    world: World,
+) -> None:
+    # Given a rollout at its first step (10%) with a few looks counted
+    made, engine = world(500)
+    state = engine.begin("v2")
+    for _ in range(5):
+        made.clock.sleep(1)
+        state = engine.tick(state)
+    counted = state.evidence.current
+    assert counted is not None
+    assert counted.canary.requests > 0
+
+    # When someone sets the router to send the canary everything, behind the state's back
+    made.tracks.router.apply(made.tracks.router.routes.model_copy(update={"canary_weight": 100}))
+    made.clock.sleep(1)
+    state = engine.tick(state)
+
+    # Then the next look restored the state's split, recorded the drift, and the step's
+    # evidence (and its min_duration) started again from this look
+    assert made.tracks.router.routes.canary_weight == 10
+    drifts = [
+        f for kind, f in made.recorder.records if kind == "transition" and f["event"] == "drift"
+    ]
+    assert len(drifts) == 1
+    assert "sent the canary 100%, not 10%; restored" in str(drifts[0]["reason"])
+    assert "the step's evidence starts again" in str(drifts[0]["reason"])
+    assert len(state.evidence.steps) == 2
+    assert state.evidence.current.looks <= 1  # type: ignore[union-attr]
+    assert state.step_started_at == made.clock.now
+
+    # and the rollout still promotes, on evidence gathered at the state's split only
+    state = engine.run(state)
+    assert state.phase == Phase.PROMOTED
+
+
+def test_traffic_that_does_not_follow_the_route_holds_with_the_reason(world: World) -> None:
+    # Given a rollout at its first step, 10% by the route
+    made, engine = world(500)
+    state = engine.begin("v2")
+    # When the data plane sends the canary 90% whatever the route says
+    made.traffic.set_weight(90)
+    for _ in range(40):
+        made.clock.sleep(1)
+        state = engine.tick(state)
+    # Then no look passes the step: each holds, saying the split does not match
+    looks = list(made.recorder.decisions())
+    assert all(d["action"] != "promote" for d in looks)
+    reasons = [r["message"] for r in looks[-1]["decision"]["output"]["reasons"]]  # type: ignore[index]
+    assert any("the traffic does not follow the route" in r for r in reasons), reasons
+    assert any("where its weight is 10%" in r for r in reasons)
+    assert state.phase == Phase.PROGRESSING

@@ -554,6 +554,14 @@ class SimTracks:
     def apply_split(self, state: State) -> None:
         self.router.apply(routes_for(state))
 
+    def reconcile_split(self, state: State) -> str | None:
+        want = routes_for(state)
+        if self.router.routes.canary_weight == want.canary_weight:
+            return None
+        found = self.router.routes.canary_weight
+        self.apply_split(state)
+        return f"the sim router sent the canary {found}%, not {want.canary_weight}%; restored"
+
     def reconcile(self, state: State) -> State:
         self.apply_split(state)
         return self.store.save(state.without({r.name for r in state.replicas if not r.ready}))

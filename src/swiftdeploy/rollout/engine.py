@@ -13,17 +13,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS
+from swiftdeploy.analysis.split import split_disagrees
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Step
 from swiftdeploy.metrics.base import BlockHistory, Measurement, MetricsProvider, summarize
-from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
+from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine, Reason
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
 from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.statistics import (
@@ -352,8 +353,11 @@ class RolloutEngine:
         if state.step_started_at is None:
             # Interrupted between starting the canary and entering the step: enter it now.
             return self.enter_step(state, index)
+        drift = self.fleet.tracks.reconcile_split(state)
+        if drift is not None:
+            state = self.drifted(state, index, drift)
         self._ensure_load(index, self._analysis(step))
-        look = self.look(state)
+        look = split_checked(self.look(state))
         state = look.state
         verdict = look.decision.verdict
         action: str = verdict
@@ -388,6 +392,22 @@ class RolloutEngine:
         if action == "promote":
             return self._step_passed(state, step)
         return state
+
+    def drifted(self, state: State, index: int, drift: str) -> State:
+        """The split the traffic took was not the state's (the runtime restored it):
+        what the step counted came from another split, so its evidence and its
+        min_duration start again. Its deadline stays: a route that keeps drifting ends
+        in a hold for a person, not in a step that never ends."""
+        self.fleet.progress(f"warning: {drift}; step {index + 1} starts its evidence again")
+        now = self.clock()
+        state = self._transition(
+            state,
+            f"route drift: {drift}; the step's evidence starts again",
+            "drift",
+            step_started_at=now,
+            evidence=state.evidence.open_step(index, state.canary_weight, now),
+        )
+        return self._mark(state)
 
     def _step_passed(self, state: State, step: Step) -> State:
         if step.pause == "manual" and not self.skip_manual_pauses:
@@ -502,6 +522,37 @@ class RolloutEngine:
             self._load.stop()
         self._load = None
         self._load_step = None
+
+
+SPLIT_RULE = "split_mismatch"
+
+
+def split_checked(look: Look) -> Look:
+    """The look held, with the reason, when the canary's counted share of requests
+    disagrees with its weight beyond noise (analysis/split.py): its evidence is not of
+    this step's split. A rollback stands: failing requests fail at any split."""
+    step = look.state.evidence.current
+    if step is None or look.decision.verdict == "rollback":
+        return look
+    check = split_disagrees(step.canary.requests, step.stable.requests, step.weight)
+    if check is None:
+        return look
+    reason = Reason(
+        rule=SPLIT_RULE,
+        message=f"the traffic does not follow the route: {check.words()}",
+        observed=round(check.share, 4),
+        threshold=step.weight / 100,
+    )
+    decided = look.decision
+    decision = Decision(
+        allow=False,
+        verdict="hold",
+        reasons=(*decided.reasons, reason),
+        engine=decided.engine,
+        decision_id=decided.decision_id,
+        elapsed_ms=decided.elapsed_ms,
+    )
+    return replace(look, decision=decision)
 
 
 def new_rollout_id() -> str:

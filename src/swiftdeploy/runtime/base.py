@@ -116,6 +116,13 @@ class TrackRuntime(Protocol):
         """Route the state's weight between the tracks' ready replicas."""
         ...
 
+    def reconcile_split(self, state: State) -> str | None:
+        """Once per look: the split the traffic takes is the state's. Where it drifted
+        (someone edited or deleted the route, a router restarted without its routes),
+        restore the state's and return what was found, in words; None when it was the
+        state's, or where nothing can drift. Cheap: a look pays for it every time."""
+        ...
+
     def reconcile(self, state: State) -> State:
         """Make the world match the state after an interruption (even kill -9): the
         routes are the state's, and nothing runs that the state does not route."""

@@ -113,6 +113,26 @@ class HostedTracks:
     def apply_split(self, state: State) -> None:
         self.router.apply(routes_for(state))
 
+    def reconcile_split(self, state: State) -> str | None:
+        """One call to the router's admin (the look asks it anyway): its weight and
+        endpoints are the state's, else they are applied again."""
+        status = self._router_status()
+        if status is None:
+            return None  # the router does not answer: track_healthy says so
+        want, have = routes_for(state), status.routes
+        if have.canary_weight == want.canary_weight and (
+            set(have.stable),
+            set(have.canary),
+        ) == (set(want.stable), set(want.canary)):
+            return None
+        self.apply_split(state)
+        return (
+            f"the {self.router.name} router sent the canary {have.canary_weight}% "
+            f"({len(have.canary)} canary, {len(have.stable)} stable endpoints), not the "
+            f"state's {want.canary_weight}% ({len(want.canary)}, {len(want.stable)}); "
+            "restored"
+        )
+
     # --- replicas -------------------------------------------------------------
 
     def check_version(self, version: str) -> None:

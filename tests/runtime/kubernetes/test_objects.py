@@ -10,6 +10,7 @@ from swiftdeploy.errors import ManifestError
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.metrics.prometheus import PrometheusProvider
 from swiftdeploy.runtime.kubernetes import objects
+from swiftdeploy.runtime.kubernetes import route as routes
 
 MANIFEST = """\
 apiVersion: swiftdeploy/v1
@@ -42,7 +43,10 @@ def test_the_route_splits_by_weight_and_pins_by_header(manifest_path: Path) -> N
     assert rules[0]["backendRefs"] == [{"name": "shop-canary", "port": 9000}]
     assert rules[1]["backendRefs"] == [{"name": "shop-stable", "port": 9000}]
     assert [r["weight"] for r in rules[2]["backendRefs"]] == [75, 25]
-    assert objects.canary_weight_of(manifest, route) == 25
+    assert routes.ours(manifest, route)["split"] == [
+        ("shop-stable", 9000, 75),
+        ("shop-canary", 9000, 25),
+    ]
 
 
 def test_without_a_canary_the_route_names_none(manifest_path: Path) -> None:
@@ -50,7 +54,7 @@ def test_without_a_canary_the_route_names_none(manifest_path: Path) -> None:
     route = objects.http_route(manifest, 25, canary=False)
     names = {ref["name"] for rule in route["spec"]["rules"] for ref in rule["backendRefs"]}
     assert names == {"shop-stable"}
-    assert objects.canary_weight_of(manifest, route) == 0
+    assert routes.ours(manifest, route)["split"] == [("shop-stable", 9000, 100)]
 
 
 def test_the_deployment_runs_the_image_at_the_version_behind_readiness(

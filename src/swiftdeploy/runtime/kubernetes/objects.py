@@ -2,8 +2,9 @@
 
 - a Deployment and a Service per track, `<svc>-stable` and `<svc>-canary`, labelled
   app=<svc>, track, version (the label convention the default PromQL selects on);
-- the HTTPRoute `<svc>`: header rules first (`X-Canary: always` to the canary,
-  `never` to the stable), then the weighted split;
+- the HTTPRoute `<svc>` as SwiftDeploy creates it: header rules first (`X-Canary:
+  always` to the canary, `never` to the stable), then the weighted split (route.py
+  changes only those rules' backendRefs once the route exists);
 - the state ConfigMap `<svc>-swiftdeploy-state` and the Lease `<svc>-swiftdeploy`;
 - the Secret `<svc>-swiftdeploy-env` with the secret `service.env` values, which the
   Deployments reference rather than carry.
@@ -187,22 +188,6 @@ def http_route(manifest: Manifest, canary_weight: int, canary: bool) -> Obj:
             "rules": rules,
         },
     }
-
-
-def canary_weight_of(manifest: Manifest, route: Obj) -> int:
-    """The canary's weight in a route read back: that of its ref in the weighted rule
-    (the one matching no header; the API server gives it a default path match); 0 when
-    the route names no canary there."""
-    canary = track_name(manifest, "canary")
-    for rule in route.get("spec", {}).get("rules", []):
-        if any(match.get("headers") for match in rule.get("matches") or []):
-            continue
-        refs = rule.get("backendRefs", [])
-        total = sum(int(r.get("weight", 1)) for r in refs)
-        for ref in refs:
-            if ref.get("name") == canary and total:
-                return round(100 * int(ref.get("weight", 1)) / total)
-    return 0
 
 
 def state_config_map(manifest: Manifest, text: str) -> Obj:

@@ -14,6 +14,7 @@ from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.runtime.base import BackendDeps, ReplicaView
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError
+from swiftdeploy.runtime.kubernetes.route import RouteKeeper
 from swiftdeploy.state import Replica, State, Track
 
 POLL_S = 0.2
@@ -72,6 +73,9 @@ class KubeTracks:
         self.progress = deps.progress
         self.processes = deps.processes
         self.kube = kube
+        self.route = RouteKeeper(
+            kube, self.manifest, lambda line: deps.progress(f"warning: {line}")
+        )
 
     def ensure_platform(self) -> None:
         """Nothing to start here: the cluster runs the tracks and its Gateway routes them."""
@@ -82,8 +86,13 @@ class KubeTracks:
         pod's reason."""
 
     def apply_split(self, state: State) -> None:
-        canary = any(r.ready for r in state.track("canary"))
-        self.kube.apply(objects.http_route(self.manifest, state.canary_weight, canary))
+        """SwiftDeploy's rules of the route to the state's split; the rest of the route
+        is left to whoever else edits it (route.py)."""
+        self.route.apply(state.canary_weight, _routes_canary(state))
+
+    def reconcile_split(self, state: State) -> str | None:
+        """One read of the route per look; a write only when it drifted."""
+        return self.route.reconcile(state.canary_weight, _routes_canary(state))
 
     # --- tracks ---------------------------------------------------------------
 
@@ -252,14 +261,17 @@ class KubeTracks:
 
     def routed_weight(self) -> int | None:
         try:
-            route = self.kube.get("HTTPRoute", objects.route_name(self.manifest))
+            return self.route.canary_weight()
         except KubeApiError:
             return None
-        return None if route is None else objects.canary_weight_of(self.manifest, route)
 
     def teardown(self) -> list[int]:
-        self.kube.delete("HTTPRoute", objects.route_name(self.manifest))
+        self.route.teardown()
         self.kube.delete("Secret", objects.env_secret_name(self.manifest))
         for track in TRACKS:
             self._delete_track(track)
         return self.processes.shutdown()
+
+
+def _routes_canary(state: State) -> bool:
+    return any(r.ready for r in state.track("canary"))
