@@ -48,8 +48,8 @@ def head_path(trail: Path) -> Path:
     return trail.with_name(trail.name + ".head")
 
 
-def write_head(trail: Path, head: Head, key: RecordKey) -> None:
-    """Replace the head file atomically; raises OSError."""
+def head_bytes(head: Head, key: RecordKey) -> bytes:
+    """The head file's content: one line of canonical JSON, MAC'd."""
     body: dict[str, Any] = {
         "format": HEAD_FORMAT,
         "count": head.count,
@@ -58,11 +58,16 @@ def write_head(trail: Path, head: Head, key: RecordKey) -> None:
         "ts": head.ts,
     }
     body["mac"] = key.head_mac(canonical_bytes(body))
+    return canonical_bytes(body) + b"\n"
+
+
+def write_head(trail: Path, head: Head, key: RecordKey) -> None:
+    """Replace the head file atomically; raises OSError."""
     path = head_path(trail)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(canonical_bytes(body) + b"\n")
+            handle.write(head_bytes(head, key))
             handle.flush()
             os.fsync(handle.fileno())
         # No fsync of the directory: a rename lost in a power cut leaves the head behind

@@ -240,6 +240,14 @@ class KeyStore:
                 self.directory / name, f"cannot be created: {exc.strerror or exc}"
             ) from exc
 
+    def missing_reason(self) -> str:
+        """Why there is no record key, for `verify`'s report (readers never make one)."""
+        return (
+            f"{self.record_key_path} does not exist, so the records' MACs and the head "
+            "file cannot be checked: verify as the user, on the machine, that wrote the "
+            f"trail (or point {CONFIG_ENV} at its keys)"
+        )
+
     @staticmethod
     def _error(path: Path, problem: str) -> AuditError:
         return AuditError(
@@ -252,3 +260,21 @@ def _owner_problem(info: os.stat_result) -> str | None:
     if info.st_uid != os.geteuid():
         return f"belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})"
     return None
+
+
+class MemoryKeyStore(KeyStore):
+    """Keys held in memory, never made here: a trail whose keys live elsewhere (the
+    cluster's Secret, `swiftdeploy.runtime.kubernetes.trail`). `files` maps the key
+    file names above to their bytes; `where` says where they came from, `missing`
+    why there is no record key."""
+
+    def __init__(self, files: Mapping[str, bytes], where: str, missing: str) -> None:
+        super().__init__(Path(where))
+        self.files = dict(files)
+        self.missing = missing
+
+    def read(self, name: str, make: Callable[[], str] | None) -> bytes | None:
+        return self.files.get(name)
+
+    def missing_reason(self) -> str:
+        return self.missing

@@ -44,6 +44,10 @@ At `max_bytes` the file is renamed to `history.jsonl.N` (N = 1, 2, ... in the or
 written, oldest first) and a new file starts whose first record's `prev_hash` is the
 hash of the previous file's last record, so the chain, and the head, run across all files.
 
+A `TrailSink` (optional) is told of every record once it is durable here, outside
+the lock: a copy kept elsewhere (the cluster's, `swiftdeploy.runtime.kubernetes.trail`).
+When it raises, the record stays in this file and the caller does not act.
+
 Secret values are replaced by "***" anywhere in a record (values, nested keys,
 substrings) before it is hashed or written: a secret never reaches the disk.
 """
@@ -67,7 +71,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -111,6 +115,12 @@ _KIND = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _CHUNK = 65536
 
 Record = dict[str, Any]
+
+
+class TrailSink(Protocol):
+    """Where each record goes once it is durable in the file (see the module docstring)."""
+
+    def appended(self, record: Record) -> None: ...
 
 
 # --- the files of a trail ---------------------------------------------------------------
@@ -350,6 +360,7 @@ class AuditLog:
         command: Sequence[str] | None = None,
         clock: Callable[[], datetime] | None = None,
         keys: KeyStore | None = None,
+        sink: TrailSink | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -362,6 +373,7 @@ class AuditLog:
         self._host = socket.gethostname()
         self._keys = keys
         self._key: RecordKey | None = None
+        self.sink = sink
 
     @property
     def lock_path(self) -> Path:
@@ -387,7 +399,10 @@ class AuditLog:
                 raise AuditError(
                     f"the audit trail {self.path} {problem}; {VERIFY}", hint=NOT_RECORDED
                 )
-            return self._append_locked(body, tail, size, key)
+            record = self._append_locked(body, tail, size, key)
+        if self.sink is not None:
+            self.sink.appended(record)
+        return record
 
     def adopt(self, records: int, last_hash: str) -> Record:
         """Seal a trail that has no head file, found intact by `verify` up to record

@@ -49,7 +49,7 @@ from swiftdeploy.audit import checkpoint as checkpoints
 from swiftdeploy.audit import looks
 from swiftdeploy.audit.checkpoint import Checkpoint
 from swiftdeploy.audit.head import Head, HeadError, head_path, read_head
-from swiftdeploy.audit.keys import CONFIG_ENV, KeyStore, RecordKey
+from swiftdeploy.audit.keys import KeyStore, RecordKey
 from swiftdeploy.audit.log import FILE_MODE, Record, rotated_files, shared_lock
 from swiftdeploy.audit.records import GENESIS_HASH, is_hash, parse_record, record_hash
 from swiftdeploy.errors import AuditError, BadInputError
@@ -119,6 +119,10 @@ class VerifyResult:
     checkpoint_line: str | None = None  # file:line of the record the checkpoint names
     records_after_checkpoint: int | None = None
     warnings: tuple[str, ...] = ()
+    # Found by where the trail was copied from (the cluster's segments, their signed
+    # head), and what was or was not checked there: see commands.cluster_trail.
+    source_problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -137,6 +141,7 @@ class VerifyResult:
             self.torn_tail,
             self.anchor_problem,
             self.checkpoint_problem,
+            *self.source_problems,
         ]
         return [problem for problem in found if problem is not None]
 
@@ -157,6 +162,8 @@ class VerifyResult:
             return (
                 f"audit trail does not contain the checkpoint: {self.checkpoint_problem.describe()}"
             )
+        if self.source_problems:
+            return f"audit trail not as its signed head says: {self.source_problems[0].describe()}"
         if not self.files:
             return f"no audit trail at {self.path} yet: nothing to verify"
         return f"audit trail ok: {self.records} records in {len(self.files)} file(s)"
@@ -188,6 +195,7 @@ class VerifyResult:
             )
         verified = "verified" if self.first_bad is None else "verified before the break"
         out.append(f"{self.records} records {verified}; head {self.head or '(empty trail)'}")
+        out += list(self.notes)
         out += [f"warning: {warning}" for warning in self.warnings]
         return out
 
@@ -217,6 +225,8 @@ class VerifyResult:
             "checkpoint_at": self.checkpoint_line,
             "records_after_checkpoint": self.records_after_checkpoint,
             "warnings": list(self.warnings),
+            "source_problems": [p.to_dict() for p in self.source_problems],
+            "notes": list(self.notes),
             "summary": self.summary(),
         }
 
@@ -721,15 +731,7 @@ def _load_key(keys: KeyStore | None) -> tuple[KeyStore | None, RecordKey | None,
     except AuditError as exc:
         return None, None, exc.one_line()
     if key is None:
-        return (
-            store,
-            None,
-            (
-                f"{store.record_key_path} does not exist, so the records' MACs and the head "
-                "file cannot be checked: verify as the user, on the machine, that wrote the "
-                f"trail (or point {CONFIG_ENV} at its keys)"
-            ),
-        )
+        return store, None, store.missing_reason()
     return store, key, None
 
 

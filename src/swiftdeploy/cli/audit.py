@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from swiftdeploy.cli.app import app
 from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load, printable
 from swiftdeploy.errors import AuditTamperedError
+
+if TYPE_CHECKING:
+    from swiftdeploy.commands.audit import Source
 
 audit_app = typer.Typer(
     name="audit",
@@ -31,10 +34,10 @@ class ExportFormat(StrEnum):
     OPA_DECISION_LOG = "opa-decision-log"
 
 
-def _trail(manifest: Path) -> Path:
-    from swiftdeploy.commands.audit import settings
+def _trail(manifest: Path) -> Source:
+    from swiftdeploy.commands.audit import trail_of
 
-    return settings(load(manifest)).path
+    return trail_of(load(manifest))
 
 
 def _warn(warnings: list[str]) -> None:
