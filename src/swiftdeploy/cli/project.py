@@ -163,6 +163,8 @@ def status(
             out.print(_status_table(loaded, report))
             for line in driver_lines(report) + rollout_lines(report.state):
                 out.print(line, markup=False)
+            for warning in report.warnings:
+                out.print(f"warning: {warning}", markup=False)
         return
     with Live(console=out, auto_refresh=False) as live:
         while True:

@@ -401,6 +401,40 @@ def read_synced(synced: Synced) -> tuple[list[Record], VerifyResult]:
     return records, _judge(synced, result, records)
 
 
+# --- what `status` says -----------------------------------------------------------------
+
+
+def state_warnings(loaded: LoadedManifest, state: State, kube: Kube | None = None) -> list[str]:
+    """`status` on Kubernetes: a state the driver refuses (no recorded transition reached
+    it), and recorded versions other than the ones the Deployments run; a line each."""
+    from swiftdeploy.runtime.kubernetes import objects
+
+    store = _store(loaded, kube)
+    warnings = []
+    records, result = read_synced(sync(loaded, store.kube))
+    if result.tampered:
+        warnings.append(f"the audit trail does not verify: {result.summary()}")
+    else:
+        transitions = [r for r in records if r.get("kind") == "transition"]
+        problem = state_problem(state, transitions)
+        if problem is not None:
+            warnings.append(f"the driver refuses this state: {problem}")
+    running = {}
+    for track in ("stable", "canary"):
+        found = store.kube.get("Deployment", objects.track_name(loaded.manifest, track))
+        template = ((found or {}).get("spec", {}).get("template", {}).get("metadata", {})) or {}
+        labels = template.get("labels") or (found or {}).get("metadata", {}).get("labels") or {}
+        running[track] = labels.get("version") if found else None
+    recorded = {"stable": state.stable_version, "canary": state.canary_version}
+    if running != recorded:
+        warnings.append(
+            f"the state records stable {recorded['stable'] or '-'}, canary "
+            f"{recorded['canary'] or '-'}, but the Deployments run stable "
+            f"{running['stable'] or '-'}, canary {running['canary'] or '-'} (their version labels)"
+        )
+    return warnings
+
+
 # --- the driver's side ---------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ class StatusReport:
     driver: DriverStatus | None = None
     # the current step's standing in numbers (what it still needs, ETA); None: no step
     step: StepProgress | None = None
+    # what does not add up (Kubernetes: a state the driver refuses, versions that differ)
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         driver = self.driver
@@ -54,7 +56,9 @@ class StatusReport:
                 if driver.last_look_at is None
                 else round(time.time() - driver.last_look_at, 3),
                 "exited": driver.exited,
+                "holder": driver.holder,  # a driver in the cluster: its Lease identity
             },
+            "warnings": list(self.warnings),
             "replicas": [r.__dict__ for r in self.replicas],
             "traffic": {
                 track: m.model_dump(mode="json", include=TRAFFIC_FIELDS)
@@ -91,4 +95,9 @@ def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) ->
         driving(state) and backend(fleet.loaded.manifest.runtime).HOST_DRIVER
     ):
         driver = driver_status(fleet.loaded, state)  # in a cluster, between rollouts too
-    return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver, step)
+    warnings: tuple[str, ...] = ()
+    if fleet.loaded.manifest.runtime == "kubernetes":
+        from swiftdeploy.commands.cluster_trail import state_warnings
+
+        warnings = tuple(state_warnings(fleet.loaded, state))
+    return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver, step, warnings)

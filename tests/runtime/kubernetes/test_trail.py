@@ -392,7 +392,7 @@ def test_a_state_forged_by_an_editor_is_refused_with_its_reason(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    a, b, _ = machines
+    a, b, c = machines
     store = ConfigMapStateStore(open_kube(a.loaded), a.loaded.manifest)
     cli, sink = a.driver(monkeypatch)
     # Given a rollout held at its step, its state saved as the driver saves it
@@ -431,6 +431,24 @@ def test_a_state_forged_by_an_editor_is_refused_with_its_reason(
     assert len(refusals) == 1
     assert refusals[0]["phase"] == "promoting"
     assert refusals[0]["reason"] in said
+
+    # and an operator's `status` shows the refusal, and versions other than the
+    # Deployments' (which run the held rollout's stable v1 and canary v2)
+    apps = client.AppsV1Api(kube_cluster.api)
+    for track, version in (("stable", "v1"), ("canary", "v2")):
+        apps.create_namespaced_deployment(
+            kube_namespace, objects.deployment(a.loaded.manifest, track, version, 1)
+        )
+    operator = bind(kube_cluster, kube_namespace, "deployer", rbac.operator_role(a.loaded.manifest))
+    shown = c.cli(operator, "status", "--window", "0")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    warnings = [line for line in shown.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, shown.stdout
+    assert "the driver refuses this state" in warnings[0]
+    assert "phase promoting" in warnings[0]
+    assert (
+        "stable v9-forged, canary v2, but the Deployments run stable v1, canary v2" in (warnings[1])
+    )
 
     # and the state put back as the driver left it is taken again
     editor.patch_namespaced_config_map(
