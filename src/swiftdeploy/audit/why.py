@@ -36,6 +36,13 @@ def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
     observed value, the threshold and the statistic behind the decision."""
     rollout = pick_rollout(records, rollout_id)
     lines = [headline(rollout)]
+    # The split found not as the state said (restored, the step's evidence restarted):
+    # what the decision below stands on was counted after the last of these.
+    lines.extend(
+        f"{record.get('ts')}: {record.get('reason')}"
+        for record in rollout.records
+        if record.get("kind") == "transition" and record.get("event") == "drift"
+    )
     decisive = rollout.decisive
     manual = rollout.manual_command
     prefix = ""
