@@ -1,7 +1,12 @@
 """The rollout state in a ConfigMap, `<svc>-swiftdeploy-state`: any operator's `status`
 or `resume`, on any machine with the kubeconfig, reads the state the last command
-saved. Writes are whole (server-side apply of one key), and the Lease keeps them to
-one writer at a time."""
+saved. Writes are whole (server-side apply of one key of one object: the API server
+stores all of it or none), and the Lease keeps them to one writer at a time.
+
+A save the API server did not answer raises `KubeUnavailableError` (a TransientError)
+after the call's retries: the ConfigMap then holds the previous state or this one,
+whole, and saving again is the same apply. The caller's state is untouched either way
+(`save` returns the saved copy only on success)."""
 
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ class ConfigMapStateStore:
             ) from None
 
     def save(self, state: State) -> State:
-        self.guard()
+        self.guard()  # the Kube guard checks the Lease too; this also stops a lost one early
         state = state.model_copy(update={"updated_at": time.time()})
         self.kube.apply(objects.state_config_map(self.manifest, state.model_dump_json()))
         return state
