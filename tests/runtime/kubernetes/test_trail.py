@@ -280,6 +280,11 @@ def test_one_chain_written_by_two_machines_is_read_whole_by_a_third(
     exported = c.cli(operator, "audit", "export", "--format", "json")
     assert exported.returncode == 0, exported.stderr
     assert [r["seq"] for r in json.loads(exported.stdout)] == [r["seq"] for r in b_records]
+    events = c.cli(operator, "events")
+    assert events.returncode == 0, events.stderr
+    told = [json.loads(line) for line in events.stdout.splitlines()]
+    assert {e["subject"] for e in told} == {RID}
+    assert told[-1]["type"] == "dev.swiftdeploy.rollout.promoted.v1", told[-1]
     # the operator's Role cannot read the key; neither can the built-in `view` role
     for kubeconfig in (operator, bind(kube_cluster, kube_namespace, "viewer", "view")):
         core = client.CoreV1Api(kube_cluster.api_client(kubeconfig))
