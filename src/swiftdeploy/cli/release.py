@@ -179,7 +179,8 @@ def rollout(
 
     require_version(version, "VERSION")
     loaded = load(manifest)
-    checked(loaded, version)
+    if not _cluster(loaded):  # in the cluster, the driver checks with its own rights
+        checked(loaded, version)
     if show_plan:
         found = rollout_cmd.plan_now(fleet_of(loaded))
         if found is None:
@@ -215,6 +216,7 @@ def _rollout_in_cluster(loaded: LoadedManifest, version: str, mode: _Follow) -> 
     from swiftdeploy.rollout.engine import new_rollout_id
     from swiftdeploy.state import State
 
+    _require_cluster_driver(loaded)  # before the advice: no driver, nothing to advise
     _early_warnings(fleet_of(loaded))
     found = start_in_cluster(loaded, version, new_rollout_id())
     if not isinstance(found, State):

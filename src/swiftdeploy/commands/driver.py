@@ -551,7 +551,10 @@ def _begin(engine: RolloutEngine, state: State, request: Request) -> State:
             f"rollout {state.rollout_id} of {state.canary_version} is running",
             hint="`swiftdeploy attach` follows it; `swiftdeploy abort` ends it",
         )
+    from swiftdeploy.commands.validate import preflight
+
     fleet = engine.fleet
+    preflight(fleet.loaded)  # `validate`'s checks, with the driver's rights
     infrastructure_gate(fleet.loaded, engine.policy, fleet.recorder, "canary")
     fleet.require_canary_can_start(fleet.reconcile(state), request.version)
     return engine.begin(request.version, request.rollout_id)

@@ -272,4 +272,5 @@ def _with(item: Obj, phase: str, answer: str | None = None) -> Obj:
     data = dict(item.get("data", {}))
     if answer is not None:
         data["answer.json"] = answer
-    return {**item, "metadata": metadata, "data": data}
+    # a list's items carry no kind: a PUT needs it
+    return {**item, "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}

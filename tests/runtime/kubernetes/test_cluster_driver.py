@@ -1,0 +1,227 @@
+"""The driver in the cluster (commands/driver.py `drive_controller`, the requests in
+runtime/kubernetes/control.py): operators on two machines, each with its own HOME and
+checkout, start, steer and follow one rollout through the API server as the user
+`deployer` bound only to the operators' Role; the driver runs with its ServiceAccount's
+token, as in its pod."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+from kubernetes import client
+
+from swiftdeploy.ports import free_port
+from tests.runtime.kubernetes.cluster_driver import (
+    DRIVER_ACCOUNT,
+    lease_holder,
+    manifest_text,
+    pod_machine,
+    prepare,
+    start_driver,
+    wait_for,
+)
+from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
+from tests.support.kube import FakeDataPlane, KubeCluster
+
+STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
+QUICK_POLICY = """\
+policy:
+  alpha: 0.05
+  beta: 0.3
+  detect:
+    errors: +20%
+    latency: +5s
+"""
+
+
+def _reader(cluster: KubeCluster, namespace: str, root: Path) -> KubeProject:
+    """Reads the route and the Deployments back as the admin."""
+    return KubeProject(root, namespace, cluster.admin_kubeconfig, cluster)
+
+
+def test_a_rollout_whose_driver_is_killed_is_resumed_by_the_next_and_steered_from_elsewhere(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=200)
+    drivers = []
+    try:
+        # Given v1 deployed by the platform, and the driver running in the cluster
+        text = manifest_text(
+            kube_namespace,
+            plane.prometheus_url,
+            steps="[{weight: 50}]",
+            min_duration="20s",
+            max_duration="90s",
+            extra=QUICK_POLICY,
+        )
+        a, b, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
+        read = _reader(kube_cluster, kube_namespace, a.root)
+        platform.cli("deploy")
+        first = start_driver(pod_machine(short_tmp / "pod1", platform))
+        drivers.append(first)
+        wait_for("the driver's Lease", lambda: f"/{first.pid}/" in lease_holder(
+            kube_cluster, kube_namespace), driver=first)  # fmt: skip
+
+        # When machine A starts a rollout of v2 and follows it
+        following = a.popen("rollout", "v2")
+        wait_for("step 1 at 50%", lambda: read.weights().get(CANARY) == 50, driver=first)
+
+        # Then machine B's status names the driver in the cluster
+        status = b.cli("status", "--window", "0").stdout
+        assert "driven by the driver in the cluster" in status, status
+        assert f"/{first.pid}/" in status, status
+
+        # When the driver is killed mid-step and a new pod of it starts
+        first.kill()
+        second = start_driver(pod_machine(short_tmp / "pod2", platform))
+        drivers.append(second)
+
+        # Then the new driver takes the Lease and carries the rollout on
+        wait_for("the new driver's Lease", lambda: f"/{second.pid}/" in lease_holder(
+            kube_cluster, kube_namespace), timeout=60, driver=second)  # fmt: skip
+        wait_for(
+            "B's status to name the new driver",
+            lambda: f"/{second.pid}/" in b.cli("status", "--window", "0").stdout,
+            driver=second,
+        )
+
+        # When B pauses and resumes it (requests through the API server)
+        paused = b.cli("pause", "--reason", "looking at a dashboard", timeout=90)
+        assert "paused at step 1" in paused.stdout, paused.stdout + paused.stderr
+        resumed = b.cli("resume", "--detach", timeout=90)
+        assert resumed.returncode == 0, resumed.stderr
+
+        # Then the analysis promotes it, and A's follower, which never drove anything,
+        # ends with the outcome and exit 0
+        out, _ = following.communicate(timeout=180)
+        assert following.returncode == 0, out
+        assert "promoted" in out
+        assert read.image("stable") == "registry.example/demo:v2"
+        assert read.weights() == {STABLE: 100}
+        read.wait_for("the canary Deployment to go", lambda: read.deployment("canary") is None)
+
+        # and the new driver goes on idling between rollouts, holding the service
+        assert second.process.poll() is None, second.output()
+        assert f"/{second.pid}/" in lease_holder(kube_cluster, kube_namespace)
+    finally:
+        for driver in drivers:
+            driver.stop()
+        plane.close()
+
+
+def test_abort_from_another_machine_reaches_0_percent_within_5_seconds(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    # Given v1 deployed and no driver installed yet (a Prometheus nothing answers: every
+    # look holds)
+    dead = f"http://127.0.0.1:{free_port()}"
+    text = manifest_text(kube_namespace, dead, max_duration="120s")
+    a, b, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
+    read = _reader(kube_cluster, kube_namespace, a.root)
+    platform.cli("deploy")
+
+    # When A starts a rollout with no driver to run it
+    started = time.monotonic()
+    refused = a.cli("rollout", "v2", check=False)
+
+    # Then it is refused at once in one line that says how to get a driver
+    assert refused.returncode == 1, refused.stderr
+    line = refused.stderr.strip()
+    assert len(line.splitlines()) == 1, line
+    assert f"no driver runs for {SERVICE} in namespace {kube_namespace}" in line
+    assert "swiftdeploy kube install" in line
+    assert time.monotonic() - started < 30
+    assert read.deployment("canary") is None
+
+    driver = start_driver(pod_machine(short_tmp / "pod", platform))
+    try:
+        wait_for("the driver's Lease", lambda: f"/{driver.pid}/" in lease_holder(
+            kube_cluster, kube_namespace), driver=driver)  # fmt: skip
+
+        # When A starts it with the driver running, and detaches
+        detached = a.cli("rollout", "v2", "--detach")
+        assert "goes on under its driver" in detached.stdout, detached.stdout
+        wait_for("step 1 at 10%", lambda: read.weights().get(CANARY) == 10, driver=driver)
+
+        # When B aborts it: timed from B's command to the route giving the canary 0%
+        started = time.monotonic()
+        aborting = b.popen("abort", "--reason", "pager went off")
+        wait_for("the canary at 0%", lambda: read.weights().get(CANARY, 0) == 0, 15, driver)
+        took = time.monotonic() - started
+        out, err = aborting.communicate(timeout=60)
+
+        # Then the canary had 0% within 5 s, the abort was the person's, answered by the
+        # driver; the canary's Deployment goes, and the driver still holds the service
+        assert took < 5.0, f"abort took {took:.2f}s"
+        assert aborting.returncode == 0, err
+        assert "aborted by" in out, out
+        assert "0%" in out, out
+        read.wait_for("the canary Deployment to go", lambda: read.deployment("canary") is None)
+        status = json.loads(b.cli("status", "--json", "--window", "0").stdout)
+        assert status["phase"] == "rolled-back", status
+        assert f"/{driver.pid}/" in status["driver"]["holder"], status
+        print(f"abort from another machine to the canary's 0%: {took:.2f}s")
+    finally:
+        driver.stop()
+    # A driver stopped with SIGTERM records why in its heartbeat: B's status says none runs
+    status = b.cli("status", "--window", "0").stdout
+    assert "no driver" in status, status
+
+
+def test_kube_install_applies_the_driver_and_prints_the_same_for_gitops(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    text = manifest_text(kube_namespace, f"http://127.0.0.1:{free_port()}")
+    a, _, _ = prepare(kube_cluster, kube_namespace, short_tmp, text)
+    admin = a.env() | {"KUBECONFIG": str(kube_cluster.admin_kubeconfig)}
+
+    # When the YAML is printed, then it is the driver's objects, nothing applied
+    printed = subprocess.run(
+        a.argv("kube", "install", "--print"), capture_output=True, text=True, env=admin, check=True
+    ).stdout
+    documents = [d for d in yaml.safe_load_all(printed) if d]
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in documents]
+    assert kinds == [
+        ("ServiceAccount", DRIVER_ACCOUNT),
+        ("Role", DRIVER_ACCOUNT),
+        ("RoleBinding", DRIVER_ACCOUNT),
+        ("ConfigMap", f"{DRIVER_ACCOUNT}-project"),
+        ("Deployment", DRIVER_ACCOUNT),
+    ]
+    apps = client.AppsV1Api(kube_cluster.api)
+    assert not apps.list_namespaced_deployment(kube_namespace).items
+
+    # When it is applied (as a namespace admin)
+    done = subprocess.run(
+        a.argv("kube", "install"), capture_output=True, text=True, env=admin, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"applied Deployment {kube_namespace}/{DRIVER_ACCOUNT}" in done.stdout
+
+    # Then the Deployment runs `drive --controller` as the driver's ServiceAccount, with
+    # the manifest and policies from the ConfigMap, and a second apply changes nothing
+    deployment = apps.read_namespaced_deployment(DRIVER_ACCOUNT, kube_namespace)
+    pod = deployment.spec.template.spec
+    assert pod.service_account_name == DRIVER_ACCOUNT
+    assert "drive --controller" in " ".join(pod.containers[0].command)
+    data = (
+        client.CoreV1Api(kube_cluster.api)
+        .read_namespaced_config_map(f"{DRIVER_ACCOUNT}-project", kube_namespace)
+        .data
+    )
+    assert data["swiftdeploy.yaml"] == a.manifest.read_text()
+    assert "policies.canary.rego" in data
+    assert "tokenFile" in data["kubeconfig"]
+    generation = deployment.metadata.generation
+    again = subprocess.run(
+        a.argv("kube", "install"), capture_output=True, text=True, env=admin, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert (
+        apps.read_namespaced_deployment(DRIVER_ACCOUNT, kube_namespace).metadata.generation
+        == generation
+    )
