@@ -460,7 +460,8 @@ class ClusterSink:
     pending: list[_Pending] = field(default_factory=list)  # not yet in the cluster
     tail_version: str | None = None
     last_write: float = float("-inf")
-    transitions: deque[Record] = field(default_factory=lambda: deque(maxlen=2))
+    # the last transitions, for the state check (a few: one may be recorded again)
+    transitions: deque[Record] = field(default_factory=lambda: deque(maxlen=16))
     _refused: str | None = None
 
     # -- starting
