@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from swiftdeploy.audit.log import ENVELOPE, AuditLog
 from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.audit.statecheck import REFUSED
 from swiftdeploy.commands.cluster_trail import ClusterSink, open_cluster_audit_log
@@ -164,7 +166,7 @@ class Machine:
         )
 
     def driver(
-        self, monkeypatch: pytest.MonkeyPatch, *, segment_bytes: int = 6000
+        self, monkeypatch: pytest.MonkeyPatch, *, segment_bytes: int = 6000, quiet_s: float = 0.0
     ) -> tuple[Cli, ClusterSink]:
         """The driver's audit log on this machine (its config dir in the environment,
         as the driver process would have it)."""
@@ -172,7 +174,7 @@ class Machine:
         monkeypatch.setenv("XDG_CONFIG_HOME", str(self.home / ".config"))
         log = open_cluster_audit_log(
             self.loaded, open_kube(self.loaded), ["swiftdeploy", "drive", "--controller"],
-            segment_bytes=segment_bytes, quiet_s=0.0,
+            segment_bytes=segment_bytes, quiet_s=quiet_s,
         )  # fmt: skip
         assert isinstance(log.sink, ClusterSink)
         cli = Cli.__new__(Cli)
@@ -296,6 +298,77 @@ def test_one_chain_written_by_two_machines_is_read_whole_by_a_third(
     admin = c.cli(kube_cluster.admin_kubeconfig, "audit", "verify")
     assert admin.returncode == 0, admin.stdout + admin.stderr
     assert "MACs and head file checked with the key in Secret" in admin.stdout
+
+
+def test_a_driver_restarted_goes_on_with_the_one_chain(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    machines: list[Machine],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    a, b, c = machines
+    operator = bind(kube_cluster, kube_namespace, "deployer", rbac.operator_role(a.loaded.manifest))
+    first, _ = a.driver(monkeypatch)
+    start(first)
+    second, sink = b.driver(monkeypatch)
+    look(second, 1)
+    cluster = records(b.loaded.project_dir / ".swiftdeploy" / "history.jsonl")
+
+    # A's driver restarted with its older local trail: rebuilt as the cluster's, then on
+    third, _ = a.driver(monkeypatch)
+    a_trail = a.loaded.project_dir / ".swiftdeploy" / "history.jsonl"
+    assert records(a_trail) == cluster
+    finish(third)
+    assert records(a_trail)[: len(cluster)] == cluster
+
+    # records a driver wrote here but never sent (killed between the two) are sent
+    plain = AuditLog(a_trail, 10_000_000, keys=sink.keys, command=["swiftdeploy", "drive"])
+    plain.append("command", rollout_id=RID)
+    unsent = records(a_trail)
+    a.driver(monkeypatch)
+    done = c.cli(operator, "audit", "verify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"audit trail ok: {len(unsent)} records" in done.stdout
+
+    # another chain, with the same key, is never merged: the driver refuses to start
+    d = Machine(tmp_path / "d", kube_namespace)
+    other = AuditLog(d.loaded.project_dir / ".swiftdeploy" / "history.jsonl", 10_000_000,
+                     keys=sink.keys)  # fmt: skip
+    other.append("command", rollout_id="r-elsewhere")
+    with pytest.raises(AuditError, match="different chains"):
+        d.driver(monkeypatch)
+
+
+def test_holds_are_written_to_the_cluster_at_most_every_few_seconds(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    machines: list[Machine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, _, _ = machines
+    cli, sink = a.driver(monkeypatch, quiet_s=3.0)
+    start(cli)
+    look(cli, 1)
+    trail = a.loaded.project_dir / ".swiftdeploy" / "history.jsonl"
+    hold = records(trail)[-1]
+    assert hold["action"] == "hold"
+    fields = {k: v for k, v in hold.items() if k not in ENVELOPE}
+    calls = sink.store.kube.calls
+    began = time.monotonic()
+    for _ in range(20):  # full hold records, as fast as they come
+        cli.recorder.log.append("decision", **fields)
+    elapsed = time.monotonic() - began
+    mirrors = (sink.store.kube.calls - calls) / 2  # each: the tail and the signed head
+    assert mirrors <= 1 + elapsed // 3.0, (mirrors, elapsed)
+    assert len(sink.pending) > 0
+    sink.mirror()  # what the driver does when it stops
+    assert not sink.pending
+    tail = client.CoreV1Api(kube_cluster.api).read_namespaced_config_map(
+        tail_name(a.loaded.manifest), kube_namespace
+    )
+    last = tail.data["records.jsonl"].splitlines()[-1]
+    assert json.loads(last)["seq"] == records(trail)[-1]["seq"]
 
 
 # --- tampering -------------------------------------------------------------------------------
