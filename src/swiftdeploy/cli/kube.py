@@ -20,15 +20,18 @@ def rbac(
     manifest: ManifestOption = DEFAULT_PATH,
     subject: Annotated[
         str,
-        typer.Option(help="Who the RoleBinding example binds: User/NAME or ServiceAccount/NAME."),
-    ] = "ServiceAccount/swiftdeploy",
+        typer.Option(help="Who the operators' RoleBinding binds: User/NAME, Group/NAME, ..."),
+    ] = "Group/swiftdeploy-operators",
+    driver_subject: Annotated[
+        str | None,
+        typer.Option(help="Who the driver's RoleBinding binds (default: its ServiceAccount)."),
+    ] = None,
 ) -> None:
-    """Print the minimal Role (and a RoleBinding example) the CLI needs in the manifest's
-    namespace (the default one without a manifest): `kubectl apply -f -` it."""
+    """Print the two Roles the service needs in the manifest's namespace, the driver's
+    and the operators', with RoleBindings: `kubectl apply -f -` them."""
     from swiftdeploy.commands.kube import rbac_yaml
 
-    namespace = load(manifest).manifest.kubernetes.namespace if manifest.is_file() else "default"
-    out.print(rbac_yaml(namespace, subject), markup=False, end="")
+    out.print(rbac_yaml(load(manifest).manifest, subject, driver_subject), markup=False, end="")
 
 
 @kube_app.command("install")

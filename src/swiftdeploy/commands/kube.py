@@ -1,71 +1,68 @@
-"""The Role the kubernetes runtime needs, and nothing more: each rule says which
-command's call needs it. The tests run the whole lifecycle under this Role."""
+"""`swiftdeploy kube rbac`: the two Roles of a service (runtime/kubernetes/rbac.py) as
+YAML to `kubectl apply -f -`, each rule commented with why it is there, with the
+driver's ServiceAccount and a RoleBinding per Role."""
 
 from __future__ import annotations
+
+import textwrap
 
 import yaml
 
 from swiftdeploy.errors import BadInputError
+from swiftdeploy.manifest import Manifest
+from swiftdeploy.runtime.kubernetes import rbac
 
-ROLE_NAME = "swiftdeploy"
-
-# (apiGroup, resource, verbs, why). Writes are server-side applies: a PATCH, which
-# the API server also authorizes as `create` when the object does not exist yet.
-RULES = (
-    ("apps", "deployments", ["get", "list", "create", "patch", "delete"], "the tracks"),
-    ("", "services", ["create", "patch", "delete"], "one Service per track"),
-    ("", "pods", ["list"], "readiness and `status`"),
-    ("", "configmaps", ["get", "create", "patch"], "the rollout state"),
-    ("", "secrets", ["create", "patch", "delete"], "the secret env values (never read back)"),
-    (
-        "gateway.networking.k8s.io",
-        "httproutes",
-        ["get", "create", "patch", "delete"],
-        "the split",
-    ),
-    ("coordination.k8s.io", "leases", ["get", "create", "update", "delete"], "one driver"),
-)
+SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
 
 
-def role(namespace: str) -> dict[str, object]:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": ROLE_NAME, "namespace": namespace},
-        "rules": [
-            {"apiGroups": [group], "resources": [resource], "verbs": verbs}
-            for group, resource, verbs, _ in RULES
-        ],
-    }
-
-
-def role_binding(namespace: str, subject: str) -> dict[str, object]:
-    kind, _, name = subject.partition("/")
-    if kind not in {"User", "ServiceAccount", "Group"} or not name:
+def parse_subject(manifest: Manifest, text: str, option: str) -> dict[str, object]:
+    kind, _, name = text.partition("/")
+    if kind not in SUBJECT_KINDS or not name:
         raise BadInputError(
-            f"--subject {subject!r} is not KIND/NAME",
-            hint="e.g. ServiceAccount/swiftdeploy or User/alice",
+            f"{option} {text!r} is not KIND/NAME",
+            hint="e.g. ServiceAccount/swiftdeploy, User/alice or Group/team-a",
         )
-    who: dict[str, str] = {"kind": kind, "name": name}
-    if kind == "ServiceAccount":
-        who["namespace"] = namespace
-    else:
-        who["apiGroup"] = "rbac.authorization.k8s.io"
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": ROLE_NAME, "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE_NAME},
-        "subjects": [who],
-    }
+    return rbac.subject(manifest, kind, name)
 
 
-def rbac_yaml(namespace: str, subject: str) -> str:
-    why = "".join(f"#   {resource}: {reason}\n" for _, resource, _, reason in RULES)
+def _dump(obj: object) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=None)
+
+
+def _commented_role(role: dict[str, object], rules: tuple[rbac.Rule, ...]) -> str:
+    """The Role with each rule preceded by a comment saying why."""
+    head = {key: value for key, value in role.items() if key != "rules"}
+    lines = [_dump(head), "rules:\n"]
+    for rule in rules:
+        lines.append(textwrap.fill(rule.why, 88, initial_indent="# ", subsequent_indent="# "))
+        lines.append("\n" + _dump([rule.as_policy_rule()]))
+    return "".join(lines)
+
+
+def rbac_yaml(manifest: Manifest, subject: str, driver_subject: str | None = None) -> str:
+    """The driver's ServiceAccount, Role and RoleBinding (to `driver_subject`, its
+    ServiceAccount by default), then the operators' Role bound to `subject`."""
+    service, namespace = manifest.service.name, manifest.kubernetes.namespace
+    driver_role, operator_role = rbac.driver_role(manifest), rbac.operator_role(manifest)
+    driver_who = (
+        parse_subject(manifest, driver_subject, "--driver-subject")
+        if driver_subject
+        else rbac.subject(manifest, "ServiceAccount", rbac.driver_name(manifest))
+    )
+    operators = parse_subject(manifest, subject, "--subject")
     return (
-        "# The Role swiftdeploy's kubernetes runtime needs in its namespace:\n"
-        + why
-        + yaml.safe_dump(role(namespace), sort_keys=False)
+        f"# {service} in namespace {namespace}: two Roles, and nothing more. Every get,\n"
+        "# update, patch and delete names its objects; create and list cannot be limited\n"
+        "# by name (a list shows every object of its kind in the namespace): keep a service\n"
+        "# or a team in a namespace of its own.\n"
+        "#\n# The driver: it alone changes the service and writes its record.\n"
+        + _dump(rbac.driver_service_account(manifest))
+        + "---\n"
+        + _commented_role(driver_role, rbac.driver_rules(manifest))
+        + "---\n"
+        + _dump(rbac.role_binding(manifest, driver_role, [driver_who]))
+        + "---\n# The operators: read the rollout and its record, file requests; no Secret.\n"
+        + _commented_role(operator_role, rbac.operator_rules(manifest))
         + "---\n# An example binding: adapt the subject.\n"
-        + yaml.safe_dump(role_binding(namespace, subject), sort_keys=False)
+        + _dump(rbac.role_binding(manifest, operator_role, [operators]))
     )

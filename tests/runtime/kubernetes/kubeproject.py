@@ -164,20 +164,32 @@ class KubeProject:
             time.sleep(0.1)
 
 
+def apply_rbac(cluster: KubeCluster, namespace: str, printed: str) -> None:
+    """Creates what `swiftdeploy kube rbac` printed, as an admin would apply it."""
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    for document in yaml.safe_load_all(printed):
+        if document["kind"] == "Role":
+            rbac.create_namespaced_role(namespace, document)
+        elif document["kind"] == "RoleBinding":
+            rbac.create_namespaced_role_binding(namespace, document)
+        else:
+            client.CoreV1Api(cluster.api).create_namespaced_service_account(namespace, document)
+
+
 def bind_role(cluster: KubeCluster, project: KubeProject) -> None:
-    """The Role and RoleBinding exactly as `swiftdeploy kube rbac` prints them."""
+    """The Roles and RoleBindings exactly as `swiftdeploy kube rbac` prints them, both
+    bound to the CLI's user: the CLI still drives rollouts itself (the driver's Role)
+    besides reading them (the operators')."""
     done = subprocess.run(
-        [SWIFTDEPLOY, "kube", "rbac", "-f", str(project.manifest), "--subject", f"User/{USER}"],
+        [
+            SWIFTDEPLOY, "kube", "rbac", "-f", str(project.manifest),
+            "--subject", f"User/{USER}", "--driver-subject", f"User/{USER}",
+        ],
         capture_output=True,
         text=True,
         check=True,
-    )
-    rbac = client.RbacAuthorizationV1Api(cluster.api)
-    for document in yaml.safe_load_all(done.stdout):
-        if document["kind"] == "Role":
-            rbac.create_namespaced_role(project.namespace, document)
-        else:
-            rbac.create_namespaced_role_binding(project.namespace, document)
+    )  # fmt: skip
+    apply_rbac(cluster, project.namespace, done.stdout)
 
 
 def new_project(

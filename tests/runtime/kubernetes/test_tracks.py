@@ -126,3 +126,19 @@ def test_a_cli_that_lost_its_lease_stops_at_its_next_save(
         with pytest.raises(LockedError, match=r"lost the Lease .* to elsewhere/7/beef"):
             store.save(State(stable_version="v9"))
     assert state_store(loaded).load().stable_version is None
+
+
+def test_a_track_the_state_does_not_know_is_deleted_by_name_at_reconcile(
+    loaded: LoadedManifest, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    # Given a canary Deployment left by a command interrupted before its state was saved
+    fleet = open_fleet(loaded, progress=lambda message: None)
+    state = fleet.tracks.ensure_track(fleet.store.load(), "stable", "v1", 1)
+    fleet.tracks.ensure_track(state, "canary", "v2", 1)
+    state = fleet.store.save(state)
+    # When the state is reconciled, by the user whose Roles cannot list Deployments
+    fleet.tracks.reconcile(state)
+    # Then the orphan is gone and the stable stays
+    apps = client.AppsV1Api(kube_cluster.api)
+    names = {d.metadata.name for d in apps.list_namespaced_deployment(kube_namespace).items}
+    assert names == {f"{SERVICE}-stable"}

@@ -212,11 +212,12 @@ class KubeTracks:
                 self.progress(f"cleaning up the {track} track (interrupted start or stop)")
                 self._delete_track(track)
                 state = self._with_track(state, track, ())
-        known = {objects.track_name(self.manifest, t) for t in TRACKS if state.track(t)}
-        for deployment in self.kube.list("Deployment", objects.selector(self.manifest)):
-            track = deployment["metadata"].get("labels", {}).get("track")
-            if deployment["metadata"]["name"] not in known and track in TRACKS:
-                self.progress(f"deleting orphan Deployment {deployment['metadata']['name']}")
+        for track in TRACKS:
+            # By name: listing them would take the right to read every Deployment of
+            # the namespace (rbac.py).
+            name = objects.track_name(self.manifest, track)
+            if not state.track(track) and self.kube.get("Deployment", name) is not None:
+                self.progress(f"deleting orphan Deployment {name}")
                 self._delete_track(track)
         return state
 
