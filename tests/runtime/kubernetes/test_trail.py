@@ -282,6 +282,16 @@ def test_one_chain_written_by_two_machines_is_read_whole_by_a_third(
     exported = c.cli(operator, "audit", "export", "--format", "json")
     assert exported.returncode == 0, exported.stderr
     assert [r["seq"] for r in json.loads(exported.stdout)] == [r["seq"] for r in b_records]
+    report = c.cli(operator, "audit", "report", "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    assert RID in (tmp_path / "report" / "audit_report.md").read_text()
+    # an operator's own checkpoint of the cluster's head, checked later from the cluster
+    made = c.cli(operator, "audit", "checkpoint", "-o", str(tmp_path / "head.json"))
+    assert made.returncode == 0, made.stderr
+    assert json.loads((tmp_path / "head.json").read_text())["count"] == len(b_records)
+    checked = c.cli(operator, "audit", "verify", "--checkpoint", str(tmp_path / "head.json"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "checkpoint of " in checked.stdout
     events = c.cli(operator, "events")
     assert events.returncode == 0, events.stderr
     told = [json.loads(line) for line in events.stdout.splitlines()]
