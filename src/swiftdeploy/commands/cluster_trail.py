@@ -47,7 +47,7 @@ from swiftdeploy.audit.recorder import Recorder
 from swiftdeploy.audit.records import canonical_bytes, parse_json
 from swiftdeploy.audit.statecheck import REFUSED, state_problem
 from swiftdeploy.audit.verify import Problem, VerifyResult, read_trail, verify
-from swiftdeploy.errors import AuditError, BadInputError
+from swiftdeploy.errors import AuditError, BadInputError, OperationalError, TransientError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.state import State
@@ -243,7 +243,8 @@ def _synced(
                 "cluster_key",
                 path,
                 f"the trail's public key is now {public}, not {pinned}, the one this machine "
-                "read first: the keys were replaced, so the signed heads prove nothing",
+                "read first: the keys were replaced, so the signed heads prove nothing (if "
+                f"that was meant, remove {path.with_name(SEEN)})",
             )
         )
     if isinstance(pinned, str):
@@ -411,14 +412,18 @@ def state_warnings(loaded: LoadedManifest, state: State, kube: Kube | None = Non
 
     store = _store(loaded, kube)
     warnings = []
-    records, result = read_synced(sync(loaded, store.kube))
-    if result.tampered:
-        warnings.append(f"the audit trail does not verify: {result.summary()}")
+    try:
+        records, result = read_synced(sync(loaded, store.kube))
+    except OperationalError as exc:  # status says what it can without the trail
+        warnings.append(f"cannot read the audit trail: {exc.one_line()}")
     else:
-        transitions = [r for r in records if r.get("kind") == "transition"]
-        problem = state_problem(state, transitions)
-        if problem is not None:
-            warnings.append(f"the driver refuses this state: {problem}")
+        if result.tampered:
+            warnings.append(f"the audit trail does not verify: {result.summary()}")
+        else:
+            transitions = [r for r in records if r.get("kind") == "transition"]
+            problem = state_problem(state, transitions)
+            if problem is not None:
+                warnings.append(f"the driver refuses this state: {problem}")
     running = {}
     for track in ("stable", "canary"):
         found = store.kube.get("Deployment", objects.track_name(loaded.manifest, track))
@@ -542,9 +547,12 @@ class ClusterSink:
     def appended(self, record: Record) -> None:
         self.pending.append(self._pending(record))
         self._remember([record])
-        hold = record.get("kind") == "decision" and record.get("action") == "hold"
-        if hold and self.clock() - self.last_write < self.quiet_s:
-            return  # written with the next record, or by `mirror`
+        if record.get("kind") == "decision" and record.get("action") == "hold":
+            # A hold acts on nothing: it can wait for the next write, or the server.
+            if self.clock() - self.last_write >= self.quiet_s:
+                with contextlib.suppress(TransientError):
+                    self.mirror()
+            return
         self.mirror()
 
     def mirror(self) -> None:
