@@ -43,11 +43,12 @@ from swiftdeploy.audit.keys import (
     MemoryKeyStore,
 )
 from swiftdeploy.audit.log import AuditLog, Record, trail_files, utc_timestamp
-from swiftdeploy.audit.recorder import Recorder
+from swiftdeploy.audit.recorder import AuditRecorder, Recorder
 from swiftdeploy.audit.records import canonical_bytes, parse_json
 from swiftdeploy.audit.statecheck import REFUSED, state_problem
 from swiftdeploy.audit.verify import Problem, VerifyResult, read_trail, verify
 from swiftdeploy.errors import AuditError, BadInputError, OperationalError, TransientError
+from swiftdeploy.fleet import Fleet
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.state import State
@@ -643,3 +644,14 @@ def open_cluster_audit_log(
     return AuditLog(
         settings.path, settings.max_bytes, settings.secrets, command=command, keys=keys, sink=sink
     )
+
+
+def use_cluster_trail(fleet: Fleet) -> ClusterSink:
+    """Make the driver's fleet record to the cluster's trail (`open_cluster_audit_log`)
+    rather than a local one keyed from this user's config directory. The driver then
+    calls `sink.refuse(state, fleet.recorder)` on every state it loads before acting on
+    it, and `sink.mirror()` when it stops."""
+    log = open_cluster_audit_log(fleet.loaded)
+    fleet.recorder = AuditRecorder(log)
+    assert isinstance(log.sink, ClusterSink)
+    return log.sink

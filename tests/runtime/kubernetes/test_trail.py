@@ -23,12 +23,15 @@ from kubernetes import client
 from swiftdeploy.audit.log import ENVELOPE, AuditLog
 from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.audit.statecheck import REFUSED
-from swiftdeploy.commands.cluster_trail import ClusterSink, open_cluster_audit_log
+from swiftdeploy.commands.cluster_trail import (
+    ClusterSink,
+    open_cluster_audit_log,
+    use_cluster_trail,
+)
 from swiftdeploy.errors import AuditError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.runtime.kubernetes import objects, rbac
 from swiftdeploy.runtime.kubernetes.api import open_kube
-from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.runtime.kubernetes.trail import (
     key_secret_name,
     public_name,
@@ -37,6 +40,7 @@ from swiftdeploy.runtime.kubernetes.trail import (
     tail_name,
 )
 from swiftdeploy.state import Phase, State
+from swiftdeploy.wiring import open_fleet
 from tests.audit.conftest import Cli
 from tests.conftest import SWIFTDEPLOY
 from tests.support.inputs import counts
@@ -481,18 +485,21 @@ def test_a_state_forged_by_an_editor_is_refused_with_its_reason(
     tmp_path: Path,
 ) -> None:
     a, b, c = machines
-    store = ConfigMapStateStore(open_kube(a.loaded), a.loaded.manifest)
-    cli, sink = a.driver(monkeypatch)
-    # Given a rollout held at its step, its state saved as the driver saves it
-    start(cli)
-    look(cli, 1)
-    cli.transition(RID, "progressing", "paused", "held at max_duration", **VERSIONS,
-                   step_index=0, weight=10)  # fmt: skip
-    held = store.save(
-        State(phase=Phase.PAUSED, rollout_id=RID, stable_version="v1", canary_version="v2",
-              canary_weight=10, step_index=0, pause_kind="held")
+    # Given the driver's fleet on the cluster's trail, a rollout held at its step: its
+    # transitions recorded, then saved (Fleet.transition)
+    monkeypatch.setenv("HOME", str(a.home))
+    fleet = open_fleet(a.loaded, lambda _: None)
+    sink = use_cluster_trail(fleet)
+    state = fleet.transition(
+        State(stable_version="v1"), "rollout of v2 started", "started",
+        phase=Phase.PROGRESSING, rollout_id=RID, canary_version="v2", step_index=0,
     )  # fmt: skip
-    assert sink.refuse(store.load(), cli.recorder) is None
+    held = fleet.transition(
+        state.model_copy(update={"canary_weight": 10}), "held at max_duration", "held",
+        phase=Phase.PAUSED, pause_kind="held",
+    )  # fmt: skip
+
+    assert sink.refuse(fleet.store.load(), fleet.recorder) is None
 
     # When a user with the built-in `edit` role rewrites the phase to promoting
     editor = client.CoreV1Api(
@@ -505,15 +512,17 @@ def test_a_state_forged_by_an_editor_is_refused_with_its_reason(
     )  # fmt: skip
 
     # Then a driver started afresh elsewhere (B) refuses it, in one line, and records it
-    fresh, sink_b = b.driver(monkeypatch)
-    said = sink_b.refuse(store.load(), fresh.recorder)
+    monkeypatch.setenv("HOME", str(b.home))
+    fresh = open_fleet(b.loaded, lambda _: None)
+    sink_b = use_cluster_trail(fresh)
+    said = sink_b.refuse(fresh.store.load(), fresh.recorder)
     assert said is not None
     assert "\n" not in said
     assert "phase promoting" in said, said
     assert "left phase paused" in said, said
     assert "no recorded transition reached it" in said
     # once per refused state, not at every look
-    assert sink_b.refuse(store.load(), fresh.recorder) == said
+    assert sink_b.refuse(fresh.store.load(), fresh.recorder) == said
     refusals = [r for r in records(b.loaded.project_dir / ".swiftdeploy" / "history.jsonl")
                 if r["kind"] == REFUSED]  # fmt: skip
     assert len(refusals) == 1
@@ -543,4 +552,4 @@ def test_a_state_forged_by_an_editor_is_refused_with_its_reason(
         objects.state_name(a.loaded.manifest), kube_namespace,
         {"data": {"state.json": held.model_dump_json()}},
     )  # fmt: skip
-    assert sink_b.refuse(store.load(), fresh.recorder) is None
+    assert sink_b.refuse(fresh.store.load(), fresh.recorder) is None
