@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import secrets
 import time
 from collections import deque
@@ -58,13 +60,20 @@ if TYPE_CHECKING:  # the kubernetes client loads only when a cluster is used
     from swiftdeploy.runtime.kubernetes.api import Kube
     from swiftdeploy.runtime.kubernetes.trail import Snapshot, TrailStore
 
-CACHE = "cluster-trail"
+CACHE = "cluster-trail"  # operators' copy of the cluster's trail
+DRIVER_DIR = "driver-trail"  # the driver's own trail, mirrored to the cluster
 TRAIL = "history.jsonl"
 SEEN = "seen.json"
 HEAD_COPY = "cluster-head.json"
 # A ConfigMap holds at most 1 MiB: a segment is sealed before its records pass this.
 SEGMENT_BYTES = 512 * 1024
 QUIET_S = 3.0  # while only holds are written, the tail is written at most this often
+
+
+def driver_trail(loaded: LoadedManifest) -> Path:
+    """The driver's local copy of the cluster's trail: a file of its own, apart from
+    `audit.path`, which a CLI on the same machine may have written with its user's key."""
+    return loaded.state_dir / DRIVER_DIR / TRAIL
 
 
 def is_cluster(loaded: LoadedManifest) -> bool:
@@ -122,20 +131,37 @@ def _chain(snapshot: Snapshot) -> tuple[list[list[_Line]], list[_Line]]:
 
 def _write_copy(snapshot: Snapshot, directory: Path) -> Path:
     """The cluster's chain as a local trail: segments as history.jsonl.1, .2, ..., the
-    tail as history.jsonl, its head file beside it. Returns the trail's path."""
+    tail as history.jsonl, its head file beside it. Returns the trail's path. Written
+    under the trail's lock, as a writer would, so that a reader on this machine (verify,
+    `events --follow`) never sees half of it; only files that changed are written."""
     private_dir(directory)
     path = directory / TRAIL
-    for old in [*trail_files(path), head_path(path)]:
-        with contextlib.suppress(FileNotFoundError):
-            old.unlink()
     segments, tail = _chain(snapshot)
-    for number, lines in enumerate(segments, start=1):
-        atomic_write(path.with_name(f"{TRAIL}.{number}"), _text(lines))
+    wanted = {path.with_name(f"{TRAIL}.{n}"): _text(lines) for n, lines in enumerate(segments, 1)}
     if snapshot.tail is not None:
-        atomic_write(path, _text(tail))
+        wanted[path] = _text(tail)  # before the head: a head behind is only a warning
         if snapshot.tail.head:
-            atomic_write(head_path(path), snapshot.tail.head)
+            wanted[head_path(path)] = snapshot.tail.head
+    lock = os.open(path.with_name(TRAIL + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for old in [*trail_files(path), head_path(path)]:
+            if old not in wanted:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        for file, text in wanted.items():
+            if _read_text(file) != text:
+                atomic_write(file, text)
+    finally:
+        os.close(lock)
     return path
+
+
+def _read_text(file: Path) -> str | None:
+    try:
+        return file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _text(lines: Sequence[_Line]) -> str:
@@ -640,9 +666,10 @@ def open_cluster_audit_log(
     keys = driver_keys(store)
     sink = ClusterSink(store, keys, segment_bytes=segment_bytes, quiet_s=quiet_s)
     settings = audit_settings(loaded)
-    sink.restore(settings.path)
+    path = driver_trail(loaded)
+    sink.restore(path)
     return AuditLog(
-        settings.path, settings.max_bytes, settings.secrets, command=command, keys=keys, sink=sink
+        path, settings.max_bytes, settings.secrets, command=command, keys=keys, sink=sink
     )
 
 

@@ -25,6 +25,7 @@ from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.audit.statecheck import REFUSED
 from swiftdeploy.commands.cluster_trail import (
     ClusterSink,
+    driver_trail,
     open_cluster_audit_log,
     use_cluster_trail,
 )
@@ -40,7 +41,7 @@ from swiftdeploy.runtime.kubernetes.trail import (
     tail_name,
 )
 from swiftdeploy.state import Phase, State
-from swiftdeploy.wiring import open_fleet
+from swiftdeploy.wiring import audit_settings, open_fleet
 from tests.audit.conftest import Cli
 from tests.conftest import SWIFTDEPLOY
 from tests.support.inputs import counts
@@ -248,11 +249,11 @@ def test_one_chain_written_by_two_machines_is_read_whole_by_a_third(
     first, _ = a.driver(monkeypatch)
     start(first)
     assert [look(first, n) for n in (1, 2)] == ["hold", "hold"]
-    a_records = records(a.loaded.project_dir / ".swiftdeploy" / "history.jsonl")
+    a_records = records(driver_trail(a.loaded))
     del first
 
     # When machine B's driver (no local trail) takes over and promotes
-    b_trail = b.loaded.project_dir / ".swiftdeploy" / "history.jsonl"
+    b_trail = driver_trail(b.loaded)
     assert not b_trail.exists()
     second, _ = b.driver(monkeypatch)
     # the chain goes on from A's last record: never a new genesis
@@ -323,15 +324,17 @@ def test_a_driver_restarted_goes_on_with_the_one_chain(
 ) -> None:
     a, b, c = machines
     operator = bind(kube_cluster, kube_namespace, "deployer", rbac.operator_role(a.loaded.manifest))
+    # a CLI on A wrote the project's own local trail, with its user's key: no matter
+    AuditLog(audit_settings(a.loaded).path, 10_000_000).append("command", rollout_id=None)
     first, _ = a.driver(monkeypatch)
     start(first)
     second, sink = b.driver(monkeypatch)
     look(second, 1)
-    cluster = records(b.loaded.project_dir / ".swiftdeploy" / "history.jsonl")
+    cluster = records(driver_trail(b.loaded))
 
     # A's driver restarted with its older local trail: rebuilt as the cluster's, then on
     third, _ = a.driver(monkeypatch)
-    a_trail = a.loaded.project_dir / ".swiftdeploy" / "history.jsonl"
+    a_trail = driver_trail(a.loaded)
     assert records(a_trail) == cluster
     finish(third)
     assert records(a_trail)[: len(cluster)] == cluster
@@ -347,7 +350,7 @@ def test_a_driver_restarted_goes_on_with_the_one_chain(
 
     # another chain, with the same key, is never merged: the driver refuses to start
     d = Machine(tmp_path / "d", kube_namespace)
-    other = AuditLog(d.loaded.project_dir / ".swiftdeploy" / "history.jsonl", 10_000_000,
+    other = AuditLog(driver_trail(d.loaded), 10_000_000,
                      keys=sink.keys)  # fmt: skip
     other.append("command", rollout_id="r-elsewhere")
     with pytest.raises(AuditError, match="different chains"):
@@ -364,7 +367,7 @@ def test_holds_are_written_to_the_cluster_at_most_every_few_seconds(
     cli, sink = a.driver(monkeypatch, quiet_s=3.0)
     start(cli)
     look(cli, 1)
-    trail = a.loaded.project_dir / ".swiftdeploy" / "history.jsonl"
+    trail = driver_trail(a.loaded)
     hold = records(trail)[-1]
     assert hold["action"] == "hold"
     fields = {k: v for k, v in hold.items() if k not in ENVELOPE}
@@ -523,7 +526,7 @@ def test_a_state_forged_by_an_editor_is_refused_with_its_reason(
     assert "no recorded transition reached it" in said
     # once per refused state, not at every look
     assert sink_b.refuse(fresh.store.load(), fresh.recorder) == said
-    refusals = [r for r in records(b.loaded.project_dir / ".swiftdeploy" / "history.jsonl")
+    refusals = [r for r in records(driver_trail(b.loaded))
                 if r["kind"] == REFUSED]  # fmt: skip
     assert len(refusals) == 1
     assert refusals[0]["phase"] == "promoting"
