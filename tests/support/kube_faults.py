@@ -4,18 +4,22 @@ etcd. The other parts (controllers, kwok, the fake data plane) reconnect on thei
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
 import httpx
+import urllib3
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from tests.support.kube import ClusterError, KubeCluster, _spawn, _stop_processes
 
 API_SERVER = "kube-apiserver"
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 120.0
 
 
 def _ready(cluster: KubeCluster) -> bool:
@@ -35,7 +39,9 @@ def stop_api_server(cluster: KubeCluster) -> None:
 
 
 def start_api_server(cluster: KubeCluster) -> float:
-    """Starts it again as it first ran; returns the seconds until /readyz passed."""
+    """Starts it again as it first ran; returns once /readyz passes and the controllers
+    act again (their watches back off through the outage, for up to about 30 s after
+    it), with the seconds that took."""
     index, old = next((i, p) for i, p in enumerate(cluster._processes) if p.name == API_SERVER)
     if old.popen.poll() is None:
         raise ClusterError("the API server is running: stop it first")
@@ -48,7 +54,48 @@ def start_api_server(cluster: KubeCluster) -> float:
                 f"the API server was not ready {READY_TIMEOUT_S:.0f} s after a restart"
             )
         time.sleep(0.2)
+    _wait_controllers(cluster, started + READY_TIMEOUT_S)
     return time.monotonic() - started
+
+
+def _wait_controllers(cluster: KubeCluster, deadline: float) -> None:
+    """A namespace made now gets its default ServiceAccount (the controller manager
+    watches again) and the fake node is Ready (kwok renews it again)."""
+    core = client.CoreV1Api(cluster.api)
+    probe = f"restarted-{secrets.token_hex(3)}"
+    while True:
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probe)))
+            break
+        except (ApiException, urllib3.exceptions.HTTPError):
+            _before(deadline, "the API server to take a namespace")
+    try:
+        while not _answers(lambda: core.read_namespaced_service_account("default", probe)):
+            _before(deadline, "the controller manager to act again")
+        while not _answers(lambda: _ready_node(core, cluster.node_name)):
+            _before(deadline, f"node {cluster.node_name} to be Ready again")
+    finally:
+        cluster.delete_namespace(probe)
+
+
+def _ready_node(core: client.CoreV1Api, name: str) -> None:
+    conditions = core.read_node(name).status.conditions or []
+    if not any(c.type == "Ready" and c.status == "True" for c in conditions):
+        raise ApiException(status=0, reason="not Ready")
+
+
+def _answers(read: Callable[[], object]) -> bool:
+    try:
+        read()
+    except (ApiException, urllib3.exceptions.HTTPError):
+        return False
+    return True
+
+
+def _before(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise ClusterError(f"timed out after a restart of the API server waiting for {what}")
+    time.sleep(0.5)
 
 
 @contextmanager

@@ -223,7 +223,9 @@ def test_an_api_server_outage_is_transient_and_the_lease_is_kept_or_taken_back(
                     kube.get("ConfigMap", "anything")
                 assert time.monotonic() - started < 2 * (api.RETRY_BUDGET_S + 1)
                 time.sleep(2)
-        # When it is back, Then the lease that had not expired is still ours, unchanged
+        # When it is back, Then the state is the last one saved, whole
+        assert store.load().stable_version == "v1"
+        # and the lease that had not expired is still ours, unchanged
         store.save(State(stable_version="v2"))
         assert store.load().stable_version == "v2"
         after = read_lease(kube_cluster, kube_namespace, long.name)
