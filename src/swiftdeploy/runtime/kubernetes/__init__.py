@@ -17,6 +17,7 @@ from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import (
     Kube,
     KubeApiError,
+    KubeUnavailableError,
     context_of,
     open_kube,
 )
@@ -115,7 +116,7 @@ def preflight(loaded: LoadedManifest) -> list[str]:
         try:
             kube.apply(obj, dry_run=True)
         except KubeApiError as exc:
-            if exc.status is None or exc.status in (401, 403) or exc.status >= 500:
+            if isinstance(exc, KubeUnavailableError) or exc.status in (401, 403):
                 raise
             hint = "fix the manifest value it names"
             if obj["kind"] == "HTTPRoute" and exc.status == 404:
