@@ -357,6 +357,33 @@ def test_a_driver_restarted_goes_on_with_the_one_chain(
         d.driver(monkeypatch)
 
 
+def test_a_driver_killed_between_sealing_a_segment_and_its_tail_loses_nothing(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    machines: list[Machine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b, c = machines
+    operator = bind(kube_cluster, kube_namespace, "deployer", rbac.operator_role(a.loaded.manifest))
+    cli, sink = a.driver(monkeypatch, segment_bytes=1_000_000)
+    start(cli)
+    look(cli, 1)
+    # the tail's records sealed as a segment, and the driver killed before the tail
+    # was written without them: both ConfigMaps now hold them
+    sealed = [p.raw for p in sink.tail]
+    sink.store.seal(1, sink.tail[-1].seq, b"".join(sealed), sink._signed(sink.tail[-1]))
+    done = c.cli(operator, "audit", "verify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"audit trail ok: {len(sealed)} records in 2 file(s)" in done.stdout
+    # the next driver goes on from there, and sealing again is no conflict
+    second, _ = b.driver(monkeypatch, segment_bytes=1_000_000)
+    finish(second)
+    done = c.cli(operator, "audit", "verify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"audit trail ok: {len(sealed) + 2} records" in done.stdout
+    sink.store.seal(1, sink.tail[-1].seq, b"".join(sealed), sink._signed(sink.tail[-1]))
+
+
 def test_holds_are_written_to_the_cluster_at_most_every_few_seconds(
     kube_cluster: KubeCluster,
     kube_namespace: str,
