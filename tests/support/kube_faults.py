@@ -1,21 +1,29 @@
 """Faults of the test control plane: its API server stopped for a while and started again
 (a restart, as on an upgrade), with the same flags, port and certificates, over the same
-etcd. The other parts (controllers, kwok, the fake data plane) reconnect on their own."""
+etcd; the other parts (controllers, kwok, the fake data plane) reconnect on their own.
+And `ScriptedServer`, a loopback HTTP server that answers as an API server in trouble
+would (429, 5xx, a lost answer), as scripted."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
 import httpx
+import kubernetes.client
 import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from swiftdeploy.runtime.kubernetes import api
+from swiftdeploy.runtime.kubernetes.api import Kube
 from tests.support.kube import ClusterError, KubeCluster, _spawn, _stop_processes
 
 API_SERVER = "kube-apiserver"
@@ -106,3 +114,60 @@ def api_server_stopped(cluster: KubeCluster) -> Iterator[None]:
         yield
     finally:
         start_api_server(cluster)
+
+
+FOUND = {"kind": "ConfigMap", "metadata": {"name": "demo", "resourceVersion": "7"}}
+
+
+Answer = tuple[int, dict[str, str]] | tuple[int, dict[str, str], Callable[[], object]]
+
+
+class ScriptedServer:
+    """Answers each request with the next (status, headers[, body]) of `script`, then
+    200 with FOUND; a body is made when the request comes."""
+
+    def __init__(self, script: list[Answer]) -> None:
+        self.script = list(script)
+        self.seen: list[tuple[str, float]] = []  # (method, monotonic time)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                outer.seen.append((self.command, time.monotonic()))
+                status, headers, *made = outer.script.pop(0) if outer.script else (200, {})
+                default = FOUND if status == 200 else {"message": f"said {status}"}
+                body = json.dumps(made[0]() if made else default)
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def kube_at(url: str) -> Kube:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = url
+    return Kube(api.client_for(configuration), "team-a")

@@ -5,64 +5,16 @@ and not retried. (The real API server stopped and restarted: test_lease.py.)"""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import kubernetes.client
 import pytest
 
 from swiftdeploy.errors import TransientError
 from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.kubernetes import api
-from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError, KubeUnavailableError
-
-FOUND = {"kind": "ConfigMap", "metadata": {"name": "demo", "resourceVersion": "7"}}
-
-
-class ScriptedServer:
-    """Answers each request with the next (status, headers) of `script`, then 200."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
-        self.script = list(script)
-        self.seen: list[tuple[str, float]] = []  # (method, monotonic time)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                outer.seen.append((self.command, time.monotonic()))
-                status, headers = outer.script.pop(0) if outer.script else (200, {})
-                body = json.dumps(FOUND if status == 200 else {"message": f"said {status}"})
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def kube_at(url: str) -> Kube:
-    configuration = kubernetes.client.Configuration()
-    configuration.host = url
-    return Kube(api.client_for(configuration), "team-a")
+from swiftdeploy.runtime.kubernetes.api import KubeApiError, KubeUnavailableError
+from tests.support.kube_faults import FOUND, Answer, ScriptedServer, kube_at
 
 
 @pytest.fixture
@@ -70,7 +22,7 @@ def scripted() -> Iterator[type[ScriptedServer]]:
     servers: list[ScriptedServer] = []
 
     class Started(ScriptedServer):
-        def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
+        def __init__(self, script: list[Answer]) -> None:
             super().__init__(script)
             servers.append(self)
 

@@ -26,8 +26,9 @@ from swiftdeploy.runtime.kubernetes.lease import Holder, LeaseLock
 from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.state import State
 from tests.runtime.kubernetes.kubeproject import SERVICE, new_project
+from tests.runtime.kubernetes.test_rbac import write_manifest
 from tests.support.kube import KubeCluster
-from tests.support.kube_faults import api_server_stopped
+from tests.support.kube_faults import ScriptedServer, api_server_stopped, kube_at
 
 LEASE = f"{SERVICE}-swiftdeploy"
 OUTAGE_S = 30.0
@@ -242,3 +243,25 @@ def test_an_api_server_outage_is_transient_and_the_lease_is_kept_or_taken_back(
         assert retaken.spec.acquire_time > before[brief].spec.renew_time
         assert long.lost is None
         assert brief.lost is None
+
+
+def test_a_lease_whose_create_went_through_but_whose_answer_was_lost_is_ours(
+    short_tmp: Path,
+) -> None:
+    manifest = load_manifest(write_manifest(short_tmp, "team-a")).manifest
+
+    def ours() -> dict[str, object]:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        spec = {"holderIdentity": lock.me, "leaseDurationSeconds": 15, "renewTime": now}
+        return {"kind": "Lease", "metadata": {"name": LEASE, "resourceVersion": "5"}, "spec": spec}
+
+    # Given no lease, and a create that is applied but answered 503 (so retried: 409)
+    with ScriptedServer([(404, {}), (503, {}), (409, {}), (200, {}, ours)]) as server:
+        kube = kube_at(server.url)
+        lock = LeaseLock(kube, manifest)
+        # When the lease is acquired, Then it is ours, as the API server says, and guards
+        lock.acquire()
+    assert [method for method, _ in server.seen] == ["GET", "POST", "POST", "GET"]
+    assert lock._lease is not None
+    assert lock._lease["metadata"]["resourceVersion"] == "5"
+    assert kube.guard == lock.verify

@@ -208,9 +208,13 @@ class LeaseLock:
         except KubeApiError as exc:
             if exc.status != 409:
                 raise
-            # Someone else created or took it between our read and our write.
-            self._refuse_if_held(self.kube.get("Lease", self.name) or {})
-            raise
+            # Someone else created or took it between our read and our write, or our
+            # own write went through and its answer was lost (the call was retried).
+            now = self.kube.get("Lease", self.name) or {}
+            if _holder(now) != self.me:
+                self._refuse_if_held(now)
+                raise
+            self._lease = now
         self._previous_guard, self.kube.guard = self.kube.guard, self.verify
 
     def _refuse_if_held(self, lease: Lease) -> None:
