@@ -70,7 +70,9 @@ ReasonOption = Annotated[
 
 
 def progress(message: str) -> None:
-    err.print(f"[cyan]•[/] {escape(message)}", markup=True, highlight=False)
+    # one line however narrow the terminal (or a driver's log): a warning said through
+    # progress (route drift) stays one line a log search finds
+    err.print(f"[cyan]•[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def warn(lines: Iterable[str]) -> None:
