@@ -100,4 +100,21 @@ def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) ->
         from swiftdeploy.commands.cluster_trail import state_warnings
 
         warnings = tuple(state_warnings(fleet.loaded, state))
+    split = split_warning(state, weight)
+    if split is not None:
+        warnings = (*warnings, split)
     return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver, step, warnings)
+
+
+def split_warning(state: State, weight: int | None) -> str | None:
+    """The router's weight when it is not the state's (someone edited the route since
+    the last look): the rollout's next look restores it and restarts the step's
+    evidence."""
+    canary = any(r.ready for r in state.track("canary"))
+    expected = state.canary_weight if canary else 0
+    if weight is None or weight == expected:
+        return None
+    return (
+        f"the route sends the canary {weight}% but the rollout's state says {expected}%: "
+        "a running rollout's next look restores it and starts the step's evidence again"
+    )
