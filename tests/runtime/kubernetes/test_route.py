@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
+from swiftdeploy.errors import OperationalError
 from swiftdeploy.manifest import Manifest, load_manifest
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes import route as routes
+from swiftdeploy.runtime.kubernetes.api import KubeApiError
 
 MANIFEST = """\
 apiVersion: swiftdeploy/v1
@@ -149,3 +152,158 @@ def test_what_swiftdeploy_wrote_survives_the_annotation(manifest: Manifest) -> N
     assert routes.written_of(route) == found
     route["metadata"]["annotations"] = {routes.WRITTEN: "not json"}
     assert routes.written_of(route) is None
+
+
+# --- RouteKeeper against an API server in memory ------------------------------------
+
+
+class MemoryKube:
+    """The route's calls as the API server answers them: a merge patch carrying an old
+    resourceVersion is refused (409), as is a create of a route that exists.
+    `interfere` writes happen just before each of SwiftDeploy's next writes."""
+
+    namespace = "team-a"
+
+    def __init__(self, route: dict[str, Any] | None = None) -> None:
+        self.route = copy.deepcopy(route)
+        self.version = 1
+        self.writes = 0
+        self.interfere = 0
+        if self.route is not None:
+            self.route["metadata"]["resourceVersion"] = "1"
+
+    def _path(self, kind: str, name: str | None = None) -> str:
+        return f"/{kind}/{name or ''}"
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.route)
+
+    def _bump(self) -> None:
+        self.version += 1
+        assert self.route is not None
+        self.route["metadata"]["resourceVersion"] = str(self.version)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        body = kwargs["body"]
+        assert kwargs["query"] == {"fieldManager": "swiftdeploy"}  # never forced
+        if self.interfere and self.route is not None:
+            self.interfere -= 1
+            self._bump()
+        if method == "POST":
+            if self.route is not None:
+                raise ApiException(status=409, reason="AlreadyExists")
+            self.route = copy.deepcopy(body)
+            self._bump()
+        else:
+            assert self.route is not None
+            if body["metadata"]["resourceVersion"] != self.route["metadata"]["resourceVersion"]:
+                raise ApiException(status=409, reason="Conflict")
+            annotations = self.route["metadata"].setdefault("annotations", {})
+            for key, value in body["metadata"].get("annotations", {}).items():
+                if value is None:
+                    annotations.pop(key, None)
+                else:
+                    annotations[key] = value
+            self.route["spec"]["rules"] = body["spec"]["rules"]
+            self._bump()
+        self.writes += 1
+        return {}
+
+    def delete(self, kind: str, name: str, resource_version: str | None = None) -> None:
+        assert self.route is not None
+        if resource_version != self.route["metadata"]["resourceVersion"]:
+            raise KubeApiError("conflict", status=409)
+        self.route = None
+        self.writes += 1
+
+
+def keeper(manifest: Manifest, kube: MemoryKube) -> tuple[routes.RouteKeeper, list[str]]:
+    said: list[str] = []
+    return routes.RouteKeeper(kube, manifest, said.append), said  # type: ignore[arg-type]
+
+
+def test_a_new_split_is_one_write_and_the_same_split_none(manifest: Manifest) -> None:
+    kube = MemoryKube(shared(manifest, weight=10))
+    route, said = keeper(manifest, kube)
+    route.apply(50, canary=True)
+    assert kube.writes == 1
+    assert kube.route is not None
+    assert ADMIN_RULE in kube.route["spec"]["rules"]
+    assert kube.route["spec"]["hostnames"] == ["shop.example"]
+    assert route.canary_weight() == 50
+    route.apply(50, canary=True)
+    assert kube.writes == 1
+    assert said == []
+
+
+def test_a_write_that_meets_another_writer_is_done_again_on_a_fresh_read(
+    manifest: Manifest,
+) -> None:
+    kube = MemoryKube(shared(manifest, weight=10))
+    kube.interfere = 2  # two writers get in before SwiftDeploy's first two writes
+    route, _ = keeper(manifest, kube)
+    route.apply(50, canary=True)
+    assert route.canary_weight() == 50
+    # a route that changes under every write is an error, not a forced write
+    kube.interfere = routes.ATTEMPTS
+    with pytest.raises(OperationalError, match="changed under every one of 5 writes"):
+        route.apply(10, canary=True)
+
+
+def test_another_managers_change_to_swiftdeploys_part_is_warned_and_set_back(
+    manifest: Manifest,
+) -> None:
+    kube = MemoryKube(shared(manifest, weight=10))
+    route, said = keeper(manifest, kube)
+    route.apply(10, canary=True)  # written by SwiftDeploy: the annotation says 90/10
+    assert kube.route is not None
+    split = kube.route["spec"]["rules"][3]["backendRefs"]
+    split[0]["weight"], split[1]["weight"] = 0, 100
+    kube.route["metadata"]["managedFields"] = [
+        {"manager": "kubectl-edit", "time": "2026-12-07T10:05:00Z",
+         "fieldsV1": {"f:spec": {"f:rules": {}}}},
+    ]  # fmt: skip
+    route.apply(50, canary=True)
+    assert said == [
+        "field manager 'kubectl-edit' changed SwiftDeploy's part of HTTPRoute team-a/shop "
+        "(split 0/100 (stable/canary)); SwiftDeploy sets it back to the rollout's split"
+    ]
+    assert route.canary_weight() == 50
+
+
+def test_reconcile_restores_a_missing_or_changed_route_and_says_what_it_found(
+    manifest: Manifest,
+) -> None:
+    kube = MemoryKube()
+    route, said = keeper(manifest, kube)
+    assert route.reconcile(10, canary=True) == (
+        "HTTPRoute team-a/shop was missing; restored to 90/10 (stable/canary)"
+    )
+    writes = kube.writes
+    assert route.reconcile(10, canary=True) is None  # as the state says: no write
+    assert kube.writes == writes
+    assert kube.route is not None
+    kube.route["spec"]["rules"][2]["backendRefs"][1]["weight"] = 90
+    found = route.reconcile(10, canary=True)
+    assert found is not None
+    assert found.startswith("HTTPRoute team-a/shop had split 50/50 (stable/canary) (by ")
+    assert found.endswith("; restored to 90/10 (stable/canary)")
+    assert route.canary_weight() == 10
+    assert said == []  # the look records the drift; no second warning
+
+
+def test_teardown_leaves_others_rules_and_deletes_a_route_that_is_only_ours(
+    manifest: Manifest,
+) -> None:
+    kube = MemoryKube(shared(manifest))
+    route, _ = keeper(manifest, kube)
+    route.apply(10, canary=True)
+    route.teardown()
+    assert kube.route is not None
+    assert kube.route["spec"]["rules"] == [ADMIN_RULE]
+    assert routes.WRITTEN not in kube.route["metadata"].get("annotations", {})
+
+    only_ours = MemoryKube(served(objects.http_route(manifest, 10, canary=True)))
+    route, _ = keeper(manifest, only_ours)
+    route.teardown()
+    assert only_ours.route is None
