@@ -37,7 +37,13 @@ from swiftdeploy.cli.common import (
     summary,
     warn,
 )
-from swiftdeploy.errors import ExitCode, StateError, SwiftDeployError
+from swiftdeploy.errors import (
+    ExitCode,
+    OperationalError,
+    StateError,
+    SwiftDeployError,
+    TransientError,
+)
 
 if TYPE_CHECKING:
     from swiftdeploy.fleet import Fleet
@@ -507,6 +513,8 @@ class _Follow:
 # How long a follower waits for a dead driver to be restarted before it says so.
 DRIVER_GONE_S = 15.0
 FOLLOW_POLL_S = 0.25
+# After the API server was away, its refusals are waited through for this long.
+AFTER_OUTAGE_S = 30.0
 
 
 def _follow(loaded: LoadedManifest, state: State, how: _Follow) -> None:
@@ -532,8 +540,17 @@ def _follow(loaded: LoadedManifest, state: State, how: _Follow) -> None:
     try:
         with RolloutFollower(err, loaded.manifest, mode=_view_mode(how)) as view:
             seen = 0.0
+            away = _Away()
             while not detached.is_set():
-                state = store.load()
+                try:
+                    state = store.load()
+                except OperationalError as exc:
+                    if not away.waits(exc):
+                        raise
+                    view.tick()
+                    time.sleep(FOLLOW_POLL_S)
+                    continue
+                away.back()
                 if state.updated_at != seen:
                     seen = state.updated_at
                     view.update(state)
@@ -553,6 +570,32 @@ def _follow(loaded: LoadedManifest, state: State, how: _Follow) -> None:
         )
         return
     _finish(state, how.as_json, events=how.events)
+
+
+class _Away:
+    """A follower while the state cannot be read: it waits through an API server that
+    is away (the driver holds meanwhile), and through its refusals for a moment after
+    it answers again (a restarted API server's authorizer fills its caches first)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.last_away = -AFTER_OUTAGE_S
+
+    def waits(self, exc: OperationalError) -> bool:
+        now = time.monotonic()
+        if isinstance(exc, TransientError):
+            self.last_away = now
+        elif now - self.last_away > AFTER_OUTAGE_S:
+            return False
+        if self.since is None:
+            self.since = now
+            err.print(f"waiting: {exc.one_line()}", markup=False)
+        return True
+
+    def back(self) -> None:
+        if self.since is not None:
+            err.print(f"reading again after {time.monotonic() - self.since:.0f}s", markup=False)
+            self.since = None
 
 
 def _view_mode(how: _Follow) -> Literal["live", "lines", "quiet", "verbose"]:

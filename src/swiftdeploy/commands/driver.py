@@ -233,7 +233,13 @@ class DriverWatch:
         if self.cluster and time.monotonic() - self.checked_at < CLUSTER_CHECK_S:
             return  # two API calls: not at every poll of a follower
         self.checked_at = time.monotonic()
-        status = driver_status(self.loaded, state)
+        try:
+            status = driver_status(self.loaded, state)
+        except OperationalError:
+            if not self.cluster:
+                raise
+            return  # the API server away, or refusing while it starts: nothing known now
+
         if status.alive:
             self.gone_since = None
             return
@@ -586,6 +592,10 @@ IDLE_HEARTBEAT_S = 5.0
 # An API server that is away: the driver holds and asks again after these waits.
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 5.0
+# A refusal that is not transient is asked again less often (it is logged once).
+REFUSED_MAX_S = 30.0
+# A state the trail refuses is looked at again this often (someone may restore it).
+REFUSED_POLL_S = 2.0
 # A person's request no driver takes within this is withdrawn, and the CLI says so.
 TAKE_TIMEOUT_S = 15.0
 # Standby: a driver whose Lease another holds asks again this often.
@@ -682,17 +692,19 @@ class _Outage:
         self.error = ""
         self.retries = 0
 
-    def hold(self, exc: TransientError, stop: _Stop) -> None:
+    def hold(self, exc: SwiftDeployError, stop: _Stop) -> None:
         if self.since is None:
             self.since, self.error = time.time(), exc.one_line()
             self.progress(f"driver: holding, the API server is away: {self.error}")
-        wait = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**self.retries)
+        elif not isinstance(exc, TransientError) and exc.one_line() != self.error:
+            self.error = exc.one_line()  # said once per new error, not at every retry
+            self.progress(f"driver: holding: {self.error}")
+        longest = BACKOFF_MAX_S if isinstance(exc, TransientError) else REFUSED_MAX_S
         self.retries += 1
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and not stop.requested:
-            time.sleep(POLL_S)
+        _pause(stop, min(longest, BACKOFF_FIRST_S * 2 ** (self.retries - 1)))
 
     def over(self, fleet: Fleet, rollout_id: str | None) -> None:
+        """Called once the driver works again (a look, a request listing)."""
         if self.since is None:
             return
         ended = time.time()
@@ -747,11 +759,13 @@ def drive_controller(loaded: LoadedManifest, progress: Progress) -> int:
 def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> None:
     """The life of a driver holding the Lease: sessions of the engine, one per rollout
     (or per request between rollouts), each carried on after an outage."""
+    from swiftdeploy.commands.cluster_trail import use_cluster_trail
     from swiftdeploy.runtime.kubernetes import lease_of
 
     loaded = fleet.loaded
     control = cluster_control(loaded)
     lease = lease_of(loaded)
+    trail = use_cluster_trail(fleet)  # the driver alone appends the service's record
     state = fleet.store.load()
     previous = control.driver()
     now = time.time()
@@ -779,28 +793,67 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
         while not stop.requested:
             try:
                 state = fleet.store.load()
-                outage.over(fleet, state.rollout_id)
+                refused = trail.refuse(state, fleet.recorder)
+                if refused is not None:
+                    _refuse_requests(control, refused, progress)
+                    _pause(stop, REFUSED_POLL_S)
+                    continue
                 info = info.model_copy(update={"rollout_id": state.rollout_id})
-                if driving(state) or _idle(control, info, stop):
-                    _session(fleet, control, info, stop)
-            except TransientError as exc:
+                if driving(state) or _idle(fleet, control, info, stop, outage):
+                    _session(fleet, control, info, stop, outage)
+            except LockedError:
+                raise  # lost the Lease: stop before the next write
+            except SwiftDeployError as exc:
+                # transient (the API server away) or not (a refusal while a restarted
+                # API server's authorizer fills its caches, a Role being re-applied): the
+                # driver holds, says so, and tries again; exiting would leave the canary
+                # with nothing deciding
                 outage.hold(exc, stop)
     finally:
         with contextlib.suppress(SwiftDeployError):
             fleet.recorder.record(
                 "driver", event="exited", pid=os.getpid(), outcome="stopped (SIGTERM)"
             )
+            fleet.recorder.flush()
+            trail.mirror()
             control.save_driver(
                 info.model_copy(update={"exited": "stopped", "heartbeat_at": time.time()})
             )
 
 
-def _idle(control: ConfigMapControl, info: DriverInfo, stop: _Stop) -> bool:
+def _refuse_requests(control: ConfigMapControl, refused: str, progress: Progress) -> None:
+    """A state no recorded transition reached is not acted on (cluster_trail says why,
+    and records it once): people's requests are answered with that, not left waiting."""
+    for request in control.pending():
+        if control.take(request):
+            progress(f"driver: refused `{request.verb}` by {request.requested_by}: {refused}")
+            control.answer(
+                request,
+                Answer(
+                    id=request.id,
+                    result="refused",
+                    message=refused,
+                    exit_code=int(ExitCode.OPERATIONAL),
+                    hint="`swiftdeploy audit why` shows the last recorded transition",
+                ),
+            )
+
+
+def _pause(stop: _Stop, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop.requested:
+        time.sleep(POLL_S)
+
+
+def _idle(
+    fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _Stop, outage: _Outage
+) -> bool:
     """Between rollouts: a heartbeat now and then, until a request comes (True)."""
     beat = 0.0
     while not stop.requested:
         if time.monotonic() - beat > IDLE_HEARTBEAT_S:
             control.save_driver(info.model_copy(update={"heartbeat_at": time.time()}))
+            outage.over(fleet, info.rollout_id)
             beat = time.monotonic()
         if control.pending():
             return True
@@ -808,7 +861,9 @@ def _idle(control: ConfigMapControl, info: DriverInfo, stop: _Stop) -> bool:
     return False
 
 
-def _session(fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _Stop) -> None:
+def _session(
+    fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _Stop, outage: _Outage
+) -> None:
     """One engine's life: carry on the rollout in progress (after a restart or an
     outage), serve the requests (a `start` begins a rollout), drive it until it ends."""
     from swiftdeploy.wiring import policy_engine, rollout_engine
@@ -822,6 +877,7 @@ def _session(fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _S
         state = fleet.store.load()
         if driving(state):
             state = _carry_on(engine, fleet.reconcile(state))
+        outage.over(fleet, state.rollout_id)  # carried on: the driver works again
         state = serve_requests(engine, control, state)
         if driving(state):
             info = info.model_copy(update={"rollout_id": state.rollout_id})

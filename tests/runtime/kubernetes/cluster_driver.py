@@ -20,11 +20,12 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import SWIFTDEPLOY
-from tests.runtime.kubernetes.kubeproject import MANIFEST, SERVICE, USER
+from tests.runtime.kubernetes.kubeproject import MANIFEST, SERVICE, USER, apply_rbac
 from tests.support.host import generous_host_gate
 from tests.support.kube import KubeCluster
 
 DRIVER_ACCOUNT = f"{SERVICE}-swiftdeploy-driver"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 @dataclass
@@ -127,7 +128,7 @@ def manifest_text(
     )
 
 
-def apply_rbac(cluster: KubeCluster, machine: Machine, namespace: str) -> None:
+def operators_rbac(cluster: KubeCluster, machine: Machine, namespace: str) -> None:
     """Everything `swiftdeploy kube rbac --subject User/deployer` prints, applied as
     the cluster's admin: the driver's ServiceAccount, Role and RoleBinding, and the
     operators' Role bound to `deployer`."""
@@ -137,15 +138,19 @@ def apply_rbac(cluster: KubeCluster, machine: Machine, namespace: str) -> None:
         text=True,
         check=True,
     )
-    core, rbac = client.CoreV1Api(cluster.api), client.RbacAuthorizationV1Api(cluster.api)
-    create = {
-        "ServiceAccount": core.create_namespaced_service_account,
-        "Role": rbac.create_namespaced_role,
-        "RoleBinding": rbac.create_namespaced_role_binding,
+    apply_rbac(cluster, namespace, done.stdout)
+
+
+def bind_driver_account(cluster: KubeCluster, namespace: str) -> None:
+    """The driver's Role bound to its ServiceAccount too, where the tests bound it to
+    the CLI's user (kubeproject.bind_role)."""
+    body = {
+        "metadata": {"name": f"{DRIVER_ACCOUNT}-pod", "namespace": namespace},
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": DRIVER_ACCOUNT},
+        "subjects": [{"kind": "ServiceAccount", "name": DRIVER_ACCOUNT, "namespace": namespace}],
     }
-    for document in yaml.safe_load_all(done.stdout):
-        if document:
-            create[document["kind"]](namespace, document)
+    with contextlib.suppress(ApiException):  # bound already
+        client.RbacAuthorizationV1Api(cluster.api).create_namespaced_role_binding(namespace, body)
 
 
 def driver_kubeconfig(cluster: KubeCluster, namespace: str, path: Path) -> Path:
@@ -250,7 +255,7 @@ def prepare(
     operator = cluster.user_kubeconfig(USER, namespace)
     a = checkout(root / "a", text, operator)
     b = checkout(root / "b", text, operator)
-    apply_rbac(cluster, a, namespace)
+    operators_rbac(cluster, a, namespace)
     platform = checkout(root / "p", text, driver_kubeconfig(cluster, namespace, root / "p.kube"))
     for machine in (a, b, platform):
         generous_host_gate(machine.manifest)  # a busy machine must not refuse the deploy
@@ -260,3 +265,17 @@ def prepare(
 def pod_machine(root: Path, platform: Machine) -> Machine:
     """A new pod of the driver: a fresh checkout with the driver's kubeconfig."""
     return checkout(root, platform.manifest.read_text(), platform.kubeconfig)
+
+
+def project_driver(cluster: KubeCluster, namespace: str, manifest: Path, root: Path) -> Driver:
+    """The driver of a kubeproject's service, as its pod runs it (its ServiceAccount's
+    token, a checkout of its own), holding the service's Lease."""
+    bind_driver_account(cluster, namespace)
+    kubeconfig = driver_kubeconfig(cluster, namespace, root / "driver.kube")
+    driver = start_driver(checkout(root / "driver", manifest.read_text(), kubeconfig))
+    wait_for(
+        "the driver's Lease",
+        lambda: f"/{driver.pid}/" in lease_holder(cluster, namespace),
+        driver=driver,
+    )
+    return driver

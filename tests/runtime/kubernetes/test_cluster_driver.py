@@ -26,6 +26,7 @@ from tests.runtime.kubernetes.cluster_driver import (
 )
 from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
 from tests.support.kube import FakeDataPlane, KubeCluster
+from tests.support.kube_faults import api_server_stopped
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
 QUICK_POLICY = """\
@@ -225,3 +226,54 @@ def test_kube_install_applies_the_driver_and_prints_the_same_for_gitops(
         apps.read_namespaced_deployment(DRIVER_ACCOUNT, kube_namespace).metadata.generation
         == generation
     )
+
+
+def test_the_driver_holds_through_an_api_server_outage_and_records_it(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=200)
+    driver = None
+    try:
+        # Given a rollout of v2 at its only step, driven by the driver in the cluster
+        text = manifest_text(
+            kube_namespace,
+            plane.prometheus_url,
+            steps="[{weight: 50}]",
+            min_duration="15s",
+            max_duration="120s",
+            extra=QUICK_POLICY,
+        )
+        a, b, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
+        read = _reader(kube_cluster, kube_namespace, a.root)
+        platform.cli("deploy")
+        driver = start_driver(pod_machine(short_tmp / "pod", platform))
+        wait_for("the driver's Lease", lambda: f"/{driver.pid}/" in lease_holder(
+            kube_cluster, kube_namespace), driver=driver)  # fmt: skip
+        following = a.popen("rollout", "v2")
+        wait_for("step 1 at 50%", lambda: read.weights().get(CANARY) == 50, driver=driver)
+
+        # When the API server is stopped for 30 s mid-step
+        with api_server_stopped(kube_cluster):
+            time.sleep(30)
+            # Then the driver does not exit (it holds, backing off)
+            assert driver.process.poll() is None, driver.output()
+
+        # and once it is back, the rollout carries on and is promoted; A's follower,
+        # which waited through the outage too, ends with exit 0
+        out, err = following.communicate(timeout=240)
+        assert following.returncode == 0, err + driver.output()[-3000:]
+        assert "promoted" in out
+        assert read.image("stable") == "registry.example/demo:v2"
+        assert read.weights() == {STABLE: 100}
+
+        # and the trail in the cluster holds the outage, its start and end, as any
+        # operator reads it
+        records = json.loads(b.cli("audit", "export", "--format", "json").stdout)
+        outages = [r for r in records if r.get("kind") == "driver" and r.get("event") == "outage"]
+        assert outages, records[-5:]
+        assert outages[0]["ended_at"] - outages[0]["started_at"] >= 25
+        assert driver.process.poll() is None, driver.output()
+    finally:
+        if driver is not None:
+            driver.stop()
+        plane.close()
