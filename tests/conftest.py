@@ -32,13 +32,14 @@ from tests.support.host import generous_host_gate
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Children start with Ctrl-C's default action, as from a terminal. A run started in
-    the background by a non-interactive shell (`make test &`, nohup) inherits SIGINT
-    ignored, and an ignored SIGINT stays ignored in every child: a test's Ctrl-C to the
-    CLI would then do nothing at all."""
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+def as_from_a_terminal() -> None:
+    """In a CLI the tests start, before it runs: Ctrl-C and hangup take their default
+    actions, as for a command typed at a terminal. A run started by a non-interactive
+    shell in the background (`make test &`) inherits SIGINT ignored, and under `nohup`
+    SIGHUP too; an ignored signal stays ignored across exec, so a test's Ctrl-C or
+    closed terminal would reach a CLI that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @dataclass
@@ -344,6 +345,7 @@ class BackgroundCli:
             text=True,
             cwd=project.root,
             start_new_session=True,
+            preexec_fn=as_from_a_terminal,  # noqa: PLW1509 - signal dispositions only
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -22,7 +22,7 @@ from swiftdeploy.commands.audit import settings
 from swiftdeploy.errors import ExitCode
 from swiftdeploy.manifest import load_manifest
 from tests.audit.conftest import ROLLED_BACK, write_synthetic_trail
-from tests.conftest import SWIFTDEPLOY
+from tests.conftest import SWIFTDEPLOY, as_from_a_terminal
 from tests.support.sim import init_manifest
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")
@@ -125,6 +125,7 @@ def follower(project: Path, *args: str) -> subprocess.Popen[bytes]:
         [SWIFTDEPLOY, "events", "--follow", *args, "-f", str(project / "swiftdeploy.yaml")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=as_from_a_terminal,  # noqa: PLW1509 - signal dispositions only
     )
 
 
