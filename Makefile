@@ -9,7 +9,7 @@ OPA_VERSION := v1.22.3
 KUBE := .tools/kube
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: setup test-setup system docker demo-image kube demo test lint typecheck bench clean
+.PHONY: setup test-setup system docker demo-image driver-image kube demo test lint typecheck bench clean
 
 # What SwiftDeploy runs on: nginx with lua, Prometheus, hey, supervisord (in the venv), OPA.
 setup: system $(VENV)/.installed $(OPA)
@@ -25,6 +25,11 @@ docker:
 # The demo service's image for `runtime: docker` (cached: seconds once built).
 demo-image: setup docker
 	$(VENV)/bin/swiftdeploy demo-image
+
+# The rollout driver's image that `swiftdeploy kube install` runs, on the demo image's
+# base (no registry; about 30 s once the base is built, then cached by digest).
+driver-image: setup docker demo-image
+	$(VENV)/bin/swiftdeploy driver-image
 
 system:
 	@bash scripts/install-system.sh

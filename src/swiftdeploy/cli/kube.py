@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load, out
+from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, err, load, out
 
 kube_app = typer.Typer(
     help="The kubernetes runtime's needs from the cluster.", no_args_is_help=True
@@ -62,3 +62,18 @@ def install(
         " names it once it holds the service",
         markup=False,
     )
+
+
+@app.command("driver-image")
+def driver_image(
+    tags: Annotated[
+        list[str] | None, typer.Argument(help="Tags to build (default: this version).")
+    ] = None,
+) -> None:
+    """Build the driver's image (swiftdeploy-driver:TAG), which `kube install` runs: this
+    installation of SwiftDeploy on the demo's base image, no registry needed."""
+    from swiftdeploy import __version__
+    from swiftdeploy.commands.driver_image import build_driver_image
+
+    refs = build_driver_image(tags or [__version__], lambda line: err.print(line, markup=False))
+    out.print(f"ready: {' '.join(refs)}", markup=False)

@@ -72,27 +72,45 @@ _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 def build_demo_image(tags: list[str], progress: Callable[[str], None]) -> list[str]:
     """`swiftdeploy-demo:<tag>` for every tag, built or found up to date; returns them."""
+    refs = [f"{REPOSITORY}:{checked_tag(tag)}" for tag in tags]
+    return build_on_base(refs, DIGEST_LABEL, _digest(), _write_context, progress)
+
+
+def build_on_base(
+    refs: list[str],
+    label: str,
+    digest: str,
+    write_context: Callable[[Path], None],
+    progress: Callable[[str], None],
+) -> list[str]:
+    """Build the images `refs` FROM the base (the demo's, and the driver's image in
+    commands/driver_image.py) unless each carries `digest` in `label` already."""
     from swiftdeploy.runtime import docker as engine
 
-    refs = [f"{REPOSITORY}:{_checked(tag)}" for tag in tags]
     client = engine.connect()
-    digest = _digest()
-    with _build_lock():
-        stale = [ref for ref in refs if engine.image_label(client, ref, DIGEST_LABEL) != digest]
+    with build_lock():
+        stale = [ref for ref in refs if engine.image_label(client, ref, label) != digest]
         if not stale:
             return refs
-        if engine.image_label(client, BASE_IMAGE, DIGEST_LABEL) is None:
-            progress(f"building the base image {BASE_IMAGE} (debootstrap, about a minute)")
-            _build_base(client)
+        _ensure_base(client, progress)
         progress(f"building {', '.join(stale)}")
-        with tempfile.TemporaryDirectory(prefix="swiftdeploy-demo-image-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="swiftdeploy-image-") as tmp:
             context = Path(tmp)
-            _write_context(context)
-            engine.build_image(client, context, stale, {DIGEST_LABEL: digest})
+            write_context(context)
+            engine.build_image(client, context, stale, {label: digest})
     return refs
 
 
-def _checked(tag: str) -> str:
+def _ensure_base(client: docker.DockerClient, progress: Callable[[str], None]) -> None:
+    """The base image (Debian with python3), built once per machine."""
+    from swiftdeploy.runtime import docker as engine
+
+    if engine.image_label(client, BASE_IMAGE, DIGEST_LABEL) is None:
+        progress(f"building the base image {BASE_IMAGE} (debootstrap, about a minute)")
+        _build_base(client)
+
+
+def checked_tag(tag: str) -> str:
     if not tag or len(tag) > 128 or not set(tag) <= _TAG_CHARS or tag[0] in ".-":
         raise BadInputError(
             f"invalid image tag {tag!r}",
@@ -109,7 +127,7 @@ def _digest() -> str:
 
 
 @contextmanager
-def _build_lock() -> Iterator[None]:
+def build_lock() -> Iterator[None]:
     """Two builds at once (two test workers) take turns; the second finds it done."""
     directory = Path(tempfile.gettempdir()) / f"swiftdeploy-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)

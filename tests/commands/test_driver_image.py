@@ -1,0 +1,39 @@
+"""`swiftdeploy driver-image`: the image `kube install` runs, built with no registry on
+the demo's base, holding this SwiftDeploy and only its run-time packages."""
+
+from __future__ import annotations
+
+from swiftdeploy import __version__
+from swiftdeploy.commands.driver_image import build_driver_image, distributions
+from swiftdeploy.commands.kube_install import DRIVER_REPOSITORY
+from tests.support.docker import engine
+
+TAG = "test-image"
+
+
+def test_the_driver_image_runs_this_swiftdeploy_with_its_run_time_packages_only() -> None:
+    # Given the image built (or found up to date)
+    client = engine()
+    refs = build_driver_image([TAG], progress=lambda line: None)
+    assert refs == [f"{DRIVER_REPOSITORY}:{TAG}"]
+
+    # Then it holds what the driver imports, and none of the development extras
+    names = distributions()
+    assert {"kubernetes", "scipy", "pydantic", "regopy", "cryptography"} <= set(names)
+    assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(names)
+
+    # and runs this version of the CLI, as no account of the host, with the driver's
+    # modules (the rollout engine, the kubernetes backend) importable
+    said = client.containers.run(refs[0], ["swiftdeploy", "--version"], remove=True)
+    assert said.decode().strip() == f"swiftdeploy {__version__}"
+    client.containers.run(
+        refs[0],
+        ["python3", "-c", "import swiftdeploy.rollout.engine, swiftdeploy.runtime.kubernetes"],
+        remove=True,
+    )
+    image = client.images.get(refs[0])
+    assert image.attrs["Config"]["User"] == "10001:10001"
+
+    # When it is asked for again with nothing changed, then the same image is kept
+    build_driver_image([TAG], progress=lambda line: None)
+    assert client.images.get(refs[0]).id == image.id
