@@ -1,12 +1,12 @@
 """The kubernetes runtime end to end: the real CLI against a real control plane (kwok
-nodes), as a user holding only the Role `swiftdeploy kube rbac` prints, so every
-test also proves that Role is enough. Weights are read back from the API server."""
+nodes), as a user holding only the Roles `swiftdeploy kube rbac` prints, so every
+test also proves those Roles are enough. Rollouts are run by the driver in the cluster
+(a host process with its ServiceAccount's token, as in its pod); the CLI starts,
+steers and follows them. Weights are read back from the API server."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -17,6 +17,7 @@ from kubernetes import client
 
 from swiftdeploy.ports import free_port
 from tests.conftest import SWIFTDEPLOY
+from tests.runtime.kubernetes.cluster_driver import project_driver
 from tests.runtime.kubernetes.kubeproject import SERVICE, USER, KubeProject, new_project
 from tests.support.kube import FakeDataPlane, KubeCluster
 
@@ -122,9 +123,13 @@ def test_a_canary_whose_pods_never_start_is_rolled_back_with_the_reason(
     )
     project.cli("deploy")
 
-    # When v2 is rolled out where its pod cannot start
-    with blocked(kube_cluster, kube_namespace):
-        done = project.cli("rollout", "v2", check=False)
+    # When v2 is rolled out (by the driver in the cluster) where its pod cannot start
+    driver = project_driver(kube_cluster, kube_namespace, project.manifest, short_tmp / "pod")
+    try:
+        with blocked(kube_cluster, kube_namespace):
+            done = project.cli("rollout", "v2", check=False)
+    finally:
+        driver.stop()
 
     # Then it is rolled back (exit 3) saying why its pods never became ready
     assert done.returncode == 3, done.stderr
@@ -134,12 +139,13 @@ def test_a_canary_whose_pods_never_start_is_rolled_back_with_the_reason(
     assert project.deployment("canary") is None
 
 
-def test_the_lease_refuses_a_second_cli_and_a_killed_rollout_resumes_elsewhere(
+def test_the_lease_refuses_a_second_cli_and_a_killed_driver_is_resumed_by_the_next(
     kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
 ) -> None:
     # Given v1 deployed, its pods' series in a real Prometheus, and a rollout of v2
-    # running on this machine (one step, which lasts at least min_duration)
+    # run by the driver in the cluster (one step, which lasts at least min_duration)
     plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=200)
+    drivers = []
     try:
         project = new_project(
             kube_cluster,
@@ -152,33 +158,38 @@ def test_the_lease_refuses_a_second_cli_and_a_killed_rollout_resumes_elsewhere(
             extra=QUICK_POLICY,
         )
         project.cli("deploy")
-        running = project.popen("rollout", "v2")
-        try:
-            project.wait_for("step 1", lambda: project.weights().get(CANARY) == 50, timeout=60)
-            elsewhere = project.second_machine(short_tmp / "b")
+        first = project_driver(kube_cluster, kube_namespace, project.manifest, short_tmp / "p1")
+        drivers.append(first)
+        following = project.popen("rollout", "v2")
+        project.wait_for("step 1", lambda: project.weights().get(CANARY) == 50, timeout=60)
+        elsewhere = project.second_machine(short_tmp / "b")
 
-            # When a second operator, with none of this directory's state, tries to act
-            refused = project.cli("rollback", cwd=elsewhere, check=False)
+        # When a second operator, with none of this directory's state, acts by hand
+        refused = project.cli("canary", "v3", cwd=elsewhere, check=False)
 
-            # Then the Lease refuses it in one line, naming who drives the service
-            assert refused.returncode == 1, refused.stderr
-            assert "is being driven by" in refused.stderr
-            assert f"/{running.pid}/" in refused.stderr
-            assert len(refused.stderr.strip().splitlines()) == 1
-        finally:
-            # When the first CLI is killed mid-rollout
-            os.kill(running.pid, signal.SIGKILL)
-            running.communicate(timeout=10)
+        # Then the driver's Lease refuses it in one line, naming who drives the service
+        assert refused.returncode == 1, refused.stderr
+        assert "is being driven by" in refused.stderr
+        assert f"/{first.pid}/" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
-        # Then the other operator resumes it at once (the lease's holder is gone) from
-        # the state in the cluster, and the analysis on Prometheus's answers promotes it
-        resumed = project.cli("resume", cwd=elsewhere, check=False, timeout=120)
-        assert resumed.returncode == 0, resumed.stderr
-        assert "promoted: v2 is stable" in resumed.stdout
+        # When the driver is killed mid-rollout and another pod of it starts
+        first.kill()
+        second = project_driver(kube_cluster, kube_namespace, project.manifest, short_tmp / "p2")
+        drivers.append(second)
+
+        # Then it carries the rollout on at once (the Lease's holder is gone) from the
+        # state in the cluster, and the analysis on Prometheus's answers promotes it; the
+        # first operator's follower ends with the outcome
+        out, err = following.communicate(timeout=120)
+        assert following.returncode == 0, err
+        assert "promoted: v2 is stable" in out
         assert project.image("stable") == "registry.example/demo:v2"
         assert project.weights() == {STABLE: 100}
-        assert project.deployment("canary") is None
+        project.wait_for("the canary to go", lambda: project.deployment("canary") is None)
     finally:
+        for driver in drivers:
+            driver.stop()
         plane.close()
 
 
@@ -190,19 +201,21 @@ def test_abort_stops_a_running_rollout_and_rolls_it_back(
         kube_cluster, kube_namespace, short_tmp / "a", dead_prometheus, max_duration="60s"
     )
     project.cli("deploy")
-    running = project.popen("rollout", "v2")
+    driver = project_driver(kube_cluster, kube_namespace, project.manifest, short_tmp / "pod")
     try:
+        running = project.popen("rollout", "v2")
         project.wait_for("step 1", lambda: project.weights().get(CANARY) == 10, timeout=60)
 
         # When it is aborted
         done = project.cli("abort")
+        _, followed = running.communicate(timeout=60)
     finally:
-        running.kill()
-        running.communicate(timeout=10)
+        driver.stop()
 
-    # Then the rollout stopped, its Lease was let go, and the canary was rolled back
-    assert f"stopped the rollout (pid {running.pid})" in done.stderr
-    assert "aborted" in done.stdout
+    # Then the driver stopped the rollout as the person's request, the follower ended
+    # with the rollback (exit 3), and the canary was rolled back
+    assert "aborted by" in done.stdout, done.stdout + done.stderr
+    assert running.returncode == 3, followed
     assert project.weights() == {STABLE: 100}
     project.wait_for("the canary Deployment to go", lambda: project.deployment("canary") is None)
 
@@ -289,13 +302,16 @@ def test_a_failing_canary_is_rolled_back_on_prometheus_evidence(
     # Given v1 deployed, with its pods' series in a real Prometheus and traffic split by
     # the HTTPRoute
     plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=40)
+    driver = None
     try:
         project = new_project(
             kube_cluster, kube_namespace, short_tmp / "a", plane.prometheus_url, max_duration="60s"
         )
         project.cli("deploy")
 
-        # When v2 is rolled out and its pods fail every request
+        # When v2 is rolled out (by the driver in the cluster) and its pods fail every
+        # request
+        driver = project_driver(kube_cluster, kube_namespace, project.manifest, short_tmp / "pod")
         running = project.popen("rollout", "v2")
         project.wait_for(
             "the canary's pods",
@@ -312,4 +328,6 @@ def test_a_failing_canary_is_rolled_back_on_prometheus_evidence(
         assert project.weights() == {STABLE: 100}
         assert plane.counts()["canary"].failed > 0
     finally:
+        if driver is not None:
+            driver.stop()
         plane.close()
