@@ -12,7 +12,6 @@ from typing import Any
 
 from kubernetes import client
 
-from swiftdeploy.audit.why import why
 from tests.runtime.kubernetes.cluster_driver import (
     Driver,
     Machine,
@@ -83,15 +82,10 @@ def theirs_intact(route: dict[str, Any] | None, split_filter: bool = True) -> No
         assert [r.get("filters") for r in split] == [[THEIR_FILTER]], spec["rules"]
 
 
-def records(operator: Machine, driver: Driver) -> list[dict[str, Any]]:
-    """The service's trail as an operator's `audit export` gives it; while the driver
-    does not yet push its trail to the cluster (issue 21's trail work), the driver's
-    own file, which is what that export will copy."""
+def records(operator: Machine) -> list[dict[str, Any]]:
+    """The service's trail in the cluster, as an operator's `audit export` gives it."""
     done = operator.cli("audit", "export", "--format", "json")
     found: list[dict[str, Any]] = json.loads(done.stdout)
-    if not found:
-        own = driver.machine.root / ".swiftdeploy" / "history.jsonl"
-        found = [json.loads(line) for line in own.read_text().splitlines() if line.strip()]
     assert found, done.stderr
     return found
 
@@ -245,7 +239,7 @@ def test_a_route_edited_then_deleted_mid_step_is_restored_and_the_step_starts_ag
 
         # The trail holds both drifts, and the step passed only on evidence counted
         # after the last one, for at least min_duration: not on the other split's
-        trail = records(a, driver)
+        trail = records(a)
         drifts = [r for r in trail if r.get("kind") == "transition" and r.get("event") == "drift"]
         assert len(drifts) == 2, [(r.get("kind"), r.get("event"), r.get("reason")) for r in trail]
         assert "kubectl-edit" in drifts[0]["reason"]
@@ -257,8 +251,8 @@ def test_a_route_edited_then_deleted_mid_step_is_restored_and_the_step_starts_ag
         assert _ts(passed[0]) - _ts(drifts[1]) >= 15
         assert _ts(drifts[0]) >= edited - 1
         assert _ts(drifts[1]) >= deleted - 1
-        # and `audit why`, on that trail, names them before the decision
-        said = why(trail)
+        # and the operator's `audit why` names them before the decision
+        said = a.cli("audit", "why").stdout.splitlines()
         assert [line for line in said if "route drift: " in line] == [
             f"{d['ts']}: {d['reason']}" for d in drifts
         ], said
