@@ -23,7 +23,8 @@ def test_the_driver_image_runs_this_swiftdeploy_with_its_run_time_packages_only(
     assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(names)
 
     # and runs this version of the CLI, as no account of the host, with the driver's
-    # modules (the rollout engine, the kubernetes backend) importable
+    # modules (the rollout engine, the kubernetes backend) importable and the embedded
+    # Rego engine's native library loading (it links a library the base lacks)
     said = client.containers.run(refs[0], ["swiftdeploy", "--version"], remove=True)
     assert said.decode().strip() == f"swiftdeploy {__version__}"
     client.containers.run(
@@ -31,6 +32,9 @@ def test_the_driver_image_runs_this_swiftdeploy_with_its_run_time_packages_only(
         ["python3", "-c", "import swiftdeploy.rollout.engine, swiftdeploy.runtime.kubernetes"],
         remove=True,
     )
+    rego = "import regopy; print(regopy.Interpreter().query('x := 1 + 1'))"
+    said = client.containers.run(refs[0], ["python3", "-c", rego], remove=True, user="10001")
+    assert '"x":2' in said.decode().replace(" ", ""), said
     image = client.images.get(refs[0])
     assert image.attrs["Config"]["User"] == "10001:10001"
 

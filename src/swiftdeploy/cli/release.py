@@ -197,11 +197,6 @@ def rollout(
     if _cluster(loaded):
         _rollout_in_cluster(loaded, version, mode)
         return
-    if not _host_driver(loaded):
-        with locked_fleet(manifest) as fleet:
-            infrastructure_gate(fleet, "canary")
-            _run_rollout(fleet, lambda engine: rollout_cmd.start(engine, version), as_json)
-        return
     from swiftdeploy.commands.driver import start_driver, wait_for_driver
     from swiftdeploy.rollout.engine import new_rollout_id
 
@@ -263,14 +258,8 @@ def resume(
 ) -> None:
     """Carry on a paused, held or interrupted rollout from its persisted phase and step
     (a driver is started if none runs), then follow it."""
-    from swiftdeploy.commands.rollout import resume as resume_rollout
-
     loaded = load(manifest)
     cluster = _cluster(loaded)
-    if not _host_driver(loaded) and not cluster:
-        with locked_fleet(manifest) as fleet:
-            _run_rollout(fleet, resume_rollout, as_json=as_json)
-        return
     state = _store(loaded).load()
     _require_rollout(state, "resume")
     if state.phase.value == "paused" and state.pause_kind in ("operator", "held"):
@@ -301,14 +290,7 @@ def abort(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) 
     if _steer(manifest, "abort", reason=reason):
         return
     from swiftdeploy.commands.rollback import rollback as roll_back
-    from swiftdeploy.commands.rollout import abort as stop_rollout
-    from swiftdeploy.lock import lock_holder
 
-    loaded = load(manifest)
-    if not _host_driver(loaded) and not _cluster(loaded):  # driven in the foreground
-        stopped = stop_rollout(lambda: lock_holder(loaded.state_dir))
-        if stopped:
-            err.print(f"stopped the rollout (pid {stopped})")
     with locked_fleet(manifest) as fleet:
         if not fleet.store.load().track("canary"):
             out.print("nothing to abort: no canary is running")
@@ -361,12 +343,6 @@ def drive(
 # --- the driver's clients ----------------------------------------------------------------
 
 
-def _host_driver(loaded: LoadedManifest) -> bool:
-    from swiftdeploy.runtime import backend
-
-    return backend(loaded.manifest.runtime).HOST_DRIVER
-
-
 def _cluster(loaded: LoadedManifest) -> bool:
     from swiftdeploy.commands.driver import in_cluster
 
@@ -374,9 +350,9 @@ def _cluster(loaded: LoadedManifest) -> bool:
 
 
 def _require_cluster_driver(loaded: LoadedManifest) -> None:
-    from swiftdeploy.commands.driver import cluster_control, no_driver
+    from swiftdeploy.commands.driver import cluster_control, driver_installed, no_driver
 
-    if cluster_control(loaded).running_driver() is None:
+    if not driver_installed(cluster_control(loaded)):
         raise no_driver(loaded)
 
 
@@ -435,8 +411,6 @@ def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
     loaded = load(manifest)
     if _cluster(loaded):
         return _steer_cluster(loaded, verb, **fields)
-    if not _host_driver(loaded):
-        return False
     # a running driver is asked at once (an `abort` is on the clock); only without one
     # is the state read, to tell whether the rollout needs one
     answer = ask(loaded, verb, **fields)
@@ -461,9 +435,15 @@ def _steer_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> bool
     it (one line saying how to install it), anything else is done by hand (the CLI takes
     the Lease, as before a driver was installed; `abort` too, so a rollout whose driver
     is gone can still be stopped)."""
-    from swiftdeploy.commands.driver import ask_cluster, cluster_control, driving, no_driver
+    from swiftdeploy.commands.driver import (
+        ask_cluster,
+        cluster_control,
+        driver_installed,
+        driving,
+        no_driver,
+    )
 
-    if cluster_control(loaded).running_driver() is None:
+    if not driver_installed(cluster_control(loaded)):
         if verb != "abort" and driving(_store(loaded).load()):
             raise no_driver(loaded)
         return False

@@ -633,11 +633,18 @@ def _cluster_status(loaded: LoadedManifest, state: State) -> DriverStatus:
     return DriverStatus(info.pid, info.first_started_at, restarts, last_look, None, info.holder)
 
 
+def driver_installed(control: ConfigMapControl) -> bool:
+    """A driver said it runs and has not said it stopped: it runs, or is restarting
+    (killed, its successor waiting for the Lease), and will take requests."""
+    info = control.driver()
+    return info is not None and info.exited is None
+
+
 def ask_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer:
     """A person's request to the driver in the cluster, and its answer; one line saying
     so when no driver runs or none takes the request in time."""
     control = cluster_control(loaded)
-    if control.running_driver() is None:
+    if not driver_installed(control):
         raise no_driver(loaded)
     request = control.submit(verb, **fields)
     started = time.monotonic()
@@ -663,7 +670,7 @@ def start_in_cluster(
     from swiftdeploy.runtime import backend
 
     control = cluster_control(loaded)
-    if control.running_driver() is None:
+    if not driver_installed(control):
         raise no_driver(loaded)
     store = backend(loaded.manifest.runtime).state_store(loaded)
     request = control.submit("start", version=version, rollout_id=rollout_id)
@@ -691,15 +698,18 @@ class _Outage:
         self.since: float | None = None
         self.error = ""
         self.retries = 0
+        self.away = False  # the API server did not answer (not only refused)
 
     def hold(self, exc: SwiftDeployError, stop: _Stop) -> None:
+        transient = isinstance(exc, TransientError)
         if self.since is None:
-            self.since, self.error = time.time(), exc.one_line()
-            self.progress(f"driver: holding, the API server is away: {self.error}")
-        elif not isinstance(exc, TransientError) and exc.one_line() != self.error:
-            self.error = exc.one_line()  # said once per new error, not at every retry
-            self.progress(f"driver: holding: {self.error}")
-        longest = BACKOFF_MAX_S if isinstance(exc, TransientError) else REFUSED_MAX_S
+            self.since = time.time()
+        if exc.one_line() != self.error:  # said once per new error, not at every retry
+            self.error = exc.one_line()
+            away = "the API server is away: " if transient else ""
+            self.progress(f"driver: holding, {away}{self.error}")
+        self.away = self.away or transient
+        longest = BACKOFF_MAX_S if transient else REFUSED_MAX_S
         self.retries += 1
         _pause(stop, min(longest, BACKOFF_FIRST_S * 2 ** (self.retries - 1)))
 
@@ -710,7 +720,9 @@ class _Outage:
         ended = time.time()
         fleet.recorder.record(
             "driver",
-            event="outage",
+            # `outage`: the API server did not answer; `stalled`: it refused (say, a
+            # Role missing) and the driver held until it did not
+            event="outage" if self.away else "stalled",
             rollout_id=rollout_id,
             started_at=self.since,
             ended_at=ended,
@@ -718,8 +730,8 @@ class _Outage:
             retries=self.retries,
             error=self.error,
         )
-        self.progress(f"driver: the API server is back after {ended - self.since:.1f}s")
-        self.since, self.retries = None, 0
+        self.progress(f"driver: working again after {ended - self.since:.1f}s")
+        self.since, self.retries, self.error, self.away = None, 0, "", False
 
 
 def drive_controller(loaded: LoadedManifest, progress: Progress) -> int:

@@ -14,17 +14,24 @@ import hashlib
 import importlib.metadata
 import re
 import shutil
+import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import swiftdeploy
 from swiftdeploy.commands import demo_image
 from swiftdeploy.commands.kube_install import DRIVER_REPOSITORY
+from swiftdeploy.errors import OperationalError
 
 DIGEST_LABEL = "io.swiftdeploy.driver.digest"
 # No privilege, and a uid no host account has (as the demo's image; SECURITY.md).
+MULTIARCH = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+# Shared libraries a copied wheel links that the base (debootstrap minbase) lacks:
+# regopy's engine needs libatomic. Copied from this machine (the base's Debian release).
+LIBRARIES = ("libatomic.so.1",)
 DOCKERFILE = f"""\
 FROM {demo_image.BASE_IMAGE}
+COPY lib/ /usr/lib/{MULTIARCH}/
 COPY site /opt/swiftdeploy/site
 COPY swiftdeploy /usr/local/bin/swiftdeploy
 ENV PYTHONPATH=/opt/swiftdeploy/site PYTHONDONTWRITEBYTECODE=1
@@ -90,8 +97,21 @@ def _digest() -> str:
     return hashed.hexdigest()[:16]
 
 
+def _library(name: str) -> Path:
+    for directory in (f"/usr/lib/{MULTIARCH}", f"/lib/{MULTIARCH}", "/usr/lib64", "/usr/lib"):
+        if (Path(directory) / name).exists():
+            return (Path(directory) / name).resolve()
+    raise OperationalError(
+        f"{name} is not installed here, and the driver's image needs it",
+        hint="apt-get install libatomic1",
+    )
+
+
 def _write_context(context: Path) -> None:
     (context / "Dockerfile").write_text(DOCKERFILE)
+    (context / "lib").mkdir()
+    for name in LIBRARIES:
+        shutil.copyfile(_library(name), context / "lib" / name)
     launcher = context / "swiftdeploy"
     launcher.write_text(LAUNCHER)
     launcher.chmod(0o755)

@@ -151,6 +151,9 @@ def driver_deployment(loaded: LoadedManifest, image: str) -> Obj:
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["sh", "-c", start],
                             "env": [
+                                # who the trail names as the actor: the uid has no
+                                # account in the image, so no name to look up
+                                {"name": "USER", "value": driver_name(manifest)},
                                 {"name": "HOME", "value": WORK_DIR},
                                 {"name": "KUBECONFIG", "value": f"{WORK_DIR}/kubeconfig"},
                                 {"name": "SWIFTDEPLOY_KUBE_CONTEXT", "value": IN_CLUSTER_CONTEXT},

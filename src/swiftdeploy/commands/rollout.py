@@ -1,46 +1,17 @@
-"""`swiftdeploy rollout VERSION`, `resume`, `abort`, and `promote` of an analysed rollout.
+"""`swiftdeploy rollout`'s plan and outcome, and `promote` of an analysed rollout (the
+rollout itself is run by its driver: commands/driver.py).
 
 The loop itself is `rollout.engine`; its parts are built in `wiring`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-from collections.abc import Callable
-
-from swiftdeploy.errors import HeldError, OperationalError, RolledBackError, StateError
+from swiftdeploy.errors import HeldError, OperationalError, RolledBackError
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.proc import pid_alive
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.plan import Plan, plan
 from swiftdeploy.state import Phase, State
 from swiftdeploy.wiring import metrics_provider
-
-
-def start(engine: RolloutEngine, version: str) -> State:
-    fleet = engine.fleet
-    fleet.require_canary_can_start(fleet.store.load(), version)
-    return engine.run(engine.begin(version))
-
-
-def resume(engine: RolloutEngine) -> State:
-    fleet = engine.fleet
-    state = fleet.store.load()
-    if state.phase in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.IDLE):
-        raise StateError(f"no rollout to resume (phase {state.phase.value})")
-    if not state.analysis and state.phase not in (Phase.PROMOTING, Phase.ROLLING_BACK):
-        raise StateError(
-            "the canary was started by hand; move it with `swiftdeploy promote` or `weight`"
-        )
-    state = fleet.reconcile(state)
-    if state.phase in (Phase.PROGRESSING, Phase.PAUSED):
-        state = engine.ensure_canary(state)
-    if state.phase == Phase.PAUSED and state.pause_kind == "held":
-        state = engine.resume_held(state)  # the step keeps its evidence
-    return engine.run(state)
 
 
 def promote_analysed(engine: RolloutEngine, skip_pauses: bool) -> State:
@@ -72,36 +43,6 @@ def outcome(state: State) -> str:
     if state.phase == Phase.PROMOTED:
         return f"promoted: {state.stable_version} is stable"
     return f"stopped in phase {state.phase.value}: run `swiftdeploy resume` to carry on"
-
-
-# How long a rollout may take to finish its current look after SIGTERM; then SIGKILL.
-ABORT_GRACE_S = 5.0
-
-
-def abort(lock_holder: Callable[[], int | None], grace: float = ABORT_GRACE_S) -> int | None:
-    """Stop a running rollout: SIGTERM lets its current look finish; a look that takes
-    longer than `grace` (a canary stalling its metrics, say) gets SIGKILL, which is
-    safe because every step is persisted before the next. Returns the pid stopped."""
-    pid = lock_holder()
-    if pid is None or not pid_alive(pid):
-        return None
-    os.kill(pid, signal.SIGTERM)
-    if _gone(pid, lock_holder, grace):
-        return pid
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if _gone(pid, lock_holder, grace):
-        return pid
-    raise OperationalError(f"the rollout (pid {pid}) did not stop even after SIGKILL")
-
-
-def _gone(pid: int, lock_holder: Callable[[], int | None], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not pid_alive(pid) or lock_holder() != pid:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def plan_now(fleet: Fleet) -> Plan | None:

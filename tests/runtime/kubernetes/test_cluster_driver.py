@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
+from swiftdeploy.commands.driver_image import build_driver_image
+from swiftdeploy.commands.kube_install import TOKEN_DIR
 from swiftdeploy.ports import free_port
 from tests.runtime.kubernetes.cluster_driver import (
     DRIVER_ACCOUNT,
@@ -25,6 +27,7 @@ from tests.runtime.kubernetes.cluster_driver import (
     wait_for,
 )
 from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
+from tests.support.docker import engine
 from tests.support.kube import FakeDataPlane, KubeCluster
 from tests.support.kube_faults import api_server_stopped
 
@@ -272,8 +275,128 @@ def test_the_driver_holds_through_an_api_server_outage_and_records_it(
         outages = [r for r in records if r.get("kind") == "driver" and r.get("event") == "outage"]
         assert outages, records[-5:]
         assert outages[0]["ended_at"] - outages[0]["started_at"] >= 25
+        print(f"outage recorded: {outages[0]['duration_s']:.1f}s")
         assert driver.process.poll() is None, driver.output()
     finally:
         if driver is not None:
             driver.stop()
         plane.close()
+
+
+def test_the_driver_image_runs_the_printed_deployment_against_the_api_server(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    # Given the driver's image, and the pod `kube install --print` describes: its
+    # container's command, environment and files (the project ConfigMap's items, the
+    # ServiceAccount's token and CA where a pod has them), run by Docker on this host
+    client_ = engine()
+    image = build_driver_image(["test-image"], progress=lambda line: None)[0]
+    text = manifest_text(kube_namespace, f"http://127.0.0.1:{free_port()}", max_duration="120s")
+    a, b, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
+    read = _reader(kube_cluster, kube_namespace, a.root)
+    platform.cli("deploy")
+    admin = a.env() | {"KUBECONFIG": str(kube_cluster.admin_kubeconfig)}
+    printed = subprocess.run(
+        a.argv("kube", "install", "--print", "--image", image),
+        capture_output=True,
+        text=True,
+        env=admin,
+        check=True,
+    ).stdout
+    documents = {d["kind"]: d for d in yaml.safe_load_all(printed) if d}
+    pod = documents["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    files = short_tmp / "pod-files"
+    for item in next(v for v in pod["volumes"] if "configMap" in v)["configMap"]["items"]:
+        target = files / "project" / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(documents["ConfigMap"]["data"][item["key"]])
+    # the API server's Service is not reachable from a host process: its address here
+    in_cluster = yaml.safe_load((files / "project" / "kubeconfig").read_text())
+    in_cluster["clusters"][0]["cluster"]["server"] = kube_cluster.server
+    (files / "project" / "kubeconfig").write_text(yaml.safe_dump(in_cluster))
+    secrets_dir = files / "serviceaccount"
+    secrets_dir.mkdir()
+    token = yaml.safe_load(platform.kubeconfig.read_text())["users"][0]["user"]["token"]
+    (secrets_dir / "token").write_text(token)
+    (secrets_dir / "ca.crt").write_bytes((kube_cluster.workdir / "pki" / "ca.crt").read_bytes())
+    for path in [short_tmp, files, *files.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the container's uid reads them
+    scratch = files / "tmp"  # the pod's emptyDir at /tmp, kept to read a crash's log
+    scratch.mkdir()
+    scratch.chmod(0o1777)
+
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    running = client_.containers.run(
+        image,
+        container["command"],
+        detach=True,
+        network_mode="host",
+        read_only=True,
+        user=f"{pod['securityContext']['runAsUser']}",
+        environment={e["name"]: e["value"] for e in container["env"]},
+        volumes={
+            str(files / "project"): {"bind": mounts["project"], "mode": "ro"},
+            str(secrets_dir): {"bind": TOKEN_DIR, "mode": "ro"},
+            str(scratch): {"bind": mounts["tmp"], "mode": "rw"},
+        },
+        tmpfs={mounts["work"]: "mode=1777"},
+    )
+    try:
+        wait_for(
+            "the driver in the container to hold the Lease",
+            lambda: "boot=" in lease_holder(kube_cluster, kube_namespace),
+            timeout=90,
+        )
+
+        # When A starts a rollout and B aborts it, then the container's driver did both
+        a.cli("rollout", "v2", "--detach")
+        wait_for("step 1 at 10%", lambda: read.weights().get(CANARY) == 10)
+        aborted = b.cli("abort")
+        assert "aborted by" in aborted.stdout, aborted.stdout
+        assert read.weights().get(CANARY, 0) == 0
+        status = json.loads(b.cli("status", "--json", "--window", "0").stdout)
+        assert status["driver"]["holder"] == lease_holder(kube_cluster, kube_namespace)
+    finally:
+        running.stop(timeout=30)  # SIGTERM: it finishes its look and records its exit
+        logs = running.logs().decode(errors="replace")
+        exit_code = running.wait(timeout=30)["StatusCode"]
+        running.remove()
+        crashes = "".join(path.read_text() for path in scratch.glob("swiftdeploy-crash-*"))
+        assert not crashes, crashes  # the driver's traceback, before any other failure
+    assert exit_code == 0, logs
+    assert "driver: holding the Lease" in logs
+
+
+def test_a_driver_whose_lease_is_deleted_stops_before_its_next_write(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    # Given a rollout holding at its first step, driven by the driver in the cluster
+    text = manifest_text(kube_namespace, f"http://127.0.0.1:{free_port()}", max_duration="120s")
+    a, _, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
+    read = _reader(kube_cluster, kube_namespace, a.root)
+    platform.cli("deploy")
+    driver = start_driver(pod_machine(short_tmp / "pod", platform))
+    try:
+        wait_for("the driver's Lease", lambda: f"/{driver.pid}/" in lease_holder(
+            kube_cluster, kube_namespace), driver=driver)  # fmt: skip
+        a.cli("rollout", "v2", "--detach")
+        wait_for("step 1 at 10%", lambda: read.weights().get(CANARY) == 10, driver=driver)
+
+        # When someone deletes its Lease
+        core = client.CoreV1Api(kube_cluster.api)
+        client.CoordinationV1Api(kube_cluster.api).delete_namespaced_lease(
+            f"{SERVICE}-swiftdeploy", kube_namespace
+        )
+        deleted = time.time()
+
+        # Then the driver stops (exit 1) saying so, and wrote no state after it noticed
+        driver.process.wait(timeout=60)
+        assert driver.process.returncode == 1, driver.output()
+        assert "Lease" in driver.output()
+        state = core.read_namespaced_config_map(f"{SERVICE}-swiftdeploy-state", kube_namespace)
+        saved = json.loads(state.data["state.json"])["updated_at"]
+        assert saved < deleted + 1.0  # at most a write already under way
+        assert read.weights().get(CANARY) == 10  # the canary is left as it was
+    finally:
+        driver.stop()
