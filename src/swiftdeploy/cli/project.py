@@ -218,7 +218,7 @@ def driver_lines(report: StatusReport) -> list[str]:
     from swiftdeploy.commands.driver import driving
 
     if not driving(state):  # a cluster between rollouts, with no driver installed
-        return [f"no driver: {driver.exited}; `swiftdeploy kube install` starts one"]
+        return [f"no driver: {driver.exited}"]
     why = f" ({driver.exited})" if driver.exited else ""
     return [
         f"no driver{why}: the canary takes {state.canary_weight}% with nothing deciding;"

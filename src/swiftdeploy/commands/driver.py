@@ -628,7 +628,8 @@ def _cluster_status(loaded: LoadedManifest, state: State) -> DriverStatus:
     info = cluster_control(loaded).running_driver()
     last_look = state.last_look.at if state.last_look else None
     if info is None:
-        return DriverStatus(None, None, 0, last_look, "no driver runs in the cluster")
+        gone = "none runs in the cluster (`swiftdeploy kube install` starts one)"
+        return DriverStatus(None, None, 0, last_look, gone)
     restarts = info.restarts if info.rollout_id == state.rollout_id else 0
     return DriverStatus(info.pid, info.first_started_at, restarts, last_look, None, info.holder)
 

@@ -234,16 +234,24 @@ def lease_holder(cluster: KubeCluster, namespace: str) -> str:
     return str(lease.spec.holder_identity or "")
 
 
-def wait_for(what: str, check: Any, timeout: float = 60, driver: Driver | None = None) -> None:
+def wait_for(
+    what: str,
+    check: Any,
+    timeout: float = 60,
+    driver: Driver | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until `check()`; fails when `driver` exits meanwhile, or on timeout with the end
+    of the driver's log (or of `log`)."""
     deadline = time.monotonic() + timeout
+    log = driver.log if driver is not None else log
     while not check():
         if driver is not None and driver.process.poll() is not None:
             raise AssertionError(
                 f"the driver exited {driver.process.returncode}:\n{driver.output()}"
             )
-        assert time.monotonic() < deadline, f"timed out waiting for {what}" + (
-            f"; driver log:\n{driver.output()[-3000:]}" if driver else ""
-        )
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; log:\n{tail}"
         time.sleep(0.1)
 
 

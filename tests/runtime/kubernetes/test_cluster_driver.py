@@ -391,7 +391,9 @@ def test_a_driver_whose_lease_is_deleted_stops_before_its_next_write(
         deleted = time.time()
 
         # Then the driver stops (exit 1) saying so, and wrote no state after it noticed
-        driver.process.wait(timeout=60)
+        wait_for(
+            "the driver to stop", lambda: driver.process.poll() is not None, 60, log=driver.log
+        )
         assert driver.process.returncode == 1, driver.output()
         assert "Lease" in driver.output()
         state = core.read_namespaced_config_map(f"{SERVICE}-swiftdeploy-state", kube_namespace)
