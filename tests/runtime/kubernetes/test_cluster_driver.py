@@ -366,39 +366,3 @@ def test_the_driver_image_runs_the_printed_deployment_against_the_api_server(
         assert not crashes, crashes  # the driver's traceback, before any other failure
     assert exit_code == 0, logs
     assert "driver: holding the Lease" in logs
-
-
-def test_a_driver_whose_lease_is_deleted_stops_before_its_next_write(
-    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
-) -> None:
-    # Given a rollout holding at its first step, driven by the driver in the cluster
-    text = manifest_text(kube_namespace, f"http://127.0.0.1:{free_port()}", max_duration="120s")
-    a, _, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
-    read = _reader(kube_cluster, kube_namespace, a.root)
-    platform.cli("deploy")
-    driver = start_driver(pod_machine(short_tmp / "pod", platform))
-    try:
-        wait_for("the driver's Lease", lambda: f"/{driver.pid}/" in lease_holder(
-            kube_cluster, kube_namespace), driver=driver)  # fmt: skip
-        a.cli("rollout", "v2", "--detach")
-        wait_for("step 1 at 10%", lambda: read.weights().get(CANARY) == 10, driver=driver)
-
-        # When someone deletes its Lease
-        core = client.CoreV1Api(kube_cluster.api)
-        client.CoordinationV1Api(kube_cluster.api).delete_namespaced_lease(
-            f"{SERVICE}-swiftdeploy", kube_namespace
-        )
-        deleted = time.time()
-
-        # Then the driver stops (exit 1) saying so, and wrote no state after it noticed
-        wait_for(
-            "the driver to stop", lambda: driver.process.poll() is not None, 60, log=driver.log
-        )
-        assert driver.process.returncode == 1, driver.output()
-        assert "Lease" in driver.output()
-        state = core.read_namespaced_config_map(f"{SERVICE}-swiftdeploy-state", kube_namespace)
-        saved = json.loads(state.data["state.json"])["updated_at"]
-        assert saved < deleted + 1.0  # at most a write already under way
-        assert read.weights().get(CANARY) == 10  # the canary is left as it was
-    finally:
-        driver.stop()

@@ -188,7 +188,10 @@ class ConfigMapControl:
 
     def _read(self) -> list[tuple[Request, Obj]]:
         """Every request of the service, oldest first; answers nobody read for long and
-        unreadable objects are deleted, so they cannot block a slot."""
+        unreadable objects are deleted, so they cannot block a slot. A driver that lost
+        its Lease (its renewal found it deleted or taken) stops here, between looks,
+        rather than at its next write only."""
+        self.guard()
         found = []
         now = time.time()
         for item in self.kube.list("ConfigMap", requests_selector(self.manifest)):
