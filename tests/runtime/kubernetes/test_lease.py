@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -265,3 +266,70 @@ def test_a_lease_whose_create_went_through_but_whose_answer_was_lost_is_ours(
     assert lock._lease is not None
     assert lock._lease["metadata"]["resourceVersion"] == "5"
     assert kube.guard == lock.verify
+
+
+def test_the_renewer_outlives_a_refusal_and_renews_once_the_rights_are_back(
+    loaded: LoadedManifest, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    kube = kube_of(loaded)
+    rbac = client.RbacAuthorizationV1Api(kube_cluster.api)
+    said: list[str] = []
+    mine = LeaseLock(kube, loaded.manifest, duration_s=3)  # renewed every second
+    mine.say = said.append
+    with mine.held():
+        renewer = next(t for t in threading.enumerate() if t.name == "lease-renewer")
+        # Given the CLI's RoleBindings deleted (its renewals now refused, 403, as by an
+        # API server whose authorizer is still filling its caches after a restart)
+        bindings = rbac.list_namespaced_role_binding(kube_namespace).items
+        for binding in bindings:
+            rbac.delete_namespaced_role_binding(binding.metadata.name, kube_namespace)
+        try:
+            # When several renewals are refused
+            wait_until("a refused renewal said", lambda: said)
+            time.sleep(3 * mine.duration_s / 3)
+        finally:
+            for binding in bindings:  # Then the rights are back
+                binding.metadata = client.V1ObjectMeta(name=binding.metadata.name)
+                rbac.create_namespaced_role_binding(kube_namespace, binding)
+        # Then the renewer still runs, said the fault once, and renews the lease again
+        refused_at = read_lease(kube_cluster, kube_namespace).spec.renew_time
+        wait_until(
+            "a renewal after the refusals",
+            lambda: read_lease(kube_cluster, kube_namespace).spec.renew_time > refused_at,
+        )
+        assert renewer.is_alive()
+        assert mine.lost is None
+        assert len(said) == 2, said
+        assert "could not renew the Lease" in said[0]
+        assert "forbidden" in said[0]
+        assert said[1] == "driver: renewed the Lease again"
+        assert read_lease(kube_cluster, kube_namespace).spec.holder_identity == mine.me
+
+
+def test_a_renewal_after_the_lease_was_deleted_loses_it_and_creates_nothing(
+    loaded: LoadedManifest, kube_cluster: KubeCluster, kube_namespace: str
+) -> None:
+    kube = kube_of(loaded)
+    coordination = client.CoordinationV1Api(kube_cluster.api)
+    mine = LeaseLock(kube, loaded.manifest)
+    with mine.held():
+        # When another user deletes the lease and the holder's next renewal comes
+        coordination.delete_namespaced_lease(LEASE, kube_namespace)
+        mine.renew()
+        # Then it knows it lost it (a PUT with the old resourceVersion alone would have
+        # created the Lease again, under its name), and the lease stays deleted
+        assert mine.lost == "nobody (the Lease was deleted)"
+        assert coordination.list_namespaced_lease(kube_namespace).items == []
+        # and its next API call, a read too, is refused before it is sent
+        calls = kube.calls
+        with pytest.raises(LockedError, match="lost the Lease"):
+            kube.get("ConfigMap", "anything")
+        assert kube.calls == calls
+    assert coordination.list_namespaced_lease(kube_namespace).items == []
+
+
+def wait_until(what: str, check: Callable[[], object], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -198,6 +198,9 @@ class Kube:
         # Called before every write; raises when this process may no longer write
         # (the Lease's check, installed while a command holds it).
         self.guard: Callable[[], None] = lambda: None
+        # Called before every call, reads too; raises once this process must stop
+        # (the Lease found lost, without asking the API server again).
+        self.halt: Callable[[], None] = lambda: None
 
     @property
     def calls(self) -> int:
@@ -226,6 +229,7 @@ class Kube:
         ApiException for a refusal and the transport's error for no answer (`calling`
         words them). A write first passes the guard (`guarded=False` only for the
         Lease's own writes: the guard is the Lease); a dry run writes nothing."""
+        self.halt()
         if method != "GET" and guarded and "dryRun" not in (query or {}):
             self.guard()
         started = time.monotonic()

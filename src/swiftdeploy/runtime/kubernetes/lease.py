@@ -10,7 +10,12 @@ expired lease cannot both win: the API server refuses the second with 409.
 While held, the Lease is the `Kube` guard: before every other write to the cluster it is
 read back, and a holder that lost it (deleted, someone else's holderIdentity) stops
 there; one that merely outlived it (an API server outage longer than the lease) takes
-it back first, if nobody else did. Renewal keeps trying through transient errors.
+it back first, if nobody else did. Renewal keeps trying through any error (an API
+server away, or refusing while its authorizer fills its caches after a restart); only a
+lease found lost ends it. Every write carries the lease's uid too: a PUT to a Lease
+someone deleted would otherwise create it again (Leases allow create-on-update), and the
+holder would never learn that it had lost it. Once lost, every further API call of
+`kube`, reads included, raises, so a holder that is only reading stops there too.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from swiftdeploy.errors import LockedError
+from swiftdeploy.errors import LockedError, SwiftDeployError
 from swiftdeploy.manifest import Manifest
 from swiftdeploy.runtime.kubernetes import objects
 from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError, KubeUnavailableError
@@ -163,7 +168,10 @@ class LeaseLock:
         self._mutex = threading.Lock()  # the renewer and the guard both write the lease
         self._stop = threading.Event()
         self._previous_guard: Callable[[], None] | None = None
+        self._previous_halt: Callable[[], None] | None = None
         self.lost: str | None = None  # who holds the lease now, once we lost it
+        # where the renewer says it cannot renew (the driver's log); once per fault
+        self.say: Callable[[str], None] = lambda line: None
 
     def _body(self, previous: Lease | None) -> Lease:
         now = _micro(_now())
@@ -178,9 +186,13 @@ class LeaseLock:
                 "name": self.name,
                 "namespace": self.kube.namespace,
                 "labels": objects.labels(self.manifest),
-                **(
-                    {"resourceVersion": previous["metadata"]["resourceVersion"]} if previous else {}
-                ),
+                # the uid makes the PUT fail (409) on a Lease deleted since, rather than
+                # create it again under our name
+                **{
+                    key: previous["metadata"][key]
+                    for key in ("resourceVersion", "uid")
+                    if previous and key in previous["metadata"]
+                },
             },
             "spec": {
                 "holderIdentity": self.me,
@@ -216,6 +228,7 @@ class LeaseLock:
                 raise
             self._lease = now
         self._previous_guard, self.kube.guard = self.kube.guard, self.verify
+        self._previous_halt, self.kube.halt = self.kube.halt, self.check
 
     def _refuse_if_held(self, lease: Lease) -> None:
         holder = _holder(lease)
@@ -229,9 +242,22 @@ class LeaseLock:
         )
 
     def _renew_loop(self) -> None:
+        """Renews every third of the lease until stopped or lost. Any error is tried
+        again at the next period, never ends the thread: a renewer gone with the lease
+        still held would let it expire under a live holder."""
+        said = ""
         while self.lost is None and not self._stop.wait(self.duration_s / 3):
-            with contextlib.suppress(KubeUnavailableError):  # retried at the next period
+            try:
                 self.renew()
+            except Exception as exc:  # whatever it is, renew again at the next period
+                line = exc.one_line() if isinstance(exc, SwiftDeployError) else repr(exc)
+                if line != said:
+                    self.say(f"driver: could not renew the Lease (trying again): {line}")
+                    said = line
+            else:
+                if said:
+                    self.say("driver: renewed the Lease again")
+                    said = ""
 
     def renew(self) -> None:
         """Renew the lease; when someone else holds it now, or nobody (deleted),
@@ -291,6 +317,8 @@ class LeaseLock:
     def release(self) -> None:
         if self._previous_guard is not None:
             self.kube.guard, self._previous_guard = self._previous_guard, None
+        if self._previous_halt is not None:
+            self.kube.halt, self._previous_halt = self._previous_halt, None
         with self._mutex:
             lease, self._lease = self._lease, None
         if lease is None or self.lost is not None:
