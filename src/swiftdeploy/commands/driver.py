@@ -292,6 +292,9 @@ class _Stop:
 
     def __init__(self) -> None:
         self.requested = False
+        # raises once the driver must stop at once (its Lease found lost): its waits
+        # call it too, so no wait outlives the Lease
+        self.halt: Callable[[], None] = lambda: None
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, self._set)
 
@@ -802,6 +805,9 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
         restarts=info.restarts,
     )
     progress(f"driver: holding the Lease as {info.holder}")
+    if lease is not None:
+        lease.say = progress  # the renewer's faults, on the driver's log
+        stop.halt = lease.check
     try:
         while not stop.requested:
             try:
@@ -823,6 +829,7 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
                 # with nothing deciding
                 outage.hold(exc, stop)
     finally:
+        stop.halt = lambda: None  # the Lease is released with this session
         with contextlib.suppress(SwiftDeployError):
             fleet.recorder.record(
                 "driver", event="exited", pid=os.getpid(), outcome="stopped (SIGTERM)"
@@ -855,6 +862,7 @@ def _refuse_requests(control: ConfigMapControl, refused: str, progress: Progress
 def _pause(stop: _Stop, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not stop.requested:
+        stop.halt()  # a hold outlives no Lease: it ends once the Lease is lost
         time.sleep(POLL_S)
 
 

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 
 from swiftdeploy.commands.driver_image import build_driver_image
 from swiftdeploy.commands.kube_install import TOKEN_DIR
 from swiftdeploy.ports import free_port
+from swiftdeploy.runtime.kubernetes.lease import LEASE_S
 from tests.runtime.kubernetes.cluster_driver import (
     DRIVER_ACCOUNT,
     lease_holder,
@@ -366,3 +367,101 @@ def test_the_driver_image_runs_the_printed_deployment_against_the_api_server(
         assert not crashes, crashes  # the driver's traceback, before any other failure
     assert exit_code == 0, logs
     assert "driver: holding the Lease" in logs
+
+
+# A driver that lost its Lease exits within a renewal period (the renewer finds it
+# lost), plus a margin for a busy machine: the exit's own work, a look under way.
+LOST_BOUND_S = LEASE_S / 3 + 5.0
+
+
+def test_a_driver_whose_lease_is_deleted_exits_within_a_renewal_period_and_writes_nothing(
+    kube_cluster: KubeCluster, kube_namespace: str, short_tmp: Path
+) -> None:
+    # Given a rollout holding at its first step, driven by its driver in the cluster, and
+    # another service's driver idle between rollouts in another namespace
+    idle_namespace = f"{kube_namespace}-idle"
+    kube_cluster.create_namespace(idle_namespace)
+    drivers = {}
+    try:
+        dead = f"http://127.0.0.1:{free_port()}"  # no Prometheus answers: every look holds
+        text = manifest_text(kube_namespace, dead, max_duration="120s")
+        a, _, platform = prepare(kube_cluster, kube_namespace, short_tmp / "busy", text)
+        read = _reader(kube_cluster, kube_namespace, a.root)
+        platform.cli("deploy")
+        _, _, idle = prepare(
+            kube_cluster,
+            idle_namespace,
+            short_tmp / "idle",
+            manifest_text(idle_namespace, dead, max_duration="120s"),
+        )
+        for namespace, machine in ((kube_namespace, platform), (idle_namespace, idle)):
+            driver = drivers[namespace] = start_driver(pod_machine(machine.root / "pod", machine))
+            wait_for(
+                "the driver's Lease",
+                lambda pid=driver.pid, ns=namespace: f"/{pid}/" in lease_holder(kube_cluster, ns),
+                driver=driver,
+            )
+        a.cli("rollout", "v2", "--detach")
+        busy = drivers[kube_namespace]
+        wait_for("step 1 at 10%", lambda: read.weights().get(CANARY) == 10, driver=busy)
+        core = client.CoreV1Api(kube_cluster.api)
+
+        def looked() -> bool:
+            state = core.read_namespaced_config_map(f"{SERVICE}-swiftdeploy-state", kube_namespace)
+            return json.loads(state.data["state.json"]).get("last_look") is not None
+
+        wait_for("a look at step 1", looked, driver=busy)
+
+        # When an admin deletes both Leases
+        coordination = client.CoordinationV1Api(kube_cluster.api)
+        deleted_at, deleted_rv = {}, {}
+        for namespace in drivers:
+            before = coordination.list_namespaced_lease(namespace).metadata.resource_version
+            coordination.delete_namespaced_lease(f"{SERVICE}-swiftdeploy", namespace)
+            deleted_at[namespace] = time.monotonic()
+            deleted_rv[namespace] = deletion_version(coordination, namespace, before)
+
+        # Then each driver exits 1 within the bound, saying it lost the Lease
+        took = {}
+        while len(took) < len(drivers):
+            for namespace, driver in drivers.items():
+                if namespace not in took and driver.process.poll() is not None:
+                    took[namespace] = time.monotonic() - deleted_at[namespace]
+            waited = time.monotonic() - max(deleted_at.values())
+            assert waited < 60, {n: d.output()[-2000:] for n, d in drivers.items()}
+            time.sleep(0.05)
+        for namespace, driver in drivers.items():
+            assert driver.process.returncode == 1, driver.output()[-3000:]
+            assert "lost the Lease" in driver.output(), driver.output()[-3000:]
+            assert took[namespace] < LOST_BOUND_S, (took, driver.output()[-3000:])
+
+            # and wrote nothing after the deletion: no ConfigMap (state, trail, driver's
+            # heartbeat, requests) has a later resourceVersion, but for at most one write
+            # already sent when the Lease went; nor is the Lease created again
+            later = [
+                (item.metadata.name, int(item.metadata.resource_version))
+                for item in core.list_namespaced_config_map(namespace).items
+                if int(item.metadata.resource_version) > deleted_rv[namespace]
+            ]
+            assert len(later) <= 1, (later, deleted_rv[namespace])
+            print(f"{namespace}: written after the deletion: {later}")
+            assert not coordination.list_namespaced_lease(namespace).items
+        assert read.weights().get(CANARY) == 10  # the canary is left as it was
+        busy_s, idle_s = took[kube_namespace], took[idle_namespace]
+        print(f"lost Lease to exit: busy {busy_s:.2f}s, idle {idle_s:.2f}s")
+    finally:
+        for driver in drivers.values():
+            driver.stop()
+        kube_cluster.delete_namespace(idle_namespace)
+
+
+def deletion_version(coordination: client.CoordinationV1Api, namespace: str, since: str) -> int:
+    """The resourceVersion of the Lease's deletion (its watch event says it): any object
+    written after the deletion has a greater one."""
+    events = watch.Watch().stream(
+        coordination.list_namespaced_lease, namespace, resource_version=since, timeout_seconds=30
+    )
+    for event in events:
+        if event["type"] == "DELETED":
+            return int(event["object"].metadata.resource_version)
+    raise AssertionError(f"no deletion of the Lease in {namespace} seen")
