@@ -215,10 +215,16 @@ def finish(cli: Cli) -> None:
 
 @pytest.fixture
 def machines(
-    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    tmp_path: Path,
+    short_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> list[Machine]:
-    """Machines a, b and c; the in-process drivers use the driver's ServiceAccount."""
-    found = [Machine(tmp_path / name, kube_namespace) for name in ("a", "b", "c")]
+    """Machines a, b and c; the in-process drivers use the driver's ServiceAccount. Under
+    a short directory: a project's supervisor socket must fit a unix socket's path (the
+    tests' own directories carry their long names)."""
+    found = [Machine(short_tmp / name, kube_namespace) for name in ("a", "b", "c")]
     driver = driver_kubeconfig(kube_cluster, found[0].loaded, tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(driver))
     return found
@@ -349,7 +355,7 @@ def test_a_driver_restarted_goes_on_with_the_one_chain(
     assert f"audit trail ok: {len(unsent)} records" in done.stdout
 
     # another chain, with the same key, is never merged: the driver refuses to start
-    d = Machine(tmp_path / "d", kube_namespace)
+    d = Machine(a.root.parent / "d", kube_namespace)
     other = AuditLog(driver_trail(d.loaded), 10_000_000,
                      keys=sink.keys)  # fmt: skip
     other.append("command", rollout_id="r-elsewhere")
@@ -490,7 +496,7 @@ def test_a_deleted_or_edited_segment_and_a_cut_tail_are_caught(
     assert done.returncode == 1, done.stdout
     assert "records were deleted from the cluster" in done.stdout + done.stderr
     # a fresh machine, which never saw the trail, is told too (the public head)
-    fresh = Machine(tmp_path / "d", kube_namespace)
+    fresh = Machine(a.root.parent / "d", kube_namespace)
     done = fresh.cli(operator, "audit", "verify")
     assert done.returncode == 1
     assert "records were deleted" in done.stdout + done.stderr
