@@ -171,7 +171,8 @@ class Backend(Protocol):
     # Its tracks are split by the nginx router (validate then checks nginx's config).
     NGINX_ROUTED: bool
     # Its rollouts are driven by a driver under this machine's supervisor, which
-    # outlives the CLI (commands/driver.py); False: the CLI drives in the foreground.
+    # outlives the CLI (commands/driver.py); False: by the driver in the cluster
+    # (kubernetes: `swiftdeploy kube install`), which CLIs on any machine steer.
     HOST_DRIVER: bool
 
     def create_tracks(self, deps: BackendDeps) -> TrackRuntime: ...
