@@ -33,13 +33,12 @@ from tests.runtime.kubernetes.cluster_driver import (  # noqa: E402
     Driver,
     Machine,
     lease_holder,
-    manifest_text,
     pod_machine,
     prepare,
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject  # noqa: E402
+from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject, manifest_text  # noqa: E402
 from tests.support.kube import KubeCluster, start_cluster  # noqa: E402
 
 from swiftdeploy.ports import free_port  # noqa: E402

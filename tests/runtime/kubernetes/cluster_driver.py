@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import SWIFTDEPLOY
-from tests.runtime.kubernetes.kubeproject import MANIFEST, SERVICE, USER, apply_rbac
+from tests.runtime.kubernetes.kubeproject import SERVICE, USER, apply_rbac
 from tests.support.host import generous_host_gate
 from tests.support.kube import KubeCluster
 
@@ -102,30 +102,6 @@ def checkout(root: Path, manifest_text: str, kubeconfig: Path) -> Machine:
     machine = Machine(root, kubeconfig)
     machine.manifest.write_text(manifest_text)
     return machine
-
-
-def manifest_text(
-    namespace: str,
-    prometheus: str,
-    *,
-    steps: str = "[{weight: 10}, {weight: 50}]",
-    min_duration: str = "1s",
-    max_duration: str = "60s",
-    start_timeout: str = "30s",
-    extra: str = "",
-) -> str:
-    return (
-        MANIFEST.format(
-            service=SERVICE,
-            namespace=namespace,
-            prometheus=prometheus,
-            start_timeout=start_timeout,
-            min_duration=min_duration,
-            max_duration=max_duration,
-            steps=steps,
-        )
-        + extra
-    )
 
 
 def operators_rbac(cluster: KubeCluster, machine: Machine, namespace: str) -> None:

@@ -192,6 +192,30 @@ def bind_role(cluster: KubeCluster, project: KubeProject) -> None:
     apply_rbac(cluster, project.namespace, done.stdout)
 
 
+def manifest_text(
+    namespace: str,
+    prometheus: str,
+    *,
+    steps: str = "[{weight: 10}, {weight: 50}]",
+    min_duration: str = "1s",
+    max_duration: str = "60s",
+    start_timeout: str = "30s",
+    extra: str = "",
+) -> str:
+    return (
+        MANIFEST.format(
+            service=SERVICE,
+            namespace=namespace,
+            prometheus=prometheus,
+            start_timeout=start_timeout,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            steps=steps,
+        )
+        + extra
+    )
+
+
 def new_project(
     cluster: KubeCluster,
     namespace: str,
@@ -207,16 +231,15 @@ def new_project(
     subprocess.run([SWIFTDEPLOY, "init", str(root)], check=True, capture_output=True)
     project = KubeProject(root, namespace, cluster.user_kubeconfig(USER, namespace), cluster)
     project.manifest.write_text(
-        MANIFEST.format(
-            service=SERVICE,
-            namespace=namespace,
-            prometheus=prometheus,
-            start_timeout=start_timeout,
+        manifest_text(
+            namespace,
+            prometheus,
+            steps=steps,
             min_duration=min_duration,
             max_duration=max_duration,
-            steps=steps,
+            start_timeout=start_timeout,
+            extra=extra,
         )
-        + extra
     )
     generous_host_gate(project.manifest)  # a busy machine must not refuse the deploy
     bind_role(cluster, project)

@@ -21,13 +21,12 @@ from swiftdeploy.runtime.kubernetes.lease import LEASE_S
 from tests.runtime.kubernetes.cluster_driver import (
     DRIVER_ACCOUNT,
     lease_holder,
-    manifest_text,
     pod_machine,
     prepare,
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
+from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject, manifest_text
 from tests.support.docker import engine
 from tests.support.kube import FakeDataPlane, KubeCluster
 from tests.support.kube_faults import api_server_stopped

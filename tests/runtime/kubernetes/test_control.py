@@ -17,7 +17,8 @@ from swiftdeploy.runtime.kubernetes import control as control_module
 from swiftdeploy.runtime.kubernetes.api import CountingApiClient, Kube
 from swiftdeploy.runtime.kubernetes.control import SLOTS, ConfigMapControl
 from swiftdeploy.state.control import Answer, DriverInfo
-from tests.runtime.kubernetes.cluster_driver import manifest_text, prepare
+from tests.runtime.kubernetes.cluster_driver import prepare
+from tests.runtime.kubernetes.kubeproject import manifest_text
 from tests.support.kube import KubeCluster
 
 

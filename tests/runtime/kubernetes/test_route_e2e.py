@@ -16,13 +16,12 @@ from tests.runtime.kubernetes.cluster_driver import (
     Driver,
     Machine,
     lease_holder,
-    manifest_text,
     pod_machine,
     prepare,
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
+from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject, manifest_text
 from tests.runtime.kubernetes.test_e2e import QUICK_POLICY
 from tests.support.kube import FakeDataPlane, KubeCluster
 
