@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from swiftdeploy.ports import free_port
+from tests.runtime.kubernetes.kubeproject import KubeProject, new_project
 from tests.support.kube import KubeCluster, start_cluster
 
 
@@ -28,3 +31,19 @@ def kube_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
         yield name
     finally:
         kube_cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def user_project(
+    kube_cluster: KubeCluster,
+    kube_namespace: str,
+    short_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> KubeProject:
+    """A project whose CLI is the user bound to the Roles `swiftdeploy kube rbac` prints,
+    and this process's kubeconfig that user's (no Prometheus answers)."""
+    project = new_project(
+        kube_cluster, kube_namespace, short_tmp, f"http://127.0.0.1:{free_port()}"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(project.kubeconfig))
+    return project

@@ -20,13 +20,12 @@ from kubernetes import client
 
 from swiftdeploy.errors import LockedError, TransientError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
-from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.kubernetes import api, kube_of, lease
 from swiftdeploy.runtime.kubernetes.api import Kube
 from swiftdeploy.runtime.kubernetes.lease import Holder, LeaseLock
 from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.state import State
-from tests.runtime.kubernetes.kubeproject import SERVICE, new_project
+from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
 from tests.runtime.kubernetes.test_rbac import write_manifest
 from tests.support.kube import KubeCluster
 from tests.support.kube_faults import ScriptedServer, api_server_stopped, kube_at
@@ -36,18 +35,8 @@ OUTAGE_S = 30.0
 
 
 @pytest.fixture
-def loaded(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    short_tmp: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> LoadedManifest:
-    """A project whose CLI is the user bound to the Roles `swiftdeploy kube rbac` prints."""
-    project = new_project(
-        kube_cluster, kube_namespace, short_tmp, f"http://127.0.0.1:{free_port()}"
-    )
-    monkeypatch.setenv("KUBECONFIG", str(project.kubeconfig))
-    return load_manifest(project.manifest)
+def loaded(user_project: KubeProject) -> LoadedManifest:
+    return load_manifest(user_project.manifest)
 
 
 def admin_kube(cluster: KubeCluster, namespace: str) -> Kube:

@@ -5,38 +5,27 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from swiftdeploy.errors import LockedError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
-from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.kubernetes import kube_of, lease_of, shared_lock, state_store
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.state import State
 from swiftdeploy.wiring import open_fleet
-from tests.runtime.kubernetes.kubeproject import SERVICE, new_project
+from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
 from tests.support.kube import KubeCluster
 
 SECRET_ENV = "  env: {TOKEN: {value: s3cret}}\n"
 
 
 @pytest.fixture
-def loaded(
-    kube_cluster: KubeCluster,
-    kube_namespace: str,
-    short_tmp: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> LoadedManifest:
-    project = new_project(
-        kube_cluster, kube_namespace, short_tmp, f"http://127.0.0.1:{free_port()}"
-    )
-    monkeypatch.setenv("KUBECONFIG", str(project.kubeconfig))
-    text = project.manifest.read_text()
-    project.manifest.write_text(text.replace("  port: 8080\n", "  port: 8080\n" + SECRET_ENV))
-    return load_manifest(project.manifest)
+def loaded(user_project: KubeProject) -> LoadedManifest:
+    text = user_project.manifest.read_text()
+    user_project.manifest.write_text(text.replace("  port: 8080\n", "  port: 8080\n" + SECRET_ENV))
+    return load_manifest(user_project.manifest)
 
 
 def test_a_look_at_a_track_costs_the_same_api_calls_for_any_replica_count(
