@@ -5,11 +5,12 @@ who asked, and answers."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from swiftdeploy.commands.driver import follow_ends, serve_requests
-from swiftdeploy.errors import ExitCode
+from swiftdeploy.commands.driver import follow_ends, serve_requests, start_in_cluster
+from swiftdeploy.errors import ExitCode, OperationalError, TransientError
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase, State
@@ -183,3 +184,89 @@ def test_a_held_step_keeps_looking_and_later_evidence_decides(
     assert state.phase == Phase.ROLLED_BACK
     held_at = events.index("held")
     assert events[held_at + 1 :][:1] == ["rolling-back"]
+
+
+class _FlakyCluster:
+    """The control channel and state store of a cluster whose API server goes away for
+    the first `away_calls` reads after the start request is in, then answers."""
+
+    def __init__(self, away_calls: int, rollout_id: str) -> None:
+        self.away_calls = away_calls
+        self.rollout_id = rollout_id
+        self.submitted: list[Request] = []
+
+    def _read(self) -> None:
+        if self.away_calls > 0:
+            self.away_calls -= 1
+            raise TransientError("Kubernetes API: read ConfigMap: the API server did not answer")
+
+    # the control channel
+    def driver(self) -> object:
+        return object()  # a driver said it runs
+
+    def submit(self, verb: Verb, **fields: object) -> Request:
+        request = Request(id="r1", verb=verb, requested_by="a", at=0.0)
+        self.submitted.append(request)
+        return request
+
+    def wait_answer(self, request: Request, timeout_s: float) -> Answer | None:
+        self._read()
+        return None
+
+    # the state store
+    def load(self) -> State:
+        self._read()
+        return State(rollout_id=self.rollout_id, phase=Phase.PROGRESSING)
+
+
+class _Patience:
+    def __init__(self) -> None:
+        self.waited: list[str] = []
+        self.backs = 0
+
+    def waits(self, exc: OperationalError) -> bool:
+        self.waited.append(exc.one_line())
+        return isinstance(exc, TransientError)
+
+    def back(self) -> None:
+        self.backs += 1
+
+
+def _flaky_cluster(monkeypatch: pytest.MonkeyPatch, away_calls: int) -> _FlakyCluster:
+    import swiftdeploy.commands.driver as driver_module
+    import swiftdeploy.runtime as runtime_module
+
+    cluster = _FlakyCluster(away_calls, "ro-1")
+    monkeypatch.setattr(driver_module, "cluster_control", lambda loaded: cluster)
+    monkeypatch.setattr(driver_module, "driver_installed", lambda control: True)
+    backend = SimpleNamespace(state_store=lambda loaded: cluster)
+    monkeypatch.setattr(runtime_module, "backend", lambda runtime: backend)
+    return cluster
+
+
+def test_a_start_request_waits_through_an_api_server_that_goes_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a start request that is in, and an API server that then stops answering
+    # for six reads (the driver holds meanwhile)
+    cluster = _flaky_cluster(monkeypatch, away_calls=6)
+    patience = _Patience()
+
+    # When the person's CLI waits for the rollout to be under way
+    found = start_in_cluster(init_manifest(tmp_path), "v2", "ro-1", away=patience)
+
+    # Then it waited through every failed read, said it was back, and returns the
+    # rollout's state, with the request sent once
+    assert isinstance(found, State)
+    assert found.rollout_id == "ro-1"
+    assert len(patience.waited) == 6
+    assert patience.backs >= 1
+    assert len(cluster.submitted) == 1
+
+
+def test_without_patience_an_api_server_away_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _flaky_cluster(monkeypatch, away_calls=1)
+    with pytest.raises(TransientError, match="did not answer"):
+        start_in_cluster(init_manifest(tmp_path), "v2", "ro-1")

@@ -219,7 +219,7 @@ def _rollout_in_cluster(loaded: LoadedManifest, version: str, mode: _Follow) -> 
 
     _require_cluster_driver(loaded)  # before the advice: no driver, nothing to advise
     _early_warnings(fleet_of(loaded))
-    found = start_in_cluster(loaded, version, new_rollout_id())
+    found = start_in_cluster(loaded, version, new_rollout_id(), away=_Away())
     if not isinstance(found, State):
         raise SteerRefused(found.message, found.hint, found.exit_code)
     _follow(loaded, found, mode)

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from swiftdeploy.errors import (
     ExitCode,
@@ -603,6 +603,8 @@ REFUSED_POLL_S = 2.0
 TAKE_TIMEOUT_S = 15.0
 # Standby: a driver whose Lease another holds asks again this often.
 STANDBY_S = 2.0
+# A CLI waiting through an API server that is away asks again this often.
+AWAY_POLL_S = 0.25
 
 
 def in_cluster(loaded: LoadedManifest) -> bool:
@@ -666,11 +668,29 @@ def ask_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer:
             )
 
 
+class AwayWait(Protocol):
+    """A follower's patience with an API server that is away (the CLI says so)."""
+
+    def waits(self, exc: OperationalError) -> bool:
+        """Whether to wait through this error (else it is raised)."""
+        ...
+
+    def back(self) -> None:
+        """The API server answers again."""
+        ...
+
+
 def start_in_cluster(
-    loaded: LoadedManifest, version: str, rollout_id: str, timeout_s: float = 120.0
+    loaded: LoadedManifest,
+    version: str,
+    rollout_id: str,
+    away: AwayWait | None = None,
+    timeout_s: float = 120.0,
 ) -> State | Answer:
     """Ask the driver in the cluster to start a rollout: the state once the rollout is
-    under way (its first transition saved), or the driver's refusal."""
+    under way (its first transition saved), or the driver's refusal. Once the request
+    is in, an API server that goes away is waited through (`away`): the driver holds
+    meanwhile, and the time away does not count against the timeouts."""
     from swiftdeploy.runtime import backend
 
     control = cluster_control(loaded)
@@ -680,10 +700,20 @@ def start_in_cluster(
     request = control.submit("start", version=version, rollout_id=rollout_id)
     started = time.monotonic()
     while True:
-        answer = control.wait_answer(request, timeout_s=0.25)
-        if answer is not None and answer.result != "done":
-            return answer
-        state = store.load()
+        tried = time.monotonic()
+        try:
+            answer = control.wait_answer(request, timeout_s=0.25)
+            if answer is not None and answer.result != "done":
+                return answer
+            state = store.load()
+        except OperationalError as exc:
+            if away is None or not away.waits(exc):
+                raise
+            time.sleep(AWAY_POLL_S)
+            started += time.monotonic() - tried
+            continue
+        if away is not None:
+            away.back()
         if state.rollout_id == rollout_id:
             return state
         waited = time.monotonic() - started
