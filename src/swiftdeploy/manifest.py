@@ -505,6 +505,100 @@ class Kubernetes(_Model):
     gateway: GatewayRef = Field(default_factory=GatewayRef)
 
 
+# --- notifications and gating webhooks (docs/notifications.md) ---------------------------
+
+
+class EnvSecret(_Model):
+    """A secret read from the driver's environment when it starts (a URL, a token)."""
+
+    env: EnvName
+
+
+class KubeSecret(_Model):
+    """A secret read from a key of a Kubernetes Secret in the service's namespace (the
+    driver in the cluster reads it; `kube rbac` grants that one Secret)."""
+
+    secret: KubeName
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")]
+
+
+SecretRef = EnvSecret | KubeSecret
+# A receiver's address: written here when it is no secret (an internal smoke test), or
+# from a secret (a Slack or Teams incoming-webhook URL is a credential). Never logged.
+WebhookUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+UrlSetting = WebhookUrl | EnvSecret | KubeSecret
+# Which events a sink gets: `*`, an area (`rollout.*`), or one (`rollout.rolled-back`).
+EventPattern = Annotated[str, Field(pattern=r"^(\*|[a-z]+\.(\*|[a-z-]+))$")]
+HOOK_TYPES = (
+    "pre-rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+    "post-rollout",
+    "rollback",
+)
+HookType = Literal[
+    "pre-rollout", "confirm-traffic-increase", "confirm-promotion", "post-rollout", "rollback"
+]
+
+
+class Sink(_Model):
+    """Where notifications go: a Slack-compatible or MS Teams incoming webhook, or a
+    generic JSON webhook that receives the event itself."""
+
+    name: Name
+    kind: Literal["slack", "teams", "webhook"]
+    url: UrlSetting
+    headers: dict[HeaderName, str | EnvSecret | KubeSecret] = Field(
+        default_factory=dict, max_length=16
+    )
+    events: list[EventPattern] = Field(default=["*"], min_length=1, max_length=64)
+
+
+class Notifications(_Model):
+    # HMAC-SHA256 key that signs every delivery and every hook call (the receiver checks
+    # the X-SwiftDeploy-Signature header with it); required once a sink or hook exists.
+    signing_key: EnvSecret | KubeSecret | None = None
+    # Where people read a rollout's report, `{service}` and `{rollout_id}` filled in.
+    report_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
+    timeout: PositiveDuration = 5.0  # one delivery attempt
+    retries: int = Field(default=8, ge=0, le=100)  # then a dead letter
+    backoff: PositiveDuration = 1.0  # before the first retry; doubles, at most 5 min
+    sinks: list[Sink] = Field(default_factory=list, max_length=16)
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_sinks(cls, sinks: list[Sink]) -> list[Sink]:
+        _require_unique([sink.name for sink in sinks], "notifications.sinks")
+        return sinks
+
+
+class Hook(_Model):
+    """A team's own check that takes part in the decision (Flagger's webhooks):
+    `pre-rollout` (non-2xx stops the rollout before traffic moves),
+    `confirm-traffic-increase` and `confirm-promotion` (the rollout holds until it answers
+    2xx), `post-rollout` and `rollback` (informational). Timeouts and errors fail closed."""
+
+    name: Name
+    type: HookType
+    url: UrlSetting
+    headers: dict[HeaderName, str | EnvSecret | KubeSecret] = Field(
+        default_factory=dict, max_length=16
+    )
+    timeout: PositiveDuration = 10.0  # one call
+    retries: int = Field(default=2, ge=0, le=20)  # after a timeout, an error or a 5xx
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1024)]] = (
+        Field(default_factory=dict, max_length=32)
+    )
+
+
+def _require_unique(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{where}: the name {name!r} is used twice; names must be unique")
+        seen.add(name)
+
+
 class Manifest(_Model):
     api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
     # What runs the replicas (`swiftdeploy.runtime.backend`).
@@ -516,6 +610,43 @@ class Manifest(_Model):
     policy: Policy = Field(default_factory=Policy)
     audit: Audit = Field(default_factory=Audit)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+    notifications: Notifications = Field(default_factory=Notifications)
+    hooks: list[Hook] = Field(default_factory=list, max_length=16)
+
+    @field_validator("hooks")
+    @classmethod
+    def _unique_hooks(cls, hooks: list[Hook]) -> list[Hook]:
+        _require_unique([hook.name for hook in hooks], "hooks")
+        return hooks
+
+    @model_validator(mode="after")
+    def _webhooks_signed(self) -> Manifest:
+        if (self.notifications.sinks or self.hooks) and self.notifications.signing_key is None:
+            raise ValueError(
+                "notifications.signing_key is required once a sink or hook is declared (every"
+                " delivery and hook call is signed): e.g."
+                " signing_key: {env: SWIFTDEPLOY_SIGNING_KEY}"
+            )
+        if self.runtime != "kubernetes" and any(
+            isinstance(ref, KubeSecret) for ref in self.secret_refs()
+        ):
+            raise ValueError(
+                f"a Kubernetes Secret is named in notifications or hooks, but this is runtime:"
+                f" {self.runtime}; use {{env: NAME}} instead"
+            )
+        return self
+
+    def secret_refs(self) -> list[EnvSecret | KubeSecret]:
+        """Every secret notifications and hooks read: the driver resolves these at start."""
+        refs: list[EnvSecret | KubeSecret] = []
+        if self.notifications.signing_key is not None:
+            refs.append(self.notifications.signing_key)
+        receivers: list[Sink | Hook] = [*self.notifications.sinks, *self.hooks]
+        for receiver in receivers:
+            for value in [receiver.url, *receiver.headers.values()]:
+                if isinstance(value, EnvSecret | KubeSecret):
+                    refs.append(value)
+        return refs
 
     @model_validator(mode="after")
     def _runnable(self) -> Manifest:

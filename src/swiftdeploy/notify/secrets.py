@@ -1,0 +1,89 @@
+"""The secrets notifications and hooks read (URLs, tokens, the signing key), resolved
+once when the driver starts: from its environment, or from a Kubernetes Secret in the
+service's namespace. Values stay in memory: never in the state, the trail or a log."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+
+from swiftdeploy.errors import BadInputError, OperationalError
+from swiftdeploy.manifest import EnvSecret, KubeSecret, LoadedManifest
+
+
+def describe(ref: EnvSecret | KubeSecret) -> str:
+    """Where a secret comes from, for messages (never its value)."""
+    if isinstance(ref, EnvSecret):
+        return f"the environment variable {ref.env}"
+    return f"key {ref.key} of the Secret {ref.secret}"
+
+
+class Secrets:
+    """Resolved secret values by reference; a setting that is no secret passes through."""
+
+    def __init__(self, values: Mapping[EnvSecret | KubeSecret, str]) -> None:
+        self._values = dict(values)
+
+    def value(self, setting: str | EnvSecret | KubeSecret) -> str:
+        if isinstance(setting, str):
+            return setting
+        return self._values[setting]
+
+    def all_values(self) -> list[str]:
+        """Every secret value: what a log line or an error must never contain."""
+        return list(self._values.values())
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self._values.values(), key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "<secret>")
+        return text
+
+
+def resolve_secrets(loaded: LoadedManifest, environ: Mapping[str, str] | None = None) -> Secrets:
+    """Every secret the manifest's notifications and hooks name, read now. A missing one
+    is one clear error naming where it was looked for, so the driver starts with all of
+    them or not at all (nothing half-configured)."""
+    env = os.environ if environ is None else environ
+    values: dict[EnvSecret | KubeSecret, str] = {}
+    for ref in loaded.manifest.secret_refs():
+        if ref in values:
+            continue
+        if isinstance(ref, EnvSecret):
+            found = env.get(ref.env)
+            if not found:
+                raise BadInputError(
+                    f"notifications: {describe(ref)} is not set or empty",
+                    hint=f"export {ref.env}=... where the driver starts (the CLI that starts it)",
+                )
+            values[ref] = found
+        else:
+            values[ref] = _from_kube_secret(loaded, ref)
+    return Secrets(values)
+
+
+def _from_kube_secret(loaded: LoadedManifest, ref: KubeSecret) -> str:
+    from swiftdeploy.runtime.kubernetes import kube_of
+
+    secret = kube_of(loaded).get("Secret", ref.secret)
+    namespace = loaded.manifest.kubernetes.namespace
+    if secret is None:
+        raise OperationalError(
+            f"notifications: the Secret {ref.secret} does not exist in namespace {namespace}",
+            hint=f"kubectl -n {namespace} create secret generic {ref.secret} "
+            f"--from-literal={ref.key}=...",
+        )
+    encoded = (secret.get("data") or {}).get(ref.key)
+    if not encoded:
+        raise OperationalError(
+            f"notifications: the Secret {ref.secret} in namespace {namespace} has no key {ref.key}",
+            hint="add the key, or name the right one in the manifest",
+        )
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        raise OperationalError(
+            f"notifications: key {ref.key} of the Secret {ref.secret} is not UTF-8 text"
+        ) from None
