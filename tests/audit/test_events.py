@@ -24,7 +24,9 @@ from swiftdeploy.audit.events import (
     all_types,
     derive_event,
     event_of,
+    matches,
     parse_since,
+    pattern_problem,
     read_events,
     schema_text,
 )
@@ -34,6 +36,7 @@ from swiftdeploy.commands.canary import start_canary
 from swiftdeploy.commands.promote import promote
 from swiftdeploy.commands.weight import set_weight
 from swiftdeploy.errors import AuditTamperedError, BadInputError, PolicyDeniedError
+from swiftdeploy.manifest import HOOK_TYPES
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase
@@ -321,7 +324,71 @@ def one_of_each() -> list[dict[str, Any]]:
                for e in ("started", "restarted", "exited")]  # fmt: skip
     events += [event_of(record("request", verb=v, requested_by="x", result="done"), "shop")
                for v in ("promote", "pause", "resume", "abort", "weight")]  # fmt: skip
+    events += [event_of(hook_record(kind), "shop") for kind in HOOK_TYPES]
+    events.append(event_of(dead_letter(), "shop"))
     return [valid(event) for event in events]
+
+
+def hook_record(kind: str, **fields: Any) -> dict[str, Any]:
+    """A gate hook's call as the engine records it (the design's shape)."""
+    values = {"hook": "smoke", "type": kind, "result": "refused", "status": 500,
+              "attempts": 3, "elapsed_s": 0.4, "error": None, "answer": {"ok": False},
+              "step_index": 1, **fields}  # fmt: skip
+    return record("hook", **values)
+
+
+def dead_letter() -> dict[str, Any]:
+    return record("notification", event="dead-letter", sink="oncall", event_id="ab" * 32,
+                  event_type="dev.swiftdeploy.rollout.held.v1", attempts=9,
+                  error="HTTP 503")  # fmt: skip
+
+
+def test_hook_calls_and_dead_letters_are_events_without_urls_or_answers() -> None:
+    refused = valid(event_of(hook_record("confirm-promotion"), "shop"))
+    assert names([refused]) == ["hook.confirm-promotion"]
+    assert refused["data"] == {
+        "rollout_id": "r1", "hook": "smoke", "result": "refused", "status": 500,
+        "attempts": 3, "error": None, "step": 2,
+    }  # fmt: skip
+    failed = valid(event_of(hook_record("pre-rollout", result="failed", status=None,
+                                        error="timed out after 2s"), "shop"))  # fmt: skip
+    assert (failed["data"]["status"], failed["data"]["error"]) == (None, "timed out after 2s")
+    assert event_of(hook_record("teleport"), "shop") is None
+    letter = valid(event_of(dead_letter(), "shop"))
+    assert names([letter]) == ["notification.dead-letter"]
+    assert letter["data"] == {
+        "rollout_id": "r1", "sink": "oncall", "event_id": "ab" * 32,
+        "event_type": "dev.swiftdeploy.rollout.held.v1", "attempts": 9, "error": "HTTP 503",
+    }  # fmt: skip
+    assert event_of(record("notification", event="delivered"), "shop") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("*", None),
+        ("rollout.*", None),
+        ("rollout.rolled-back", None),
+        ("hook.confirm-promotion", None),
+        ("notification.dead-letter", None),
+        ("rollouts.*", "no event area 'rollouts'"),
+        ("rollout.rolledback", "no event 'rollout.rolledback' (the rollout events: started,"),
+    ],
+)
+def test_a_pattern_names_an_area_and_an_event_this_version_writes(
+    pattern: str, problem: str | None
+) -> None:
+    found = pattern_problem(pattern)
+    assert found == problem if problem is None else (found or "").startswith(problem)
+
+
+def test_patterns_pick_events_by_area_and_name() -> None:
+    held = "dev.swiftdeploy.rollout.held.v1"
+    assert [matches(p, held) for p in ("*", "rollout.*", "rollout.held", "rollout.step")] == [
+        True, True, True, False,
+    ]  # fmt: skip
+    assert not matches("rollout.*", "dev.swiftdeploy.request.abort.v1")
+    assert matches("hook.*", "dev.swiftdeploy.hook.confirm-traffic-increase.v1")
 
 
 def test_every_type_validates_against_the_published_schema() -> None:

@@ -32,6 +32,7 @@ from swiftdeploy.audit.looks import Expander
 from swiftdeploy.audit.records import GENESIS_HASH, parse_record, record_hash
 from swiftdeploy.durations import parse_duration
 from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
+from swiftdeploy.manifest import HOOK_TYPES
 
 Event = dict[str, Any]
 
@@ -62,6 +63,8 @@ GATE_EVENTS = ("refused", "forced")
 DRIVER_EVENTS = ("started", "restarted", "exited")
 REQUEST_VERBS = ("promote", "pause", "resume", "abort", "weight")
 REQUEST_RESULTS = ("done", "refused", "failed")
+HOOK_RESULTS = ("ok", "refused", "failed")
+NOTIFICATION_EVENTS = ("dead-letter",)
 DIMENSIONS = ("errors", "latency")
 _ROLLBACK_PREFIX = "rollback: "  # rollout/actions.py::roll_back's reason
 
@@ -78,7 +81,42 @@ def all_types() -> list[str]:
         *(event_type("gate", name) for name in GATE_EVENTS),
         *(event_type("driver", name) for name in DRIVER_EVENTS),
         *(event_type("request", verb) for verb in REQUEST_VERBS),
+        *(event_type("hook", kind) for kind in HOOK_TYPES),
+        *(event_type("notification", name) for name in NOTIFICATION_EVENTS),
     ]
+
+
+# Each area and the names it has: what a sink's `events` patterns may name.
+AREAS: dict[str, tuple[str, ...]] = {
+    "rollout": ROLLOUT_EVENTS,
+    "gate": GATE_EVENTS,
+    "driver": DRIVER_EVENTS,
+    "request": REQUEST_VERBS,
+    "hook": HOOK_TYPES,
+    "notification": NOTIFICATION_EVENTS,
+}
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a sink's events pattern (`*`, `rollout.*`, `rollout.rolled-back`) names no
+    event this version writes; None when it does."""
+    if pattern == "*":
+        return None
+    area, _, name = pattern.partition(".")
+    if area not in AREAS:
+        return f"no event area {area!r} (known: {', '.join(AREAS)})"
+    if name != "*" and name not in AREAS[area]:
+        return f"no event {pattern!r} (the {area} events: {', '.join(AREAS[area])})"
+    return None
+
+
+def matches(pattern: str, kind: str) -> bool:
+    """Whether an event type (`dev.swiftdeploy.rollout.held.v1`) is one a pattern picks."""
+    if pattern == "*":
+        return True
+    area, _, name = kind.removeprefix(TYPE_PREFIX).rpartition(".")[0].partition(".")
+    wanted_area, _, wanted = pattern.partition(".")
+    return area == wanted_area and wanted in ("*", name)
 
 
 def schema_text() -> str:
@@ -123,6 +161,18 @@ def event_of(
         return _envelope(record, service, event_type("driver", str(name)), data)
     if kind == "request":
         return _request_event(record, service)
+    if kind == "hook":
+        return _hook_event(record, service)
+    if kind == "notification" and record.get("event") in NOTIFICATION_EVENTS:
+        data = {
+            "rollout_id": _text(record.get("rollout_id")),
+            "sink": _text(record.get("sink")),
+            "event_id": _text(record.get("event_id")),
+            "event_type": _text(record.get("event_type")),
+            "attempts": _int(record.get("attempts")),
+            "error": _text(record.get("error")),
+        }
+        return _envelope(record, service, event_type("notification", record["event"]), data)
     return None
 
 
@@ -281,6 +331,26 @@ def _request_event(record: Record, service: str) -> Event | None:
         "by": _text(record.get("requested_by")) or _by(record),
     }
     return _envelope(record, service, event_type("request", str(verb)), data)
+
+
+def _hook_event(record: Record, service: str) -> Event | None:
+    """A gating webhook's call and its answer (notify/hooks.py writes one per call)."""
+    kind = record.get("type")
+    if kind not in HOOK_TYPES:
+        return None
+    result = record.get("result")
+    index = _int(record.get("step_index"))
+    status = record.get("status")
+    data = {
+        "rollout_id": _text(record.get("rollout_id")),
+        "hook": _text(record.get("hook")),
+        "result": result if result in HOOK_RESULTS else None,
+        "status": status if isinstance(status, int) and not isinstance(status, bool) else None,
+        "attempts": _int(record.get("attempts")),
+        "error": _text(record.get("error")),
+        "step": None if index is None else index + 1,
+    }
+    return _envelope(record, service, event_type("hook", str(kind)), data)
 
 
 def _envelope(record: Record, service: str, kind: str, data: dict[str, Any]) -> Event:
