@@ -4,14 +4,17 @@ Parsing and printing only; the work is in `commands/` and `rollout/`."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TextIO
 
 import typer
 from rich.markup import escape
@@ -38,6 +41,7 @@ from swiftdeploy.cli.common import (
     warn,
 )
 from swiftdeploy.errors import (
+    BadInputError,
     ExitCode,
     OperationalError,
     StateError,
@@ -152,6 +156,17 @@ WaitOption = Annotated[
 EventsOption = Annotated[
     bool, typer.Option("--events", help="Print the rollout's events (CloudEvents JSON lines).")
 ]
+# A file of its own, not `--events [FILE]`: Typer's options have no optional value, and
+# with one `rollout --events v2` would take v2 for the file.
+EventsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--events-file",
+        metavar="FILE",
+        help="Write the rollout's events (CloudEvents JSON lines) to FILE as they are"
+        " recorded, for CI: replaced, created 0600; a symbolic link is refused.",
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")]
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Every look, and the statistics behind it.")
@@ -171,6 +186,7 @@ def rollout(
     detach: DetachOption = False,
     wait: WaitOption = False,
     events: EventsOption = False,
+    events_file: EventsFileOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -193,21 +209,25 @@ def rollout(
             raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
         _print_plan(version, found, loaded.manifest, as_json)
         return
-    mode = _Follow(detach, wait, events, as_json, quiet, verbose)
-    if _cluster(loaded):
-        _rollout_in_cluster(loaded, version, mode)
-        return
-    from swiftdeploy.commands.driver import start_driver, wait_for_driver
-    from swiftdeploy.rollout.engine import new_rollout_id
+    if detach and events_file is not None:
+        raise BadInputError("--events-file follows the rollout: it does not go with --detach")
+    # opened before anything starts: a path it cannot write is exit 2, nothing started
+    with _events_file(events_file) as sink:
+        mode = _Follow(detach, wait, events, as_json, quiet, verbose, sink)
+        if _cluster(loaded):
+            _rollout_in_cluster(loaded, version, mode)
+            return
+        from swiftdeploy.commands.driver import start_driver, wait_for_driver
+        from swiftdeploy.rollout.engine import new_rollout_id
 
-    with locked_fleet(manifest) as fleet:
-        infrastructure_gate(fleet, "canary")
-        fleet.require_canary_can_start(fleet.reconcile(fleet.store.load()), version)
-        _early_warnings(fleet)
-        rollout_id = new_rollout_id()
-        start_driver(fleet, rollout_id, version)
-    state = wait_for_driver(loaded, rollout_id)
-    _follow(loaded, state, mode)
+        with locked_fleet(manifest) as fleet:
+            infrastructure_gate(fleet, "canary")
+            fleet.require_canary_can_start(fleet.reconcile(fleet.store.load()), version)
+            _early_warnings(fleet)
+            rollout_id = new_rollout_id()
+            start_driver(fleet, rollout_id, version)
+        state = wait_for_driver(loaded, rollout_id)
+        _follow(loaded, state, mode)
 
 
 def _rollout_in_cluster(loaded: LoadedManifest, version: str, mode: _Follow) -> None:
@@ -231,6 +251,7 @@ def attach(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON summary at the end.")] = False,
     wait: WaitOption = False,
     events: EventsOption = False,
+    events_file: EventsFileOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -244,7 +265,8 @@ def attach(
             f"no rollout to attach to (phase {state.phase.value})",
             hint="`swiftdeploy rollout VERSION` starts one; `swiftdeploy status` shows what runs",
         )
-    _follow(loaded, state, _Follow(False, wait, events, as_json, quiet, verbose))
+    with _events_file(events_file) as sink:
+        _follow(loaded, state, _Follow(False, wait, events, as_json, quiet, verbose, sink))
 
 
 @app.command()
@@ -488,6 +510,28 @@ class _Follow:
     as_json: bool
     quiet: bool
     verbose: bool
+    events_file: TextIO | None = None  # --events-file, open
+
+
+@contextmanager
+def _events_file(path: Path | None) -> Iterator[TextIO | None]:
+    """--events-file's FILE, replaced, 0600 (events carry the trail's reasons), and
+    never opened through a symbolic link (one planted in /tmp would choose where CI
+    writes); None without the option."""
+    if path is None:
+        yield None
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise BadInputError(
+            f"--events-file {path}: cannot write it: {why}",
+            hint="name a regular file in a directory that exists and you can write",
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as sink:
+        yield sink
 
 
 # How long a follower waits for a dead driver to be restarted before it says so.
@@ -515,7 +559,8 @@ def _follow(loaded: LoadedManifest, state: State, how: _Follow) -> None:
     detached = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda signum, frame: detached.set())
     store = _store(loaded)
-    events = _EventPrinter(loaded, rollout_id) if how.events else None
+    sinks = ([sys.stdout] if how.events else []) + ([how.events_file] if how.events_file else [])
+    events = _EventPrinter(loaded, rollout_id, sinks) if sinks else None
     watch = DriverWatch(loaded, DRIVER_GONE_S)
     try:
         with RolloutFollower(err, loaded.manifest, mode=_view_mode(how)) as view:
@@ -608,12 +653,14 @@ def _finish(state: State, as_json: bool, events: bool = False) -> None:
 
 
 class _EventPrinter:
-    """The rollout's events (docs/events.md) on stdout as they reach the trail, from a
-    thread that follows the trail until `close()`, which prints the last ones first."""
+    """The rollout's events (docs/events.md) as they reach the trail, one JSON line each
+    to every sink (stdout for --events, the --events-file), from a thread that follows
+    the trail until `close()`, which writes the last ones first."""
 
-    def __init__(self, loaded: LoadedManifest, rollout_id: str | None) -> None:
+    def __init__(self, loaded: LoadedManifest, rollout_id: str | None, sinks: list[TextIO]) -> None:
         from swiftdeploy.commands.events import project_events
 
+        self.sinks = sinks
         self.done = threading.Event()
         self.events = project_events(loaded, rollout=rollout_id, follow=True, stop=self.done.is_set)
         self.thread = threading.Thread(target=self._print, daemon=True)
@@ -621,8 +668,10 @@ class _EventPrinter:
 
     def _print(self) -> None:
         for event in self.events:
-            sys.stdout.write(json.dumps(event) + "\n")
-            sys.stdout.flush()
+            line = json.dumps(event) + "\n"
+            for sink in self.sinks:
+                sink.write(line)
+                sink.flush()  # a CI step tailing the file sees each as it comes
 
     def close(self) -> None:
         self.done.set()
