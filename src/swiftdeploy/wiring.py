@@ -20,6 +20,8 @@ from swiftdeploy.lock import project_lock
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import MetricsProvider
+from swiftdeploy.notify.hooks import HookCaller, hook_caller
+from swiftdeploy.notify.secrets import resolve_secrets
 from swiftdeploy.policy import engine_from_policy
 from swiftdeploy.policy.base import PolicyEngine
 from swiftdeploy.runtime import backend
@@ -141,4 +143,13 @@ def rollout_engine(
         policy=policy,
         on_tick=on_tick,
         stop_requested=stop_requested,
+        hooks=gating_hooks(fleet.loaded),
     )
+
+
+def gating_hooks(loaded: LoadedManifest) -> HookCaller | None:
+    """The manifest's hooks with their secrets, read once now: a missing secret is one
+    clear error before anything starts. None when it declares no hook."""
+    if not loaded.manifest.hooks:
+        return None
+    return hook_caller(loaded, resolve_secrets(loaded))

@@ -6,6 +6,11 @@ evidence ledger, turns the ledger into statistics (`rollout.statistics`), asks t
 canary policy, records the decision, and only then acts on it: rollback, hold, or
 the next step. The policy decides; this module only obeys. A step still undecided at
 its deadline holds for a person, with its evidence kept for `resume`.
+
+Gating hooks (notify/hooks.py) are asked off this thread: `pre-rollout` before any
+traffic moves, `confirm-traffic-increase` and `confirm-promotion` before a step that
+passed moves on (the step keeps being looked at while it waits: harm still rolls back),
+`post-rollout` and `rollback` after the end. Each tick takes the answers that arrived.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.load import LoadRun
-from swiftdeploy.manifest import Analysis, Step
+from swiftdeploy.manifest import Analysis, Hook, HookType, Step
 from swiftdeploy.metrics.base import BlockHistory, Measurement, MetricsProvider, summarize
+from swiftdeploy.notify.hooks import HookCall, HookCaller, HookContext, describe_answer
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine, Reason
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
 from swiftdeploy.rollout.inputs import canary_input
@@ -36,6 +42,7 @@ from swiftdeploy.rollout.statistics import (
 )
 from swiftdeploy.state import LastLook, Phase, State
 from swiftdeploy.state.evidence import Counts, Dimension, Evidence, PassedBy
+from swiftdeploy.state.model import HookAnswer, HookWait
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
 Track = Literal["canary", "stable"]
@@ -49,6 +56,9 @@ AUTO_INTERVAL_FIRST_S = 1.0  # before the step has a canary rate to go by
 # How far back the stable's history seeds its spread (analysis.dispersion): five minutes
 # see about a dozen bursts of a replica that has one a minute.
 HISTORY_S = HISTORY_BLOCKS * BLOCK_S  # 300 s: as many blocks as make a spread known
+# A gate that has not said yes is asked again at a look this long after its last answer:
+# an approval is seen within seconds, and a receiver is not asked at every look.
+HOOK_REASK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,8 @@ class RolloutEngine:
     # goes on looking, so later evidence can still decide it. The foreground loop
     # (Kubernetes, for now) stops at a hold instead.
     keep_looking_when_held: bool = False
+    hooks: HookCaller | None = None  # the manifest's gating hooks (wiring.py)
+    _informed: set[tuple[str, str]] = field(default_factory=set)  # (rollout, hook) called
     _load: LoadRun | None = None
     _load_step: int | None = None
 
@@ -122,12 +134,14 @@ class RolloutEngine:
             step_deadline=None,
             resume_at=None,
             evidence=self.new_evidence(),
+            hooks={},
+            awaiting=None,
         )
         try:
             state = fleet.ensure_track(state, "canary", version, manifest.strategy.canary.replicas)
         except RuntimeProcessError as exc:
             return self._never_ready(exc)
-        return self.enter_step(self.canary_started(state), 0)
+        return self._pre_rollout(self.canary_started(state))
 
     def canary_started(self, state: State) -> State:
         """The canary's replicas (re)started now: its warm-up begins, fixed from the
@@ -215,6 +229,7 @@ class RolloutEngine:
             step_deadline=now + self._analysis(step).max_duration,
             resume_at=None,
             evidence=state.evidence.open_step(index, step.weight, now),
+            awaiting=None,
         )
         self.fleet.apply_routes(state)
         return self._mark(state)
@@ -262,14 +277,21 @@ class RolloutEngine:
         return state.pause_kind in ("manual", "operator")
 
     def close(self) -> None:
-        """Stop what the engine started for a step (its load generator), and write the
-        looks the recorder holds back (audit/recorder.py)."""
+        """Stop what the engine started for a step (its load generator), wait for the
+        informational hooks in flight (bounded by their timeouts and retries) and record
+        the answers, and write the looks the recorder holds back (audit/recorder.py)."""
         try:
             self._stop_load()
+            if self.hooks is not None:
+                self.hooks.wait()
+                calls = self.hooks.answers()
+                if calls:
+                    self._keep_answers(self.fleet.store.load(), calls)
         finally:
             self.fleet.recorder.flush()
 
     def tick(self, state: State) -> State:
+        state = self.collect_hooks(state)
         if state.phase == Phase.PROGRESSING or self._held_and_looking(state):
             return self._analyse(state)
         if state.phase == Phase.PAUSED and state.pause_kind == "timed":
@@ -325,6 +347,7 @@ class RolloutEngine:
             stable=stable,
             canary_healthy=self.fleet.tracks.track_healthy(state, "canary"),
             statistics=statistics,
+            hooks=state.hooks,
         )
         decision = self.policy.decide(CANARY, policy_input)
         return Look(state, elapsed, canary, stable, statistics, decision, policy_input)
@@ -351,8 +374,9 @@ class RolloutEngine:
         assert index is not None
         step = self._steps()[index]
         if state.step_started_at is None:
-            # Interrupted between starting the canary and entering the step: enter it now.
-            return self.enter_step(state, index)
+            # Waiting for the pre-rollout hooks, or interrupted between starting the
+            # canary and entering the step: enter it once they said yes.
+            return self._pre_rollout(state)
         drift = self.fleet.tracks.reconcile_split(state)
         if drift is not None:
             state = self.drifted(state, index, drift)
@@ -363,8 +387,13 @@ class RolloutEngine:
         action: str = verdict
         deadline = state.step_deadline
         holding = state.phase == Phase.PROGRESSING
+        # A step that passed and waits for a hook's yes is no undecided step: it holds
+        # for the hook (never `held` at max_duration), and only harm ends it.
+        approving = state.awaiting is not None
         if holding and verdict == "hold" and deadline is not None and self.clock() >= deadline:
-            action = "held"
+            action = "hold" if approving else "held"
+        if approving and action != "rollback":
+            action = "hold"
         self.record(look, action)
         last = LastLook(
             at=self.clock(),
@@ -380,6 +409,8 @@ class RolloutEngine:
         summary = summarize_reasons(look.decision)
         if action == "rollback":
             return self.rollback(state, summary or "rolled back by policy")
+        if approving:
+            return self.advance(state)  # asks the gate again; moves on once it says yes
         if action == "held":
             return self._transition(
                 state,
@@ -432,25 +463,146 @@ class RolloutEngine:
 
     def advance(self, state: State, passed_by_hand: bool = False) -> State:
         """The next step, or the final promotion after the last one. By hand, the
-        dimensions the step had not passed are marked so: they prove nothing later."""
-        self._stop_load()
+        dimensions the step had not passed are marked so: they prove nothing later.
+        A `confirm-traffic-increase` or `confirm-promotion` hook that has not said yes
+        for this step holds it (looks go on) until it does."""
         if passed_by_hand and (current := state.evidence.current) is not None:
             passed: dict[Dimension, PassedBy] = {"errors": "hand", "latency": "hand"}
             evidence = state.evidence.looked({**passed, **current.passed})
             state = self.fleet.store.save(state.model_copy(update={"evidence": evidence}))
         steps = self._steps()
-        next_index = (state.step_index or 0) + 1
+        index = state.step_index or 0
+        next_index = index + 1
+        gate: HookType = (
+            "confirm-promotion" if next_index >= len(steps) else "confirm-traffic-increase"
+        )
+        waiting, _ = self._gate(state, gate, index)
+        if waiting:
+            return self._await(state, gate, index, waiting)
+        self._stop_load()
         if next_index >= len(steps):
             return self.finish_promotion(state)
         return self.enter_step(state, next_index)
 
     def finish_promotion(self, state: State) -> State:
         self._stop_load()
-        return promote_to_stable(self.fleet, state)
+        state = promote_to_stable(self.fleet, state.model_copy(update={"awaiting": None}))
+        self._inform(state, "post-rollout")
+        return state
 
     def rollback(self, state: State, reason: str, aborted: bool = False) -> State:
         self._stop_load()
-        return roll_back(self.fleet, state, reason, aborted)
+        state = roll_back(self.fleet, state.model_copy(update={"awaiting": None}), reason, aborted)
+        self._inform(state, "rollback")
+        return state
+
+    # --- gating hooks (notify/hooks.py) -------------------------------------------
+
+    def collect_hooks(self, state: State) -> State:
+        """The hook answers that arrived since the last tick: one `hook` audit record
+        each, written here (the engine's thread), and the latest kept in the state."""
+        calls = self.hooks.answers() if self.hooks is not None else []
+        return self._keep_answers(state, calls) if calls else state
+
+    def _keep_answers(self, state: State, calls: list[HookCall]) -> State:
+        kept = dict(state.hooks)
+        for call in calls:
+            self.fleet.recorder.record("hook", **call.record_fields())
+            if call.rollout_id == state.rollout_id:  # not a late answer to an older one
+                kept[call.hook] = HookAnswer(
+                    type=call.type, result=call.result, status=call.status, at=self.clock(),
+                    answer=call.answer, error=call.error, step=call.step, asks=call.asks,
+                )  # fmt: skip
+        return self.fleet.store.save(state.model_copy(update={"hooks": kept}))
+
+    def _pre_rollout(self, state: State) -> State:
+        """The first step, once every `pre-rollout` hook answered 2xx; a refusal or no
+        answer (after its retries) rolls back before the canary got any traffic."""
+        waiting, refused = self._gate(state, "pre-rollout", 0)
+        if refused is not None:
+            name, answer = refused
+            said = describe_answer(answer.status, answer.answer, answer.error)
+            return self.rollback(state, f"pre-rollout hook {name} {said}")
+        if waiting:
+            return self._await(state, "pre-rollout", 0, waiting)
+        return self.enter_step(state, 0)
+
+    def _gate(
+        self, state: State, kind: HookType, step: int
+    ) -> tuple[list[Hook], tuple[str, HookAnswer] | None]:
+        """The hooks of `kind` that have not said yes for `step` (each asked, or asked
+        again HOOK_REASK_S after its last answer, unless a call is in flight), and a
+        pre-rollout hook's final refusal."""
+        if self.hooks is None:
+            return [], None
+        waiting: list[Hook] = []
+        now = self.clock()
+        for hook in self.hooks.of_type(kind):
+            answer = state.hooks.get(hook.name)
+            current = answer if answer is not None and answer.step == step else None
+            if current is not None and current.ok:
+                continue
+            if kind == "pre-rollout" and current is not None:
+                return waiting, (hook.name, current)  # asked once: no yes is a no
+            waiting.append(hook)
+            if self.hooks.in_flight(hook.name):
+                continue
+            if current is not None and now - current.at < HOOK_REASK_S:
+                continue
+            asks = current.asks + 1 if current is not None else 1
+            self.hooks.start(hook, self._hook_context(state, step, asks))
+        return waiting, None
+
+    def _await(self, state: State, kind: HookType, step: int, hooks: list[Hook]) -> State:
+        """The rollout holds for these hooks' yes, saying so; a step that waited paused
+        (for a person, or a timed pause) goes back to being looked at."""
+        since = self.clock()
+        if state.awaiting is not None and (state.awaiting.type, state.awaiting.step) == (
+            kind,
+            step,
+        ):
+            since = state.awaiting.since
+        wait = HookWait(type=kind, hooks=tuple(hook.name for hook in hooks), step=step, since=since)
+        message = waiting_message(state, wait)
+        if state.phase != Phase.PROGRESSING:
+            return self._transition(
+                state,
+                f"step {step + 1}: {message}",
+                "resumed",
+                phase=Phase.PROGRESSING,
+                pause_kind=None,
+                message=message,
+                awaiting=wait,
+            )
+        if state.awaiting == wait and state.message == message:
+            return state
+        return self.fleet.store.save(
+            state.model_copy(update={"awaiting": wait, "message": message})
+        )
+
+    def _inform(self, state: State, kind: HookType) -> None:
+        """Call the informational hooks of `kind` once per rollout; never waited for."""
+        if self.hooks is None or state.rollout_id is None:
+            return
+        for hook in self.hooks.of_type(kind):
+            key = (state.rollout_id, hook.name)
+            if key in self._informed or hook.name in state.hooks:
+                continue
+            self._informed.add(key)
+            self.hooks.start(hook, self._hook_context(state, state.step_index or 0))
+
+    def _hook_context(self, state: State, step: int, asks: int = 1) -> HookContext:
+        return HookContext(
+            service=self.fleet.loaded.manifest.service.name,
+            rollout_id=state.rollout_id or "",
+            phase=state.phase.value,
+            canary_version=state.canary_version,
+            stable_version=state.stable_version,
+            step=step,
+            steps=len(self._steps()),
+            weight=state.canary_weight,
+            asks=asks,
+        )
 
     def _held_and_looking(self, state: State) -> bool:
         return (
@@ -553,6 +705,23 @@ def split_checked(look: Look) -> Look:
         elapsed_ms=decided.elapsed_ms,
     )
     return replace(look, decision=decision)
+
+
+def waiting_message(state: State, wait: HookWait) -> str:
+    """What a rollout held for a hook waits for, with the last answer heard."""
+    names = ", ".join(wait.hooks)
+    what = "hook" if len(wait.hooks) == 1 else "hooks"
+    if wait.type == "pre-rollout":
+        why = "before the canary gets any traffic"
+    else:
+        why = f"step {wait.step + 1} passed; its looks go on meanwhile"
+    heard = [
+        f"{name} {'answered HTTP ' + str(answer.status) if answer.status else 'did not answer'}"
+        for name in wait.hooks
+        if (answer := state.hooks.get(name)) is not None and answer.step == wait.step
+    ]
+    last = f" (last: {'; '.join(heard)})" if heard else ""
+    return f"waiting for the {wait.type} {what} {names} to answer 2xx{last}: {why}"
 
 
 def new_rollout_id() -> str:

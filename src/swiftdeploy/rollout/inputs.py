@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from swiftdeploy.hostfacts import HostFacts
 from swiftdeploy.manifest import Analysis, Policy, Thresholds
 from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.state.model import HookAnswer
 
 
 def track_input(measurement: Measurement, healthy: bool) -> dict[str, Any]:
@@ -34,6 +36,7 @@ def canary_input(
     stable: Measurement,
     canary_healthy: bool,
     statistics: dict[str, dict[str, Any]],
+    hooks: Mapping[str, HookAnswer] | None = None,
 ) -> dict[str, Any]:
     return {
         "thresholds": policy.thresholds.model_dump(),
@@ -53,6 +56,22 @@ def canary_input(
         "canary": track_input(canary, canary_healthy),
         "stable": track_input(stable, True),
         "statistics": statistics,
+        "hooks": hooks_input(hooks or {}),
+    }
+
+
+def hooks_input(hooks: Mapping[str, HookAnswer]) -> dict[str, dict[str, Any]]:
+    """The hooks' latest answers in this rollout, by name (`input.hooks.<name>`)."""
+    return {
+        name: {
+            "type": answer.type,
+            "ok": answer.ok,
+            "status": answer.status,
+            "answer": answer.answer,
+            "at": answer.at,
+            "step": answer.step,
+        }
+        for name, answer in hooks.items()
     }
 
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
@@ -59,6 +59,37 @@ class LastLook(BaseModel):
     progress: tuple[tuple[str, str], ...] = ()
 
 
+class HookAnswer(BaseModel):
+    """A gating or informational hook's latest answer in this rollout (docs/notifications.md):
+    kept so a restarted driver keeps an approval, and given to the canary policy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    result: Literal["ok", "refused", "failed"]
+    status: int | None = None
+    at: float
+    answer: JsonValue = None  # bounded (notify/hooks.py)
+    error: str | None = None  # why there was no answer (a timeout, a refused connection)
+    step: int
+    asks: int = 1  # how many times it was asked at this step (a gate asks again)
+
+    @property
+    def ok(self) -> bool:
+        return self.result == "ok"
+
+
+class HookWait(BaseModel):
+    """What a rollout waits for: the hooks of one type that have not answered 2xx yet."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    hooks: tuple[str, ...]
+    step: int
+    since: float
+
+
 class State(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -83,6 +114,9 @@ class State(BaseModel):
     evidence: Evidence = Field(default_factory=Evidence)
     last_look: LastLook | None = None
     message: str | None = None  # why the rollout is paused, held or ended
+    # The hooks' latest answers in this rollout, by name, and the gate a step waits on.
+    hooks: dict[str, HookAnswer] = Field(default_factory=dict)
+    awaiting: HookWait | None = None
     updated_at: float = 0.0
 
     def track(self, track: Track) -> list[Replica]:
