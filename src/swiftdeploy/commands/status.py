@@ -43,6 +43,9 @@ class StatusReport:
             "step_index": self.state.step_index,
             "rollout_id": self.state.rollout_id,
             "message": self.state.message,
+            # the gating hooks a step waits for (docs/notifications.md), and their answers
+            "awaiting": self.state.awaiting.model_dump() if self.state.awaiting else None,
+            "hooks": {name: a.model_dump() for name, a in self.state.hooks.items()},
             "last_look": self.state.last_look.model_dump() if self.state.last_look else None,
             "step": self.step.as_json() if self.step is not None else None,
             "driver": None
