@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from swiftdeploy.errors import (
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     # person's request (`abort`) loads none of them (scipy alone takes seconds on a busy
     # machine)
     from swiftdeploy.fleet import Fleet, Progress
+    from swiftdeploy.notify.deliver import Notifier
+    from swiftdeploy.notify.outbox import TextStore
     from swiftdeploy.rollout.engine import RolloutEngine
     from swiftdeploy.runtime.kubernetes.control import ConfigMapControl
 
@@ -301,6 +304,9 @@ class _Stop:
     def _set(self, signum: int, frame: object) -> None:
         self.requested = True
 
+    def is_set(self) -> bool:
+        return self.requested
+
 
 def drive(loaded: LoadedManifest, rollout_id: str, version: str | None, progress: Progress) -> int:
     """The driver's whole life: take the lock, start or carry on the rollout, look and
@@ -316,7 +322,7 @@ def drive(loaded: LoadedManifest, rollout_id: str, version: str | None, progress
             with project_locks(loaded):
                 fleet = open_fleet(loaded, progress)
                 try:
-                    return _drive(fleet, control, rollout_id, version, stop)
+                    return _drive(fleet, control, rollout_id, version, stop, progress)
                 finally:
                     fleet.close()
         except LockedError as exc:
@@ -333,15 +339,41 @@ def drive(loaded: LoadedManifest, rollout_id: str, version: str | None, progress
 
 
 def _drive(
-    fleet: Fleet, control: ControlDir, rollout_id: str, version: str | None, stop: _Stop
+    fleet: Fleet,
+    control: ControlDir,
+    rollout_id: str,
+    version: str | None,
+    stop: _Stop,
+    progress: Progress,
+) -> int:
+    state = fleet.store.load()
+    if state.rollout_id != rollout_id and version is None:
+        _exited(control, rollout_id, "no such rollout to carry on")
+        return 0
+    try:
+        notifier = open_notifier(fleet, progress)
+    except SwiftDeployError as exc:  # a secret missing: nothing is started
+        progress(f"driver: {exc.one_line()}")
+        _exited(control, rollout_id, exc.one_line())
+        return 0
+    try:
+        return _drive_notifying(fleet, control, rollout_id, version, stop, notifier)
+    finally:
+        notifier.stop()
+
+
+def _drive_notifying(
+    fleet: Fleet,
+    control: ControlDir,
+    rollout_id: str,
+    version: str | None,
+    stop: _Stop,
+    notifier: Notifier,
 ) -> int:
     from swiftdeploy.wiring import policy_engine, rollout_engine
 
     state = fleet.store.load()
     restarted = state.rollout_id == rollout_id
-    if not restarted and version is None:
-        _exited(control, rollout_id, "no such rollout to carry on")
-        return 0
     previous = control.driver()
     restarts = 0
     first = time.time()
@@ -359,6 +391,7 @@ def _drive(
         heartbeat_at=time.time(),
     )
     control.save_driver(info)
+    notifier.start()  # before the driver's first record: a new sink starts at the end
     fleet.recorder.record(
         "driver",
         event="restarted" if restarted else "started",
@@ -383,7 +416,7 @@ def _drive(
                 _exited(control, rollout_id, exc.one_line())
                 return 0
             state = engine.begin(version, rollout_id)
-        state = _loop(engine, control, info, state, stop)
+        state = _loop(engine, control, info, state, stop, notifier=notifier)
         if not state.analysis or _ended(state):
             outcome = f"the rollout ended: {state.phase.value}"
         else:
@@ -401,8 +434,59 @@ def _drive(
             fleet.recorder.record(
                 "driver", event="exited", pid=os.getpid(), rollout_id=rollout_id, outcome=outcome
             )
+            # the driver exits with its rollout: what it recorded goes out first (a
+            # stopped one waits a moment only; the next driver delivers the rest)
+            from swiftdeploy.notify.deliver import STOP_DRAIN_S
+
+            ended = outcome.startswith("the rollout ended")
+            notifier.drain(fleet.recorder, None if ended else STOP_DRAIN_S, stop.is_set)
         if outcome.startswith(("the rollout ended", "stopped (SIGTERM)")):
             _exited(control, rollout_id, outcome)
+
+
+def outbox_text(loaded: LoadedManifest) -> TextStore:
+    """Where the notifications outbox is kept: a file in the state directory, or on
+    Kubernetes the ConfigMap `<svc>-swiftdeploy-outbox`."""
+    if in_cluster(loaded):
+        from swiftdeploy.runtime.kubernetes import kube_of
+        from swiftdeploy.runtime.kubernetes.outbox import ConfigMapText
+
+        return ConfigMapText(kube_of(loaded), loaded.manifest)
+    from swiftdeploy.notify.outbox import FileText
+
+    return FileText(loaded.state_dir)
+
+
+def notified_trail(loaded: LoadedManifest) -> Path:
+    """The trail file the delivery threads read: the driver's own copy of the cluster's
+    on Kubernetes, else the project's."""
+    if in_cluster(loaded):
+        from swiftdeploy.commands.cluster_trail import driver_trail
+
+        return driver_trail(loaded)
+    from swiftdeploy.wiring import audit_settings
+
+    return audit_settings(loaded).path
+
+
+def open_notifier(fleet: Fleet, progress: Progress) -> Notifier:
+    """The manifest's notification sinks, their secrets resolved now (a missing one
+    raises before anything starts); not started. No sink: a notifier that does nothing."""
+    from swiftdeploy.notify.deliver import Notifier
+    from swiftdeploy.notify.outbox import NoText, OutboxStore
+    from swiftdeploy.notify.secrets import Secrets, resolve_secrets
+
+    loaded = fleet.loaded
+    if not loaded.manifest.notifications.sinks:
+        nothing = OutboxStore(NoText())
+        return Notifier(loaded.manifest, notified_trail(loaded), nothing, Secrets({}), progress)
+    secrets = resolve_secrets(loaded)
+
+    def say(line: str) -> None:
+        progress(f"driver: {secrets.redact(line)}")  # never a URL or a token
+
+    outbox = OutboxStore(outbox_text(loaded))
+    return Notifier(loaded.manifest, notified_trail(loaded), outbox, secrets, say)
 
 
 def _carry_on(engine: RolloutEngine, state: State) -> State:
@@ -420,8 +504,13 @@ def _loop(
     state: State,
     stop: _Stop,
     poll_s: float = POLL_S,
+    notifier: Notifier | None = None,
 ) -> State:
     while not stop.requested:
+        if notifier is not None:
+            # the delivery threads never write the trail: their dead letters are
+            # recorded here, between looks
+            notifier.record_dead_letters(engine.fleet.recorder)
         state = serve_requests(engine, control, state)
         if _ended(state) or not state.analysis:
             break
@@ -812,6 +901,7 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
     control = cluster_control(loaded)
     lease = lease_of(loaded)
     trail = use_cluster_trail(fleet)  # the driver alone appends the service's record
+    notifier = open_notifier(fleet, progress)  # a secret missing: the driver does not start
     state = fleet.store.load()
     previous = control.driver()
     now = time.time()
@@ -826,6 +916,7 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
         holder=lease.me if lease else None,
     )
     control.save_driver(info)
+    notifier.start()  # before the driver's first record: a new sink starts at the end
     fleet.recorder.record(
         "driver",
         event="restarted" if carried else "started",
@@ -848,8 +939,8 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
                     _pause(stop, REFUSED_POLL_S)
                     continue
                 info = info.model_copy(update={"rollout_id": state.rollout_id})
-                if driving(state) or _idle(fleet, control, info, stop, outage):
-                    _session(fleet, control, info, stop, outage)
+                if driving(state) or _idle(fleet, control, info, stop, outage, notifier):
+                    _session(fleet, control, info, stop, outage, notifier)
             except LockedError:
                 raise  # lost the Lease: stop before the next write
             except SwiftDeployError as exc:
@@ -860,6 +951,7 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
                 outage.hold(exc, stop)
     finally:
         stop.halt = lambda: None  # the Lease is released with this session
+        notifier.stop()  # a long-running driver just stops: its successor goes on
         with contextlib.suppress(SwiftDeployError):
             fleet.recorder.record(
                 "driver", event="exited", pid=os.getpid(), outcome="stopped (SIGTERM)"
@@ -897,7 +989,12 @@ def _pause(stop: _Stop, seconds: float) -> None:
 
 
 def _idle(
-    fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _Stop, outage: _Outage
+    fleet: Fleet,
+    control: ConfigMapControl,
+    info: DriverInfo,
+    stop: _Stop,
+    outage: _Outage,
+    notifier: Notifier,
 ) -> bool:
     """Between rollouts: a heartbeat now and then, until a request comes (True)."""
     beat = 0.0
@@ -905,6 +1002,7 @@ def _idle(
         if time.monotonic() - beat > IDLE_HEARTBEAT_S:
             control.save_driver(info.model_copy(update={"heartbeat_at": time.time()}))
             outage.over(fleet, info.rollout_id)
+            notifier.record_dead_letters(fleet.recorder)
             beat = time.monotonic()
         if control.pending():
             return True
@@ -913,7 +1011,12 @@ def _idle(
 
 
 def _session(
-    fleet: Fleet, control: ConfigMapControl, info: DriverInfo, stop: _Stop, outage: _Outage
+    fleet: Fleet,
+    control: ConfigMapControl,
+    info: DriverInfo,
+    stop: _Stop,
+    outage: _Outage,
+    notifier: Notifier,
 ) -> None:
     """One engine's life: carry on the rollout in progress (after a restart or an
     outage), serve the requests (a `start` begins a rollout), drive it until it ends."""
@@ -932,7 +1035,7 @@ def _session(
         state = serve_requests(engine, control, state)
         if driving(state):
             info = info.model_copy(update={"rollout_id": state.rollout_id})
-            _loop(engine, control, info, state, stop, CLUSTER_POLL_S)
+            _loop(engine, control, info, state, stop, CLUSTER_POLL_S, notifier)
     finally:
         policy.close()
         with contextlib.suppress(SwiftDeployError):

@@ -15,8 +15,9 @@ def preflight(loaded: LoadedManifest) -> list[str]:
 
     Returns what was checked; raises BadInputError naming the field on the first failure.
     """
+    checks = notification_checks(loaded)
     runtime = backend(loaded.manifest.runtime)
-    checks = runtime.preflight(loaded)
+    checks += runtime.preflight(loaded)
     if not runtime.NGINX_ROUTED:
         return checks
     traffic = loaded.manifest.traffic
@@ -34,6 +35,24 @@ def preflight(loaded: LoadedManifest) -> list[str]:
         router.close()
     checks.append(f"{router.name}: the rendered config is valid")
     return checks
+
+
+def notification_checks(loaded: LoadedManifest) -> list[str]:
+    """Each sink's `events` patterns name events this version writes (the manifest
+    cannot know them: the event types live in audit/events.py)."""
+    from swiftdeploy.audit.events import pattern_problem
+
+    sinks = loaded.manifest.notifications.sinks
+    for i, sink in enumerate(sinks):
+        for j, pattern in enumerate(sink.events):
+            problem = pattern_problem(pattern)
+            if problem is not None:
+                raise BadInputError(
+                    f"{loaded.where(f'notifications.sinks[{i}].events[{j}]')}: {problem}",
+                    hint="`*`, an area (`rollout.*`) or one event (`rollout.rolled-back`);"
+                    " docs/events.md lists them",
+                )
+    return [f"notifications: {len(sinks)} sink(s), their events known"] if sinks else []
 
 
 # Where a replica of each runtime on this machine listens, for any local user to reach

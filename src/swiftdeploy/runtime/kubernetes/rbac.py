@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swiftdeploy.manifest import Manifest
-from swiftdeploy.runtime.kubernetes import control, objects, trail
+from swiftdeploy.runtime.kubernetes import control, objects, outbox, trail
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -77,12 +77,15 @@ def driver_rules(manifest: Manifest) -> tuple[Rule, ...]:
              "the secret env values (written, never read back)"),
         Rule("", "secrets", ("get",), (trail.key_secret_name(manifest),),
              "the audit trail's MAC and signing keys: the driver alone reads them"),
+        *_notification_secrets(manifest),
         Rule("", "secrets", ("create",), (), "the env values' and the audit key's first write"),
         Rule("", "configmaps", ("get", "update", "patch"),
              (state, driver_name(manifest), trail.public_name(manifest)),
              "the rollout state, the driver's heartbeat, the trail's public key"),
         Rule("", "configmaps", ("get", "update"), (trail.tail_name(manifest),),
              "the trail's open tail, replaced with its resourceVersion"),
+        Rule("", "configmaps", ("get", "patch"), (outbox.outbox_name(manifest),),
+             "the notifications outbox: each sink's cursor and dead letters"),
         Rule("", "configmaps", ("get", "update", "delete"), requests,
              "people's requests: taken and answered in place, abandoned ones deleted"),
         Rule("", "configmaps", ("create",), (),
@@ -99,12 +102,26 @@ def driver_rules(manifest: Manifest) -> tuple[Rule, ...]:
     )  # fmt: skip
 
 
+def _notification_secrets(manifest: Manifest) -> tuple[Rule, ...]:
+    """The Secrets the manifest's notifications and hooks name (URLs, tokens, the
+    signing key): read once when the driver starts, each by name."""
+    from swiftdeploy.manifest import KubeSecret
+
+    names = sorted({ref.secret for ref in manifest.secret_refs() if isinstance(ref, KubeSecret)})
+    if not names:
+        return ()
+    why = "notifications' and hooks' secrets (manifest), read when the driver starts"
+    return (Rule("", "secrets", ("get",), tuple(names), why),)
+
+
 def operator_rules(manifest: Manifest) -> tuple[Rule, ...]:
     return (
         Rule("", "configmaps", ("get",),
              (objects.state_name(manifest), driver_name(manifest), trail.public_name(manifest)),
              "`status`: the rollout state and the driver's heartbeat; the trail's public "
              "key for `audit verify`"),
+        Rule("", "configmaps", ("get",), (outbox.outbox_name(manifest),),
+             "`status`: notifications pending and dead letters"),
         Rule("", "configmaps", ("get", "delete"), tuple(control.request_names(manifest)),
              "a request's answer, read and then removed by the CLI that filed it"),
         Rule("", "configmaps", ("create",), (),
