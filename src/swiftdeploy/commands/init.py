@@ -28,9 +28,15 @@ def init_project(directory: Path, listen: str, force: bool) -> list[Path]:
     text = jinja2.Template(template.read_text(), autoescape=False).render(listen=listen)
     atomic_write(manifest_path, text, mode=0o644)
     load_manifest(manifest_path)  # what init writes must load
-    written = [manifest_path]
+    return [manifest_path, *copy_policies(policies, force)]
+
+
+def copy_policies(policies: Path, force: bool) -> list[Path]:
+    """The shipped Rego policies (and their tests) written into `policies`; an existing
+    file is kept unless `force`. Returns the files written."""
+    written = []
     shipped = resources.files("swiftdeploy").joinpath("policies")
-    policies.mkdir(exist_ok=True)
+    policies.mkdir(parents=True, exist_ok=True)
     for entry in shipped.iterdir():
         if entry.name.endswith(".rego"):
             target = policies / entry.name

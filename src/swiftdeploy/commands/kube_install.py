@@ -217,11 +217,13 @@ def install_yaml(loaded: LoadedManifest, image: str = DEFAULT_IMAGE) -> str:
         f"# The driver of {manifest.service.name} in namespace "
         f"{manifest.kubernetes.namespace}: `kubectl apply -f` this (or commit it for\n"
         "# Argo CD / Flux). Operators need the Role `swiftdeploy kube rbac` prints.\n"
-        + "---\n".join(
-            yaml.dump(obj, Dumper=_Dumper, sort_keys=False)
-            for obj in install_objects(loaded, image)
-        )
+        + yaml_documents(install_objects(loaded, image))
     )
+
+
+def yaml_documents(objects: list[Obj]) -> str:
+    """Objects as YAML documents, for `kubectl apply -f` (and GitOps repositories)."""
+    return "---\n".join(yaml.dump(obj, Dumper=_Dumper, sort_keys=False) for obj in objects)
 
 
 def install(kube: Kube, loaded: LoadedManifest, image: str = DEFAULT_IMAGE) -> list[str]:

@@ -74,6 +74,7 @@ class PrometheusProvider:
         scrape_interval_s: float = 1.0,
         timeout_s: float = 2.0,
         labels: Mapping[str, str] | None = None,
+        track_labels: Mapping[str, Mapping[str, str]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
@@ -86,6 +87,9 @@ class PrometheusProvider:
         # labels: {namespace, service} of a Kubernetes service, its default queries'
         # selectors, and variables every template gets.
         self._labels = dict(labels or {})
+        # track_labels: variables of one track only (the judge's pod-template hash or
+        # workload of each track, when the tracks are not told apart by `track`).
+        self._track_labels = {track: dict(v) for track, v in (track_labels or {}).items()}
         defaults = KUBERNETES_QUERIES if labels else DEFAULT_QUERIES
         self._templates = {**defaults, **(queries or {})}
 
@@ -113,6 +117,7 @@ class PrometheusProvider:
             track=track,
             window=f"{max(round(window_s * 1000), 1)}ms",
             **self._labels,
+            **self._track_labels.get(track, {}),
             **extra,
         )
 
