@@ -9,7 +9,7 @@ what they use when they run.
 
 from __future__ import annotations
 
-from swiftdeploy.cli import audit, events, kube, policy, project, release
+from swiftdeploy.cli import audit, events, judge, kube, policy, project, release
 from swiftdeploy.cli.app import app, main, run
 
-__all__ = ["app", "audit", "events", "kube", "main", "policy", "project", "release", "run"]
+__all__ = ["app", "audit", "events", "judge", "kube", "main", "policy", "project", "release", "run"]

@@ -34,7 +34,18 @@ class ExportFormat(StrEnum):
     OPA_DECISION_LOG = "opa-decision-log"
 
 
-def _trail(manifest: Path) -> Source:
+TrailOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--trail",
+        help="A trail file to read instead of the project's (e.g. the judge's audit.path).",
+    ),
+]
+
+
+def _trail(manifest: Path, trail: Path | None = None) -> Source:
+    if trail is not None:  # no manifest needed: the judge's trail, a copy kept elsewhere
+        return trail
     from swiftdeploy.commands.audit import trail_of
 
     return trail_of(load(manifest))
@@ -67,11 +78,12 @@ def verify(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    trail: TrailOption = None,
 ) -> None:
     """Check the chain, every record's MAC and the head file; name the first problem."""
     from swiftdeploy.commands.audit import verify_trail
 
-    result = verify_trail(_trail(manifest), anchor, checkpoint, key)
+    result = verify_trail(_trail(manifest, trail), anchor, checkpoint, key)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -92,12 +104,13 @@ def checkpoint(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
+    trail: TrailOption = None,
 ) -> None:
     """Sign the trail's head (record count, last hash, time) for someone else to keep."""
     from swiftdeploy.commands.audit import make_checkpoint
     from swiftdeploy.fsutil import atomic_write
 
-    made = make_checkpoint(_trail(manifest))
+    made = make_checkpoint(_trail(manifest, trail))
     if output is None:
         typer.echo(made.to_text(), nl=False)
     else:
@@ -134,11 +147,12 @@ def report(
         Path | None,
         typer.Option(help="Directory for the report (default: reports/ next to the trail)."),
     ] = None,
+    trail: TrailOption = None,
 ) -> None:
     """Write audit_report.md and a self-contained audit_report.html with charts."""
     from swiftdeploy.commands.audit import write_report
 
-    files = write_report(_trail(manifest), out, rollout)
+    files = write_report(_trail(manifest, trail), out, rollout)
     _warn(files.warnings)
     typer.echo(f"wrote {files.markdown}")
     typer.echo(f"wrote {files.html}")
@@ -150,11 +164,12 @@ def why(
         str | None, typer.Argument(help="A rollout id (default: the last rollout).")
     ] = None,
     manifest: ManifestOption = DEFAULT_PATH,
+    trail: TrailOption = None,
 ) -> None:
     """Why the last (or given) rollout was promoted, rolled back or is still going."""
     from swiftdeploy.commands.audit import why as explain
 
-    lines, warnings = explain(_trail(manifest), rollout_id)
+    lines, warnings = explain(_trail(manifest, trail), rollout_id)
     _warn(warnings)
     for line in lines:
         typer.echo(printable(line))
@@ -169,12 +184,13 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
+    trail: TrailOption = None,
 ) -> None:
     """Print the verified records as JSON, CSV or OPA decision-log events."""
     from swiftdeploy.commands.audit import export as export_records
     from swiftdeploy.fsutil import atomic_write
 
-    text, warnings = export_records(_trail(manifest), export_format.value)
+    text, warnings = export_records(_trail(manifest, trail), export_format.value)
     _warn(warnings)
     if output is None:
         typer.echo(text, nl=False)

@@ -158,7 +158,7 @@ class JudgeConfig(_Model):
     @classmethod
     def _listen(cls, value: str) -> str:
         match = _LISTEN.match(value)
-        if match is None or not 0 < int(match.group("port")) < 65536:
+        if match is None or not 0 <= int(match.group("port")) < 65536:  # 0: any free port
             raise ValueError(f"{value!r} is not host:port, e.g. 0.0.0.0:8080")
         return value
 
