@@ -84,3 +84,6 @@ def test_hooks_gate_a_rollout_from_the_cli(
     results = [(r["hook"], r["result"]) for r in trail(project) if r["kind"] == "hook"]
     assert ("approve", "refused") in results
     assert results[-1] == ("approve", "ok")
+    # and the trail with its hook records verifies, and `audit why` reads it
+    project.cli("audit", "verify")
+    assert "promoted" in project.cli("audit", "why").stdout
