@@ -287,3 +287,23 @@ def test_action_steps_take_inputs_through_the_environment() -> None:
         assert "${{" not in step.get("run", ""), step
         if "run" in step:
             assert step["shell"] == "bash"
+
+
+def test_readme_shows_the_action_as_it_is() -> None:
+    # The README's example workflow parses, passes only inputs the action declares and
+    # reads only outputs it sets; its tables list exactly the inputs and outputs
+    readme = (ACTION.parent / "README.md").read_text()
+    section = readme[readme.index("## In CI") :]
+    section = section[: section.index("\n## ")]
+    [example] = re.findall(r"```yaml\n(# \.github/workflows/.*?)```", section, re.S)
+    workflow = yaml.safe_load(example)
+    [step] = [s for s in workflow["jobs"]["rollout"]["steps"] if s.get("id") == "rollout"]
+    assert step["uses"].endswith("/swiftdeploy@v1")
+    found = action()
+    assert set(step["with"]) <= set(found["inputs"])
+    assert set(re.findall(r"steps\.rollout\.outputs\.([\w-]+)", example)) <= set(found["outputs"])
+    rows = set(re.findall(r"^\| `([\w-]+)`", section, re.M))
+    shown = {
+        name for pair in re.findall(r"^\| `([\w-]+)`, `([\w-]+)`", section, re.M) for name in pair
+    }
+    assert rows | shown == set(found["inputs"]) | set(found["outputs"])
