@@ -161,7 +161,8 @@ def status(
             print_json(report.as_dict())
         else:
             out.print(_status_table(loaded, report))
-            for line in driver_lines(report) + rollout_lines(report.state):
+            lines = driver_lines(report) + rollout_lines(report.state)
+            for line in lines + notification_lines(report):
                 out.print(line, markup=False)
             for warning in report.warnings:
                 out.print(f"warning: {warning}", markup=False)
@@ -224,6 +225,22 @@ def driver_lines(report: StatusReport) -> list[str]:
         f"no driver{why}: the canary takes {state.canary_weight}% with nothing deciding;"
         " `swiftdeploy resume` or `swiftdeploy rollback`"
     ]
+
+
+def notification_lines(report: StatusReport) -> list[str]:
+    """Each sink that has something to say: events pending, dead letters."""
+    lines = []
+    for sink in report.notifications:
+        retrying = f" (the first tried {sink.attempts}x)" if sink.attempts else ""
+        pending = f"{sink.pending} pending{retrying}" if sink.pending else "up to date"
+        dead = f", {len(sink.dead_letters)} dead letter(s)" if sink.dead_letters else ""
+        lines.append(f"notifications to {sink.name} ({sink.kind}): {pending}{dead}")
+        lines += [
+            f"  dead letter: {d.event_type} (record {d.seq}) after {d.attempts} attempt(s):"
+            f" {d.error}"
+            for d in sink.dead_letters[-3:]
+        ]
+    return lines
 
 
 def _ago(at: float) -> str:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from swiftdeploy.commands.driver import DriverStatus, driver_status, driving, in_cluster
+from swiftdeploy.audit.events import Since, read_events
+from swiftdeploy.commands.driver import (
+    DriverStatus,
+    driver_status,
+    driving,
+    in_cluster,
+    notified_trail,
+    outbox_text,
+)
 from swiftdeploy.fleet import Fleet
+from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.metrics.base import Measurement
+from swiftdeploy.notify.deliver import selected
+from swiftdeploy.notify.outbox import Standing, load, standings
 from swiftdeploy.rollout.statistics import Settings, StepProgress, assess, step_progress
 from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import ReplicaView
@@ -31,6 +43,8 @@ class StatusReport:
     step: StepProgress | None = None
     # what does not add up (Kubernetes: a state the driver refuses, versions that differ)
     warnings: tuple[str, ...] = ()
+    # each notification sink: delivered up to, pending, dead letters (the outbox)
+    notifications: tuple[Standing, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         driver = self.driver
@@ -62,6 +76,7 @@ class StatusReport:
                 "holder": driver.holder,  # a driver in the cluster: its Lease identity
             },
             "warnings": list(self.warnings),
+            "notifications": [sink.model_dump(mode="json") for sink in self.notifications],
             "replicas": [r.__dict__ for r in self.replicas],
             "traffic": {
                 track: m.model_dump(mode="json", include=TRAFFIC_FIELDS)
@@ -106,7 +121,44 @@ def collect_status(fleet: Fleet, meter: TrafficMeter | None, window_s: float) ->
     split = split_warning(state, weight)
     if split is not None:
         warnings = (*warnings, split)
-    return StatusReport(state, weight, fleet.tracks.replicas(), traffic, driver, step, warnings)
+    return StatusReport(
+        state,
+        weight,
+        fleet.tracks.replicas(),
+        traffic,
+        driver,
+        step,
+        warnings,
+        tuple(notification_status(fleet.loaded)),
+    )
+
+
+def notification_status(loaded: LoadedManifest) -> list[Standing]:
+    """Each sink's standing: its cursor and dead letters from the outbox, and its
+    events in the trail after the cursor (pending: the driver delivers them)."""
+    sinks = loaded.manifest.notifications.sinks
+    if not sinks:
+        return []
+    outbox = load(outbox_text(loaded))
+    after = min((c.seq for c in outbox.sinks.values()), default=None)
+    pending: dict[str, int] = {}
+    if after is not None:
+        for event in read_events(notified_trail_for_status(loaded), loaded.manifest.service.name,
+                                 since=Since(seq=after)):  # fmt: skip
+            for sink in sinks:
+                cursor = outbox.sinks.get(sink.name)
+                if cursor is not None and event["seq"] > cursor.seq and selected(sink, event):
+                    pending[sink.name] = pending.get(sink.name, 0) + 1
+    return standings([(sink.name, sink.kind) for sink in sinks], outbox, pending)
+
+
+def notified_trail_for_status(loaded: LoadedManifest) -> Path:
+    """The trail a person's `status` reads: on Kubernetes, the cluster's copied here."""
+    if in_cluster(loaded):
+        from swiftdeploy.commands.cluster_trail import sync
+
+        return sync(loaded).path
+    return notified_trail(loaded)
 
 
 def split_warning(state: State, weight: int | None) -> str | None:

@@ -181,3 +181,37 @@ def load(text: TextStore) -> Outbox:
             f"the notifications outbox is corrupt ({str(exc).splitlines()[0]})",
             hint="remove it: each sink then starts again at the trail's end",
         ) from None
+
+
+class Standing(BaseModel):
+    """A sink as `status` shows it: how far it got, what waits, what was set aside."""
+
+    name: str
+    kind: str
+    delivered_to: int  # the cursor: the last record delivered or dead-lettered
+    delivered: int
+    pending: int  # its events in the trail after the cursor
+    attempts: int  # spent on the first of them
+    dead_letters: list[DeadLetter]
+
+
+def standings(
+    sinks: list[tuple[str, str]], outbox: Outbox, pending: dict[str, int]
+) -> list[Standing]:
+    """(name, kind) of each sink in the manifest, with its cursor (none yet: nothing
+    delivered, nothing pending) and its count of pending events."""
+    out = []
+    for name, kind in sinks:
+        cursor = outbox.sinks.get(name)
+        out.append(
+            Standing(
+                name=name,
+                kind=kind,
+                delivered_to=cursor.seq if cursor else 0,
+                delivered=cursor.delivered if cursor else 0,
+                pending=pending.get(name, 0),
+                attempts=cursor.attempts if cursor else 0,
+                dead_letters=list(cursor.dead) if cursor else [],
+            )
+        )
+    return out
