@@ -123,7 +123,7 @@ class Retention(_Model):
     `max_age`. A rollout longer than that would start a new ledger (new evidence)."""
 
     max_analyses: int = Field(default=1000, ge=1, le=1_000_000)
-    max_age: PositiveDuration = 14 * 86400.0
+    max_age: PositiveDuration = 7 * 86400.0  # the longest duration a setting takes
 
 
 class JudgeAudit(_Model):
@@ -265,7 +265,7 @@ audit:
   path: .swiftdeploy-judge/history.jsonl
 retention:
   max_analyses: 1000
-  max_age: 336h            # 14 days
+  max_age: 168h            # 7 days, the longest it takes
 callers:                   # each caller's bearer token: from the environment or a mounted Secret
   - name: argo-rollouts
     token: {{env: JUDGE_TOKEN_ARGO}}
