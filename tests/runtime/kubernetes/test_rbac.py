@@ -237,3 +237,27 @@ def test_neither_role_reaches_another_apps_objects_in_the_same_namespace(
     assert refused(lambda: operator.delete("Lease", lease))
     assert refused(lambda: operator.apply(state))
     driver.delete("Lease", lease)
+
+
+def test_the_driver_reads_the_secrets_notifications_name_and_keeps_its_outbox(
+    short_tmp: Path,
+) -> None:
+    path = write_manifest(short_tmp, "team-a")
+    manifest = yaml.safe_load(path.read_text())
+    manifest["notifications"] = {
+        "signing_key": {"secret": "demo-notify", "key": "signing"},
+        "sinks": [{"name": "oncall", "kind": "slack",
+                   "url": {"secret": "demo-slack", "key": "url"}}],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(manifest))
+    loaded = load_manifest(path).manifest
+    driver = rbac.driver_role(loaded)["rules"]
+    secrets = [r for r in driver if r["resources"] == ["secrets"] and r["verbs"] == ["get"]]
+    assert [r["resourceNames"] for r in secrets] == [
+        [trail.key_secret_name(loaded)], ["demo-notify", "demo-slack"]
+    ]  # fmt: skip
+    outbox = [r for r in driver if r.get("resourceNames") == ["demo-swiftdeploy-outbox"]]
+    assert [r["verbs"] for r in outbox] == [["get", "patch"]]
+    operator = rbac.operator_role(loaded)["rules"]
+    assert [r["verbs"] for r in operator if r.get("resourceNames") == ["demo-swiftdeploy-outbox"]
+            ] == [["get"]]  # fmt: skip
