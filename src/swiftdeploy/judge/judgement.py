@@ -163,8 +163,11 @@ def judge_look(
     step = evidence.current
     assert step is not None  # an analysis opens its first step
     started = run.step_started_at
+    # a step's first call spans no time yet: its (empty) summary must not read as a
+    # clock that went back
+    end = max(now, started + 0.001)
     summaries = {
-        track: step_summary(track, provider, getattr(step, track), started, now, latest[track])
+        track: step_summary(track, provider, getattr(step, track), started, end, latest[track])
         for track in TRACKS
     }
     policy_input = canary_input(
