@@ -154,8 +154,10 @@ class HookCaller:
         return [hook for hook in self.hooks if hook.type == kind]
 
     def in_flight(self, name: str) -> bool:
+        """A call of this hook runs, or has finished and its answer is not taken yet
+        (so a gate never asks again before it has heard the last answer)."""
         with self._lock:
-            return name in self._running
+            return name in self._running or any(call.hook == name for call in self._done)
 
     def start(self, hook: Hook, context: HookContext) -> bool:
         """Call `hook` on a thread of its own; False when a call of it is in flight."""
