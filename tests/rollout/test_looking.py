@@ -1,12 +1,14 @@
-"""rollout.looking: a look's counting and assessing as pure functions."""
+"""rollout.looking: a look's counting and assessing as pure functions, the same
+that the engine's look runs."""
 
 from __future__ import annotations
 
 from swiftdeploy.manifest import Policy
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.rollout.looking import counted_look, opened_evidence, step_summary
+from swiftdeploy.rollout.looking import Track, counted_look, opened_evidence, step_summary
 from swiftdeploy.rollout.statistics import Settings
 from swiftdeploy.state.evidence import Counts
+from tests.rollout.conftest import World
 
 
 def _counted(track: str, requests: int, errors: int, start: float, end: float) -> Measurement:
@@ -43,3 +45,40 @@ def test_a_look_counts_both_tracks_and_a_provider_error_counts_nothing() -> None
     summary = step_summary("stable", "test", step.stable, 300.0, 310.0, latest["stable"])
     assert summary.status == "provider_error"
     assert step_summary("canary", "test", Counts(), 300.0, 310.0, None).status == "no_data"
+
+
+def test_the_engines_look_is_the_judges_look(world: World) -> None:
+    # Given a rollout some looks into its first step, and the readings its looks take
+    made, engine = world(500)
+    state = engine.begin("v2")
+    for _ in range(3):
+        state = engine.tick(state)
+        made.clock.sleep(1.0)
+    read: dict[Track, Measurement | None] = {}
+    measure_since = made.provider.measure_since
+
+    def reading(track: str, since: float) -> Measurement:
+        measured = measure_since(track, since)
+        read[measured.track] = measured  # type: ignore[index]
+        return measured
+
+    made.provider.measure_since = reading  # type: ignore[method-assign]
+    # When the engine looks
+    look = engine.look(state)
+    # Then its ledger, statistics and step summaries are the pure functions' on them
+    settings = Settings.of(made.fleet.loaded.manifest.policy)
+    evidence, statistics = counted_look(state.evidence, read, settings)
+    assert look.state.evidence == evidence
+    assert look.statistics == statistics
+    step = evidence.current
+    assert step is not None
+    assert state.step_started_at is not None
+    now = made.clock.now
+    looked: tuple[tuple[Track, Measurement], ...] = (
+        ("canary", look.canary),
+        ("stable", look.stable),
+    )
+    for track, summary in looked:
+        counts = step.canary if track == "canary" else step.stable
+        expected = step_summary(track, "sim", counts, state.step_started_at, now, read[track])
+        assert summary == expected

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS
 from swiftdeploy.analysis.split import split_disagrees
@@ -28,25 +28,18 @@ from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.load import LoadRun
 from swiftdeploy.manifest import Analysis, Hook, HookType, Step
-from swiftdeploy.metrics.base import BlockHistory, Measurement, MetricsProvider, summarize
+from swiftdeploy.metrics.base import BlockHistory, Measurement, MetricsProvider
 from swiftdeploy.notify.hooks import HookCall, HookCaller, HookContext, describe_answer
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine, Reason
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
 from swiftdeploy.rollout.inputs import canary_input
-from swiftdeploy.rollout.statistics import (
-    Settings,
-    assess,
-    latency_bound,
-    passed_dimensions,
-    progress,
-)
+from swiftdeploy.rollout.looking import TRACKS, Track, counted_look, opened_evidence, step_summary
+from swiftdeploy.rollout.statistics import Settings, progress
 from swiftdeploy.state import LastLook, Phase, State
-from swiftdeploy.state.evidence import Counts, Dimension, Evidence, PassedBy
+from swiftdeploy.state.evidence import Dimension, Evidence, PassedBy
 from swiftdeploy.state.model import HookAnswer, HookWait
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
-Track = Literal["canary", "stable"]
-TRACKS: tuple[Track, ...] = ("canary", "stable")
 
 # `interval: auto`: a look after about this many canary requests, so a busy service is
 # judged within a few requests of the evidence and a quiet one is not polled for nothing.
@@ -181,14 +174,7 @@ class RolloutEngine:
             else []
         )
         reference = self.metrics.measure("stable", manifest.metrics.window)
-        bound, how = latency_bound(reference, manifest.policy.detect.latency_ms)
-        evidence = Evidence(
-            latency_bound_s=bound,
-            latency_reference=how,
-            reference_rps=reference.rps,
-            p99_limit_s=manifest.policy.thresholds.max_p99_ms / 1000,
-        )
-        return evidence.with_history("stable", history)
+        return opened_evidence(reference, history, manifest.policy)
 
     def set_weight(self, state: State, weight: int, reason: str) -> State:
         """A weight a person set: the step goes on at it, its counts start afresh."""
@@ -323,20 +309,17 @@ class RolloutEngine:
                     evidence = evidence.marked(track, at)
                     latest[track] = None
                 continue
-            measured = self.metrics.measure_since(track, since)
-            latest[track] = measured
-            if measured.status != "provider_error":
-                evidence = evidence.counted(track, measured)
+            latest[track] = self.metrics.measure_since(track, since)
         settings = Settings.of(self.fleet.loaded.manifest.policy)
-        statistics = assess(evidence, settings)
-        evidence = evidence.looked(passed_dimensions(statistics))
+        evidence, statistics = counted_look(evidence, latest, settings)
         state = self.fleet.store.save(state.model_copy(update={"evidence": evidence}))
         started = state.step_started_at if state.step_started_at is not None else now
         elapsed = max(now - started, 0.0)
         step = evidence.current
         assert step is not None
-        canary = self._summary("canary", step.canary, started, now, latest["canary"])
-        stable = self._summary("stable", step.stable, started, now, latest["stable"])
+        name = self.metrics.name
+        canary = step_summary("canary", name, step.canary, started, now, latest["canary"])
+        stable = step_summary("stable", name, step.stable, started, now, latest["stable"])
         policy_input = canary_input(
             policy=self.fleet.loaded.manifest.policy,
             analysis=analysis or self.fleet.loaded.manifest.strategy.canary.analysis,
@@ -636,24 +619,6 @@ class RolloutEngine:
         if not rate:
             return max(AUTO_INTERVAL_FIRST_S, floor)
         return min(max(LOOK_REQUESTS / rate, floor), max(AUTO_INTERVAL_MAX_S, floor))
-
-    def _summary(
-        self, track: Track, counts: Counts, start: float, end: float, latest: Measurement | None
-    ) -> Measurement:
-        """The step so far as a measurement; a failed look makes it a provider error."""
-        measurement = summarize(
-            track=track,
-            provider=self.metrics.name,
-            window_start=start,
-            window_end=max(end, start),
-            requests=counts.requests,
-            errors=counts.errors,
-            buckets=counts.buckets,
-            detail=latest.detail if latest is not None else "first reading of the step",
-        )
-        if latest is not None and latest.status == "provider_error":
-            return measurement.model_copy(update={"status": "provider_error"})
-        return measurement
 
     def _ensure_load(self, step_index: int, analysis: Analysis) -> None:
         if analysis.load is None or self._load_step == step_index:
