@@ -474,13 +474,15 @@ def open_notifier(fleet: Fleet, progress: Progress) -> Notifier:
     raises before anything starts); not started. No sink: a notifier that does nothing."""
     from swiftdeploy.notify.deliver import Notifier
     from swiftdeploy.notify.outbox import NoText, OutboxStore
-    from swiftdeploy.notify.secrets import Secrets, resolve_secrets
+    from swiftdeploy.notify.secrets import resolve_secrets
 
     loaded = fleet.loaded
+    # the hooks' secrets too, though the engine reads them again: with none missing here
+    # a session cannot fail on one later (in the cluster it would hold, retrying forever)
+    secrets = resolve_secrets(loaded)
     if not loaded.manifest.notifications.sinks:
         nothing = OutboxStore(NoText())
-        return Notifier(loaded.manifest, notified_trail(loaded), nothing, Secrets({}), progress)
-    secrets = resolve_secrets(loaded)
+        return Notifier(loaded.manifest, notified_trail(loaded), nothing, secrets, progress)
 
     def say(line: str) -> None:
         progress(f"driver: {secrets.redact(line)}")  # never a URL or a token
