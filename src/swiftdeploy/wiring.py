@@ -21,7 +21,7 @@ from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import MetricsProvider
 from swiftdeploy.notify.hooks import HookCaller, hook_caller
-from swiftdeploy.notify.secrets import resolve_secrets
+from swiftdeploy.notify.secrets import Secrets, resolve_secrets
 from swiftdeploy.policy import engine_from_policy
 from swiftdeploy.policy.base import PolicyEngine
 from swiftdeploy.runtime import backend
@@ -134,7 +134,10 @@ def rollout_engine(
     policy: PolicyEngine,
     on_tick: Callable[[TickReport], None] = lambda report: None,
     stop_requested: Callable[[], bool] = lambda: False,
+    secrets: Secrets | None = None,
 ) -> RolloutEngine:
+    """The rollout engine; `secrets`: the ones the driver resolved at its start (its
+    notifier signs with the same), else read now."""
     from swiftdeploy.rollout.engine import RolloutEngine  # scipy, through the statistics
 
     return RolloutEngine(
@@ -143,13 +146,13 @@ def rollout_engine(
         policy=policy,
         on_tick=on_tick,
         stop_requested=stop_requested,
-        hooks=gating_hooks(fleet.loaded),
+        hooks=gating_hooks(fleet.loaded, secrets),
     )
 
 
-def gating_hooks(loaded: LoadedManifest) -> HookCaller | None:
-    """The manifest's hooks with their secrets, read once now: a missing secret is one
-    clear error before anything starts. None when it declares no hook."""
+def gating_hooks(loaded: LoadedManifest, secrets: Secrets | None = None) -> HookCaller | None:
+    """The manifest's hooks with their secrets (given, or read once now: a missing
+    secret is one clear error before anything starts). None when it declares no hook."""
     if not loaded.manifest.hooks:
         return None
-    return hook_caller(loaded, resolve_secrets(loaded))
+    return hook_caller(loaded, secrets if secrets is not None else resolve_secrets(loaded))

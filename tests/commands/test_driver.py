@@ -4,12 +4,14 @@ who asked, and answers."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from swiftdeploy.commands.driver import follow_ends, serve_requests, start_in_cluster
+from swiftdeploy.commands.driver import _drive, follow_ends, serve_requests, start_in_cluster
 from swiftdeploy.errors import ExitCode, OperationalError, TransientError
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
@@ -270,3 +272,47 @@ def test_without_patience_an_api_server_away_is_one_clear_error(
     _flaky_cluster(monkeypatch, away_calls=1)
     with pytest.raises(TransientError, match="did not answer"):
         start_in_cluster(init_manifest(tmp_path), "v2", "ro-1")
+
+
+class _CountingEnviron(dict[str, str]):
+    """os.environ that counts the reads of the secrets' variables."""
+
+    def __init__(self, values: dict[str, str], counted: tuple[str, ...]) -> None:
+        super().__init__(values)
+        self.counted = counted
+        self.reads: list[str] = []
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if key in self.counted:
+            self.reads.append(key)
+        return super().get(key, default)
+
+
+def test_a_driver_start_reads_each_secret_once_for_its_hooks_and_its_notifications(
+    tmp_path: Path, policy: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a manifest whose hooks and notification sink share the signing key (from
+    # the environment; on Kubernetes each read is an API call to a Secret)
+    made, _, state = rollout(
+        tmp_path,
+        policy,
+        **{
+            "notifications.signing_key": {"env": "SD_KEY"},
+            "notifications.sinks": [
+                {"name": "log", "kind": "webhook", "url": {"env": "SD_SINK_URL"}}
+            ],
+            "hooks": [{"name": "tell", "type": "rollback", "url": "http://127.0.0.1:9/tell"}],
+        },
+    )
+    secrets = {"SD_KEY": "k" * 24, "SD_SINK_URL": "http://127.0.0.1:9/sink"}
+    environ = _CountingEnviron({**os.environ, **secrets}, tuple(secrets))
+    monkeypatch.setattr(os, "environ", environ)
+    made.fleet.loaded.state_dir.mkdir(exist_ok=True)  # the outbox's file goes there
+    control = ControlDir(tmp_path / "control")
+    stopped: Any = SimpleNamespace(requested=True, is_set=lambda: True, halt=lambda: None)
+    # When a driver starts (restarted on the rollout; told to stop after its start)
+    code = _drive(made.fleet, control, state.rollout_id or "", None, stopped, lambda line: None)
+    # Then it started, and read each secret once for both the hooks and the sink
+    assert code == 0
+    assert any(kind == "driver" and f["event"] == "restarted" for kind, f in made.recorder.records)
+    assert sorted(environ.reads) == ["SD_KEY", "SD_SINK_URL"]

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from swiftdeploy.fleet import Fleet, Progress
     from swiftdeploy.notify.deliver import Notifier
     from swiftdeploy.notify.outbox import TextStore
+    from swiftdeploy.notify.secrets import Secrets
     from swiftdeploy.rollout.engine import RolloutEngine
     from swiftdeploy.runtime.kubernetes.control import ConfigMapControl
 
@@ -351,13 +352,14 @@ def _drive(
         _exited(control, rollout_id, "no such rollout to carry on")
         return 0
     try:
-        notifier = open_notifier(fleet, progress)
+        secrets = driver_secrets(fleet.loaded)
+        notifier = open_notifier(fleet, progress, secrets)
     except SwiftDeployError as exc:  # a secret missing: nothing is started
         progress(f"driver: {exc.one_line()}")
         _exited(control, rollout_id, exc.one_line())
         return 0
     try:
-        return _drive_notifying(fleet, control, rollout_id, version, stop, notifier)
+        return _drive_notifying(fleet, control, rollout_id, version, stop, notifier, secrets)
     finally:
         notifier.stop()
 
@@ -369,6 +371,7 @@ def _drive_notifying(
     version: str | None,
     stop: _Stop,
     notifier: Notifier,
+    secrets: Secrets,
 ) -> int:
     from swiftdeploy.wiring import policy_engine, rollout_engine
 
@@ -400,7 +403,7 @@ def _drive_notifying(
         restarts=restarts,
     )
     policy = policy_engine(fleet)
-    engine = rollout_engine(fleet, policy)
+    engine = rollout_engine(fleet, policy, secrets=secrets)
     engine.keep_looking_when_held = True
     outcome = "finished"
     try:
@@ -469,17 +472,23 @@ def notified_trail(loaded: LoadedManifest) -> Path:
     return audit_settings(loaded).path
 
 
-def open_notifier(fleet: Fleet, progress: Progress) -> Notifier:
-    """The manifest's notification sinks, their secrets resolved now (a missing one
-    raises before anything starts); not started. No sink: a notifier that does nothing."""
-    from swiftdeploy.notify.deliver import Notifier
-    from swiftdeploy.notify.outbox import NoText, OutboxStore
+def driver_secrets(loaded: LoadedManifest) -> Secrets:
+    """Every secret the manifest names (the sinks' and the hooks'), read once when the
+    driver starts (on Kubernetes, one read of each Secret) and given to both the notifier
+    and the engine, so they cannot disagree. A missing one raises before anything starts
+    (in the cluster a later miss would hold a session, retrying forever)."""
     from swiftdeploy.notify.secrets import resolve_secrets
 
+    return resolve_secrets(loaded)
+
+
+def open_notifier(fleet: Fleet, progress: Progress, secrets: Secrets) -> Notifier:
+    """The manifest's notification sinks with the driver's secrets; not started. No
+    sink: a notifier that does nothing."""
+    from swiftdeploy.notify.deliver import Notifier
+    from swiftdeploy.notify.outbox import NoText, OutboxStore
+
     loaded = fleet.loaded
-    # the hooks' secrets too, though the engine reads them again: with none missing here
-    # a session cannot fail on one later (in the cluster it would hold, retrying forever)
-    secrets = resolve_secrets(loaded)
     if not loaded.manifest.notifications.sinks:
         nothing = OutboxStore(NoText())
         return Notifier(loaded.manifest, notified_trail(loaded), nothing, secrets, progress)
@@ -903,7 +912,8 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
     control = cluster_control(loaded)
     lease = lease_of(loaded)
     trail = use_cluster_trail(fleet)  # the driver alone appends the service's record
-    notifier = open_notifier(fleet, progress)  # a secret missing: the driver does not start
+    secrets = driver_secrets(loaded)  # a secret missing: the driver does not start
+    notifier = open_notifier(fleet, progress, secrets)
     state = fleet.store.load()
     previous = control.driver()
     now = time.time()
@@ -942,7 +952,7 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
                     continue
                 info = info.model_copy(update={"rollout_id": state.rollout_id})
                 if driving(state) or _idle(fleet, control, info, stop, outage, notifier):
-                    _session(fleet, control, info, stop, outage, notifier)
+                    _session(fleet, control, info, stop, outage, notifier, secrets)
             except LockedError:
                 raise  # lost the Lease: stop before the next write
             except SwiftDeployError as exc:
@@ -1019,6 +1029,7 @@ def _session(
     stop: _Stop,
     outage: _Outage,
     notifier: Notifier,
+    secrets: Secrets,
 ) -> None:
     """One engine's life: carry on the rollout in progress (after a restart or an
     outage), serve the requests (a `start` begins a rollout), drive it until it ends."""
@@ -1027,7 +1038,7 @@ def _session(
     for request in control.interrupted():
         control.answer(request, _answer_interrupted(request))
     policy = policy_engine(fleet)
-    engine = rollout_engine(fleet, policy)
+    engine = rollout_engine(fleet, policy, secrets=secrets)
     engine.keep_looking_when_held = True
     try:
         state = fleet.store.load()
