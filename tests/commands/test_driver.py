@@ -5,6 +5,8 @@ who asked, and answers."""
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +19,7 @@ from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase, State
 from swiftdeploy.state.control import Answer, ControlDir, Request, Verb
+from tests.support.hook_server import hook_server
 from tests.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -316,3 +319,106 @@ def test_a_driver_start_reads_each_secret_once_for_its_hooks_and_its_notificatio
     assert code == 0
     assert any(kind == "driver" and f["event"] == "restarted" for kind, f in made.recorder.records)
     assert sorted(environ.reads) == ["SD_KEY", "SD_SINK_URL"]
+
+
+def hooked_rollout(
+    tmp_path: Path, policy: EmbeddedEngine, hooks: list[dict[str, object]], **changes: object
+) -> tuple[SimWorld, RolloutEngine, State]:
+    """A rollout whose engine calls `hooks` on loopback (signed with HOOK_KEY)."""
+    from swiftdeploy.notify.hooks import hook_caller
+    from swiftdeploy.notify.secrets import resolve_secrets
+
+    loaded = init_manifest(
+        tmp_path,
+        **{
+            "notifications.signing_key": {"env": "HOOK_KEY"},
+            "notifications.backoff": "20ms",
+            "hooks": hooks,
+            **changes,
+        },
+    )
+    made = sim_world(loaded, total_rps=500, stable=TrackModel(), canary=TrackModel(), seed=3)
+    engine = made.engine(policy)
+    engine.keep_looking_when_held = True
+    engine.hooks = hook_caller(loaded, resolve_secrets(loaded, {"HOOK_KEY": "k" * 24}))
+    return made, engine, engine.begin("v2")
+
+
+def heard(engine: RolloutEngine, state: State, made: SimWorld) -> State:
+    """Ticks (a few simulated seconds each) until the hook's answer is in the state."""
+    for _ in range(200):
+        made.clock.sleep(1.0)
+        state = engine.tick(state)
+        if any(answer.status for answer in state.hooks.values()):
+            return state
+        time.sleep(0.02)
+    raise AssertionError("no hook answer")
+
+
+@pytest.mark.parametrize("to_the_end", [False, True])
+def test_promote_while_a_confirm_promotion_hook_says_no_says_the_step_waits_for_it(
+    tmp_path: Path, policy: EmbeddedEngine, to_the_end: bool
+) -> None:
+    # Given a one-step rollout whose confirm-promotion hook answers 403
+    with hook_server() as server:
+        server.answer("/approve", 403, {"approved": False})
+        made, engine, state = hooked_rollout(
+            tmp_path,
+            policy,
+            [{"name": "approve", "type": "confirm-promotion", "url": server.url("/approve")}],
+            **{"strategy.canary.steps": [{"weight": 50}]},
+        )
+        control = ControlDir(tmp_path / "control")
+        for _ in range(3):
+            made.clock.sleep(2)
+            state = engine.tick(state)
+        # When a person promotes (or promotes --all): the hook is asked, no answer yet
+        state, answer = ask(engine, control, state, "promote", to_the_end=to_the_end)
+        # Then the answer says the step passed and waits for the hook; nothing promoted
+        assert answer.result == "refused", answer.message
+        assert answer.exit_code == ExitCode.HELD
+        assert answer.message.startswith("step 1 passed; waiting")
+        assert "for hook approve (confirm-promotion) before promoting" in answer.message
+        assert answer.message.endswith("asked, no answer yet")
+        assert state.phase == Phase.PROGRESSING
+        assert state.stable_version == "v1"
+        # and once the hook said 403, a promote says that
+        state = heard(engine, state, made)
+        state, answer = ask(engine, control, state, "promote", to_the_end=to_the_end)
+        assert answer.exit_code == ExitCode.HELD
+        assert re.search(r"approve \(confirm-promotion\) before promoting: HTTP 403 \d+s ago$",
+                         answer.message), answer.message  # fmt: skip
+        assert state.stable_version == "v1"
+        # and a weight set meanwhile is done, saying the step still waits
+        state, answer = ask(engine, control, state, "weight", weight=30)
+        assert answer.result == "done"
+        assert "canary 30%" in answer.message
+        assert "waiting" in answer.message
+        assert "for hook approve (confirm-promotion)" in answer.message
+        engine.close()
+
+
+def test_promote_or_weight_before_the_pre_rollout_hook_said_yes_is_refused(
+    tmp_path: Path, policy: EmbeddedEngine
+) -> None:
+    # Given a rollout waiting for its pre-rollout smoke test (still running)
+    with hook_server() as server:
+        server.answer("/smoke", 200, delay_s=1.0)
+        made, engine, state = hooked_rollout(
+            tmp_path,
+            policy,
+            [{"name": "smoke", "type": "pre-rollout", "url": server.url("/smoke")}],
+        )
+        assert state.awaiting is not None
+        control = ControlDir(tmp_path / "control")
+        # When a person promotes, or sets a weight
+        for verb, fields in (("promote", {}), ("weight", {"weight": 20})):
+            state, answer = ask(engine, control, state, verb, **fields)  # type: ignore[arg-type]
+            # Then it is refused in one line (no crash), and the canary has no traffic
+            assert answer.result == "refused", answer.message
+            assert answer.exit_code == ExitCode.HELD
+            assert "for hook smoke (pre-rollout) before the canary gets any traffic" in (
+                answer.message
+            )
+            assert made.traffic.weight == 0
+        engine.hooks.wait(("pre-rollout",))  # type: ignore[union-attr]

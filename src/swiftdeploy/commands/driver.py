@@ -631,12 +631,18 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
         state = _carry_on(engine, fleet.reconcile(state))
         after = engine.resume_held(state)
         return done(after, f"resumed at step {(after.step_index or 0) + 1}")
+    if state.awaiting is not None and state.awaiting.type == "pre-rollout":
+        # no step yet, nothing to look at: the canary gets traffic after the hook's yes
+        return state, _held_for_hooks(engine, request, state, "nothing moved: ")
     if request.verb == "promote":
         action = "promote --all" if request.to_the_end else "promote"
         force_reason = request.reason if request.force else None
         canary_gate(engine, state, action, force_reason)
         engine.skip_manual_pauses = engine.skip_manual_pauses or request.to_the_end
         after = engine.advance(state, passed_by_hand=True)
+        if after.awaiting is not None and not _ended(after):
+            # the step passed, and a confirm hook has not said yes: not promoted (yet)
+            return after, _held_for_hooks(engine, request, after)
         return done(after, f"promoted by {by}: {_where(after)}")
     assert request.verb == "weight"
     assert request.weight is not None
@@ -645,7 +651,32 @@ def _act(engine: RolloutEngine, state: State, request: Request) -> tuple[State, 
     if weight > state.canary_weight:
         canary_gate(engine, state, f"weight {weight}", force_reason)
     after = engine.set_weight(state, weight, f"canary weight set to {weight}% by {by}{because}")
-    return done(after, f"weight set by {by}: {_where(after)}")
+    waiting = f"; {_awaiting(engine, after)}" if after.awaiting is not None else ""
+    return done(after, f"weight set by {by}: {_where(after)}{waiting}")
+
+
+def _awaiting(engine: RolloutEngine, state: State) -> str:
+    assert state.awaiting is not None
+    return state.awaiting.describe(state.hooks, engine.clock())
+
+
+def _held_for_hooks(
+    engine: RolloutEngine, request: Request, state: State, prefix: str = ""
+) -> Answer:
+    """A move a gating hook holds: refused for now with the hold's exit code, saying
+    what it waits for; the hook's 2xx moves the rollout on by itself."""
+    assert state.awaiting is not None
+    if state.awaiting.type == "pre-rollout":
+        then = "the first step starts once it answers 2xx (anything else rolls back)"
+    else:
+        then = "the rollout moves on once it answers 2xx (asked again every few seconds)"
+    return Answer(
+        id=request.id,
+        result="refused",
+        message=prefix + _awaiting(engine, state),
+        exit_code=int(ExitCode.HELD),
+        hint=f"{then}; `swiftdeploy status` shows the wait, `swiftdeploy abort` ends it",
+    )
 
 
 def _begin(engine: RolloutEngine, state: State, request: Request) -> State:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
@@ -88,6 +89,36 @@ class HookWait(BaseModel):
     hooks: tuple[str, ...]
     step: int
     since: float
+
+    def describe(self, answers: Mapping[str, HookAnswer], now: float) -> str:
+        """In words, for people (`status`, the driver's answers): what passed, which hook
+        of which type it waits for, for how long, before what, and the last answers.
+        'step 2 passed; waiting 40s for hook approve (confirm-promotion) before
+        promoting: HTTP 403 12s ago'."""
+        names = ", ".join(self.hooks)
+        what = f"{'hook' if len(self.hooks) == 1 else 'hooks'} {names} ({self.type})"
+        waited = f"waiting {_ago(self.since, now)} for {what}"
+        if self.type == "pre-rollout":
+            said = f"{waited} before the canary gets any traffic"
+        else:
+            after = "promoting" if self.type == "confirm-promotion" else f"step {self.step + 2}"
+            said = f"step {self.step + 1} passed; {waited} before {after}"
+        heard = [(name, _heard(answers.get(name), self.step, now)) for name in self.hooks]
+        if len(heard) == 1:
+            return f"{said}: {heard[0][1]}"
+        return f"{said}: " + "; ".join(f"{name} {last}" for name, last in heard)
+
+
+def _heard(answer: HookAnswer | None, step: int, now: float) -> str:
+    if answer is None or answer.step != step:
+        return "asked, no answer yet"
+    if answer.status is None:
+        return f"no answer ({answer.error}) {_ago(answer.at, now)} ago"
+    return f"HTTP {answer.status} {_ago(answer.at, now)} ago"
+
+
+def _ago(at: float, now: float) -> str:
+    return f"{max(now - at, 0.0):.0f}s"
 
 
 class State(BaseModel):
