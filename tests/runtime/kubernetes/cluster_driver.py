@@ -129,6 +129,12 @@ def bind_driver_account(cluster: KubeCluster, namespace: str) -> None:
         client.RbacAuthorizationV1Api(cluster.api).create_namespaced_role_binding(namespace, body)
 
 
+def create_secret(cluster: KubeCluster, namespace: str, name: str, data: dict[str, str]) -> None:
+    """A Secret as a namespace's admin creates it (`kubectl create secret generic`)."""
+    body = {"metadata": {"name": name, "namespace": namespace}, "stringData": data}
+    client.CoreV1Api(cluster.api).create_namespaced_secret(namespace, body)
+
+
 def driver_kubeconfig(cluster: KubeCluster, namespace: str, path: Path) -> Path:
     """A kubeconfig with a token of the driver's ServiceAccount (TokenRequest)."""
     token = (

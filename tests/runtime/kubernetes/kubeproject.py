@@ -22,6 +22,15 @@ from tests.support.kube import KubeCluster
 SERVICE = "demo"
 STABLE_NAME, CANARY_NAME = f"{SERVICE}-stable", f"{SERVICE}-canary"
 USER = "deployer"
+# What to catch kept coarse, so a healthy canary passes in seconds of test traffic.
+QUICK_POLICY = """\
+policy:
+  alpha: 0.05
+  beta: 0.3
+  detect:
+    errors: +20%
+    latency: +5s
+"""
 
 MANIFEST = """\
 apiVersion: swiftdeploy/v1

@@ -26,20 +26,12 @@ from tests.runtime.kubernetes.cluster_driver import (
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject, manifest_text
+from tests.runtime.kubernetes.kubeproject import QUICK_POLICY, SERVICE, KubeProject, manifest_text
 from tests.support.docker import engine
 from tests.support.kube import FakeDataPlane, KubeCluster
 from tests.support.kube_faults import api_server_stopped
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
-QUICK_POLICY = """\
-policy:
-  alpha: 0.05
-  beta: 0.3
-  detect:
-    errors: +20%
-    latency: +5s
-"""
 
 
 def _reader(cluster: KubeCluster, namespace: str, root: Path) -> KubeProject:

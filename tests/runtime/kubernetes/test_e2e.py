@@ -18,19 +18,16 @@ from kubernetes import client
 from swiftdeploy.ports import free_port
 from tests.conftest import SWIFTDEPLOY
 from tests.runtime.kubernetes.cluster_driver import project_driver
-from tests.runtime.kubernetes.kubeproject import SERVICE, USER, KubeProject, new_project
+from tests.runtime.kubernetes.kubeproject import (
+    QUICK_POLICY,
+    SERVICE,
+    USER,
+    KubeProject,
+    new_project,
+)
 from tests.support.kube import FakeDataPlane, KubeCluster
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
-# What to catch kept coarse, so a healthy canary passes in seconds of test traffic.
-QUICK_POLICY = """\
-policy:
-  alpha: 0.05
-  beta: 0.3
-  detect:
-    errors: +20%
-    latency: +5s
-"""
 FORCE = ("--force", "--reason", "no metrics in this test: the lifecycle is under test")
 
 

@@ -21,8 +21,7 @@ from tests.runtime.kubernetes.cluster_driver import (
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject, manifest_text
-from tests.runtime.kubernetes.test_e2e import QUICK_POLICY
+from tests.runtime.kubernetes.kubeproject import QUICK_POLICY, SERVICE, KubeProject, manifest_text
 from tests.support.kube import FakeDataPlane, KubeCluster
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
