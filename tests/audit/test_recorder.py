@@ -243,3 +243,67 @@ def test_a_trail_of_looks_reads_back_in_order_with_times(trail_path: Path) -> No
     times = [datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in got]
     assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(seconds=0.5)] * 4
     assert json.loads(json.dumps(got)) == got
+
+
+def test_a_step_waiting_for_a_confirm_hook_is_looks_not_full_records(tmp_path: Path) -> None:
+    # Given a one-step rollout whose confirm-promotion hook keeps answering 403 (on
+    # loopback), recorded both ways with the simulated clock
+    import time as real_time
+
+    from swiftdeploy.notify.hooks import hook_caller
+    from swiftdeploy.notify.secrets import resolve_secrets
+    from tests.support.hook_server import hook_server
+
+    with hook_server() as server:
+        server.answer("/approve", 403, {"approved": False})
+        approve = {"name": "approve", "type": "confirm-promotion", "url": server.url("/approve")}
+        loaded = init_manifest(
+            tmp_path / "project",
+            **{
+                "notifications.signing_key": {"env": "K"},
+                "hooks": [approve],
+                "strategy.canary.steps": [{"weight": 50}],
+            },
+        )
+        world = sim_world(loaded, total_rps=500, stable=TrackModel(), canary=TrackModel(), seed=3)
+
+        def log(name: str) -> AuditLog:
+            clock = lambda: datetime.fromtimestamp(world.clock.now, UTC)  # noqa: E731
+            return AuditLog(tmp_path / name / "history.jsonl", 10**9, clock=clock)
+
+        compact, full = log("compact"), log("full")
+        world.fleet.recorder = Tee(AuditRecorder(compact), full)
+        engine = world.engine(policy_engine())
+        engine.hooks = hook_caller(loaded, resolve_secrets(loaded, {"K": "k" * 24}))
+        state = engine.begin("v2")
+        while state.awaiting is None:
+            state = engine.tick(state)
+            world.clock.sleep(engine.look_interval(state))
+        world.fleet.recorder.flush()
+        before = len(read(compact.path)), len(read(full.path))
+        # When it waits two minutes, a look every 0.25 s, the hook asked every 5 s
+        started = world.clock.now
+        while world.clock.now - started < 120:
+            state = engine.tick(state)
+            world.clock.sleep(engine.look_interval(state))
+            real_time.sleep(0.005)  # the hook's thread is heard
+        engine.close()
+    # Then it still waits, both trails verify, and the looks give back every decision
+    assert state.awaiting is not None
+    assert verify(compact.path).ok
+    assert verify(full.path).ok
+    written, expected = read(compact.path), read(full.path)
+    assert len(expand(written)) == len(expected)
+    waited, waited_full = written[before[0] :], expected[before[1] :]
+    holds = [r for r in waited_full if r["kind"] == "decision"]
+    assert len(holds) > 400
+    assert {r["action"] for r in holds} == {"hold"}
+    assert {r["decision"]["output"]["verdict"] for r in holds} == {"promote"}
+    # and they are folded: a looks record between two answers of the hook, no full
+    # record once the first answer is in (503 records, 2.9 MB in full; 47, 194 kB here)
+    decisions = [r for r in waited if r["kind"] == "decision"]
+    hooks = [r for r in waited if r["kind"] == "hook"]
+    assert len([r for r in decisions if not is_look(r)]) <= 2
+    assert len(decisions) <= len(hooks) + 3
+    size = sum(len(json.dumps(r)) for r in waited)
+    assert size < 0.15 * sum(len(json.dumps(r)) for r in waited_full)
