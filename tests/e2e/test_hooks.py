@@ -76,7 +76,8 @@ def test_hooks_gate_a_rollout_from_the_cli(
     assert status["awaiting"]["hooks"] == ["approve"]
     assert "waiting for the confirm-promotion hook approve" in status["message"]
     text = project.cli("status").stdout
-    assert "waiting for the confirm-promotion hook approve" in text
+    assert "step 2 passed; waiting" in text
+    assert "for hook approve (confirm-promotion) before promoting: " in text
     # When the hook says yes
     server.answer("/approve", 200, {"approved": True})
     # Then it is promoted

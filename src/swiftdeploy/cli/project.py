@@ -247,15 +247,20 @@ def _ago(at: float) -> str:
     return f"{max(time.time() - at, 0):.0f}s ago"
 
 
-def rollout_lines(state: State) -> list[str]:
-    """Where a canary's step stands, from its last look: the same words as the live view."""
-    if not state.track("canary") or state.last_look is None:
-        return []
+def rollout_lines(state: State, now: float | None = None) -> list[str]:
+    """Where a canary's step stands, from its last look (the same words as the live
+    view), and what it waits for when a gating hook holds it, with or without a look
+    (a `pre-rollout` hook is asked before the first one)."""
+    now = time.time() if now is None else now
+    lines: list[str] = []
     look = state.last_look
-    lines = [f"last look {time.time() - look.at:.0f}s ago: {look.action}"]
-    lines += [f"  {label}: {text}" for label, text in look.progress]
-    if state.message:
-        lines.append(f"  {state.message}")
+    if state.track("canary") and look is not None:
+        lines.append(f"last look {now - look.at:.0f}s ago: {look.action}")
+        lines += [f"  {label}: {text}" for label, text in look.progress]
+        if state.message and state.awaiting is None:  # else: said below, with times
+            lines.append(f"  {state.message}")
+    if state.awaiting is not None:
+        lines.append(state.awaiting.describe(state.hooks, now))
     return lines
 
 
