@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,52 @@ deny contains reason if {
 	}
 }
 """
+
+
+def restarted(made: SimWorld, engine: RolloutEngine, world_hooks: Any) -> RolloutEngine:
+    """A new engine on the same project (a driver restarted): nothing in memory."""
+    return RolloutEngine(
+        fleet=made.fleet, metrics=made.provider, policy=engine.policy, clock=made.clock,
+        sleep=engine.sleep, keep_looking_when_held=True, hooks=world_hooks,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("killed", ["mid-rollback", "after the call"])
+def test_the_rollback_hook_is_called_once_across_a_driver_restart(
+    world: World, server: HookServer, killed: str
+) -> None:
+    # Given a failing canary rolled back, a rollback hook told, and a driver killed
+    # mid-rollback (the state rolling-back) or after the hook's call went out
+    from swiftdeploy.notify.hooks import hook_caller
+    from swiftdeploy.notify.secrets import resolve_secrets
+
+    made, engine, _ = hooked(
+        world,
+        [{"name": "tell", "type": "rollback", "url": server.url("/tell")}],
+        canary=TrackModel(error_rate=0.2),
+    )
+    stop_canary = made.fleet.stop_canary
+    if killed == "mid-rollback":
+
+        def dies(state: State) -> State:
+            made.fleet.stop_canary = stop_canary  # type: ignore[method-assign]
+            raise KeyboardInterrupt  # the process killed while the canary drains
+
+        made.fleet.stop_canary = dies  # type: ignore[method-assign]
+    state = engine.begin("v2")
+    with pytest.raises(KeyboardInterrupt) if killed == "mid-rollback" else nullcontext():
+        state = run_until(engine, state, lambda state: False)
+    state = made.store.load()
+    if killed == "mid-rollback":
+        assert state.phase == Phase.ROLLING_BACK
+    else:
+        assert state.phase == Phase.ROLLED_BACK
+        server.wait_for_calls("/tell", 1)
+    # When a driver restarts on it (a new engine and hook caller) and carries on
+    loaded = made.fleet.loaded
+    again = restarted(made, engine, hook_caller(loaded, resolve_secrets(loaded, ENV)))
+    state = run_until(again, state, lambda state: False)
+    again.close()
+    # Then the rollback hook was called once in all
+    assert state.phase == Phase.ROLLED_BACK
+    assert len(server.calls_to("/tell")) == 1
