@@ -144,7 +144,7 @@ def test_a_rollout_in_the_cluster_notifies_signed_once_in_order_and_waits_for_ap
                 kube_namespace,
                 plane.prometheus_url,
                 steps="[{weight: 50}]",
-                min_duration="8s",
+                min_duration="5s",
                 max_duration="90s",
                 extra=QUICK_POLICY + NOTIFICATIONS + approval_hook(hooks.url("/approve")),
             )
@@ -313,7 +313,6 @@ def test_a_missing_secret_key_stops_the_driver_before_its_session_in_one_line(
             create_secret(kube_cluster, kube_namespace, HOOK_SECRET, {"token": TOKEN})
         else:
             create_secret(kube_cluster, kube_namespace, HOOK_SECRET, {"other": "x"})
-        platform.cli("deploy")
 
         # When the driver starts
         driver = start_driver(pod_machine(short_tmp / "pod", platform))
