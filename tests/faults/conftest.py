@@ -47,7 +47,9 @@ def rolling_out(
         rollout = start_rollout(project, version)
         try:
             if canary_up:
-                wait_for(lambda: canary_ready(project), what="the canary")
+                # a canary process starts in seconds; a clean-clone run at load 7 per
+                # core took over 30 s to get the driver to start one
+                wait_for(lambda: canary_ready(project), timeout=90, what="the canary")
             yield rollout, load
         finally:
             if rollout.poll() is None:

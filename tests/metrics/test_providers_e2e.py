@@ -145,15 +145,14 @@ def test_metrics_shows_the_traffic_that_came_before_it(project: Project) -> None
     # When 400 requests go through nginx, and only then `metrics` runs
     sent = version_counts(project.url + "/", 400)
     time.sleep(1.1)  # the last second completes: the history counts whole seconds
-    started = time.monotonic()
     done = project.cli("metrics", "--json", "--window", "1m")
-    took = time.monotonic() - started
-    # Then it counts every one of them, by track, at once
+    # Then it counts every one of them, by track: read from the router's history, not
+    # primed now and waited for (that would count none of what came before). No timing
+    # assertion: a busy machine made it 6.6 s once, and speed is bench/'s to measure.
     measured = json.loads(done.stdout)
     assert measured["canary"]["requests"] == sent["v2"]
     assert measured["stable"]["requests"] == sent["v1"]
     assert measured["canary"]["status"] == "ok"
-    assert took < 5  # no priming and waiting
 
 
 def test_a_window_older_than_nginx_says_so(project: Project) -> None:

@@ -44,7 +44,9 @@ def test_a_signed_post_verifies_at_the_receiver_and_a_wrong_key_does_not(
 def test_a_receiver_that_hangs_is_a_reply_with_no_status_within_the_timeout(
     client: httpx.Client,
 ) -> None:
-    with Receiver("webhook", KEY, hang=1.0, hang_s=3.0) as receiver:
+    # it hangs far past the timeout, so "returned at the timeout" and "waited for the
+    # answer" stay apart even on a busy machine
+    with Receiver("webhook", KEY, hang=1.0, hang_s=8.0) as receiver:
         started = time.monotonic()
         body = b'{"specversion":"1.0","id":"a"}'
         reply = post_signed(client, receiver.url, body, key=KEY, idempotency_key="a",
@@ -52,7 +54,7 @@ def test_a_receiver_that_hangs_is_a_reply_with_no_status_within_the_timeout(
         took = time.monotonic() - started
     assert (reply.status, reply.retryable) == (None, True)
     assert reply.error == "timed out after 0.3s"
-    assert took < 2.0
+    assert took < 5.0
 
 
 def test_no_url_in_any_error(client: httpx.Client) -> None:

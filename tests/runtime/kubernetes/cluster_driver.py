@@ -199,6 +199,18 @@ class Driver:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def reap(process: subprocess.Popen[str] | None) -> None:
+    """A CLI a failed test left running: killed and its pipes closed, so they are not
+    found unclosed during a later test (pytest fails that one for it)."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.kill()
+    streams = [stream for stream in (process.stdout, process.stderr) if stream is not None]
+    if any(not stream.closed for stream in streams):
+        process.communicate(timeout=30)
+
+
 def start_driver(machine: Machine) -> Driver:
     log = machine.root / "driver.log"
     return Driver(machine, machine.popen("drive", "--controller", log=log), log)

@@ -23,6 +23,7 @@ from tests.runtime.kubernetes.cluster_driver import (
     lease_holder,
     pod_machine,
     prepare,
+    reap,
     start_driver,
     wait_for,
 )
@@ -44,14 +45,18 @@ def test_a_rollout_whose_driver_is_killed_is_resumed_by_the_next_and_steered_fro
 ) -> None:
     plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=200)
     drivers = []
+    following = None
     try:
         # Given v1 deployed by the platform, and the driver running in the cluster
         text = manifest_text(
             kube_namespace,
             plane.prometheus_url,
             steps="[{weight: 50}]",
-            min_duration="20s",
-            max_duration="90s",
+            # a step that cannot pass on its own while the drivers change hands, however
+            # busy the machine (a clean-clone run saw it promoted before B could pause
+            # it); B's `promote` ends it
+            min_duration="300s",
+            max_duration="400s",
             extra=QUICK_POLICY,
         )
         a, b, platform = prepare(kube_cluster, kube_namespace, short_tmp, text)
@@ -90,9 +95,11 @@ def test_a_rollout_whose_driver_is_killed_is_resumed_by_the_next_and_steered_fro
         assert "paused at step 1" in paused.stdout, paused.stdout + paused.stderr
         resumed = b.cli("resume", "--detach", timeout=90)
         assert resumed.returncode == 0, resumed.stderr
+        # and promotes the healthy canary before its step's min_duration
+        b.cli("promote", timeout=90)
 
-        # Then the analysis promotes it, and A's follower, which never drove anything,
-        # ends with the outcome and exit 0
+        # Then it is promoted, and A's follower, which never drove anything, ends with
+        # the outcome and exit 0
         out, _ = following.communicate(timeout=180)
         assert following.returncode == 0, out
         assert "promoted" in out
@@ -104,6 +111,7 @@ def test_a_rollout_whose_driver_is_killed_is_resumed_by_the_next_and_steered_fro
         assert second.process.poll() is None, second.output()
         assert f"/{second.pid}/" in lease_holder(kube_cluster, kube_namespace)
     finally:
+        reap(following)
         for driver in drivers:
             driver.stop()
         plane.close()
@@ -228,6 +236,7 @@ def test_the_driver_holds_through_an_api_server_outage_and_records_it(
 ) -> None:
     plane = FakeDataPlane(kube_cluster, kube_namespace, SERVICE, rate_rps=200)
     driver = None
+    following = None
     try:
         # Given a rollout of v2 at its only step, driven by the driver in the cluster
         text = manifest_text(
@@ -270,6 +279,7 @@ def test_the_driver_holds_through_an_api_server_outage_and_records_it(
         print(f"outage recorded: {outages[0]['duration_s']:.1f}s")
         assert driver.process.poll() is None, driver.output()
     finally:
+        reap(following)
         if driver is not None:
             driver.stop()
         plane.close()
