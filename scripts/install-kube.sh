@@ -34,6 +34,8 @@ export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "install-kube: Go is needed to build the control plane; install golang-go" >&2; exit 1; }
 # The module proxy is the only source: never let go fetch another toolchain.
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+# shellcheck source=scripts/ticker.sh
+source "$(dirname "$0")/ticker.sh"
 say() { echo "swiftdeploy setup: kube: $*"; }
 start=$SECONDS
 say "building Kubernetes $KUBE_VERSION, kwok $KWOK_VERSION and etcd $ETCD_VERSION with $(go version | cut -d' ' -f3) (first time about 15 minutes on 2 cores; a rebuild reuses Go's cache)"
@@ -81,18 +83,7 @@ say "resolving modules"
 (cd "$work" && go get "k8s.io/kubernetes@$KUBE_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>"$work/get.log") \
   || { cat "$work/get.log" >&2; exit 1; }
 say "compiling ${bins[*]} (progress: one line per minute)"
-# The ticker kills its own sleep when stopped: a stray sleep would hold a piped stdout open.
-(
-  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-  while :; do
-    sleep 60 &
-    nap=$!
-    wait "$nap"
-    say "still compiling, $(( (SECONDS - start) / 60 )) min"
-  done
-) &
-ticker=$!
-trap 'kill "$ticker" 2>/dev/null || true' EXIT
+start_ticker compiling
 # Without the version stamps the server reports v0.0.0-master and clients refuse it.
 ldflags="-s -w"
 ldflags+=" -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
@@ -110,7 +101,7 @@ say "compiling etcd $ETCD_VERSION"
 (cd "$etcd_work" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>"$etcd_work/get.log") \
   || { cat "$etcd_work/get.log" >&2; exit 1; }
 (cd "$etcd_work" && go build -trimpath -ldflags "-s -w" -o "$dest/bin/etcd" go.etcd.io/etcd/server/v3)
-kill "$ticker" 2>/dev/null || true
+stop_ticker
 
 say "copying kwok stages and Gateway API $GATEWAY_API_VERSION CRDs"
 kwok_src="$(cd "$work" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
