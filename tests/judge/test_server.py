@@ -7,13 +7,10 @@ of their payload). The answers are in the judge's trail, which `audit verify` an
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ from swiftdeploy.cli.app import run
 from swiftdeploy.commands.init import copy_policies
 from swiftdeploy.commands.judge import Running, replay_trail, start
 from swiftdeploy.judge.config import load_judge
-from swiftdeploy.ports import free_port
+from tests.support.prometheus import running_prometheus, serving_exposition
 
 pytestmark = pytest.mark.e2e
 
@@ -81,20 +78,6 @@ WORKLOADS = {
 def exporter() -> Iterator[int]:
     """Serves each workload at /<name>, its counters moving every TICK_S."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            workload = WORKLOADS.get(self.path.strip("/"))
-            body = generate_latest(workload.registry) if workload else b""
-            self.send_response(200 if workload else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     stop = threading.Event()
 
     def traffic() -> None:
@@ -102,25 +85,20 @@ def exporter() -> Iterator[int]:
             for workload in WORKLOADS.values():
                 workload.tick()
 
-    threads = [
-        threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True),
-        threading.Thread(target=traffic, daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    yield server.server_address[1]
+    def render(path: str) -> bytes | None:
+        workload = WORKLOADS.get(path.strip("/"))
+        return generate_latest(workload.registry) if workload else None
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    with serving_exposition(render) as port:
+        yield port
     stop.set()
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus scraping the exporter every second, read-only to the judge."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus is not installed (make setup)")
-    directory = tmp_path_factory.mktemp("prometheus")
     jobs = [
         {
             "job_name": name,
@@ -134,40 +112,9 @@ def prometheus(exporter: int, tmp_path_factory: pytest.TempPathFactory) -> Itera
         }
         for name, workload in WORKLOADS.items()
     ]
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": jobs,
-    }
-    (directory / "prometheus.yml").write_text(json.dumps(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={directory / 'prometheus.yml'}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("Prometheus did not become ready in 60 s")
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), jobs) as url:
         time.sleep(4)  # a few scrapes: the stable's reference window has samples
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def write_config(directory: Path, prometheus: str) -> Path:
