@@ -1,0 +1,379 @@
+"""The judge behind the real Argo Rollouts controller (v1.10.2, built from the Go module
+proxy), on the test control plane with kwok pods and a real Prometheus.
+
+Given a Rollout from examples/judge/argo-rollout.yaml whose two analysis steps use the
+documented AnalysisTemplate (examples/judge/argo-analysistemplate.yaml, as it is but for
+the judge's URL and a 5 s interval: Argo's `web` provider calls the judge on loopback
+with the token from the Secret the template names), when a new revision rolls out, then
+the Rollout ends as the judge's evidence says: Healthy on the new revision, aborted on
+a canary failing 5% (and `audit why` names the evidence), paused when the service is
+quiet, and never promoted while the judge is down.
+
+kwok pods serve nothing, so `ReplicaSetTraffic` stands in for them: for each ReplicaSet
+the controller made it counts requests at `rps-per-pod` x its ready replicas, failing
+`error-share` of them (both from the pod template's annotations, so the behaviour comes
+with the revision), exported with the labels a pod scrape has: `namespace` and
+`rollouts_pod_template_hash` = the ReplicaSet's real hash.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from swiftdeploy.cli.app import run
+from swiftdeploy.commands.judge import Running, start
+from swiftdeploy.judge.config import load_judge
+from tests.judge.test_server import TOKEN, write_config
+from tests.support.argo import ArgoController, rollout_done
+from tests.support.kube import REPO
+from tests.support.prometheus import running_prometheus, serving_exposition
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+EXAMPLES = REPO / "examples" / "judge"
+DOCS = REPO / "docs" / "judge.md"
+HASH_LABEL = "rollouts-pod-template-hash"
+RPS = "e2e.swiftdeploy.dev/rps-per-pod"
+ERRORS = "e2e.swiftdeploy.dev/error-share"
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LATENCY_S = 0.02
+TICK_S = 0.25
+# Argo's analysis interval in the test: the judge counts a look only 2 scrapes (2 s)
+# after the previous one, so 5 s leaves room on a busy machine.
+INTERVAL = "5s"
+
+
+@dataclass
+class Served:
+    ok: float = 0.0
+    failed: float = 0.0
+
+
+class ReplicaSetTraffic:
+    """The requests kwok's pods would serve, per ReplicaSet, as Prometheus text."""
+
+    def __init__(self, argo: ArgoController) -> None:
+        self._api = argo.cluster.api_client(argo.cluster.admin_kubeconfig)
+        self._apps = client.AppsV1Api(self._api)
+        self._served: dict[tuple[str, str], Served] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._count, daemon=True)
+        self._thread.start()
+
+    def _count(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(TICK_S):
+            try:
+                sets = self._apps.list_replica_set_for_all_namespaces(
+                    label_selector=HASH_LABEL, _request_timeout=5
+                ).items
+            except (ApiException, urllib3.exceptions.HTTPError):
+                continue  # counted at the next tick, over the longer span
+            now = time.monotonic()
+            span, last = now - last, now
+            with self._lock:
+                for rs in sets:
+                    notes = rs.spec.template.metadata.annotations or {}
+                    rate = float(notes.get(RPS, "100")) * (rs.status.ready_replicas or 0)
+                    share = float(notes.get(ERRORS, "0"))
+                    key = (rs.metadata.namespace, rs.metadata.labels[HASH_LABEL])
+                    served = self._served.setdefault(key, Served())
+                    served.ok += rate * span * (1 - share)
+                    served.failed += rate * span * share
+
+    def exposition(self) -> bytes:
+        lines = ["# TYPE http_requests_total counter"]
+        histogram = ["# TYPE http_request_duration_seconds histogram"]
+        with self._lock:
+            served = dict(self._served)
+        for (namespace, pod_hash), s in served.items():
+            labels = f'namespace="{namespace}",rollouts_pod_template_hash="{pod_hash}"'
+            ok, failed = int(s.ok), int(s.failed)
+            lines.append(f'http_requests_total{{{labels},code="200"}} {ok}')
+            lines.append(f'http_requests_total{{{labels},code="500"}} {failed}')
+            for bound in BUCKETS:
+                below = ok + failed if bound >= LATENCY_S else 0
+                histogram.append(
+                    f'http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {below}'
+                )
+            histogram.append(
+                f'http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {ok + failed}'
+            )
+            histogram.append(f"http_request_duration_seconds_count{{{labels}}} {ok + failed}")
+            histogram.append(
+                f"http_request_duration_seconds_sum{{{labels}}} {(ok + failed) * LATENCY_S}"
+            )
+        return ("\n".join(lines + histogram) + "\n").encode()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._api.close()
+
+
+@pytest.fixture(scope="module")
+def traffic(argo_controller: ArgoController) -> Iterator[int]:
+    """ReplicaSetTraffic served at /metrics on a loopback port."""
+    counted = ReplicaSetTraffic(argo_controller)
+
+    try:
+        with serving_exposition(lambda path: counted.exposition()) as port:
+            yield port
+    finally:
+        counted.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(traffic: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping the pods' stand-in every second (labels as exported)."""
+    job = {
+        "job_name": "kubernetes-pods",
+        "honor_labels": True,
+        "static_configs": [{"targets": [f"127.0.0.1:{traffic}"]}],
+    }
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), [job]) as url:
+        yield url
+
+
+@pytest.fixture
+def judge(prometheus: str, tmp_path: Path) -> Iterator[tuple[Running, Path]]:
+    """`swiftdeploy judge serve` in this process on loopback, configured as the contract
+    test's (its config and trail in tmp_path)."""
+    config = write_config(tmp_path, prometheus)
+    running = start(load_judge(config), lambda line: None, environ={"JUDGE_TEST_ARGO": TOKEN})
+    try:
+        yield running, config
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def canary(argo_controller: ArgoController) -> Iterator[Canary]:
+    """The Rollout `cart` in a namespace of its own, deleted after the test."""
+    namespace = f"shop-{secrets.token_hex(3)}"
+    argo_controller.cluster.create_namespace(namespace)
+    try:
+        yield Canary(argo_controller, namespace)
+    finally:
+        argo_controller.cluster.delete_namespace(namespace)
+
+
+def analysis_template(judge_url: str, **limits: int) -> dict[str, Any]:
+    """The documented AnalysisTemplate with the judge's URL and a 5 s interval (and,
+    where a test says so, other limits)."""
+    template: dict[str, Any] = yaml.safe_load((EXAMPLES / "argo-analysistemplate.yaml").read_text())
+    for arg in template["spec"]["args"]:
+        if arg["name"] == "judge-url":
+            arg["value"] = judge_url
+    metric = template["spec"]["metrics"][0]
+    metric["interval"] = INTERVAL
+    metric.update(limits)
+    return template
+
+
+def rollout(namespace: str, rps: float, error_share: float) -> dict[str, Any]:
+    """The documented Rollout, its pods behaving as the annotations say."""
+    body: dict[str, Any] = yaml.safe_load((EXAMPLES / "argo-rollout.yaml").read_text())
+    body["metadata"]["namespace"] = namespace
+    pod = body["spec"]["template"]
+    pod["metadata"]["annotations"] = {RPS: str(rps), ERRORS: str(error_share)}
+    pod["spec"]["containers"][0]["image"] = "cart:v1"
+    return body
+
+
+@dataclass
+class Canary:
+    argo: ArgoController
+    namespace: str
+    stable: str = ""
+
+    @property
+    def rollout(self) -> dict[str, Any]:
+        return self.argo.get("rollouts", self.namespace, "cart")
+
+    def deploy(self, judge_url: str, rps: float, **limits: int) -> None:
+        """The Secret, the template and revision 1, which Argo makes stable at once."""
+        core = client.CoreV1Api(self.argo.cluster.api)
+        core.create_namespaced_secret(
+            self.namespace,
+            {"metadata": {"name": "swiftdeploy-judge-token"}, "stringData": {"token": TOKEN}},
+        )
+        self.argo.create(self.namespace, analysis_template(judge_url, **limits))
+        self.argo.create(self.namespace, rollout(self.namespace, rps, 0.0))
+        done = self.argo.wait("revision 1 to be Healthy", self._done, 60)
+        self.stable = done["status"]["stableRS"]
+
+    def roll(self, rps: float, error_share: float) -> str:
+        """Revision 2: a new image whose pods behave as given; its pod-template hash."""
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {RPS: str(rps), ERRORS: str(error_share)}},
+                    "spec": {"containers": [{"name": "cart", "image": "cart:v2"}]},
+                }
+            }
+        }
+        self.argo.custom.patch_namespaced_custom_object(
+            "argoproj.io", "v1alpha1", self.namespace, "rollouts", "cart", patch
+        )
+        return str(self.argo.wait("the canary's ReplicaSet", self._canary_hash, 30))
+
+    def _done(self) -> dict[str, Any] | None:
+        found = self.rollout
+        return found if rollout_done(found) else None
+
+    def _canary_hash(self) -> str | None:
+        status = self.rollout.get("status") or {}
+        current = status.get("currentPodHash")
+        return current if current and current != self.stable else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        return sorted(
+            self.argo.list("analysisruns", self.namespace),
+            key=lambda run: run["metadata"]["creationTimestamp"],
+        )
+
+    def paused(self) -> dict[str, Any] | None:
+        found = self.rollout
+        status = found.get("status") or {}
+        return found if status.get("pauseConditions") and status.get("phase") == "Paused" else None
+
+    def aborted(self) -> dict[str, Any] | None:
+        found = self.rollout
+        status = found.get("status") or {}
+        return found if status.get("abort") and status.get("phase") == "Degraded" else None
+
+
+def trail_records(config: Path) -> list[dict[str, Any]]:
+    path = config.parent / ".swiftdeploy-judge" / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def answers(config: Path, analysis: str) -> list[dict[str, Any]]:
+    """The judge's recorded decisions of one analysis, oldest first."""
+    return [r for r in trail_records(config) if r.get("rollout_id") == analysis and "decision" in r]
+
+
+def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = run(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.timeout(420)
+def test_a_healthy_canary_is_promoted_by_the_judge(
+    argo_controller: ArgoController, judge: tuple[Running, Path], canary: Canary
+) -> None:
+    running, config = judge
+    canary.deploy(running.url, rps=100)
+    # When revision 2 serves as well as revision 1
+    new_hash = canary.roll(rps=100, error_share=0.0)
+    # Then both analysis steps succeed on the judge's promote and the Rollout is Healthy
+    # on the new revision
+    done = argo_controller.wait("the Rollout to be Healthy on revision 2", canary._done, 360)
+    assert done["status"]["stableRS"] == new_hash != canary.stable
+    runs = canary.runs()
+    assert [run["status"]["phase"] for run in runs] == ["Successful", "Successful"]
+    # And the judge was asked about the real ReplicaSets' hashes, step by step
+    analysis = f"argo/{canary.namespace}/cart/2"
+    decided = answers(config, analysis)
+    assert decided, trail_records(config)[-3:]
+    assert {(r["stable_version"], r["canary_version"]) for r in decided} == {
+        (canary.stable, new_hash)
+    }
+    verdicts = [r["decision"]["output"]["verdict"] for r in decided]
+    assert "rollback" not in verdicts
+    assert verdicts.count("promote") == 2
+    promoted = [r["decision"]["measurements"] for r in decided if r["action"] == "promote"]
+    assert all(m["canary"]["requests"] > 0 and m["stable"]["requests"] > 0 for m in promoted)
+
+
+@pytest.mark.timeout(300)
+def test_a_canary_failing_5_percent_is_aborted_on_the_evidence(
+    argo_controller: ArgoController,
+    judge: tuple[Running, Path],
+    canary: Canary,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    running, config = judge
+    canary.deploy(running.url, rps=100)
+    # When revision 2 fails 5% of its requests (revision 1: none)
+    new_hash = canary.roll(rps=100, error_share=0.05)
+    # Then the first step's analysis fails on the judge's rollback and the Rollout aborts
+    aborted = argo_controller.wait("the Rollout to abort", canary.aborted, 240)
+    assert aborted["status"]["stableRS"] == canary.stable
+    runs = canary.runs()
+    assert [run["status"]["phase"] for run in runs] == ["Failed"]
+    # And `audit why` on the judge's trail names the evidence
+    analysis = f"argo/{canary.namespace}/cart/2"
+    decided = answers(config, analysis)
+    assert decided[-1]["action"] == "rollback"
+    assert decided[-1]["canary_version"] == new_hash
+    trail = str(config.parent / ".swiftdeploy-judge" / "history.jsonl")
+    code, text = cli("audit", "verify", "--trail", trail, capsys=capsys)
+    assert code == 0, text
+    code, text = cli("audit", "why", analysis, "--trail", trail, capsys=capsys)
+    assert code == 0, text
+    assert "rollback" in text
+    assert "max_error_rate" in text or "errors_harm" in text, text
+
+
+@pytest.mark.timeout(300)
+def test_a_quiet_service_pauses_the_rollout_never_aborts(
+    argo_controller: ArgoController, judge: tuple[Running, Path], canary: Canary
+) -> None:
+    running, config = judge
+    # Given a service nobody calls, and the template's count cut to 6 looks (30 s) so the
+    # run reaches it soon (inconclusiveLimit with it: count must be >= it)
+    canary.deploy(running.url, rps=0, count=6, inconclusiveLimit=6)
+    # When revision 2 rolls out, as quiet
+    canary.roll(rps=0, error_share=0.0)
+    # Then the step's analysis ends Inconclusive and the Rollout pauses for a person
+    paused = argo_controller.wait("the Rollout to pause", canary.paused, 150)
+    reasons = [c["reason"] for c in paused["status"]["pauseConditions"]]
+    assert "InconclusiveAnalysisRun" in reasons
+    assert [run["status"]["phase"] for run in canary.runs()] == ["Inconclusive"]
+    # And it stays paused, not aborted, while nobody decides
+    time.sleep(12)
+    status = canary.rollout["status"]
+    assert not status.get("abort")
+    assert status["phase"] == "Paused"
+    verdicts = {r["action"] for r in answers(config, f"argo/{canary.namespace}/cart/2")}
+    assert verdicts == {"hold"}
+
+
+@pytest.mark.timeout(300)
+def test_an_unreachable_judge_aborts_the_rollout(
+    argo_controller: ArgoController, judge: tuple[Running, Path], canary: Canary
+) -> None:
+    running, _ = judge
+    canary.deploy(running.url, rps=100)
+    # Given the judge stopped: its port refuses connections
+    running.stop()
+    # When revision 2 rolls out, as healthy as revision 1
+    canary.roll(rps=100, error_share=0.0)
+    # Then the documented template fails closed: the first refused call ends the step's
+    # analysis in Error (consecutiveErrorLimit 0) and the Rollout aborts, as the
+    # template's comment and docs/judge.md say; it is never promoted
+    aborted = argo_controller.wait("the Rollout to abort", canary.aborted, 120)
+    assert aborted["status"]["stableRS"] == canary.stable
+    [run] = canary.runs()
+    assert run["status"]["phase"] == "Error"
+    assert "connection refused" in json.dumps(run["status"]).lower()
+    said = "ends the run in Error and the Rollout aborts"
+    for text in ((EXAMPLES / "argo-analysistemplate.yaml").read_text(), DOCS.read_text()):
+        assert said in " ".join(text.replace("#", " ").split())

@@ -1,0 +1,194 @@
+"""The real Argo Rollouts controller against the test control plane (tests/support/kube.py).
+
+`rollouts-controller` (built from the Go module proxy by scripts/install-argo.sh) runs
+as a local process with the cluster's admin kubeconfig: no RBAC, no webhooks, no
+leader election. Its CRDs (Rollout, AnalysisTemplate, AnalysisRun, ...) are created
+with the Python client: a client-side `kubectl apply` refuses them (the
+last-applied annotation would be over 256 kB). Its metrics and healthz ports listen
+on every interface (hard-coded in Argo), so both are picked free on the wildcard.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from swiftdeploy.ports import free_port
+from tests.support.kube import (
+    REPO,
+    ClusterError,
+    KubeCluster,
+    _log_tail,
+    _Process,
+    _spawn,
+    _stop_processes,
+)
+
+ARGO_TOOLS = REPO / ".tools" / "argo"
+GROUP, VERSION = "argoproj.io", "v1alpha1"
+# The namespace the controller believes it runs in (its config map would live there).
+CONTROLLER_NAMESPACE = "argo-rollouts"
+START_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class ArgoController:
+    """A running rollouts-controller: its process, its ports and the cluster's admin API."""
+
+    cluster: KubeCluster
+    process: _Process
+    metrics_port: int
+    healthz_port: int
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.cluster.api)
+
+    def alive(self) -> None:
+        """Raises, with the end of its log, if the controller has exited."""
+        code = self.process.popen.poll()
+        if code is not None:
+            raise ClusterError(
+                f"rollouts-controller exited with code {code}; its log {self.process.log}:\n"
+                f"{_log_tail(self.process.log, 30)}"
+            )
+
+    def logs(self, lines: int = 30) -> str:
+        return (
+            f"--- rollouts-controller ({self.process.log}):\n{_log_tail(self.process.log, lines)}"
+        )
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name
+        )
+        return found
+
+    def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural
+        )["items"]
+        return items
+
+    def create(self, namespace: str, body: dict[str, Any]) -> None:
+        plural = body["kind"].lower() + "s"
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+    def wait(self, what: str, check: Callable[[], T | None], timeout: float) -> T:
+        """Polls `check` every half second until it returns a value; the controller's log
+        is in the message if it never does or the controller exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.alive()
+            value = check()
+            if value is not None:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"timed out after {timeout:.0f} s waiting for {what}\n{self.logs()}"
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        _stop_processes([self.process])
+
+
+def rollout_done(rollout: dict[str, Any]) -> bool:
+    """`kubectl argo rollouts status`'s Healthy: the controller has seen this generation
+    (status.observedGeneration is a string), the phase is Healthy, and the stable
+    ReplicaSet is the current pod template's."""
+    status = rollout.get("status") or {}
+    return (
+        status.get("observedGeneration") == str(rollout["metadata"]["generation"])
+        and status.get("phase") == "Healthy"
+        and bool(status.get("stableRS"))
+        and status.get("stableRS") == status.get("currentPodHash")
+    )
+
+
+def install_crds(cluster: KubeCluster) -> list[str]:
+    """Creates Argo's CRDs (those already there are kept) and waits until they serve."""
+    crds = [
+        document
+        for path in sorted((ARGO_TOOLS / "crds").glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document.get("kind") == "CustomResourceDefinition"
+    ]
+    if not crds:
+        raise ClusterError(f"no CRDs in {ARGO_TOOLS / 'crds'}: run `make test-setup`")
+    extensions = client.ApiextensionsV1Api(cluster.api)
+
+    def create(crd: dict[str, Any]) -> None:
+        try:
+            # Not read back into the client's models: half a megabyte each, and unused.
+            extensions.create_custom_resource_definition(crd, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, crds))
+    names = [crd["metadata"]["name"] for crd in crds]
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for name in names:
+        while not _established(extensions, name):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the CRD {name} was not Established in {START_TIMEOUT_S} s")
+            time.sleep(0.2)
+    return names
+
+
+def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
+    status = extensions.read_custom_resource_definition(name).status
+    conditions = (status.conditions if status else None) or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+def start_argo(cluster: KubeCluster, workdir: Path) -> ArgoController:
+    """Installs the CRDs and starts the controller; returns once its /healthz answers.
+    The caller stops it (`stop()`)."""
+    binary = ARGO_TOOLS / "bin" / "rollouts-controller"
+    if not os.access(binary, os.X_OK):
+        raise ClusterError(f"{binary} is missing: run `make test-setup` (scripts/install-argo.sh)")
+    install_crds(cluster)
+    workdir.mkdir(parents=True, exist_ok=True)
+    metrics_port = free_port("0.0.0.0")
+    healthz_port = free_port("0.0.0.0", avoid={metrics_port})
+    process = _spawn(
+        "rollouts-controller",
+        [
+            str(binary),
+            f"--kubeconfig={cluster.admin_kubeconfig}",
+            "--leader-elect=false",
+            f"--metricsPort={metrics_port}",
+            f"--healthzPort={healthz_port}",
+        ],
+        workdir,
+        env={**os.environ, "POD_NAMESPACE": CONTROLLER_NAMESPACE},
+    )
+    argo = ArgoController(cluster, process, metrics_port, healthz_port)
+    try:
+        argo.wait("rollouts-controller /healthz", lambda: _healthy(healthz_port), START_TIMEOUT_S)
+    except BaseException:
+        argo.stop()
+        raise
+    return argo
+
+
+def _healthy(port: int) -> bool | None:
+    try:
+        return True if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200 else None
+    except httpx.HTTPError:
+        return None
