@@ -288,6 +288,11 @@ def test_a_healthy_canary_is_promoted_by_the_judge(
     assert done["status"]["stableRS"] == new_hash != canary.stable
     runs = canary.runs()
     assert [run["status"]["phase"] for run in runs] == ["Successful", "Successful"]
+    # And the documented args reached the judge: the revision annotation, the step index
+    # (each step's run reads its own), the two hashes
+    args = [{a["name"]: a.get("value") for a in run["spec"]["args"]} for run in runs]
+    assert [(a["revision"], a["step"]) for a in args] == [("2", "1"), ("2", "3")]
+    assert {(a["stable-hash"], a["canary-hash"]) for a in args} == {(canary.stable, new_hash)}
     # And the judge was asked about the real ReplicaSets' hashes, step by step
     analysis = f"argo/{canary.namespace}/cart/2"
     decided = answers(config, analysis)
