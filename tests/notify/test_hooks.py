@@ -21,9 +21,10 @@ from tests.support.sim import init_manifest
 
 KEY = "test-signing-key"
 ENV = {"HOOK_KEY": KEY, "HOOK_TOKEN": "s3cret-token"}
+# a pre-rollout question: the canary is ready, before step 1 (index 0, not entered)
 CONTEXT = HookContext(
     service="demo", rollout_id="r1", phase="progressing", canary_version="v2",
-    stable_version="v1", step=1, steps=3, weight=20,
+    stable_version="v1", step=0, steps=3, weight=0, entered=False,
 )  # fmt: skip
 
 
@@ -80,20 +81,21 @@ def test_a_call_posts_the_signed_payload_and_keeps_the_json_answer(
     # and the payload is Flagger-like, signed with the key, with its idempotency key
     assert sent.json == {
         "name": "smoke", "type": "pre-rollout", "service": "demo", "rollout_id": "r1",
-        "phase": "progressing", "canary_version": "v2", "stable_version": "v1", "step": 1,
-        "steps": 3, "weight": 20, "metadata": {"suite": "smoke"},
+        "phase": "progressing", "canary_version": "v2", "stable_version": "v1", "step": 0,
+        "steps": 3, "weight": 0, "metadata": {"suite": "smoke"},
     }  # fmt: skip
     assert verify_signature(KEY.encode(), sent.raw, sent.headers)
     assert not verify_signature(b"another key", sent.raw, sent.headers)
-    assert sent.headers["Idempotency-Key"] == "r1/smoke/1"
+    assert sent.headers["Idempotency-Key"] == "r1/smoke/0"
     assert sent.headers["X-SwiftDeploy-Event"] == "hook.pre-rollout"
     assert sent.headers["Authorization"] == "s3cret-token"
     # and the audit record's fields carry neither the URL nor the headers
     fields = call.record_fields()
     assert set(fields) == {
-        "rollout_id", "step_index", "hook", "type", "result", "status", "attempts",
-        "elapsed_s", "error", "answer",
+        "rollout_id", "step_index", "step", "steps", "asks", "hook", "type", "result",
+        "status", "attempts", "elapsed_s", "error", "answer",
     }  # fmt: skip
+    assert (fields["step_index"], fields["step"], fields["steps"]) == (0, 0, 3)
     assert "s3cret-token" not in repr(fields)
     assert str(server.port) not in repr(fields)
 
@@ -108,7 +110,7 @@ def test_a_5xx_is_retried_under_one_idempotency_key_then_refused(
     assert (call.result, call.status, call.attempts) == ("refused", 500, 3)
     assert call.summary() == "answered HTTP 500: database down"
     keys = {sent.headers["Idempotency-Key"] for sent in server.calls_to("/smoke")}
-    assert keys == {"r1/smoke/1"}
+    assert keys == {"r1/smoke/0"}
     assert len(server.calls_to("/smoke")) == 3
 
 
@@ -144,11 +146,18 @@ def test_a_large_answer_is_bounded_and_a_secret_in_it_redacted(
     assert call.answer.startswith("echo <secret> xxx")
 
 
-def test_a_gate_asked_again_gets_a_new_idempotency_key(tmp_path: Path, server: HookServer) -> None:
+def test_a_gate_asked_again_gets_a_new_idempotency_key_and_steps_count_from_1(
+    tmp_path: Path, server: HookServer
+) -> None:
+    # Given a confirm-promotion gate after the last of 3 steps (index 2), asked a 3rd time
     hooks, hook = caller(tmp_path, server, type="confirm-promotion")
-    hooks.start(hook, HookContext(**{**CONTEXT.__dict__, "asks": 3}))
-    finished(hooks)
-    assert server.calls_to("/smoke")[0].headers["Idempotency-Key"] == "r1/smoke/1/3"
+    hooks.start(hook, HookContext(**{**CONTEXT.__dict__, "step": 2, "entered": True, "asks": 3}))
+    call = finished(hooks)
+    # Then the payload, the key and the record say step 3 of 3, as events do
+    (sent,) = server.calls_to("/smoke")
+    assert (sent.json["step"], sent.json["steps"]) == (3, 3)
+    assert sent.headers["Idempotency-Key"] == "r1/smoke/3/3"
+    assert (call.record_fields()["step"], call.record_fields()["step_index"]) == (3, 2)
 
 
 def test_a_missing_secret_is_one_clear_error_before_anything_starts(

@@ -113,10 +113,13 @@ def test_a_pre_rollout_hook_answering_500_stops_the_rollout_before_any_traffic(
     (record,) = hook_records(made, "smoke")
     assert (record["result"], record["status"], record["attempts"]) == ("refused", 500, 2)
     assert record["type"] == "pre-rollout"
-    assert record["step_index"] == 0
-    # and the informational rollback hook was called once, after the rollback
+    assert (record["step_index"], record["step"]) == (0, 0)
+    # and the informational rollback hook was called once, after the rollback; both
+    # payloads say step 0 of 1: before step 1
     (told,) = server.calls_to("/tell")
     assert told.json["phase"] == "rolled-back"
+    assert {call.json["step"] for call in server.calls_to("/smoke")} == {0}
+    assert (told.json["step"], told.json["steps"]) == (0, 3)
     assert len(hook_records(made, "tell")) == 1
 
 
@@ -164,6 +167,9 @@ def test_confirm_promotion_holds_until_the_hook_says_yes_and_looks_go_on(
     assert state.phase == Phase.PROMOTED
     assert hook_records(made, "approve")[-1]["result"] == "ok"
     assert len(server.calls_to("/post")) == 1
+    # and both payloads name the only step as events do: step 1 of 1
+    asked = {(c.json["step"], c.json["steps"]) for c in server.calls_to("/approve")}
+    assert asked == {(1, 1)} == {(server.calls_to("/post")[0].json["step"], 1)}
     assert [r["result"] for r in hook_records(made, "post")] == ["ok"]
     assert state.hooks["approve"].ok
     assert state.awaiting is None

@@ -14,6 +14,7 @@ for the policy engine's own `swiftdeploy.policy.base.Decision` and `Reason`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -163,6 +164,22 @@ def show_ts(moment: datetime) -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "rollout"
+
+
+def answer_words(status: object, answer: object, error: object) -> str:
+    """A hook's answer in words: `answered HTTP 500: <short body>` or `did not answer:
+    timed out after 2s` (notify/hooks.py; the trail's `hook` records)."""
+    if not isinstance(status, int) or isinstance(status, bool):
+        return f"did not answer: {error if isinstance(error, str) and error else 'no reply'}"
+    text = answer if isinstance(answer, str) else "" if answer is None else json.dumps(answer)
+    short = " ".join(text.split())[:120]
+    return f"answered HTTP {status}" + (f": {short}" if short else "")
+
+
+def hook_words(record: Record) -> str:
+    """`hook smoke (pre-rollout) answered HTTP 500: <short body>`, from a `hook` record."""
+    said = answer_words(record.get("status"), record.get("answer"), record.get("error"))
+    return f"hook {record.get('hook')} ({record.get('type')}) {said}"
 
 
 # --- a decision -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import httpx
 
+from swiftdeploy.audit.explain import answer_words
 from swiftdeploy.manifest import Hook, HookType, LoadedManifest
 from swiftdeploy.notify.http import Reply, post_signed
 from swiftdeploy.notify.secrets import Secrets
@@ -43,6 +44,13 @@ class HookContext:
     steps: int
     weight: int
     asks: int = 1  # the how-many-th question at this step (a gate asks again)
+    entered: bool = True  # False: before step 1 (pre-rollout, or a rollback before it)
+
+    @property
+    def number(self) -> int:
+        """The step as payloads, events and messages count it: from 1, and 0 for
+        "before step 1" (docs/notifications.md)."""
+        return self.step + 1 if self.entered else 0
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,9 @@ class HookCall:
     rollout_id: str
     hook: str
     type: HookType
-    step: int
+    step: int  # the index, as the state keeps it
+    number: int  # the step from 1, 0 before step 1 (HookContext.number)
+    steps: int
     asks: int
     result: Result
     status: int | None
@@ -69,6 +79,9 @@ class HookCall:
         return {
             "rollout_id": self.rollout_id,
             "step_index": self.step,
+            "step": self.number,
+            "steps": self.steps,
+            "asks": self.asks,
             "hook": self.hook,
             "type": self.type,
             "result": self.result,
@@ -85,11 +98,7 @@ class HookCall:
 
 def describe_answer(status: int | None, answer: Any, error: str | None) -> str:
     """`answered HTTP 500: <short body>` or `did not answer: timed out after 2s`."""
-    if status is None:
-        return f"did not answer: {error}"
-    body = answer if isinstance(answer, str) else json.dumps(answer) if answer is not None else ""
-    short = " ".join(body.split())[:120]
-    return f"answered HTTP {status}" + (f": {short}" if short else "")
+    return answer_words(status, answer, error)
 
 
 def payload(hook: Hook, context: HookContext) -> dict[str, Any]:
@@ -102,7 +111,7 @@ def payload(hook: Hook, context: HookContext) -> dict[str, Any]:
         "phase": context.phase,
         "canary_version": context.canary_version,
         "stable_version": context.stable_version,
-        "step": context.step,
+        "step": context.number,
         "steps": context.steps,
         "weight": context.weight,
         "metadata": dict(hook.metadata),
@@ -111,7 +120,8 @@ def payload(hook: Hook, context: HookContext) -> dict[str, Any]:
 
 def idempotency_key(rollout_id: str, hook: str, step: int, asks: int = 1) -> str:
     """The same for every retry of one call (a receiver recognises a retry); a gate
-    asked again at the same step is a new question, so it gets its own."""
+    asked again at the same step is a new question, so it gets its own. `step` is the
+    payload's (from 1, 0 before step 1)."""
     key = f"{rollout_id}/{hook}/{step}"
     return key if asks == 1 else f"{key}/{asks}"
 
@@ -201,8 +211,9 @@ class HookCaller:
             call = self.call(hook, context)
         except Exception as exc:  # a bug must not lose the answer: the gate fails closed
             call = HookCall(
-                context.rollout_id, hook.name, hook.type, context.step, context.asks,
-                "failed", None, 0, 0.0, f"the call failed: {type(exc).__name__}", None,
+                context.rollout_id, hook.name, hook.type, context.step, context.number,
+                context.steps, context.asks, "failed", None, 0, 0.0,
+                f"the call failed: {type(exc).__name__}", None,
             )  # fmt: skip
         with self._lock:
             self._done.append(call)
@@ -213,7 +224,7 @@ class HookCaller:
         body = json.dumps(payload(hook, context), separators=(",", ":")).encode()
         headers = {name: self._secrets.value(value) for name, value in hook.headers.items()}
         url = self._secrets.value(hook.url)
-        key = idempotency_key(context.rollout_id, hook.name, context.step, context.asks)
+        key = idempotency_key(context.rollout_id, hook.name, context.number, context.asks)
         started = time.monotonic()
         attempts = 0
         while True:
@@ -230,8 +241,9 @@ class HookCaller:
         answer = bounded_answer(replace(reply, body=self._secrets.redact(reply.body)))
         error = None if reply.error is None else self._secrets.redact(reply.error)
         return HookCall(
-            context.rollout_id, hook.name, hook.type, context.step, context.asks, result,
-            reply.status, attempts, time.monotonic() - started,
+            context.rollout_id, hook.name, hook.type, context.step, context.number,
+            context.steps, context.asks, result, reply.status, attempts,
+            time.monotonic() - started,
             error if attempts == 1 or error is None else f"{error} ({attempts} attempts)", answer,
         )  # fmt: skip
 

@@ -469,14 +469,18 @@ class RolloutEngine:
 
     def finish_promotion(self, state: State) -> State:
         self._stop_load()
+        index = state.step_index  # the ended rollout's step: the state forgets it
         state = promote_to_stable(self.fleet, state.model_copy(update={"awaiting": None}))
-        self._inform(state, "post-rollout")
+        self._inform(state, "post-rollout", index, entered=True)
         return state
 
     def rollback(self, state: State, reason: str, aborted: bool = False) -> State:
         self._stop_load()
+        # where it was rolled back (before step 1: a pre-rollout refusal, a canary
+        # never ready), for the rollback hooks' payload; the state forgets it
+        index, entered = state.step_index, state.step_started_at is not None
         state = roll_back(self.fleet, state.model_copy(update={"awaiting": None}), reason, aborted)
-        self._inform(state, "rollback")
+        self._inform(state, "rollback", index, entered)
         return state
 
     # --- gating hooks (notify/hooks.py) -------------------------------------------
@@ -533,7 +537,8 @@ class RolloutEngine:
             if current is not None and now - current.at < HOOK_REASK_S:
                 continue
             asks = current.asks + 1 if current is not None else 1
-            self.hooks.start(hook, self._hook_context(state, step, asks))
+            entered = kind != "pre-rollout"
+            self.hooks.start(hook, self._hook_context(state, step, asks, entered))
         return waiting, None
 
     def _await(self, state: State, kind: HookType, step: int, hooks: list[Hook]) -> State:
@@ -563,8 +568,9 @@ class RolloutEngine:
             state.model_copy(update={"awaiting": wait, "message": message})
         )
 
-    def _inform(self, state: State, kind: HookType) -> None:
-        """Call the informational hooks of `kind` once per rollout; never waited for."""
+    def _inform(self, state: State, kind: HookType, index: int | None, entered: bool) -> None:
+        """Call the informational hooks of `kind` once per rollout; never waited for.
+        `index`, `entered`: the step the rollout ended at (not entered: before step 1)."""
         if self.hooks is None or state.rollout_id is None:
             return
         for hook in self.hooks.of_type(kind):
@@ -572,9 +578,12 @@ class RolloutEngine:
             if key in self._informed or hook.name in state.hooks:
                 continue
             self._informed.add(key)
-            self.hooks.start(hook, self._hook_context(state, state.step_index or 0))
+            context = self._hook_context(state, index or 0, entered=entered and index is not None)
+            self.hooks.start(hook, context)
 
-    def _hook_context(self, state: State, step: int, asks: int = 1) -> HookContext:
+    def _hook_context(
+        self, state: State, step: int, asks: int = 1, entered: bool = True
+    ) -> HookContext:
         return HookContext(
             service=self.fleet.loaded.manifest.service.name,
             rollout_id=state.rollout_id or "",
@@ -585,6 +594,7 @@ class RolloutEngine:
             steps=len(self._steps()),
             weight=state.canary_weight,
             asks=asks,
+            entered=entered,
         )
 
     def _held_and_looking(self, state: State) -> bool:
