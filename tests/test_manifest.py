@@ -355,3 +355,45 @@ def test_warmup_forms_and_where_it_may_be_set(tmp_path: Path) -> None:
     step = {"weight": 10, "analysis": {"warmup": "30s"}}
     with pytest.raises(ManifestError, match="warmup is the canary's, not a step's"):
         init_manifest(tmp_path, **{"strategy.canary.steps": [step]})
+
+
+NOTIFY_BASE = """\
+apiVersion: swiftdeploy/v1
+service:
+  name: demo
+  command: ["swiftdeploy-demo", "--version", "{version}"]
+  version: v1
+notifications:
+  timeout: 5s
+  sinks:
+    - name: oncall
+      kind: slack
+      url: {env: SLACK_URL}
+    - name: team
+      kind: teams
+      url: SINK_URL
+"""
+
+
+@pytest.mark.parametrize(
+    ("signing", "url", "expected"),
+    [
+        ("", "https://teams.example/x",
+         ":6: notifications.signing_key: required once a sink or hook is declared"),
+        ("  signing_key: {env: K}\n", "{secret: teams, key: url}",
+         ":15: notifications.sinks[1].url: a Kubernetes Secret needs runtime: kubernetes"),
+    ],
+    ids=["no signing key", "a Secret on runtime local"],
+)  # fmt: skip
+def test_notification_errors_name_their_field_and_line(
+    tmp_path: Path, signing: str, url: str, expected: str
+) -> None:
+    # Given a manifest whose notifications need something it lacks
+    text = NOTIFY_BASE.replace("SINK_URL", url)
+    path = tmp_path / "swiftdeploy.yaml"
+    path.write_text(text.replace("  timeout: 5s\n", signing + "  timeout: 5s\n"))
+    # When it is loaded, then the one line names the field and its line, not the top level
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert f"swiftdeploy.yaml{expected}" in caught.value.one_line(), caught.value.one_line()
+    assert "(top level)" not in caught.value.one_line()

@@ -621,32 +621,45 @@ class Manifest(_Model):
 
     @model_validator(mode="after")
     def _webhooks_signed(self) -> Manifest:
+        # model-level (sinks and hooks both need the key, a Secret needs the runtime);
+        # each message starts with its field, which `_friendly` turns into its line
         if (self.notifications.sinks or self.hooks) and self.notifications.signing_key is None:
             raise ValueError(
-                "notifications.signing_key is required once a sink or hook is declared (every"
-                " delivery and hook call is signed): e.g."
+                "notifications.signing_key: required once a sink or hook is declared (every"
+                " delivery and hook call is signed), e.g."
                 " signing_key: {env: SWIFTDEPLOY_SIGNING_KEY}"
             )
-        if self.runtime != "kubernetes" and any(
-            isinstance(ref, KubeSecret) for ref in self.secret_refs()
-        ):
-            raise ValueError(
-                f"a Kubernetes Secret is named in notifications or hooks, but this is runtime:"
-                f" {self.runtime}; use {{env: NAME}} instead"
-            )
+        if self.runtime != "kubernetes":
+            for field, ref in self.secret_fields():
+                if isinstance(ref, KubeSecret):
+                    raise ValueError(
+                        f"{field}: a Kubernetes Secret needs runtime: kubernetes (this is"
+                        f" runtime: {self.runtime}); use {{env: NAME}}"
+                    )
         return self
+
+    def secret_fields(self) -> list[tuple[str, EnvSecret | KubeSecret]]:
+        """Every secret notifications and hooks read, with the field that names it
+        (`notifications.sinks[0].url`): the driver resolves these at start."""
+        found: list[tuple[str, EnvSecret | KubeSecret]] = []
+        if self.notifications.signing_key is not None:
+            found.append(("notifications.signing_key", self.notifications.signing_key))
+        sinks = self.notifications.sinks
+        receivers: list[tuple[str, Sink | Hook]] = [
+            *((f"notifications.sinks[{i}]", sink) for i, sink in enumerate(sinks)),
+            *((f"hooks[{i}]", hook) for i, hook in enumerate(self.hooks)),
+        ]
+        for where, receiver in receivers:
+            settings = [("url", receiver.url)]
+            settings += [(f"headers.{name}", value) for name, value in receiver.headers.items()]
+            for field, value in settings:
+                if isinstance(value, EnvSecret | KubeSecret):
+                    found.append((f"{where}.{field}", value))
+        return found
 
     def secret_refs(self) -> list[EnvSecret | KubeSecret]:
         """Every secret notifications and hooks read: the driver resolves these at start."""
-        refs: list[EnvSecret | KubeSecret] = []
-        if self.notifications.signing_key is not None:
-            refs.append(self.notifications.signing_key)
-        receivers: list[Sink | Hook] = [*self.notifications.sinks, *self.hooks]
-        for receiver in receivers:
-            for value in [receiver.url, *receiver.headers.values()]:
-                if isinstance(value, EnvSecret | KubeSecret):
-                    refs.append(value)
-        return refs
+        return [ref for _, ref in self.secret_fields()]
 
     @model_validator(mode="after")
     def _runnable(self) -> Manifest:
@@ -894,7 +907,21 @@ def _friendly(
     else:
         message = f"{field}: {_clean(error['msg'])}"
         hint = "see the manifest reference in README.md"
+        named = _NAMED_FIELD.match(_clean(error["msg"])) if not loc else None
+        if named:  # a model-level check that names its field: that field's line
+            message = _clean(error["msg"])
+            line = _nearest_line(_path_of(named.group(1)), lines)
+            where = f"{path}:{line}" if line else str(path)
     return ManifestError(f"{where}: {message}", hint=hint)
+
+
+# `notifications.sinks[1].url: ...`: a model-level error that starts with its field
+_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[A-Za-z0-9_-]+|\[\d+\])*): ")
+
+
+def _path_of(dotted: str) -> tuple[str | int, ...]:
+    """`notifications.sinks[1].url` -> ("notifications", "sinks", 1, "url")."""
+    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", dotted))
 
 
 def _is_union_tag(part: str | int) -> bool:
