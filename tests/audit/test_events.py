@@ -19,6 +19,7 @@ from jsonschema.exceptions import ValidationError
 from swiftdeploy.audit.events import (
     ROLLOUT_EVENTS,
     SCHEMA_ID,
+    Projector,
     Since,
     TrailTail,
     all_types,
@@ -269,6 +270,27 @@ def test_a_rollback_says_its_cause_and_an_abort_is_told_apart() -> None:
     assert names([valid(event_of(aborted, "shop"))]) == ["rollout.aborted"]
 
 
+def test_a_rolled_back_event_names_the_version_rolled_back_not_the_stable() -> None:
+    # Given a rollout of v4 stopped by its pre-rollout hook: the rolled-back record no
+    # longer has a canary (the state cleared it)
+    projector = Projector("shop", steps=2)
+    started = transition("idle", "progressing", "rollout of v4 started", event="started",
+                         stable_version="v3", canary_version="v4", canary_weight=0)  # fmt: skip
+    refused = hook_record("pre-rollout", step_index=0, step=0, steps=2)
+    cause = "pre-rollout hook smoke answered HTTP 500: smoke failed"
+    rolling = transition("progressing", "rolling-back", f"rollback: {cause}",
+                         event="rolling-back", stable_version="v3", canary_version="v4",
+                         canary_weight=0)  # fmt: skip
+    done = transition("rolling-back", "rolled-back", "rolled back", event="rolled-back",
+                      stable_version="v3", canary_version=None, step_index=None)  # fmt: skip
+    # When the records are read in order
+    events = [valid(projector.feed(r)) for r in (started, refused, rolling, done)]
+    # Then the rolled-back event names v4 and its cause, and the hook event its version
+    assert (events[-1]["data"]["canary_version"], events[-1]["data"]["reason"]) == ("v4", cause)
+    assert events[1]["data"]["canary_version"] == "v4"
+    assert (events[1]["data"]["step"], events[1]["data"]["steps"]) == (0, 2)
+
+
 def test_the_gate_refusing_and_a_person_forcing_are_events_looks_are_not() -> None:
     refused = valid(event_of(decision("refused", requested="promote"), "shop", steps=3))
     assert names([refused]) == ["gate.refused"]
@@ -348,7 +370,8 @@ def test_hook_calls_and_dead_letters_are_events_without_urls_or_answers() -> Non
     assert names([refused]) == ["hook.confirm-promotion"]
     assert refused["data"] == {
         "rollout_id": "r1", "hook": "smoke", "result": "refused", "status": 500,
-        "attempts": 3, "error": None, "step": 2,
+        "attempts": 3, "error": None, "step": 2, "steps": None, "canary_version": None,
+        "summary": 'answered HTTP 500: {"ok": false}', "asks": None, "waited_s": 0.4,
     }  # fmt: skip
     failed = valid(event_of(hook_record("pre-rollout", result="failed", status=None,
                                         error="timed out after 2s"), "shop"))  # fmt: skip
@@ -361,6 +384,35 @@ def test_hook_calls_and_dead_letters_are_events_without_urls_or_answers() -> Non
         "event_type": "dev.swiftdeploy.rollout.held.v1", "attempts": 9, "error": "HTTP 503",
     }  # fmt: skip
     assert event_of(record("notification", event="delivered"), "shop") is None
+
+
+def test_a_gate_asked_again_is_an_event_only_when_its_answer_changes() -> None:
+    # Given an approval hook asked every 5 s at step 2: six 403s, then a 200; then the
+    # same hook's first answer at step 3 (a new question)
+    projector = Projector("shop", steps=3)
+    projector.feed(transition("idle", "progressing", "rollout of v4 started", event="started",
+                              canary_version="v4"))  # fmt: skip
+    start = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+
+    def answer(at_s: int, status: int, index: int = 1, asks: int = 1) -> dict[str, Any]:
+        ts = (start + timedelta(seconds=at_s)).isoformat(timespec="milliseconds")
+        return hook_record("confirm-traffic-increase", hook="approve", status=status,
+                           result="ok" if status == 200 else "refused", step_index=index,
+                           step=index + 1, steps=3, asks=asks, attempts=1, elapsed_s=1.0,
+                           answer={"approved": status == 200},
+                           ts=ts.replace("+00:00", "Z"))  # fmt: skip
+
+    calls = [answer(5 * n, 403, asks=n + 1) for n in range(6)]
+    calls += [answer(30, 200, asks=7), answer(90, 403, index=2)]
+    # When the trail's records are read
+    events = [valid(e) for call in calls if (e := projector.feed(call)) is not None]
+    # Then the waiting, the approval and the next step's first answer are the events
+    said = [(e["data"]["step"], e["data"]["status"], e["data"]["asks"]) for e in events]
+    assert said == [(2, 403, 1), (2, 200, 7), (3, 403, 1)]
+    approved = events[1]["data"]
+    assert approved["waited_s"] == 31.0  # from the first call (1 s before its answer)
+    assert approved["summary"] == 'answered HTTP 200: {"approved": true}'
+    assert approved["canary_version"] == "v4"
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from swiftdeploy.audit.explain import DecisionView, as_mapping, decision_of, number, parse_ts
+from swiftdeploy.audit.explain import (
+    DecisionView,
+    answer_words,
+    as_mapping,
+    decision_of,
+    number,
+    parse_ts,
+)
 from swiftdeploy.audit.log import Record, rotated_files, trail_files
 from swiftdeploy.audit.looks import Expander
 from swiftdeploy.audit.records import GENESIS_HASH, parse_record, record_hash
@@ -134,16 +141,21 @@ def event_of(
     previous: Record | None = None,
     look: Record | None = None,
     steps: int | None = None,
+    version: str | None = None,
+    asked: tuple[Record, Record] | None = None,
 ) -> Event | None:
     """The event of one trail record, or None when it is no event (a look, a command,
-    a deploy). `previous` is the same rollout's transition before this one, `look` its
-    latest decision record, `steps` the manifest's step count when the record has none."""
+    a deploy, a hook's answer unchanged). `previous` is the same rollout's transition
+    before this one, `look` its latest decision record, `steps` the manifest's step
+    count when the record has none, `version` the rollout's canary version (a
+    rolled-back record no longer has it), `asked` the first and the last answer of the
+    same hook to the same question (rollout and step) before this one."""
     kind = record.get("kind")
     if kind == "transition":
         name = transition_event(record, previous)
         if name is None:
             return None
-        data = _rollout_data(record, name, previous, look, steps)
+        data = _rollout_data(record, name, previous, look, steps, version)
         return _envelope(record, service, event_type("rollout", name), data)
     if kind == "decision":
         return _gate_event(record, service, steps)
@@ -162,7 +174,7 @@ def event_of(
     if kind == "request":
         return _request_event(record, service)
     if kind == "hook":
-        return _hook_event(record, service)
+        return _hook_event(record, service, steps, version, asked)
     if kind == "notification" and record.get("event") in NOTIFICATION_EVENTS:
         data = {
             "rollout_id": _text(record.get("rollout_id")),
@@ -228,14 +240,23 @@ def _pause_event(pause_kind: object, reason: str) -> str | None:
 
 
 def _rollout_data(
-    record: Record, name: str, previous: Record | None, look: Record | None, steps: int | None
+    record: Record,
+    name: str,
+    previous: Record | None,
+    look: Record | None,
+    steps: int | None,
+    version: str | None,
 ) -> dict[str, Any]:
     index = _int(record.get("step_index"))
+    canary = _text(record.get("canary_version"))
+    if canary is None and name == "rolled-back":
+        # the canary is gone from the state, but the event names the version rolled back
+        canary = _text((previous or {}).get("canary_version")) or version
     data: dict[str, Any] = {
         "rollout_id": _text(record.get("rollout_id")),
         "phase": _text(record.get("phase_after")),
         "stable_version": _text(record.get("stable_version")),
-        "canary_version": _text(record.get("canary_version")),
+        "canary_version": canary,
         "weight": _int(record.get("canary_weight")),
         "step": None if index is None else index + 1,
         "steps": _int(record.get("steps")) or steps,
@@ -333,14 +354,28 @@ def _request_event(record: Record, service: str) -> Event | None:
     return _envelope(record, service, event_type("request", str(verb)), data)
 
 
-def _hook_event(record: Record, service: str) -> Event | None:
-    """A gating webhook's call and its answer (notify/hooks.py writes one per call)."""
+def _hook_event(
+    record: Record,
+    service: str,
+    steps: int | None,
+    version: str | None,
+    asked: tuple[Record, Record] | None,
+) -> Event | None:
+    """A gating webhook's answer (notify/hooks.py writes one record per call): an event
+    when the first answer to a question (this hook, this rollout, this step) arrives and
+    when its result or status changes; a gate asked again every few seconds while it
+    says no is in the trail, not said again to people."""
     kind = record.get("type")
     if kind not in HOOK_TYPES:
         return None
-    result = record.get("result")
-    index = _int(record.get("step_index"))
-    status = record.get("status")
+    result, status = record.get("result"), record.get("status")
+    first, last = asked if asked is not None else (record, None)
+    if last is not None and (last.get("result"), last.get("status")) == (result, status):
+        return None
+    step = _int(record.get("step"))
+    if step is None:  # recorded before the record said its step: from the index
+        index = _int(record.get("step_index"))
+        step = 0 if kind == "pre-rollout" else None if index is None else index + 1
     data = {
         "rollout_id": _text(record.get("rollout_id")),
         "hook": _text(record.get("hook")),
@@ -348,9 +383,23 @@ def _hook_event(record: Record, service: str) -> Event | None:
         "status": status if isinstance(status, int) and not isinstance(status, bool) else None,
         "attempts": _int(record.get("attempts")),
         "error": _text(record.get("error")),
-        "step": None if index is None else index + 1,
+        "step": step,
+        "steps": _int(record.get("steps")) or steps,
+        "canary_version": version,
+        "summary": answer_words(status, record.get("answer"), record.get("error")),
+        "asks": _int(record.get("asks")),
+        "waited_s": _waited(first, record),
     }
     return _envelope(record, service, event_type("hook", str(kind)), data)
+
+
+def _waited(first: Record, record: Record) -> float | None:
+    """From the first call of a question to this answer, in seconds."""
+    began, now = parse_ts(first.get("ts")), parse_ts(record.get("ts"))
+    if began is None or now is None:
+        return None
+    took = number(first.get("elapsed_s")) or 0.0  # the first call's own time
+    return _seconds(max((now - began).total_seconds() + took, 0.0))
 
 
 def _envelope(record: Record, service: str, kind: str, data: dict[str, Any]) -> Event:
@@ -572,20 +621,33 @@ class Projector:
     steps: int | None = None
     _transitions: dict[str, Record] = field(default_factory=dict)
     _looks: dict[str, Record] = field(default_factory=dict)
+    _versions: dict[str, str] = field(default_factory=dict)  # each rollout's canary
+    # each rollout's hooks: (step index, the first and the last answer at it)
+    _asked: dict[tuple[str, object], tuple[object, Record, Record]] = field(default_factory=dict)
     _expander: Expander = field(default_factory=Expander)
 
     def feed(self, record: Record) -> Event | None:
         rollout = record.get("rollout_id")
         key = rollout if isinstance(rollout, str) else ""
+        hook = (key, record.get("hook"))
+        asked = self._asked.get(hook) if record.get("kind") == "hook" else None
+        same = asked is not None and asked[0] == record.get("step_index")
         event = event_of(
             record,
             self.service,
             previous=self._transitions.get(key),
             look=self._looks.get(key),
             steps=self.steps,
+            version=self._versions.get(key),
+            asked=(asked[1], asked[2]) if asked is not None and same else None,
         )
+        if record.get("kind") == "hook":
+            first = asked[1] if asked is not None and same else record
+            self._asked[hook] = (record.get("step_index"), first, record)
         if record.get("kind") == "transition":
             self._transitions[key] = record
+            if isinstance(record.get("canary_version"), str):
+                self._versions[key] = record["canary_version"]
         elif record.get("kind") == "decision":
             latest = self._expander(record)[-1]  # a looks record's last look
             if key:  # a look at a rollout's step
