@@ -18,8 +18,12 @@ def test_a_missing_environment_variable_is_one_clear_error(tmp_path: Path) -> No
                                                     "sinks": sinks})  # fmt: skip
     with pytest.raises(BadInputError) as caught:
         resolve_secrets(loaded, {"SD_KEY": "k"})
-    assert caught.value.one_line().startswith(
-        "notifications: the environment variable SD_SLACK_URL is not set or empty"
+    # Then exit 2 (bad input), the field and its line named, and what to do in plain words
+    assert caught.value.exit_code == 2
+    line = loaded.lines["notifications.sinks[0].url"]
+    assert caught.value.one_line() == (
+        f"{loaded.path}:{line}: notifications.sinks[0].url: the environment variable"
+        " SD_SLACK_URL is not set; export it in the shell that runs `swiftdeploy rollout`"
     )
     secrets = resolve_secrets(loaded, {"SD_KEY": "k" * 20, "SD_SLACK_URL": "https://h/s3cr3t"})
     url = loaded.manifest.notifications.sinks[0].url

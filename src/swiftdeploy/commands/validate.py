@@ -81,12 +81,27 @@ def evidence_warnings(loaded: LoadedManifest) -> list[str]:
 
 def account_warnings(loaded: LoadedManifest, version: str | None = None) -> list[str]:
     """Who else can read a replica's secrets and signal it: on docker, a host account
-    that has the uid its image runs as (one line; `runtime.image_user`)."""
+    that has the uid its image runs as (one line; `runtime.image_user`). For `validate`
+    (no version), also each secret of notifications and hooks that cannot be read from
+    here: a command that starts a rollout reads them itself and stops on a missing one."""
+    found = secret_warnings(loaded) if version is None else []
     if loaded.manifest.runtime != "docker":
-        return []
+        return found
     from swiftdeploy.runtime import docker
 
-    return docker.user_warnings(loaded, version or loaded.manifest.service.version)
+    return found + docker.user_warnings(loaded, version or loaded.manifest.service.version)
+
+
+def secret_warnings(loaded: LoadedManifest) -> list[str]:
+    """One line per secret ref not readable here: its field, the variable or Secret,
+    and what it will cost (docs/notifications.md, 'Secrets')."""
+    from swiftdeploy.notify.secrets import unresolved
+
+    if loaded.manifest.runtime == "kubernetes":
+        after = "the driver's pod reads it when it takes the Lease, and stops (exit 1) until it can"
+    else:
+        after = "without it `swiftdeploy rollout` refuses to start: exit 2"
+    return [f"{problem} ({after})" for problem in unresolved(loaded)]
 
 
 def _listener_is_ours(loaded: LoadedManifest) -> bool:

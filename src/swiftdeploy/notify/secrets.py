@@ -9,7 +9,7 @@ import binascii
 import os
 from collections.abc import Mapping
 
-from swiftdeploy.errors import BadInputError, OperationalError
+from swiftdeploy.errors import BadInputError, OperationalError, SwiftDeployError
 from swiftdeploy.manifest import EnvSecret, KubeSecret, LoadedManifest
 
 
@@ -44,46 +44,78 @@ class Secrets:
 
 def resolve_secrets(loaded: LoadedManifest, environ: Mapping[str, str] | None = None) -> Secrets:
     """Every secret the manifest's notifications and hooks name, read now. A missing one
-    is one clear error naming where it was looked for, so the driver starts with all of
-    them or not at all (nothing half-configured)."""
+    is one clear error naming its field and where it was looked for, so the driver starts
+    with all of them or not at all (nothing half-configured)."""
     env = os.environ if environ is None else environ
     values: dict[EnvSecret | KubeSecret, str] = {}
-    for ref in loaded.manifest.secret_refs():
-        if ref in values:
-            continue
-        if isinstance(ref, EnvSecret):
-            found = env.get(ref.env)
-            if not found:
-                raise BadInputError(
-                    f"notifications: {describe(ref)} is not set or empty",
-                    hint=f"export {ref.env}=... where the driver starts (the CLI that starts it)",
-                )
-            values[ref] = found
-        else:
-            values[ref] = _from_kube_secret(loaded, ref)
+    for field, ref in loaded.manifest.secret_fields():
+        if ref not in values:
+            values[ref] = _read(loaded, field, ref, env)
     return Secrets(values)
 
 
-def _from_kube_secret(loaded: LoadedManifest, ref: KubeSecret) -> str:
+def unresolved(loaded: LoadedManifest, environ: Mapping[str, str] | None = None) -> list[str]:
+    """For `validate`: one line per secret that cannot be read from here, naming its
+    field and why; a Secret this user may not read is said to be unchecked."""
+    from swiftdeploy.runtime.kubernetes.api import KubeApiError
+
+    env = os.environ if environ is None else environ
+    if loaded.manifest.runtime == "kubernetes":
+        env = {}  # the driver's pod reads them, whose environment `kube install` writes
+    problems: list[str] = []
+    for field, ref in loaded.manifest.secret_fields():
+        try:
+            _read(loaded, field, ref, env)
+        except KubeApiError as exc:
+            why = "you may not read it" if exc.status in (401, 403) else exc.message
+            problems.append(f"{loaded.where(field)}: {describe(ref)} could not be checked ({why})")
+        except SwiftDeployError as exc:
+            problems.append(exc.one_line())
+    return problems
+
+
+def _read(
+    loaded: LoadedManifest, field: str, ref: EnvSecret | KubeSecret, env: Mapping[str, str]
+) -> str:
+    if isinstance(ref, KubeSecret):
+        return _from_kube_secret(loaded, field, ref)
+    found = env.get(ref.env)
+    if found:
+        return found
+    state = "is empty" if found == "" else "is not set"
+    if loaded.manifest.runtime == "kubernetes":
+        # the driver runs in its pod, whose environment `kube install` writes
+        raise BadInputError(
+            f"{loaded.where(field)}: the environment variable {ref.env} {state} in the"
+            " driver's pod, which reads it there; name a Secret instead: {secret: NAME, key: KEY}"
+        )
+    raise BadInputError(
+        f"{loaded.where(field)}: the environment variable {ref.env} {state}; export it in"
+        " the shell that runs `swiftdeploy rollout`"
+    )
+
+
+def _from_kube_secret(loaded: LoadedManifest, field: str, ref: KubeSecret) -> str:
     from swiftdeploy.runtime.kubernetes import kube_of
 
     secret = kube_of(loaded).get("Secret", ref.secret)
     namespace = loaded.manifest.kubernetes.namespace
+    where = loaded.where(field)
     if secret is None:
         raise OperationalError(
-            f"notifications: the Secret {ref.secret} does not exist in namespace {namespace}",
+            f"{where}: the Secret {ref.secret} does not exist in namespace {namespace}",
             hint=f"kubectl -n {namespace} create secret generic {ref.secret} "
             f"--from-literal={ref.key}=...",
         )
     encoded = (secret.get("data") or {}).get(ref.key)
     if not encoded:
         raise OperationalError(
-            f"notifications: the Secret {ref.secret} in namespace {namespace} has no key {ref.key}",
+            f"{where}: the Secret {ref.secret} in namespace {namespace} has no key {ref.key}",
             hint="add the key, or name the right one in the manifest",
         )
     try:
         return base64.b64decode(encoded, validate=True).decode("utf-8").strip()
     except (binascii.Error, UnicodeDecodeError):
         raise OperationalError(
-            f"notifications: key {ref.key} of the Secret {ref.secret} is not UTF-8 text"
+            f"{where}: key {ref.key} of the Secret {ref.secret} is not UTF-8 text"
         ) from None
