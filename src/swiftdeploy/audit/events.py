@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from swiftdeploy.audit.explain import (
+    ROLLBACK_PREFIX,
     DecisionView,
     answer_words,
     as_mapping,
@@ -73,7 +74,6 @@ REQUEST_RESULTS = ("done", "refused", "failed")
 HOOK_RESULTS = ("ok", "refused", "failed")
 NOTIFICATION_EVENTS = ("dead-letter",)
 DIMENSIONS = ("errors", "latency")
-_ROLLBACK_PREFIX = "rollback: "  # rollout/actions.py::roll_back's reason
 
 
 def event_type(area: str, name: str) -> str:
@@ -208,7 +208,7 @@ def derive_event(record: Record, previous: Record | None = None) -> str | None:
     if after in ("promoting", "promoted", "rolled-back"):
         return str(after)
     if after == "rolling-back":
-        return "aborted" if reason.removeprefix(_ROLLBACK_PREFIX).startswith("aborted") else after
+        return "aborted" if reason.removeprefix(ROLLBACK_PREFIX).startswith("aborted") else after
     if after == "paused":
         return _pause_event(record.get("pause_kind"), reason)
     if after != "progressing":
@@ -274,10 +274,10 @@ def _rollout_data(
 def _reason(record: Record, name: str, previous: Record | None) -> str:
     reason = _text(record.get("reason")) or ""
     if name in ("rolling-back", "aborted"):
-        return reason.removeprefix(_ROLLBACK_PREFIX)
+        return reason.removeprefix(ROLLBACK_PREFIX)
     if name == "rolled-back" and previous and previous.get("phase_after") == "rolling-back":
         # "rolled back" says nothing: the cause is the rolling-back's.
-        return (_text(previous.get("reason")) or reason).removeprefix(_ROLLBACK_PREFIX)
+        return (_text(previous.get("reason")) or reason).removeprefix(ROLLBACK_PREFIX)
     return reason
 
 

@@ -52,6 +52,7 @@ ENGINE_ACTIONS = frozenset({"promote", "hold", "rollback", "held"})
 # Commands by which a person ends a rollout, by the outcome they lead to.
 HAND_VERBS = {"rolled back": ("rollback", "abort"), "promoted": ("promote",)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ROLLBACK_PREFIX = "rollback: "  # rollout/actions.py::roll_back's reason
 
 
 # --- numbers in words -----------------------------------------------------------------

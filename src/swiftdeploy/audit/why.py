@@ -2,16 +2,34 @@
 
 They name what decided it (the rollout engine's decision, or a person's command and
 the policy decision before it), each reason's rule, observed value and threshold,
-and the statistics behind them; the report shows the same lines per rollout.
+and the statistics behind them; when no decision ended it, what did (its rollback's
+reason: a pre-rollout hook's refusal, a canary never ready, an abort); and the gating
+hooks' answers (an approval and how long it took). The report, the notifications and
+`ci github`'s summary show the same lines.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
-from swiftdeploy.audit.explain import Rollout, actor, record_at, rollouts, show_ts
+from swiftdeploy.audit.explain import (
+    ROLLBACK_PREFIX,
+    Rollout,
+    actor,
+    hook_words,
+    number,
+    record_at,
+    rollouts,
+    show_ts,
+)
 from swiftdeploy.audit.log import Record
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError
+
+# The hooks that gate a rollout (notify/hooks.py GATES; audit is below notify).
+GATE_TYPES = ("pre-rollout", "confirm-traffic-increase", "confirm-promotion")
 
 
 def pick_rollout(records: Sequence[Record], rollout_id: str | None = None) -> Rollout:
@@ -33,7 +51,9 @@ def pick_rollout(records: Sequence[Record], rollout_id: str | None = None) -> Ro
 
 def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
     """A few lines on why the last (or given) rollout ended as it did: the rule, the
-    observed value, the threshold and the statistic behind the decision."""
+    observed value, the threshold and the statistic behind the decision; what ended it
+    when no policy decision did (a hook's refusal, a canary never ready, an abort), and
+    the gating hooks it waited for."""
     rollout = pick_rollout(records, rollout_id)
     lines = [headline(rollout)]
     # The split found not as the state said (restored, the step's evidence restarted):
@@ -43,13 +63,15 @@ def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
         for record in rollout.records
         if record.get("kind") == "transition" and record.get("event") == "drift"
     )
-    decisive = rollout.decisive
-    manual = rollout.manual_command
+    # A rollout rolling back is told as the rollback it is becoming.
+    ending = replace(rollout, outcome="rolled back") if rollout.phase == "rolling-back" else rollout
+    decisive = ending.decisive
+    manual = ending.manual_command
     prefix = ""
     if manual is not None and (decisive is None or decisive.at <= record_at(manual)):
         command = " ".join(str(word) for word in manual.get("command", []))
         lines.append(
-            f"{rollout.outcome} by hand: `{command}` by {actor(manual)} at {manual.get('ts')}"
+            f"{ending.outcome} by hand: `{command}` by {actor(manual)} at {manual.get('ts')}"
         )
         decisive = rollout.decisions[-1] if rollout.decisions else None
         # A gated command (promote) has its own look; a rollback is never gated.
@@ -61,13 +83,14 @@ def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
         )
     if decisive is None:
         if manual is None:
-            lines.append("no policy decision was recorded for this rollout")
+            lines.extend(ended_without_decision(rollout))
         return lines
     lines.append(
         f"{prefix}decision {decisive.decision_id or decisive.record.get('id')} by the "
         f"{decisive.engine} engine ({decisive.package}) at {decisive.step_name}, "
         f"{rollout.offset(decisive.at):.0f} s into the rollout: {decisive.outcome}"
     )
+    lines.extend(hook_lines(rollout))
     lines.extend(
         f"{reason.facts()}: {decisive.reason_sentence(reason)}"
         for reason in decisive.ordered_reasons()
@@ -77,6 +100,61 @@ def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
     return lines
 
 
+def ended_without_decision(rollout: Rollout) -> list[str]:
+    """What ended a rollout that no policy decision ended: its rollback's reason (a
+    pre-rollout hook's refusal, a canary that never became ready, an abort) and the
+    gating hooks' answers; else that no decision was recorded."""
+    rolling = [
+        record
+        for record in rollout.records
+        if record.get("kind") == "transition" and record.get("phase_after") == "rolling-back"
+    ]
+    reason = rolling[-1].get("reason") if rolling else None
+    if not isinstance(reason, str) or not reason:
+        return ["no policy decision was recorded for this rollout", *hook_lines(rollout)]
+    cause = reason.removeprefix(ROLLBACK_PREFIX)
+    at = rollout.offset(record_at(rolling[-1]))
+    return [f"rolled back {at:.0f} s into the rollout: {cause}", *hook_lines(rollout)]
+
+
+def hook_lines(rollout: Rollout) -> list[str]:
+    """The gating hooks' answers, one line per hook and step: the last answer, and how
+    long and how many answers it took (an approval after a wait, or a wait unanswered)."""
+    asked: dict[tuple[object, object], list[Record]] = {}
+    for record in rollout.records:
+        if record.get("kind") == "hook" and record.get("type") in GATE_TYPES:
+            asked.setdefault((record.get("hook"), record.get("step_index")), []).append(record)
+    return [_hook_line(rollout, calls) for calls in asked.values()]
+
+
+def _hook_line(rollout: Rollout, calls: list[Record]) -> str:
+    last = calls[-1]
+    kind = last.get("type")
+    index = last.get("step_index")
+    if kind == "pre-rollout" or not isinstance(index, int):
+        where = "before step 1"
+    else:
+        where = f"after step {index + 1} passed"
+    said = f"{hook_words(last)} {where}, {rollout.offset(record_at(last)):.0f} s into the rollout"
+    if last.get("result") == "ok":
+        said = ("approved: " if kind != "pre-rollout" else "passed: ") + said
+    if len(calls) == 1:
+        return said
+    first = calls[0]
+    began = record_at(first).timestamp() - (number(first.get("elapsed_s")) or 0.0)
+    waited = format_duration(max(record_at(last).timestamp() - began, 0.0))
+    earlier = Counter(_short(call) for call in calls[:-1])
+    answers = ", ".join(f"{text} x {n}" if n > 1 else text for text, n in earlier.items())
+    if last.get("result") == "ok":
+        return f"{said}, after waiting {waited} ({answers} before)"
+    return f"{said}; asked {len(calls)} times over {waited} ({answers} before), no 2xx yet"
+
+
+def _short(call: Record) -> str:
+    status = call.get("status")
+    return f"HTTP {status}" if isinstance(status, int) else "no answer"
+
+
 def headline(rollout: Rollout) -> str:
     """`rollout r1 (canary v3, stable v2) was rolled back at step 1 (10% of traffic) ...`."""
     where = f" at {rollout.steps[-1].name}" if rollout.steps else ""
@@ -84,6 +162,8 @@ def headline(rollout: Rollout) -> str:
     name = f"rollout {rollout.rollout_id}"
     if rollout.versions:
         name += f" ({rollout.versions})"
+    if rollout.phase == "rolling-back":
+        return f"{name} is being rolled back{where}, last record {when}"
     if rollout.outcome == "in progress":
         return (
             f"{name} is still in progress (phase {rollout.phase or 'unknown'}){where}, "
