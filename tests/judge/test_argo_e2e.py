@@ -9,18 +9,17 @@ the Rollout ends as the judge's evidence says: Healthy on the new revision, abor
 a canary failing 5% (and `audit why` names the evidence), paused when the service is
 quiet, and never promoted while the judge is down.
 
-kwok pods serve nothing, so `ReplicaSetTraffic` stands in for them: for each ReplicaSet
-the controller made it counts requests at `rps-per-pod` x its ready replicas, failing
-`error-share` of them (both from the pod template's annotations, so the behaviour comes
-with the revision), exported with the labels a pod scrape has: `namespace` and
-`rollouts_pod_template_hash` = the ReplicaSet's real hash.
+kwok pods serve nothing, so `PodTraffic` (tests/support/pod_traffic.py) stands in for
+them: every Ready pod serves `rps-per-pod` requests a second failing `error-share` of
+them (the pod template's annotations, so the behaviour comes with the revision),
+exported with the labels a pod scrape has: `namespace`, `pod` and
+`rollouts_pod_template_hash` = the real hash of the ReplicaSet the controller made.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,141 +27,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from swiftdeploy.cli.app import run
-from swiftdeploy.commands.judge import Running, start
-from swiftdeploy.judge.config import load_judge
-from tests.judge.test_server import TOKEN, write_config
-from tests.support.argo import ArgoController, rollout_done
+from swiftdeploy.commands.judge import Running
+from tests.judge.test_server import TOKEN
+from tests.support.controllers import Controller, rollout_done
+from tests.support.judge import answers, cli, trail
 from tests.support.kube import REPO
-from tests.support.prometheus import running_prometheus, serving_exposition
+from tests.support.pod_traffic import ERRORS, RPS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EXAMPLES = REPO / "examples" / "judge"
 DOCS = REPO / "docs" / "judge.md"
-HASH_LABEL = "rollouts-pod-template-hash"
-RPS = "e2e.swiftdeploy.dev/rps-per-pod"
-ERRORS = "e2e.swiftdeploy.dev/error-share"
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-LATENCY_S = 0.02
-TICK_S = 0.25
 # Argo's analysis interval in the test: the judge counts a look only 2 scrapes (2 s)
 # after the previous one, so 5 s leaves room on a busy machine.
 INTERVAL = "5s"
 
 
-@dataclass
-class Served:
-    ok: float = 0.0
-    failed: float = 0.0
-
-
-class ReplicaSetTraffic:
-    """The requests kwok's pods would serve, per ReplicaSet, as Prometheus text."""
-
-    def __init__(self, argo: ArgoController) -> None:
-        self._api = argo.cluster.api_client(argo.cluster.admin_kubeconfig)
-        self._apps = client.AppsV1Api(self._api)
-        self._served: dict[tuple[str, str], Served] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._count, daemon=True)
-        self._thread.start()
-
-    def _count(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(TICK_S):
-            try:
-                sets = self._apps.list_replica_set_for_all_namespaces(
-                    label_selector=HASH_LABEL, _request_timeout=5
-                ).items
-            except (ApiException, urllib3.exceptions.HTTPError):
-                continue  # counted at the next tick, over the longer span
-            now = time.monotonic()
-            span, last = now - last, now
-            with self._lock:
-                for rs in sets:
-                    notes = rs.spec.template.metadata.annotations or {}
-                    rate = float(notes.get(RPS, "100")) * (rs.status.ready_replicas or 0)
-                    share = float(notes.get(ERRORS, "0"))
-                    key = (rs.metadata.namespace, rs.metadata.labels[HASH_LABEL])
-                    served = self._served.setdefault(key, Served())
-                    served.ok += rate * span * (1 - share)
-                    served.failed += rate * span * share
-
-    def exposition(self) -> bytes:
-        lines = ["# TYPE http_requests_total counter"]
-        histogram = ["# TYPE http_request_duration_seconds histogram"]
-        with self._lock:
-            served = dict(self._served)
-        for (namespace, pod_hash), s in served.items():
-            labels = f'namespace="{namespace}",rollouts_pod_template_hash="{pod_hash}"'
-            ok, failed = int(s.ok), int(s.failed)
-            lines.append(f'http_requests_total{{{labels},code="200"}} {ok}')
-            lines.append(f'http_requests_total{{{labels},code="500"}} {failed}')
-            for bound in BUCKETS:
-                below = ok + failed if bound >= LATENCY_S else 0
-                histogram.append(
-                    f'http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {below}'
-                )
-            histogram.append(
-                f'http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {ok + failed}'
-            )
-            histogram.append(f"http_request_duration_seconds_count{{{labels}}} {ok + failed}")
-            histogram.append(
-                f"http_request_duration_seconds_sum{{{labels}}} {(ok + failed) * LATENCY_S}"
-            )
-        return ("\n".join(lines + histogram) + "\n").encode()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._api.close()
-
-
-@pytest.fixture(scope="module")
-def traffic(argo_controller: ArgoController) -> Iterator[int]:
-    """ReplicaSetTraffic served at /metrics on a loopback port."""
-    counted = ReplicaSetTraffic(argo_controller)
-
-    try:
-        with serving_exposition(lambda path: counted.exposition()) as port:
-            yield port
-    finally:
-        counted.close()
-
-
-@pytest.fixture(scope="module")
-def prometheus(traffic: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus scraping the pods' stand-in every second (labels as exported)."""
-    job = {
-        "job_name": "kubernetes-pods",
-        "honor_labels": True,
-        "static_configs": [{"targets": [f"127.0.0.1:{traffic}"]}],
-    }
-    with running_prometheus(tmp_path_factory.mktemp("prometheus"), [job]) as url:
-        yield url
-
-
 @pytest.fixture
-def judge(prometheus: str, tmp_path: Path) -> Iterator[tuple[Running, Path]]:
-    """`swiftdeploy judge serve` in this process on loopback, configured as the contract
-    test's (its config and trail in tmp_path)."""
-    config = write_config(tmp_path, prometheus)
-    running = start(load_judge(config), lambda line: None, environ={"JUDGE_TEST_ARGO": TOKEN})
-    try:
-        yield running, config
-    finally:
-        running.stop()
-
-
-@pytest.fixture
-def canary(argo_controller: ArgoController) -> Iterator[Canary]:
+def canary(argo_controller: Controller) -> Iterator[Canary]:
     """The Rollout `cart` in a namespace of its own, deleted after the test."""
     namespace = f"shop-{secrets.token_hex(3)}"
     argo_controller.cluster.create_namespace(namespace)
@@ -197,7 +82,7 @@ def rollout(namespace: str, rps: float, error_share: float) -> dict[str, Any]:
 
 @dataclass
 class Canary:
-    argo: ArgoController
+    argo: Controller
     namespace: str
     stable: str = ""
 
@@ -212,8 +97,10 @@ class Canary:
             self.namespace,
             {"metadata": {"name": "swiftdeploy-judge-token"}, "stringData": {"token": TOKEN}},
         )
-        self.argo.create(self.namespace, analysis_template(judge_url, **limits))
-        self.argo.create(self.namespace, rollout(self.namespace, rps, 0.0))
+        self.argo.create(
+            "analysistemplates", self.namespace, analysis_template(judge_url, **limits)
+        )
+        self.argo.create("rollouts", self.namespace, rollout(self.namespace, rps, 0.0))
         done = self.argo.wait("revision 1 to be Healthy", self._done, 60)
         self.stable = done["status"]["stableRS"]
 
@@ -227,9 +114,7 @@ class Canary:
                 }
             }
         }
-        self.argo.custom.patch_namespaced_custom_object(
-            "argoproj.io", "v1alpha1", self.namespace, "rollouts", "cart", patch
-        )
+        self.argo.patch("rollouts", self.namespace, "cart", patch)
         return str(self.argo.wait("the canary's ReplicaSet", self._canary_hash, 30))
 
     def _done(self) -> dict[str, Any] | None:
@@ -258,25 +143,9 @@ class Canary:
         return found if status.get("abort") and status.get("phase") == "Degraded" else None
 
 
-def trail_records(config: Path) -> list[dict[str, Any]]:
-    path = config.parent / ".swiftdeploy-judge" / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def answers(config: Path, analysis: str) -> list[dict[str, Any]]:
-    """The judge's recorded decisions of one analysis, oldest first."""
-    return [r for r in trail_records(config) if r.get("rollout_id") == analysis and "decision" in r]
-
-
-def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = run(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
 @pytest.mark.timeout(420)
 def test_a_healthy_canary_is_promoted_by_the_judge(
-    argo_controller: ArgoController, judge: tuple[Running, Path], canary: Canary
+    argo_controller: Controller, judge: tuple[Running, Path], canary: Canary
 ) -> None:
     running, config = judge
     canary.deploy(running.url, rps=100)
@@ -296,7 +165,7 @@ def test_a_healthy_canary_is_promoted_by_the_judge(
     # And the judge was asked about the real ReplicaSets' hashes, step by step
     analysis = f"argo/{canary.namespace}/cart/2"
     decided = answers(config, analysis)
-    assert decided, trail_records(config)[-3:]
+    assert decided
     assert {(r["stable_version"], r["canary_version"]) for r in decided} == {
         (canary.stable, new_hash)
     }
@@ -309,7 +178,7 @@ def test_a_healthy_canary_is_promoted_by_the_judge(
 
 @pytest.mark.timeout(300)
 def test_a_canary_failing_5_percent_is_aborted_on_the_evidence(
-    argo_controller: ArgoController,
+    argo_controller: Controller,
     judge: tuple[Running, Path],
     canary: Canary,
     capsys: pytest.CaptureFixture[str],
@@ -328,10 +197,9 @@ def test_a_canary_failing_5_percent_is_aborted_on_the_evidence(
     decided = answers(config, analysis)
     assert decided[-1]["action"] == "rollback"
     assert decided[-1]["canary_version"] == new_hash
-    trail = str(config.parent / ".swiftdeploy-judge" / "history.jsonl")
-    code, text = cli("audit", "verify", "--trail", trail, capsys=capsys)
+    code, text = cli("audit", "verify", "--trail", str(trail(config)), capsys=capsys)
     assert code == 0, text
-    code, text = cli("audit", "why", analysis, "--trail", trail, capsys=capsys)
+    code, text = cli("audit", "why", analysis, "--trail", str(trail(config)), capsys=capsys)
     assert code == 0, text
     assert "rollback" in text
     assert "max_error_rate" in text or "errors_harm" in text, text
@@ -339,7 +207,7 @@ def test_a_canary_failing_5_percent_is_aborted_on_the_evidence(
 
 @pytest.mark.timeout(300)
 def test_a_quiet_service_pauses_the_rollout_never_aborts(
-    argo_controller: ArgoController, judge: tuple[Running, Path], canary: Canary
+    argo_controller: Controller, judge: tuple[Running, Path], canary: Canary
 ) -> None:
     running, config = judge
     # Given a service nobody calls, and the template's count cut to 6 looks (30 s) so the
@@ -363,7 +231,7 @@ def test_a_quiet_service_pauses_the_rollout_never_aborts(
 
 @pytest.mark.timeout(300)
 def test_an_unreachable_judge_aborts_the_rollout(
-    argo_controller: ArgoController, judge: tuple[Running, Path], canary: Canary
+    argo_controller: Controller, judge: tuple[Running, Path], canary: Canary
 ) -> None:
     running, _ = judge
     canary.deploy(running.url, rps=100)

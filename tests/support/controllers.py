@@ -1,11 +1,12 @@
-"""The real Argo Rollouts controller against the test control plane (tests/support/kube.py).
+"""Real rollout controllers against the test control plane (tests/support/kube.py):
+Argo Rollouts and Flagger, built from the Go module proxy by scripts/install-argo.sh and
+scripts/install-flagger.sh.
 
-`rollouts-controller` (built from the Go module proxy by scripts/install-argo.sh) runs
-as a local process with the cluster's admin kubeconfig: no RBAC, no webhooks, no
-leader election. Its CRDs (Rollout, AnalysisTemplate, AnalysisRun, ...) are created
-with the Python client: a client-side `kubectl apply` refuses them (the
-last-applied annotation would be over 256 kB). Its metrics and healthz ports listen
-on every interface (hard-coded in Argo), so both are picked free on the wildcard.
+Each runs as a local process with the cluster's admin kubeconfig: no RBAC, no
+webhooks, no leader election. Their CRDs are created with the Python client: a
+client-side `kubectl apply` refuses Argo's (the last-applied annotation would be over
+256 kB). Their HTTP ports listen on every interface (hard-coded), so they are picked
+free on the wildcard.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from tests.support.kube import (
 )
 
 ARGO_TOOLS = REPO / ".tools" / "argo"
-GROUP, VERSION = "argoproj.io", "v1alpha1"
-# The namespace the controller believes it runs in (its config map would live there).
+FLAGGER_TOOLS = REPO / ".tools" / "flagger"
+# The namespace Argo's controller believes it runs in (its config map would live there).
 CONTROLLER_NAMESPACE = "argo-rollouts"
 START_TIMEOUT_S = 30.0
 
@@ -44,13 +45,14 @@ T = TypeVar("T")
 
 
 @dataclass
-class ArgoController:
-    """A running rollouts-controller: its process, its ports and the cluster's admin API."""
+class Controller:
+    """A running controller: its process, its custom resources' API group and version,
+    and the cluster's admin API."""
 
     cluster: KubeCluster
     process: _Process
-    metrics_port: int
-    healthz_port: int
+    group: str
+    version: str
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -61,7 +63,7 @@ class ArgoController:
         code = self.process.popen.poll()
         if code is not None:
             raise ClusterError(
-                f"rollouts-controller exited with code {code}; its log {self.process.log}:\n"
+                f"{self.process.name} exited with code {code}; its log {self.process.log}:\n"
                 f"{_log_tail(self.process.log, 30)}"
             )
 
@@ -72,19 +74,25 @@ class ArgoController:
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
+            self.group, self.version, namespace, plural, name
         )
         return found
 
     def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural
+            self.group, self.version, namespace, plural
         )["items"]
         return items
 
-    def create(self, namespace: str, body: dict[str, Any]) -> None:
-        plural = body["kind"].lower() + "s"
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(
+            self.group, self.version, namespace, plural, body
+        )
+
+    def patch(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            self.group, self.version, namespace, plural, name, body
+        )
 
     def wait(self, what: str, check: Callable[[], T | None], timeout: float) -> T:
         """Polls `check` every half second until it returns a value; the controller's log
@@ -118,16 +126,17 @@ def rollout_done(rollout: dict[str, Any]) -> bool:
     )
 
 
-def install_crds(cluster: KubeCluster) -> list[str]:
-    """Creates Argo's CRDs (those already there are kept) and waits until they serve."""
+def install_crds(cluster: KubeCluster, directory: Path) -> list[str]:
+    """Creates the CRDs in `directory` (those already there are kept) and waits until
+    they serve."""
     crds = [
         document
-        for path in sorted((ARGO_TOOLS / "crds").glob("*.yaml"))
+        for path in sorted(directory.glob("*.yaml"))
         for document in yaml.safe_load_all(path.read_text())
         if document and document.get("kind") == "CustomResourceDefinition"
     ]
     if not crds:
-        raise ClusterError(f"no CRDs in {ARGO_TOOLS / 'crds'}: run `make test-setup`")
+        raise ClusterError(f"no CRDs in {directory}: run `make test-setup`")
     extensions = client.ApiextensionsV1Api(cluster.api)
 
     def create(crd: dict[str, Any]) -> None:
@@ -140,14 +149,30 @@ def install_crds(cluster: KubeCluster) -> list[str]:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(create, crds))
-    names = [crd["metadata"]["name"] for crd in crds]
     deadline = time.monotonic() + START_TIMEOUT_S
-    for name in names:
-        while not _established(extensions, name):
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        while not (_established(extensions, name) and _served(cluster, crd)):
             if time.monotonic() > deadline:
-                raise ClusterError(f"the CRD {name} was not Established in {START_TIMEOUT_S} s")
+                raise ClusterError(f"the CRD {name} was not served in {START_TIMEOUT_S} s")
             time.sleep(0.2)
-    return names
+    return [crd["metadata"]["name"] for crd in crds]
+
+
+def _served(cluster: KubeCluster, crd: dict[str, Any]) -> bool:
+    """Whether its resources can be listed: Established comes a moment before the API
+    server routes them (a create right after answered 404 "page not found")."""
+    spec = crd["spec"]
+    version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+    try:
+        client.CustomObjectsApi(cluster.api).list_cluster_custom_object(
+            spec["group"], version, spec["names"]["plural"], limit=1
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
@@ -156,35 +181,73 @@ def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
-def start_argo(cluster: KubeCluster, workdir: Path) -> ArgoController:
-    """Installs the CRDs and starts the controller; returns once its /healthz answers.
-    The caller stops it (`stop()`)."""
-    binary = ARGO_TOOLS / "bin" / "rollouts-controller"
-    if not os.access(binary, os.X_OK):
-        raise ClusterError(f"{binary} is missing: run `make test-setup` (scripts/install-argo.sh)")
-    install_crds(cluster)
-    workdir.mkdir(parents=True, exist_ok=True)
+def start_argo(cluster: KubeCluster, workdir: Path) -> Controller:
+    """Installs Argo Rollouts' CRDs and starts its controller; returns once its /healthz
+    answers. The caller stops it (`stop()`)."""
     metrics_port = free_port("0.0.0.0")
     healthz_port = free_port("0.0.0.0", avoid={metrics_port})
-    process = _spawn(
+    return _start(
+        cluster,
+        workdir,
+        ARGO_TOOLS,
         "rollouts-controller",
         [
-            str(binary),
             f"--kubeconfig={cluster.admin_kubeconfig}",
             "--leader-elect=false",
             f"--metricsPort={metrics_port}",
             f"--healthzPort={healthz_port}",
         ],
-        workdir,
-        env={**os.environ, "POD_NAMESPACE": CONTROLLER_NAMESPACE},
+        healthz_port,
+        ("argoproj.io", "v1alpha1"),
+        {"POD_NAMESPACE": CONTROLLER_NAMESPACE},
     )
-    argo = ArgoController(cluster, process, metrics_port, healthz_port)
+
+
+def start_flagger(cluster: KubeCluster, workdir: Path, prometheus: str) -> Controller:
+    """Installs Flagger's CRDs and starts it with the `kubernetes` provider (blue/green:
+    no mesh or ingress to shift weights with) and `prometheus` as its metrics server;
+    returns once its /healthz answers. The caller stops it (`stop()`)."""
+    port = free_port("0.0.0.0")
+    return _start(
+        cluster,
+        workdir,
+        FLAGGER_TOOLS,
+        "flagger",
+        [
+            f"-kubeconfig={cluster.admin_kubeconfig}",
+            "-mesh-provider=kubernetes",
+            f"-metrics-server={prometheus}",
+            f"-port={port}",
+            "-log-level=info",
+        ],
+        port,
+        ("flagger.app", "v1beta1"),
+    )
+
+
+def _start(
+    cluster: KubeCluster,
+    workdir: Path,
+    tools: Path,
+    name: str,
+    args: list[str],
+    healthz_port: int,
+    api: tuple[str, str],
+    env: dict[str, str] | None = None,
+) -> Controller:
+    binary = tools / "bin" / name
+    if not os.access(binary, os.X_OK):
+        raise ClusterError(f"{binary} is missing: run `make test-setup`")
+    install_crds(cluster, tools / "crds")
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = _spawn(name, [str(binary), *args], workdir, env={**os.environ, **(env or {})})
+    controller = Controller(cluster, process, *api)
     try:
-        argo.wait("rollouts-controller /healthz", lambda: _healthy(healthz_port), START_TIMEOUT_S)
+        controller.wait(f"{name} /healthz", lambda: _healthy(healthz_port), START_TIMEOUT_S)
     except BaseException:
-        argo.stop()
+        controller.stop()
         raise
-    return argo
+    return controller
 
 
 def _healthy(port: int) -> bool | None:
