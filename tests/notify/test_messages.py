@@ -32,7 +32,7 @@ def test_a_rollback_says_what_why_what_next_and_links_the_report() -> None:
     report = report_link("https://ci.example/reports/{service}/{rollout_id}", "shop", "r7")
     assert report == "https://ci.example/reports/shop/r7"
     said = message(event("rollout.rolled-back"), Context("shop", report, WHY))
-    assert said.headline == "shop v3: rolled back"
+    assert said.headline == "shop v3: rolled back — errors <worse> & more"
     assert ("Step", "2 of 3") in said.facts
     assert ("Weight", "0%") in said.facts
     assert ("Outcome", "rolled-back") in said.facts
@@ -53,7 +53,7 @@ def test_without_why_lines_the_events_reason_is_said_and_a_held_step_names_the_c
 
 def test_slack_gets_a_fallback_text_and_blocks_with_markup_escaped() -> None:
     sent = json.loads(body("slack", event("rollout.rolled-back"), Context("shop", "x", [])))
-    assert sent["text"].startswith("shop v3: rolled back\n")
+    assert sent["text"].startswith("shop v3: rolled back — errors <worse> & more\n")
     assert [b["type"] for b in sent["blocks"]] == ["header", "section", "section", "section",
                                                    "context"]  # fmt: skip
     assert "errors &lt;worse&gt; &amp; more" in sent["blocks"][2]["text"]["text"]
@@ -75,11 +75,71 @@ def test_teams_gets_a_message_with_an_adaptive_card_and_the_webhook_the_event() 
     assert json.loads(body("webhook", plain, Context("shop", "x"))) == plain
 
 
-def test_hooks_and_dead_letters_read_in_words() -> None:
-    hook = event("hook.confirm-promotion", hook="approval", result="refused", status=403)
-    assert message(hook, Context("shop", "x")).headline.endswith(
-        "the confirm-promotion hook approval said no (HTTP 403)"
+def hook_event(kind: str, **data: Any) -> dict[str, Any]:
+    """A hook event as events.py writes it (data of docs/events.md, `hook`)."""
+    base = {
+        "rollout_id": "r7",
+        "hook": "approve",
+        "result": "refused",
+        "status": 403,
+        "attempts": 1,
+        "error": None,
+        "step": 2,
+        "steps": 2,
+        "canary_version": "v4",
+        "summary": 'answered HTTP 403: {"approved": false}',
+        "asks": 1,
+        "waited_s": 0.1,
+    }
+    return {**event(f"hook.{kind}"), "data": base | data}  # fmt: skip
+
+
+def test_a_rollback_before_any_traffic_names_the_version_and_the_hook() -> None:
+    # Given the rolled-back event of v4, stopped by its pre-rollout hook
+    cause = "pre-rollout hook smoke answered HTTP 500: smoke failed: 3 of 10 checks"
+    done = event("rollout.rolled-back", canary_version="v4", stable_version="v3",
+                 step=None, reason=cause)  # fmt: skip
+    # Then the headline names v4 (not the stable v3) and the cause's first clause
+    said = message(done, Context("demo", "x"))
+    assert said.headline == "demo v4: rolled back — pre-rollout hook smoke answered HTTP 500"
+    assert ("Version", "v4") in said.facts
+    assert said.why == [cause]
+
+
+def test_hook_answers_read_in_plain_words_with_the_version() -> None:
+    waiting = message(hook_event("confirm-promotion"), Context("demo", "x"))
+    assert waiting.headline == (
+        "demo v4: waiting for approval — hook approve (confirm-promotion) answered HTTP 403;"
+        " the step holds until it answers 2xx"
     )
+    assert {("Version", "v4"), ("Step", "2 of 2"), ("Outcome", "waiting for approval")} <= set(
+        waiting.facts
+    )
+    assert waiting.why == [
+        'hook approve (confirm-promotion) answered HTTP 403: {"approved": false}'
+    ]
+    assert "until hook approve answers 2xx" in waiting.next_steps[0]
+    assert waiting.tone == "info"
+    approved = message(
+        hook_event("confirm-promotion", result="ok", status=200, waited_s=580.0, asks=117),
+        Context("demo", "x"),
+    )
+    assert approved.headline == (
+        "demo v4: approved — hook approve (confirm-promotion) answered HTTP 200 after 9 min 40 s"
+    )
+    assert (approved.tone, ("Outcome", "approved") in approved.facts) == ("good", True)
+    smoke = hook_event("pre-rollout", hook="smoke", status=500, step=0,
+                       summary="answered HTTP 500: smoke failed")  # fmt: skip
+    stopped = message(smoke, Context("demo", "x"))
+    assert stopped.headline == (
+        "demo v4: stopped before any traffic — pre-rollout hook smoke answered HTTP 500: "
+        "smoke failed"
+    )
+    assert ("Step", "before step 1 of 2") in stopped.facts
+    assert stopped.tone == "bad"
+
+
+def test_dead_letters_read_in_words() -> None:
     letter = event("notification.dead-letter", sink="oncall", event_type="t", error="HTTP 503")
     said = message(letter, Context("shop", "x"))
     assert ("Sink", "oncall") in said.facts

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from swiftdeploy.audit.events import TYPE_PREFIX, Event
+from swiftdeploy.durations import format_duration
 
 # Slack: a header's text is at most 150 characters, a section's 3000 (Block Kit).
 SLACK_HEADER_MAX = 150
@@ -105,13 +106,26 @@ def message(event: Event, context: Context) -> Message:
     headline = f"{who}: {said}"
     why = list(context.why[:WHY_LINES_MAX])
     reason = data.get("reason") or data.get("why") or data.get("error") or data.get("outcome")
+    if name.startswith("hook.") and data.get("summary"):
+        reason = f"hook {data.get('hook')} ({name.partition('.')[2]}) {data['summary']}"
     if not why and isinstance(reason, str) and reason:
         why = [reason]
-    tone = "bad" if name in _BAD or data.get("result") in ("refused", "failed") else "info"
-    if name in _GOOD:
-        tone = "good"
     return Message(headline, _facts(name, data, context.service), why,
-                   next_steps(name, data), context.report, tone)  # fmt: skip
+                   next_steps(name, data), context.report, _tone(name, data))  # fmt: skip
+
+
+def _tone(name: str, data: dict[str, Any]) -> str:
+    if name in _GOOD or (name.startswith("hook.confirm-") and data.get("result") == "ok"):
+        return "good"
+    if name.startswith("hook.confirm-"):
+        return "info"  # waiting for an approval is no failure
+    return "bad" if name in _BAD or data.get("result") in ("refused", "failed") else "info"
+
+
+# A rollback's headline: what happened and the first clause of its cause.
+_ENDING = {"rollout.rolling-back": "rolling back", "rollout.aborted": "rolling back",
+           "rollout.rolled-back": "rolled back"}  # fmt: skip
+CAUSE_MAX = 100
 
 
 def _said(name: str, data: dict[str, Any]) -> str:
@@ -120,11 +134,36 @@ def _said(name: str, data: dict[str, Any]) -> str:
         result = data.get("result")
         return f"{data.get('by') or 'a person'} asked to {verb}" + (f": {result}" if result else "")
     if area == "hook":
-        answer = {"ok": "said yes", "refused": "said no", "failed": "did not answer"}
-        status = f" (HTTP {data['status']})" if data.get("status") is not None else ""
-        said = answer.get(str(data.get("result")), "was called")
-        return f"the {verb} hook {data.get('hook')} {said}{status}"
+        return _hook_said(verb, data)
+    reason = data.get("reason")
+    if name in _ENDING and isinstance(reason, str) and reason:
+        cause = reason.split(": ", 1)[0]
+        cause = cause if len(cause) <= CAUSE_MAX else cause[: CAUSE_MAX - 1] + "…"
+        return f"{_ENDING[name]} — {cause}"
     return _SAID.get(name, name)
+
+
+def _hook_said(kind: str, data: dict[str, Any]) -> str:
+    """A hook's answer in plain words: waiting for approval, approved, stopped."""
+    hook = f"hook {data.get('hook')} ({kind})"
+    status = data.get("status")
+    answered = f"answered HTTP {status}" if status is not None else "did not answer"
+    if status is None and data.get("error"):
+        answered += f" ({data['error']})"
+    ok = data.get("result") == "ok"
+    if kind.startswith("confirm-"):
+        if ok:
+            waited = data.get("waited_s")
+            after = f" after {format_duration(waited)}" if isinstance(waited, int | float) else ""
+            return f"approved — {hook} {answered}{after}"
+        holds = "the step holds until it answers 2xx"
+        return f"waiting for approval — {hook} {answered}; {holds}"
+    summary = data.get("summary") or answered
+    if kind == "pre-rollout":
+        if ok:
+            return f"pre-rollout hook {data.get('hook')} {answered}: the canary gets traffic next"
+        return f"stopped before any traffic — pre-rollout hook {data.get('hook')} {summary}"
+    return f"{kind} hook {data.get('hook')} {answered}"
 
 
 def _facts(name: str, data: dict[str, Any], service: str) -> list[tuple[str, str]]:
@@ -135,15 +174,30 @@ def _facts(name: str, data: dict[str, Any], service: str) -> list[tuple[str, str
         facts.append(("Stable", str(data["stable_version"])))
     if data.get("step") is not None:
         steps = f" of {data['steps']}" if data.get("steps") else ""
-        facts.append(("Step", f"{data['step']}{steps}"))
+        step = "before step 1" if data["step"] == 0 else data["step"]  # docs/events.md
+        facts.append(("Step", f"{step}{steps}"))
     if data.get("weight") is not None:
         facts.append(("Weight", f"{data['weight']}%"))
-    facts.append(("Outcome", name.partition(".")[2] if name.startswith("rollout.") else name))
+    facts.append(("Outcome", _outcome(name, data)))
     if data.get("rollout_id"):
         facts.append(("Rollout", str(data["rollout_id"])))
     if name == "notification.dead-letter":
         facts += [("Sink", str(data.get("sink"))), ("Event", str(data.get("event_type")))]
     return facts
+
+
+def _outcome(name: str, data: dict[str, Any]) -> str:
+    area, _, verb = name.partition(".")
+    if area == "rollout":
+        return verb
+    if area == "hook":
+        ok = data.get("result") == "ok"
+        if verb.startswith("confirm-"):
+            return "approved" if ok else "waiting for approval"
+        if verb == "pre-rollout":
+            return "passed" if ok else "stopped before any traffic"
+        return "answered" if ok else "no 2xx answer"
+    return name
 
 
 def next_steps(name: str, data: dict[str, Any]) -> list[str]:
@@ -165,9 +219,13 @@ def next_steps(name: str, data: dict[str, Any]) -> list[str]:
     if name == "gate.refused":
         return [f"read why: `{why}`", "wait for more evidence, or "
                 "`swiftdeploy promote --force --reason TEXT` (recorded as yours)"]  # fmt: skip
-    if name.startswith("hook.") and data.get("result") != "ok":
-        return ["check the hook's service; the rollout holds or stops until it says yes",
-                f"read why: `{why}`"]  # fmt: skip
+    if name.startswith("hook.confirm-") and data.get("result") != "ok":
+        return [f"the step holds at its weight until hook {data.get('hook')} answers 2xx; "
+                "its looks go on, so harm still rolls it back",
+                "see the wait: `swiftdeploy status`", "end it: `swiftdeploy abort`"]  # fmt: skip
+    if name == "hook.pre-rollout" and data.get("result") != "ok":
+        return ["the rollout is rolled back: fix what the check found (or the check), then "
+                "roll out again: `swiftdeploy rollout VERSION`", f"read why: `{why}`"]  # fmt: skip
     if name == "notification.dead-letter":
         return ["fix the sink (its URL, or the receiver); `swiftdeploy status` lists dead letters",
                 "`swiftdeploy events` still has the event"]  # fmt: skip
