@@ -18,6 +18,7 @@ and `pod`: the judge's Flagger queries select `<name>-primary-...` and `<name>-.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,3 +202,26 @@ def test_a_judge_that_is_down_never_lets_it_be_promoted(
     )
     assert done["phase"] == "Failed", done
     assert podinfo.primary_image() == "podinfo:v1"
+
+
+@pytest.mark.timeout(300)
+def test_a_quiet_service_waits_at_confirm_promotion_never_rolls_back(
+    flagger_controller: Controller, judge: tuple[Running, Path], podinfo: Podinfo
+) -> None:
+    running, config = judge
+    # Given a service nobody calls
+    podinfo.deploy(running.url, rps=0)
+    # When podinfo v2 rolls out, as quiet
+    podinfo.roll(rps=0, error_share=0.0)
+    # Then the rollout hook goes on (200 on hold) and confirm-promotion answers 403:
+    # Flagger waits for the promotion's approval, neither promoted nor rolled back
+    waiting = flagger_controller.wait(
+        "the Canary to wait for promotion", lambda: podinfo.phase("WaitingPromotion"), 200
+    )
+    assert waiting["failedChecks"] == 0
+    time.sleep(15)  # a tick more: still waiting
+    assert podinfo.status()["phase"] == "WaitingPromotion"
+    assert podinfo.primary_image() == "podinfo:v1"
+    decided = answers(config, podinfo.analysis(config))
+    assert {r["action"] for r in decided} == {"hold"}
+    assert "confirm-promotion" in {r["hook"] for r in decided}
