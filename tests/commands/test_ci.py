@@ -145,14 +145,20 @@ def test_a_promotion_sets_the_outputs_and_the_summary(ci_project: Project, tmp_p
     assert "```text\n" + "\n".join(why) + "\n```" in step.summary
     assert f"- Report: `{report}`" in step.summary
     assert f"- Events: `{out['events']}`" in step.summary
-    # The log has the rollout's lines, its outcome, and the events in a folded group,
-    # the recorded text inside a block where workflow commands are off
+    # The log has the rollout's lines, each event as one readable line in the trail's
+    # order before the outcome (streamed as recorded), then the outcome, the recorded
+    # text inside a block where workflow commands are off
     assert "promoted" in step.stderr
     assert "outcome: promoted (exit code 0)" in step.stdout
     token = re.search(r"^::stop-commands::(\w+)$", step.stdout, re.M)
     assert token is not None
     assert step.stdout.index("outcome:") < step.stdout.index(f"::{token[1]}::")
-    assert f"::group::{len(events)} events ({out['events']})" in step.stdout
+    said = [line for line in step.stdout.splitlines() if line.startswith("event ")]
+    assert said == [ci.event_line(event) for event in events], said
+    assert "rollout.promoted: v2 promoted" in said[-2] + said[-1]
+    assert step.stdout.index(token[0]) < step.stdout.index(said[0])
+    assert step.stdout.index(said[-1]) < step.stdout.index("outcome:")
+    assert "::group::" not in step.stdout
 
 
 @pytest.mark.e2e
@@ -220,10 +226,61 @@ def test_outputs_survive_newlines_and_lookalike_delimiters() -> None:
     assert read_outputs(ci.output_text(values)) == values
 
 
-@pytest.mark.parametrize("args", ["--detach", "--json", "-f other.yaml", "--events-file=x"])
-def test_rollout_args_that_ci_sets_itself_are_refused(args: str) -> None:
-    with pytest.raises(BadInputError, match="is set by `ci github` itself"):
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ("--detach", "--detach does not go with `ci github`, which follows the rollout"),
+        ("--json", "--json is set by `ci github` itself"),
+        ("-f other.yaml", "-f: the manifest is the action's own input"),
+        ("--events-file=x", "--events-file is set by `ci github` itself"),
+    ],
+)
+def test_rollout_args_that_ci_sets_itself_are_refused(args: str, said: str) -> None:
+    with pytest.raises(BadInputError) as caught:
         ci.rollout_args(args)
+    assert said in caught.value.one_line()
+    if args != "-f other.yaml":
+        assert "manifest" not in caught.value.one_line()
+
+
+def test_refused_arguments_still_write_the_outputs_and_the_summary(
+    project: Project, tmp_path: Path
+) -> None:
+    # When the step is given rollout arguments it cannot take
+    process = subprocess.Popen(
+        [SWIFTDEPLOY, "ci", "github", "v2", "-f", str(project.manifest),
+         "--out", str(tmp_path / "ci"), "--rollout-args", "--detach"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.root,
+        env=github_env(tmp_path),
+    )  # fmt: skip
+    step = step_of(process, tmp_path)
+    # Then it exits 2 (bad input) in one line, and the outputs and summary say so
+    assert step.code == 2, step.stderr
+    assert len(step.stderr.splitlines()) == 1, step.stderr
+    assert step.stderr.startswith("swiftdeploy: error: rollout arguments: --detach does not go")
+    out = step.outputs
+    assert list(out) == list(ci.OUTPUT_NAMES)
+    assert (out["outcome"], out["exit-code"], out["version"]) == ("failed", "2", "v2")
+    assert out["message"] in step.stderr
+    assert (out["rollout-id"], out["why"], out["report"], out["events"]) == ("", "", "", "")
+    assert "### SwiftDeploy: rollout of `v2` failed" in step.summary
+    assert "| failed | 2 | `v2` | none (it did not start) |" in step.summary
+    assert out["message"] in step.summary
+
+
+def test_an_event_is_one_readable_line() -> None:
+    event = {"type": "dev.swiftdeploy.hook.pre-rollout.v1", "time": "2026-12-07T19:47:50.372Z",
+             "data": {"rollout_id": "r", "hook": "smoke", "result": "refused", "status": 500,
+                      "error": None}}  # fmt: skip
+    assert ci.event_line(event) == "event 19:47:50 hook.pre-rollout: smoke refused (HTTP 500)"
+    step = {
+        "type": "dev.swiftdeploy.rollout.aborted.v1",
+        "time": "2026-12-07T19:47:51.000Z",
+        "data": {"reason": "aborted by eve:\n::set-output name=x::y", "by": "eve"},
+    }
+    assert ci.event_line(step) == (
+        "event 19:47:51 rollout.aborted: aborted by eve:?::set-output name=x::y"
+    )
 
 
 def test_rollout_args_are_split_as_a_shell_would() -> None:

@@ -46,17 +46,23 @@ def github(
     ] = "",
 ) -> None:
     """Roll VERSION out as a GitHub Actions step (the repository's action.yml runs this):
-    `rollout --wait` with its events to a file, then the step's outputs ($GITHUB_OUTPUT)
-    and job summary ($GITHUB_STEP_SUMMARY); the exit code is the rollout's (0 promoted
-    or paused for `promote`, 3 rolled back, 4 held; 1 or 2 when it could not run)."""
+    `rollout --wait` with its events to a file and, one line each as they come, to the
+    log, then the step's outputs ($GITHUB_OUTPUT) and job summary ($GITHUB_STEP_SUMMARY);
+    the exit code is the rollout's (0 promoted or paused for `promote`, 3 rolled back,
+    4 held; 1 or 2 when it could not run, or was refused: outputs and summary say so)."""
     from swiftdeploy.commands import ci
+    from swiftdeploy.errors import SwiftDeployError
     from swiftdeploy.manifest import require_version
 
-    require_version(version, "VERSION")
-    github_files = ci.github_files(os.environ)
-    request = ci.CiRequest(version, manifest, _out_dir(out_dir), ci.rollout_args(more))
-    # the rollout's lines and `audit why` hold recorded text (reasons people typed): no
-    # line of theirs may act as a workflow command (::set-output, ::add-mask, ...)
+    github_files = ci.github_files(os.environ)  # without them, nothing can be written
+    try:
+        require_version(version, "VERSION")
+        request = ci.CiRequest(version, manifest, _out_dir(out_dir), ci.rollout_args(more))
+    except SwiftDeployError as exc:  # refused: the outputs and summary still say so
+        ci.refuse(version, exc, github_files)
+        raise
+    # the rollout's lines, its events and `audit why` hold recorded text (reasons people
+    # typed): no line of theirs may act as a workflow command (::set-output, ::add-mask)
     token = secrets.token_hex(16)
     typer.echo(f"::stop-commands::{token}")
     try:
@@ -64,7 +70,6 @@ def github(
         _say(result)
     finally:
         typer.echo(f"::{token}::")
-    _events(result.events)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -88,17 +93,5 @@ def _say(result: CiResult) -> None:
         typer.echo(f"swiftdeploy: warning: {printable(warning)}", err=True)
     if result.report is not None:
         typer.echo(f"report: {result.report}")
-    typer.echo(f"events: {result.events}")
-
-
-def _events(path: Path) -> None:
-    """The events file in the log too, in a group folded by default (each line a JSON
-    object: none can start a workflow command)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return  # the rollout did not start: the log above says why
-    typer.echo(f"::group::{len(lines)} events ({path})")
-    for line in lines:
-        typer.echo(line)
-    typer.echo("::endgroup::")
+    if result.events is not None:
+        typer.echo(f"events: {result.events}")

@@ -2,7 +2,8 @@
 repository's `action.yml` runs it); the flag wiring is in `swiftdeploy.cli.ci`.
 
 It runs `swiftdeploy rollout VERSION --wait --json --events-file FILE` as a child, whose
-lines (one per state change) stream to the job's log, and then writes what CI reads:
+lines (one per state change) stream to the job's log, as do its events (one readable
+line each, read from the file as the child writes them), and then writes what CI reads:
 the outcome, `audit why` and the HTML report of `audit report`, as the step's outputs
 (`$GITHUB_OUTPUT`) and its job summary (`$GITHUB_STEP_SUMMARY`). It uploads nothing,
 and its exit code is the rollout's.
@@ -10,6 +11,7 @@ and its exit code is the rollout's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -63,7 +65,7 @@ class CiResult:
     outcome: str
     message: str
     rollout_id: str | None
-    events: Path
+    events: Path | None  # None: refused before the rollout ran
     report: Path | None
     why: list[str]
     warnings: list[str]
@@ -90,10 +92,23 @@ def rollout_args(text: str) -> tuple[str, ...]:
     except ValueError as exc:
         raise BadInputError(f"rollout arguments {text!r}: {exc}") from None
     for word in words:
-        if word.split("=", 1)[0] in RESERVED_ARGS:
+        flag = word.split("=", 1)[0]
+        if flag in ("--detach", "--plan"):
             raise BadInputError(
-                f"rollout arguments: {word} is set by `ci github` itself",
-                hint="the manifest is its own input; --quiet, --verbose and the like go through",
+                f"rollout arguments: {flag} does not go with `ci github`, which follows the"
+                " rollout to its outcome",
+                hint=f"for that, run `swiftdeploy rollout VERSION {flag}` in a step of its own",
+            )
+        if flag in ("-f", "--manifest"):
+            raise BadInputError(
+                f"rollout arguments: {flag}: the manifest is the action's own input",
+                hint="set the action's `manifest` input (`ci github -f FILE`)",
+            )
+        if flag in RESERVED_ARGS:
+            raise BadInputError(
+                f"rollout arguments: {flag} is set by `ci github` itself (it follows the"
+                " rollout with --wait --json --events-file)",
+                hint="--quiet, --verbose and the like go through",
             )
     return tuple(words)
 
@@ -136,36 +151,107 @@ def rollout_argv(request: CiRequest, events: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run_rollout(argv: list[str]) -> Finished:
+def run_rollout(argv: list[str], events: Path | None = None) -> Finished:
     """Run the rollout command with its stderr (the lines for people) passed on to ours
-    as it comes; its stdout is its JSON summary, anything else there is passed on."""
+    as it comes, and each event it writes to `events` as one line as it is recorded;
+    its stdout is its JSON summary, anything else there is passed on."""
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors: list[str] = []
     relay = threading.Thread(target=_relay, args=(child.stderr, errors), daemon=True)
     relay.start()
+    done = threading.Event()
+    tail = threading.Thread(target=_tail_events, args=(events, done), daemon=True)
+    if events is not None:
+        tail.start()
     summary = None
     try:
         assert child.stdout is not None
         for line in child.stdout:
             found = _summary(line)
             if found is None:
-                sys.stdout.write(line)
-                sys.stdout.flush()
+                _say(sys.stdout, line)
             summary = found or summary
         code = child.wait()
     finally:
         if child.poll() is None:  # we were interrupted: the follower only, not the rollout
             child.terminate()
             child.wait()
+        done.set()
+        if tail.is_alive():
+            tail.join(timeout=10)
         relay.join(timeout=10)
     return Finished(code, summary, errors[-1] if errors else None)
+
+
+_SAYING = threading.Lock()  # the three streams' lines stay whole in the log
+TAIL_POLL_S = 0.2
+
+
+def _say(stream: IO[str], line: str) -> None:
+    with _SAYING:
+        stream.write(line)
+        stream.flush()
+
+
+def _tail_events(path: Path, done: threading.Event) -> None:
+    """Follow the events file the rollout command writes (flushed at each event): one
+    readable line per event on stdout as it comes, until `done` and the file is read."""
+    handle: IO[str] | None = None
+    pending = ""
+    try:
+        while True:
+            finished = done.is_set()  # read once more after the command ended
+            if handle is None:
+                with contextlib.suppress(OSError):
+                    handle = path.open(encoding="utf-8")
+            if handle is not None:
+                pending += handle.read()
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    if line.strip():
+                        _say(sys.stdout, f"{event_line(_json(line))}\n")
+            if finished:
+                return
+            done.wait(TAIL_POLL_S)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def event_line(event: Mapping[str, Any]) -> str:
+    """An event in one line for people: `event 19:47:50 rollout.step: step 1: canary
+    weight 20%` (what the type's data says best; the JSON is in the events file)."""
+    kind = str(event.get("type", "?")).removeprefix("dev.swiftdeploy.")
+    kind = re.sub(r"\.v\d+$", "", kind)
+    at = str(event.get("time", ""))[11:19] or "--:--:--"
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    if data.get("reason"):
+        said = str(data["reason"])
+    elif kind.startswith("hook."):
+        status = f" (HTTP {data['status']})" if data.get("status") else ""
+        error = f": {data['error']}" if data.get("error") else ""
+        said = f"{data.get('hook')} {data.get('result')}{status}{error}"
+    elif kind.startswith("driver."):
+        said = str(data.get("outcome") or f"pid {data.get('pid')}")
+    else:
+        said = ", ".join(
+            f"{key} {value}"
+            for key, value in data.items()
+            if key not in ("rollout_id", "by") and value is not None
+        )
+    by = f" (by {data['by']})" if data.get("by") and kind.startswith(("request.", "gate.")) else ""
+    # recorded text (reasons people typed): no control character reaches the log
+    return _CONTROL.sub("?", f"event {at} {kind}: {said}{by}")
 
 
 def _relay(stream: IO[str] | None, errors: list[str]) -> None:
     assert stream is not None
     for line in stream:
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        _say(sys.stderr, line)
         if line.startswith("swiftdeploy: error: "):
             errors.append(line.removeprefix("swiftdeploy: error: ").strip())
 
@@ -232,17 +318,35 @@ def explain(request: CiRequest, rollout_id: str) -> tuple[list[str], Path | None
 
 def run_ci(request: CiRequest, github: GithubFiles) -> CiResult:
     """The rollout, then the outputs and the job summary; the result for the log."""
-    events = prepare(request)
-    finished = run_rollout(rollout_argv(request, events))
+    try:
+        events = prepare(request)
+    except SwiftDeployError as exc:
+        refuse(request.version, exc, github)
+        raise
+    finished = run_rollout(rollout_argv(request, events), events)
     name, message, code = outcome(finished)
     rollout_id = rollout_id_of(finished, events)
     lines, report, warnings = explain(request, rollout_id) if rollout_id else ([], None, [])
     result = CiResult(
         request.version, code, name, message, rollout_id, events, report, lines, warnings
     )
+    _write(result, github)
+    return result
+
+
+def refuse(version: str, error: SwiftDeployError, github: GithubFiles) -> None:
+    """A step refused before the rollout ran (its arguments, its output directory):
+    still the outputs (`outcome: failed`, the error's exit code and line) and the
+    summary, as for a rollout that could not start; the caller then raises `error`."""
+    result = CiResult(
+        version, int(error.exit_code), "failed", error.one_line(), None, None, None, [], []
+    )
+    _write(result, github)
+
+
+def _write(result: CiResult, github: GithubFiles) -> None:
     _append(github.output, output_text(outputs(result)), "GITHUB_OUTPUT")
     _append(github.summary, summary_markdown(result), "GITHUB_STEP_SUMMARY")
-    return result
 
 
 # --- what GitHub reads ------------------------------------------------------------------
@@ -257,7 +361,7 @@ def outputs(result: CiResult) -> dict[str, str]:
         "message": result.message,
         "why": "\n".join(result.why),
         "report": str(result.report or ""),
-        "events": str(result.events),
+        "events": str(result.events or ""),
     }
     assert tuple(values) == OUTPUT_NAMES
     return values
@@ -296,7 +400,8 @@ def summary_markdown(result: CiResult) -> str:
     lines += [""]
     if result.report is not None:
         lines.append(f"- Report: {_code(str(result.report))} (step output `report`)")
-    lines.append(f"- Events: {_code(str(result.events))} (step output `events`)")
+    if result.events is not None:
+        lines.append(f"- Events: {_code(str(result.events))} (step output `events`)")
     lines.append("- Nothing was uploaded: `actions/upload-artifact` with these paths keeps them.")
     lines += [f"- Warning: {_code(warning)}" for warning in result.warnings]
     return "\n".join(lines) + "\n"
