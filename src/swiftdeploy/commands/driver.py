@@ -125,13 +125,18 @@ def _ended(state: State) -> bool:
 def start_driver(fleet: Fleet, rollout_id: str, version: str | None) -> None:
     """Hand the rollout to a driver under the project's supervisor. `version`: a new
     rollout of it with this id; None: carry on the persisted one. The caller's
-    environment goes with it (the manifest's secrets, the audit key's home)."""
+    environment, and nothing of the supervisor's, is the driver's (the manifest's
+    secrets, the audit key's home): a secret missing from it stops the start here, in
+    one line (exit 2), before anything changes."""
+    from swiftdeploy.notify.secrets import resolve_secrets
+    from swiftdeploy.runtime.launch import OWN_ENV
+
+    resolve_secrets(fleet.loaded)
     argv = [sys.executable, "-m", "swiftdeploy.cli", "drive", "-f", str(fleet.loaded.path)]
     argv += ["--rollout", rollout_id] + (["--start", version] if version else [])
+    env = {**os.environ, OWN_ENV: "1"}
     fleet.processes.stop(PROGRAM)  # a finished driver's program, if any
-    fleet.processes.start(
-        ProcessSpec(name=PROGRAM, argv=argv, env=dict(os.environ), restart="unexpected")
-    )
+    fleet.processes.start(ProcessSpec(name=PROGRAM, argv=argv, env=env, restart="unexpected"))
 
 
 def wait_for_driver(loaded: LoadedManifest, rollout_id: str, timeout_s: float = 60.0) -> State:

@@ -11,6 +11,12 @@ quit gracefully (SIGQUIT: finish in-flight requests) once the new one answers, s
 crash of the master drops no connection that was not in flight. The old workers keep
 listening on the admin unix socket, so its path is unlinked first (they keep their
 inode until they quit) or the new instance could not bind it.
+
+`OWN_ENV` in a launch file's env (the rollout's driver): the program gets exactly that
+env, not merged with supervisord's (which it captured when the project was deployed:
+a secret unset or changed since would live on), and the file, which holds it, is
+removed once the program has finished (exit 0). A program that died keeps it for
+supervisord's restart.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 TAKEOVER_WAIT_S = 20.0
+OWN_ENV = "SWIFTDEPLOY_LAUNCH_OWN_ENV"
 
 
 def orphans(group: int, name: str) -> list[int]:
@@ -64,11 +72,40 @@ def retire_old_group(old: int, leader: int, name: str, pid_file: Path) -> None:
             os.kill(pid, signal.SIGQUIT)
 
 
+def run_own(argv: list[str], env: dict[str, str], launch_file: Path, identity: int) -> NoReturn:
+    """Run the program with exactly `env` as a child, then remove the launch file if
+    it finished (exit 0) and is still the one read (`identity`: its inode), and exit as
+    the program did, so supervisord restarts it, or not, as before."""
+    child = os.fork()
+    if child == 0:
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - argv from our own launch file, no shell
+    # supervisord signals the whole process group (stopasgroup): the program gets them
+    for ignored in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(ignored, signal.SIG_IGN)
+    _, status = os.waitpid(child, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        with contextlib.suppress(FileNotFoundError):
+            if launch_file.stat().st_ino == identity:
+                launch_file.unlink()
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        with contextlib.suppress(OSError):  # SIGKILL has no handler to reset
+            signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # a signal whose default is not to end a process
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
 def main() -> None:
-    with open(sys.argv[1], encoding="utf-8") as handle:
+    launch_file = Path(sys.argv[1])
+    with launch_file.open(encoding="utf-8") as handle:
+        identity = os.fstat(handle.fileno()).st_ino
         spec = json.load(handle)
     argv = [str(a) for a in spec["argv"]]
-    env = {**os.environ, **{str(k): str(v) for k, v in spec["env"].items()}}
+    given = {str(k): str(v) for k, v in spec["env"].items()}
+    if given.pop(OWN_ENV, None):
+        run_own(argv, given, launch_file, identity)
+    env = {**os.environ, **given}
     takeover = spec.get("takeover")
     if takeover:
         try:
