@@ -397,3 +397,24 @@ def test_notification_errors_name_their_field_and_line(
         load_manifest(path)
     assert f"swiftdeploy.yaml{expected}" in caught.value.one_line(), caught.value.one_line()
     assert "(top level)" not in caught.value.one_line()
+
+
+def test_inits_commented_notifications_and_hooks_validate_when_uncommented(
+    tmp_path: Path,
+) -> None:
+    from swiftdeploy.commands.init import init_project
+    from swiftdeploy.commands.validate import notification_checks
+
+    # Given init's manifest, with its commented-out notifications and hooks uncommented
+    init_project(tmp_path, "127.0.0.1:18080", force=True)
+    path = tmp_path / "swiftdeploy.yaml"
+    text = path.read_text()
+    start = text.index("# notifications:\n")
+    example = [line.removeprefix("# ") for line in text[start:].splitlines()]
+    assert {"notifications:", "hooks:"} <= set(example)
+    path.write_text(text[:start] + "\n".join(example) + "\n")
+    # Then it validates, with a sink and two hooks
+    loaded = load_manifest(path)
+    notification_checks(loaded)
+    assert [sink.name for sink in loaded.manifest.notifications.sinks] == ["oncall"]
+    assert [hook.type for hook in loaded.manifest.hooks] == ["pre-rollout", "confirm-promotion"]
