@@ -18,10 +18,12 @@ import pytest
 from rich.console import Console
 
 from swiftdeploy.cli.view import Mode, RolloutFollower, changes
+from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import Manifest
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine, TickReport
 from swiftdeploy.state import LastLook, Phase, State
+from swiftdeploy.state.model import HookAnswer, HookWait
 from tests.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -297,6 +299,53 @@ def test_attaching_later_says_where_the_rollout_stands(healthy: Recorded) -> Non
     ]
     # and nothing is said for a rollout that has ended (the caller says how)
     assert changes(None, healthy.timeline[-1][1], healthy.manifest, at) == []
+
+
+def test_a_step_waiting_for_an_approval_says_so_and_then_who_approved_it(
+    healthy: Recorded,
+) -> None:
+    # Given the last step's final look, then the step passed and held ~10 minutes for
+    # hook approve (confirm-promotion), answering 403, as the engine saves it
+    last = [(t, s) for t, s in healthy.timeline
+            if s.phase == Phase.PROGRESSING and s.step_index == 2 and s.last_look]  # fmt: skip
+    passed_at, looked = last[-1]
+    step = next(s for s in looked.evidence.steps if s.index == 2)
+    wait = HookWait(type="confirm-promotion", hooks=("approve",), step=2, since=passed_at)
+    answer = HookAnswer(type="confirm-promotion", result="refused", status=403,
+                        at=passed_at + 1, step=2)  # fmt: skip
+    waiting = looked.model_copy(update={"awaiting": wait, "hooks": {"approve": answer},
+                                        "message": "waiting for the confirm-promotion hook"
+                                        " approve to answer 2xx"})  # fmt: skip
+    clock = Clock(passed_at)
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    follower = RolloutFollower(console, healthy.manifest, mode="lines", clock=clock)
+    follower.update(waiting)
+    # When 3 min 10 s went by
+    clock.now = passed_at + 190
+    # Then the heartbeat says the step passed and what it waits for, with no ETA
+    took = format_duration(passed_at - step.started_at)
+    assert follower.heartbeat() == (
+        f"step 3 of 3 passed after {took}; waiting for hook approve (confirm-promotion): "
+        "HTTP 403 for 3 min 10 s"
+    )
+    assert follower.eta() is None
+    # and the live view says the same in place of the evidence's progress
+    follower.live = None
+    frame = follower.render()
+    with console.capture() as captured:
+        console.print(frame)
+    assert "waiting for hook approve (confirm-promotion): HTTP 403 for 3 min 10 s" in (
+        captured.get()
+    )
+    assert "enough evidence" not in captured.get()
+    # When the hook says yes 9 min 40 s after the step passed, and the rollout promotes
+    promoting = next(s for _, s in healthy.timeline if s.phase == Phase.PROMOTING)
+    promoting = promoting.model_copy(update={"updated_at": passed_at + 580})
+    (change,) = changes(waiting, promoting, healthy.manifest, passed_at + 580)
+    # Then the step passed when it did, and the approval took the rest
+    assert change.text.startswith(
+        f"step 3 of 3 passed after {took}; approved by hook approve after 9 min 40 s; promoting"
+    )
 
 
 # --- a terminal --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from swiftdeploy.rollout.statistics import (
 )
 from swiftdeploy.state import Phase, State
 from swiftdeploy.state.evidence import Counts
+from swiftdeploy.state.model import HookAnswer, HookWait
 
 
 def look_json(report: TickReport) -> dict[str, Any]:
@@ -185,9 +186,48 @@ def _passed(before: State, after: State, manifest: Manifest) -> str:
     )
     moved = after.step_index != index and after.step_started_at is not None
     ended = after.step_started_at if moved else after.updated_at  # the store stamps it
+    wait = before.awaiting
+    if wait is not None and wait.type != "pre-rollout" and wait.step == index:
+        # it passed when the wait began; what came after was the hook's approval
+        if ledger is not None:
+            text += f" after {format_duration(max(wait.since - ledger.started_at, 0.0))}"
+        waited = f" after {format_duration(max(ended - wait.since, 0.0))}" if ended else ""
+        return f"{text}; approved by {_hooks(wait)}{waited}"
     if ledger is not None and ended:
         text += f" after {format_duration(max(ended - ledger.started_at, 0.0))}"
     return text
+
+
+def _hooks(wait: HookWait) -> str:
+    return f"{'hook' if len(wait.hooks) == 1 else 'hooks'} {', '.join(wait.hooks)}"
+
+
+def waiting_words(state: State, manifest: Manifest, now: float) -> str:
+    """A step held for a gating hook, in words: 'step 2 of 2 passed after 36 s; waiting
+    for hook approve (confirm-promotion): HTTP 403 for 3 min 10 s'."""
+    wait = state.awaiting
+    assert wait is not None
+    heard = "; ".join(
+        _heard(state.hooks.get(name), wait.step, name if len(wait.hooks) > 1 else "")
+        for name in wait.hooks
+    )
+    waiting = f"waiting for {_hooks(wait)} ({wait.type})"
+    waited = format_duration(max(now - wait.since, 0.0))
+    if wait.type == "pre-rollout":
+        return f"{waiting} before the canary gets any traffic: {heard} for {waited}"
+    ledger = next((s for s in state.evidence.steps if s.index == wait.step), None)
+    took = f" after {format_duration(max(wait.since - ledger.started_at, 0.0))}" if ledger else ""
+    passed = f"step {wait.step + 1} of {_steps(manifest)} passed{took}"
+    return f"{passed}; {waiting}: {heard} for {waited}"
+
+
+def _heard(answer: HookAnswer | None, step: int, name: str) -> str:
+    said = f"{name} " if name else ""
+    if answer is None or answer.step != step:
+        return f"{said}asked, no answer yet"
+    if answer.status is None:
+        return f"{said}no answer ({answer.error})"
+    return f"{said}HTTP {answer.status}"
 
 
 def _took(state: State) -> str:
@@ -322,6 +362,8 @@ class RolloutFollower:
             return f"paused by a person at {where}{since}"
         if state.phase in (Phase.PROMOTING, Phase.ROLLING_BACK):
             return f"still {state.phase.value.replace('-', ' ')} {state.canary_version}"
+        if state.awaiting is not None:  # the evidence said its word; a hook has not
+            return waiting_words(state, self.manifest, now)
         held = state.phase == Phase.PAUSED and state.pause_kind == "held"
         text = f"{'held at ' if held else ''}{where}, {self._times()}: {self._progress()}"
         step = state.evidence.current
@@ -337,6 +379,8 @@ class RolloutFollower:
         steps = self.manifest.strategy.canary.steps
         if state is None or state.step_index is None or state.step_index >= len(steps):
             return None
+        if state.awaiting is not None:
+            return None  # until a hook answers 2xx
         later, manual = later_steps_s(self.manifest, state.step_index)
         this = self._this_step_left(state, steps[state.step_index])
         return None if manual or this is None else this + later
@@ -421,7 +465,10 @@ class RolloutFollower:
         step = state.evidence.current
         if step is not None:
             rows += [("canary", _numbers(step.canary)), ("stable", _numbers(step.stable))]
-        rows.append(("progress", self._progress()))
+        if state.awaiting is not None:
+            rows.append(("waiting", waiting_words(state, self.manifest, self.clock())))
+        else:
+            rows.append(("progress", self._progress()))
         if self.statistics:
             rows += progress(self.statistics, state.evidence)[1:]
             if self.mode == "verbose":
@@ -434,7 +481,7 @@ class RolloutFollower:
             if self.mode == "verbose":  # the policy's reasons speak its statistics
                 said += _colon("; ".join(look.reasons))
             rows.append(("last look", said))
-        if state.message:
+        if state.message and state.awaiting is None:  # a wait's message is said above
             rows.append(("note", state.message))
         for label, value in rows:
             table.add_row(Text(label), Text(printable(value)))
