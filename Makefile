@@ -74,7 +74,7 @@ test: test-setup
 	$(OPA) test policies/
 	@# Two workers, a test file each: most of the suite's wall time is real time spent
 	@# waiting (steps, probes, load), not CPU, so two files at once halve it on 2 cores.
-	$(VENV)/bin/pytest -n 2 --dist loadfile
+	$(VENV)/bin/pytest -n 2 --dist loadfile --durations=25
 
 demo: setup
 	$(PY) scripts/demo.py
