@@ -28,6 +28,10 @@ class ProcessSpec:
     # "always": a service kept up; "unexpected": a job (the rollout's driver) restarted
     # only when it dies other than by finishing (exit 0)
     restart: Literal["always", "unexpected"] = "always"
+    # Names kept out of what the process inherits from its manager's environment (the
+    # manifest's secrets, which the shell that started the manager may have exported):
+    # a replica under test must not read the notifications' signing key or URLs.
+    hidden_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import httpx
 
 from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.runtime.base import BackendDeps
-from swiftdeploy.runtime.hosted import HostedTracks, routes_for
+from swiftdeploy.runtime.hosted import HostedTracks, routes_for, secret_env_names
 from swiftdeploy.state import Replica, State
 from swiftdeploy.traffic.base import RouterStatus, Routes
 from tests.support.sim import MemoryStore, SimProcesses, init_manifest
@@ -86,3 +86,18 @@ def test_the_split_the_router_lost_or_was_given_is_restored(tmp_path: Path) -> N
         router.routes = Routes()
         assert tracks.reconcile_split(state) is not None
         assert router.routes == routes_for(state)
+
+
+def test_the_names_kept_from_replicas_are_the_manifest_s_env_secrets(tmp_path: Path) -> None:
+    loaded = init_manifest(
+        tmp_path,
+        **{
+            "notifications": {
+                "signing_key": {"env": "SD_KEY"},
+                "sinks": [{"name": "log", "kind": "webhook", "url": {"env": "LOG_URL"},
+                           "headers": {"Authorization": {"env": "LOG_TOKEN"}}}],
+            },
+            "hooks": [{"name": "smoke", "type": "pre-rollout", "url": "http://127.0.0.1:9/s"}],
+        },
+    )  # fmt: skip
+    assert secret_env_names(loaded) == ("LOG_TOKEN", "LOG_URL", "SD_KEY")

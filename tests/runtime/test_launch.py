@@ -14,11 +14,14 @@ from pathlib import Path
 from swiftdeploy.runtime.launch import OWN_ENV
 
 
-def launch(tmp_path: Path, script: str, own: bool) -> tuple[subprocess.CompletedProcess[str], Path]:
+def launch(
+    tmp_path: Path, script: str, own: bool, hidden: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     """The launcher run as supervisord runs it, whose own env has a stale secret."""
     env = {"PATH": os.environ["PATH"], "SD_TEST_URL": "fresh"} | ({OWN_ENV: "1"} if own else {})
     launch_file = tmp_path / "driver.json"
-    launch_file.write_text(json.dumps({"argv": ["sh", "-c", script], "env": env}))
+    spec = {"argv": ["sh", "-c", script], "env": env, "hidden_env": list(hidden)}
+    launch_file.write_text(json.dumps(spec))
     done = subprocess.run(
         [sys.executable, "-m", "swiftdeploy.runtime.launch", str(launch_file)],
         env={**os.environ, "SD_TEST_URL": "stale", "SD_TEST_GONE": "stale"},
@@ -31,6 +34,17 @@ def test_a_program_s_env_is_merged_with_supervisords(tmp_path: Path) -> None:
     done, launch_file = launch(tmp_path, 'echo "$SD_TEST_URL ${SD_TEST_GONE-unset}"', own=False)
     assert (done.returncode, done.stdout) == (0, "fresh stale\n")
     assert launch_file.exists()
+
+
+def test_a_replica_does_not_inherit_the_manifest_s_secrets_from_supervisord(
+    tmp_path: Path,
+) -> None:
+    # Given supervisord started from a shell that exported a notifications secret
+    # When a replica's program is launched with that name hidden
+    done, _ = launch(tmp_path, 'echo "$SD_TEST_URL ${SD_TEST_GONE-unset}"', own=False,
+                     hidden=("SD_TEST_GONE",))  # fmt: skip
+    # Then it does not see it; what its own spec gives it, it still gets
+    assert (done.returncode, done.stdout) == (0, "fresh unset\n"), done.stderr
 
 
 def test_an_own_env_program_gets_exactly_its_env_and_its_file_goes_when_it_finishes(

@@ -89,3 +89,31 @@ def test_names_that_could_escape_the_supervisord_config_are_refused(
         assert not runtime.is_running(), "nothing starts for a refused name"
     finally:
         runtime.shutdown()
+
+
+def test_a_hidden_name_from_the_shell_that_started_supervisord_does_not_reach_the_process(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given supervisord started from a shell that exported a notifications secret
+    monkeypatch.setenv("SD_SIGNING_KEY_TEST", "s3cr3t")
+    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    out = short_tmp / "env.txt"
+    script = (
+        f"import os; open({str(out)!r}, 'w').write(os.environ.get('SD_SIGNING_KEY_TEST', '-'));"
+        " import time; time.sleep(600)"
+    )
+    try:
+        runtime.ensure_running()
+        # When a replica's program hides that name
+        runtime.start(
+            ProcessSpec(
+                name="replica",
+                argv=[sys.executable, "-c", script],
+                hidden_env=("SD_SIGNING_KEY_TEST",),
+            )
+        )
+        # Then the process does not see it
+        wait_for(out.exists, timeout=10)
+        assert out.read_text() == "-"
+    finally:
+        runtime.shutdown()

@@ -18,7 +18,7 @@ import httpx
 
 from swiftdeploy.errors import RuntimeProcessError, TrafficError
 from swiftdeploy.fsutil import atomic_write, private_dir
-from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.manifest import EnvSecret, LoadedManifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.probe import wait_for_ok
 from swiftdeploy.runtime.base import DRIVER_PROCESS, BackendDeps, ProcessInfo, ReplicaView
@@ -67,6 +67,14 @@ def replica_env(loaded: LoadedManifest, replica: Replica) -> dict[str, str]:
     if service.chaos:
         env[CHAOS_TOKEN_ENV] = chaos_token(loaded.state_dir)
     return env
+
+
+def secret_env_names(loaded: LoadedManifest) -> tuple[str, ...]:
+    """The environment variables the manifest's notifications and hooks read: kept from
+    every replica, which runs the code under test."""
+    return tuple(
+        sorted({ref.env for ref in loaded.manifest.secret_refs() if isinstance(ref, EnvSecret)})
+    )
 
 
 def chaos_token(state_dir: Path) -> str:

@@ -105,7 +105,9 @@ def main() -> None:
     given = {str(k): str(v) for k, v in spec["env"].items()}
     if given.pop(OWN_ENV, None):
         run_own(argv, given, launch_file, identity)
-    env = {**os.environ, **given}
+    hidden = {str(name) for name in spec.get("hidden_env", [])}
+    inherited = {name: value for name, value in os.environ.items() if name not in hidden}
+    env = {**inherited, **given}
     takeover = spec.get("takeover")
     if takeover:
         try:

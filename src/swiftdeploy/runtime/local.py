@@ -36,7 +36,12 @@ from swiftdeploy.runtime.base import (
     ProcessManager,
     TrackRuntime,
 )
-from swiftdeploy.runtime.hosted import PLATFORM_PROCESSES, HostedTracks, replica_env
+from swiftdeploy.runtime.hosted import (
+    PLATFORM_PROCESSES,
+    HostedTracks,
+    replica_env,
+    secret_env_names,
+)
 from swiftdeploy.state import FileStateStore, Replica, StateStore
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths stop at 108 bytes on Linux
@@ -157,7 +162,12 @@ class SupervisorRuntime:
         self.ensure_running()
         log = spec.log_path or self.state_dir / "logs" / f"{spec.name}.log"
         launch_file = self.programs / f"{spec.name}.json"
-        launch = {"argv": spec.argv, "env": spec.env, "takeover": spec.takeover}
+        launch = {
+            "argv": spec.argv,
+            "env": spec.env,
+            "takeover": spec.takeover,
+            "hidden_env": list(spec.hidden_env),
+        }
         atomic_write(launch_file, json.dumps(launch))
         launcher = [sys.executable, "-m", "swiftdeploy.runtime.launch", str(launch_file)]
         text = PROGRAM_CONF.format(
@@ -284,6 +294,7 @@ class LocalReplicas:
                 argv=argv,
                 env=env,
                 log_path=Path(self.logs(replica.name)),
+                hidden_env=secret_env_names(self.loaded),
             )
         )
 
