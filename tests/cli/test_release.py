@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from swiftdeploy.audit.events import schema_text
 from tests.conftest import SWIFTDEPLOY, Project, fast_rollout, finish_outputs, wait_for
+from tests.faults.conftest import tune
 
 VALIDATOR = Draft202012Validator(
     json.loads(schema_text()), format_checker=Draft202012Validator.FORMAT_CHECKER
@@ -42,6 +43,9 @@ def rollout_to_file(project: Project, version: str, path: Path) -> subprocess.Po
 def test_events_file_holds_the_rollouts_events_as_it_runs(project: Project, tmp_path: Path) -> None:
     # Given a deployed project (one short step), and a file from an earlier run at the path
     fast_rollout(project, steps=[{"weight": 50}])
+    # a step that lasts, so the rollout still runs when its first event is read however
+    # busy the machine, and cannot end held (its events would differ)
+    tune(project, min_duration="15s", max_duration="120s")
     project.cli("deploy")
     path = tmp_path / "events.jsonl"
     path.write_text("an earlier run's line\n")
