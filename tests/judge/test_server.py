@@ -226,6 +226,9 @@ def test_argo_web_provider_contract(
     assert code == 0, text
     assert "argo/shop/cart/2" in text
     assert "rollback" in text
+    # (a judge never learns what Argo did: it says what it answered, not "in progress")
+    assert "still in progress" not in text
+    assert "answers, the last rollback" in text
     assert "max_error_rate" in text or "errors_harm" in text
     # And replay under a stricter p99 limit (1 ms) flips the healthy canary's answers
     report = replay_trail(load_judge(config), overrides={"thresholds": {"max_p99_ms": 1}})

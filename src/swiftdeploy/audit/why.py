@@ -155,6 +155,24 @@ def _short(call: Record) -> str:
     return f"HTTP {status}" if isinstance(status, int) else "no answer"
 
 
+def _judged(rollout: Rollout) -> str | None:
+    """A judge's analysis (`swiftdeploy judge serve`): its trail has answers, no
+    transitions, and the judge never learns what the controller did with them, so the
+    headline says what it answered last rather than "still in progress"."""
+    if rollout.phase is not None or not rollout.decisions:
+        return None
+    last = rollout.decisions[-1]
+    if not isinstance(last.record.get("analysis"), str):
+        return None
+    controller = last.record.get("controller")
+    by = f" for {controller}" if isinstance(controller, str) else ""
+    versions = f" ({rollout.versions})" if rollout.versions else ""
+    return (
+        f"analysis {rollout.rollout_id}{versions}{by}: {len(rollout.decisions)} answers, the "
+        f"last {last.verdict} at {show_ts(rollout.end)}"
+    )
+
+
 def headline(rollout: Rollout) -> str:
     """`rollout r1 (canary v3, stable v2) was rolled back at step 1 (10% of traffic) ...`."""
     where = f" at {rollout.steps[-1].name}" if rollout.steps else ""
@@ -164,6 +182,9 @@ def headline(rollout: Rollout) -> str:
         name += f" ({rollout.versions})"
     if rollout.phase == "rolling-back":
         return f"{name} is being rolled back{where}, last record {when}"
+    judged = _judged(rollout)
+    if judged is not None:
+        return judged
     if rollout.outcome == "in progress":
         return (
             f"{name} is still in progress (phase {rollout.phase or 'unknown'}){where}, "
