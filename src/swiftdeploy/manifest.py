@@ -622,7 +622,7 @@ class Manifest(_Model):
     @model_validator(mode="after")
     def _webhooks_signed(self) -> Manifest:
         # model-level (sinks and hooks both need the key, a Secret needs the runtime);
-        # each message starts with its field, which `_friendly` turns into its line
+        # each message starts with its field, which `friendly_error` turns into its line
         if (self.notifications.sinks or self.hooks) and self.notifications.signing_key is None:
             raise ValueError(
                 "notifications.signing_key: required once a sink or hook is declared (every"
@@ -729,32 +729,39 @@ MAX_EXPANDED_NODES = 20_000
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/@+,:~ -]+$")
 
 
-def load_manifest(path: Path) -> LoadedManifest:
-    """Load and validate; every failure is one ManifestError naming file, line and field."""
-    path = path.resolve()
+def read_settings_file(
+    path: Path, noun: str, missing_hint: str
+) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    """A settings file (the manifest, the judge's config) read as bounded YAML: its data
+    and each key's line; a missing, unreadable, oversized or non-UTF-8 file is
+    one ManifestError naming it."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ManifestError(
-            f"{path}: manifest not found", hint="run `swiftdeploy init` or pass -f FILE"
-        ) from None
+        raise ManifestError(f"{path}: {noun} not found", hint=missing_hint) from None
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+        raise ManifestError(f"{path}: cannot read {noun}: {exc.strerror or exc}") from None
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(
-            f"{path}: the manifest is {len(raw)} bytes, more than {MAX_MANIFEST_BYTES}",
-            hint="a manifest is a page of settings; is this the right file?",
+            f"{path}: the {noun} is {len(raw)} bytes, more than {MAX_MANIFEST_BYTES}",
+            hint=f"a {noun} is a page of settings; is this the right file?",
         )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return _parse_yaml(path, text)
+
+
+def load_manifest(path: Path) -> LoadedManifest:
+    """Load and validate; every failure is one ManifestError naming file, line and field."""
+    path = path.resolve()
+    data, lines = read_settings_file(path, "manifest", "run `swiftdeploy init` or pass -f FILE")
     _check_project_path(path)
-    data, lines = _parse_yaml(path, text)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        raise _friendly(path, exc, lines) from None
+        raise friendly_error(path, exc, lines) from None
     loaded = LoadedManifest(
         manifest=manifest, path=path, lines={_dotted(k): v for k, v in lines.items()}
     )
@@ -886,7 +893,7 @@ def _index_lines(
             _index_lines(path, item, (*at, index), lines)
 
 
-def _friendly(
+def friendly_error(
     path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]
 ) -> ManifestError:
     error = exc.errors()[0]

@@ -22,8 +22,8 @@ from swiftdeploy.manifest import (
     Name,
     Policy,
     PositiveDuration,
-    _friendly,
-    _parse_yaml,
+    friendly_error,
+    read_settings_file,
 )
 from swiftdeploy.metrics.prometheus import DEFAULT_QUERIES
 from swiftdeploy.templates import render_query
@@ -31,7 +31,6 @@ from swiftdeploy.templates import render_query
 KIND = "Judge"
 Controller = Literal["argo", "flagger"]
 CONTROLLERS: tuple[Controller, ...] = ("argo", "flagger")
-MAX_CONFIG_BYTES = 256 * 1024
 
 
 def _selecting(selector: str) -> dict[str, str]:
@@ -202,21 +201,9 @@ class LoadedJudge:
 def load_judge(path: Path) -> LoadedJudge:
     """Load and validate; every failure is one ManifestError naming file, line and key."""
     path = path.resolve()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ManifestError(
-            f"{path}: judge config not found", hint="run `swiftdeploy judge init` or pass -c FILE"
-        ) from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read the judge config: {exc.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ManifestError(f"{path}: the judge config is more than {MAX_CONFIG_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    data, lines = _parse_yaml(path, text)
+    data, lines = read_settings_file(
+        path, "judge config", "run `swiftdeploy judge init` or pass -c FILE"
+    )
     if data.get("kind") != KIND:
         line = lines.get(("kind",))
         raise ManifestError(
@@ -226,7 +213,7 @@ def load_judge(path: Path) -> LoadedJudge:
     try:
         config = JudgeConfig.model_validate(data)
     except ValidationError as exc:
-        raise _friendly(path, exc, lines) from None
+        raise friendly_error(path, exc, lines) from None
     return LoadedJudge(config, path)
 
 
