@@ -47,7 +47,7 @@ from tests.conftest import fast_rollout, new_project  # noqa: E402
 from tests.support.docker import use_docker  # noqa: E402
 
 from swiftdeploy.commands.demo_image import build_demo_image  # noqa: E402
-from swiftdeploy.load import LoadResult, LoadRun  # noqa: E402
+from swiftdeploy.loadgen import LoadResult, LoadRun  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.runtime.docker import connect  # noqa: E402
 from swiftdeploy.wiring import open_fleet, project_locks  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.host import generous_host_gate  # noqa: E402
 
-from swiftdeploy.load import LoadRun  # noqa: E402
+from swiftdeploy.loadgen import LoadRun  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.metrics import ProviderDeps, create_provider  # noqa: E402
 from swiftdeploy.ports import free_port  # noqa: E402

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.host import generous_host_gate  # noqa: E402
 
-from swiftdeploy.load import LoadRun  # noqa: E402
+from swiftdeploy.loadgen import LoadRun  # noqa: E402
 from swiftdeploy.ports import free_port  # noqa: E402
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from tests.conftest import (
     Project,
     canary_ready,

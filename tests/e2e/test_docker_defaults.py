@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from tests.conftest import Project, cold_start, new_project, teardown
 from tests.support.docker import demo_images, engine, use_docker
 

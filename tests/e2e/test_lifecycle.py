@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.proc import pid_alive
 from tests.conftest import Project, version_counts
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from swiftdeploy.load import LoadResult, LoadRun
+from swiftdeploy.loadgen import LoadResult, LoadRun
 from tests.conftest import Project, canary_ready, start_rollout, wait_for
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import Measurement, MetricsProvider

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from swiftdeploy.errors import BadInputError
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.traffic.nginx import NginxRouter
 from tests.conftest import Project, version_counts

@@ -26,7 +26,7 @@ from swiftdeploy.analysis.split import split_disagrees
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.manifest import Analysis, Hook, HookType, Step
 from swiftdeploy.metrics.base import BlockHistory, Measurement, MetricsProvider
 from swiftdeploy.notify.hooks import HookCall, HookCaller, HookContext, describe_answer

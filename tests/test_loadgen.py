@@ -16,7 +16,7 @@ from threading import Thread
 import pytest
 
 from swiftdeploy.errors import CommandFailedError
-from swiftdeploy.load import LoadRun
+from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.proc import pid_alive
 from tests.conftest import wait_for
 from tests.support.stubserver import QuietHandler
@@ -60,7 +60,7 @@ def test_hey_dies_with_the_process_that_started_it() -> None:
     with serving() as url:
         script = textwrap.dedent(f"""
             import time
-            from swiftdeploy.load import LoadRun
+            from swiftdeploy.loadgen import LoadRun
             run = LoadRun({url!r}, seconds=600, connections=1, rate_per_connection=5)
             print("started", flush=True)
             time.sleep(600)
