@@ -360,7 +360,7 @@ class PrometheusSettings(_Model):
     def _templates_render(cls, queries: dict[str, str]) -> dict[str, str]:
         """Every override compiles and renders in the sandbox, so a template error shows
         at `validate`, and a template can reach nothing but its documented variables."""
-        from swiftdeploy.templates import render_query
+        from swiftdeploy.promql import render_query
 
         for name, text in queries.items():
             if name not in QUERY_NAMES:
@@ -684,7 +684,7 @@ class Manifest(_Model):
         return self
 
     def _queries_need_no_kube_labels(self) -> None:
-        from swiftdeploy.templates import render_query
+        from swiftdeploy.promql import render_query
 
         for name, text in self.metrics.prometheus.queries.items():
             try:

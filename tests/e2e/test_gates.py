@@ -8,7 +8,7 @@ import httpx
 import pytest
 import yaml
 
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from swiftdeploy.state import FileStateStore
 from tests.conftest import Project
 
@@ -41,7 +41,7 @@ def test_scenario_a_disk_threshold_above_free_disk_blocks_the_deploy(
     assert f"needs {UNREACHABLE_GB:.1f} GB" in lines[0]
     assert "per core" not in lines[0]  # the one rule tripped
     assert "memory" not in lines[0]
-    processes = {p.name for p in SupervisorRuntime(project.state_dir).processes()}
+    processes = {p.name for p in ProcessSupervisor(project.state_dir).processes()}
     assert not any(name.startswith(("stable-", "canary-")) for name in processes)
     assert FileStateStore(project.state_dir).load().replicas == ()
 

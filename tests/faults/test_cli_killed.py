@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from tests.conftest import (
     Project,
     assert_routes_match_state,
@@ -31,13 +31,13 @@ pytestmark = pytest.mark.e2e
 PLATFORM = {"nginx", "opa", "prometheus"}
 
 
-def driver_running(runtime: SupervisorRuntime) -> bool:
+def driver_running(runtime: ProcessSupervisor) -> bool:
     return any(p.name == "driver" and p.running for p in runtime.processes())
 
 
 def assert_consistent(project: Project) -> None:
     state = project.state()
-    runtime = SupervisorRuntime(project.state_dir)
+    runtime = ProcessSupervisor(project.state_dir)
     if state["phase"] in ("promoted", "rolled-back"):
         # a driver whose rollout ended exits (once it has recorded that it does)
         wait_for(lambda: not driver_running(runtime), timeout=60, what="the driver's exit")

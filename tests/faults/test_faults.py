@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from tests.conftest import (
     Project,
     fast_rollout,
@@ -33,7 +33,7 @@ def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
     tune(project, max_duration="8s")
     with rolling_out(project) as (rollout, load):
         # When OPA goes away during analysis
-        SupervisorRuntime(project.state_dir).stop("opa")
+        ProcessSupervisor(project.state_dir).stop("opa")
         output = finish(rollout)
         # Then every gate denies, nothing is promoted, and the rollout is held (exit 4)
         assert rollout.returncode == 4, output
@@ -46,7 +46,7 @@ def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         assert "resumed at step 1" in done.stdout
         assert any(
-            p.name == "opa" and p.running for p in SupervisorRuntime(project.state_dir).processes()
+            p.name == "opa" and p.running for p in ProcessSupervisor(project.state_dir).processes()
         )
         # And the driver carries the rollout to the end: a held step keeps looking, so
         # the evidence decides it even where a busy machine's latency bursts (judged
@@ -66,7 +66,7 @@ def test_prometheus_unreachable_is_never_a_pass(project: Project) -> None:
     project.manifest.write_text(yaml.safe_dump(manifest))
     with rolling_out(project) as (rollout, load):
         # When Prometheus goes away mid-step
-        SupervisorRuntime(project.state_dir).stop("prometheus")
+        ProcessSupervisor(project.state_dir).stop("prometheus")
         output = finish(rollout)
     # Then the looks report a provider error and the step holds past its limit for a
     # person (exit 4): nothing is promoted, and lack of data never rolls back
@@ -111,7 +111,7 @@ def test_nginx_sigkill_comes_back_with_the_current_weights(project: Project) -> 
 
 def test_a_crash_looping_canary_is_rolled_back_as_unhealthy(project: Project) -> None:
     fast_rollout(project)
-    runtime = SupervisorRuntime(project.state_dir)
+    runtime = ProcessSupervisor(project.state_dir)
 
     def kill_canaries() -> None:
         for process in runtime.processes():

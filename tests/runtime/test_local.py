@@ -11,14 +11,14 @@ import pytest
 
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.proc import ProcessSpec, pid_alive
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from tests.conftest import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
 
 def test_start_restart_after_crash_stop_and_shutdown(short_tmp: Path) -> None:
-    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    runtime = ProcessSupervisor(short_tmp / ".swiftdeploy")
     try:
         first = runtime.start(ProcessSpec(name="sleeper", argv=SLEEPER))
         assert first.running
@@ -41,7 +41,7 @@ def test_start_restart_after_crash_stop_and_shutdown(short_tmp: Path) -> None:
 
 
 def test_a_program_that_cannot_start_is_reported(short_tmp: Path) -> None:
-    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    runtime = ProcessSupervisor(short_tmp / ".swiftdeploy")
     try:
         with pytest.raises(RuntimeProcessError, match="did not start"):
             runtime.start(
@@ -53,7 +53,7 @@ def test_a_program_that_cannot_start_is_reported(short_tmp: Path) -> None:
 
 
 def test_env_values_with_quotes_and_percent_reach_the_process(short_tmp: Path) -> None:
-    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    runtime = ProcessSupervisor(short_tmp / ".swiftdeploy")
     out = short_tmp / "env.txt"
     script = (
         f"import os; open({str(out)!r}, 'w').write(os.environ['ODD']); import time; time.sleep(600)"
@@ -69,7 +69,7 @@ def test_env_values_with_quotes_and_percent_reach_the_process(short_tmp: Path) -
 
 
 def test_socket_is_private(short_tmp: Path) -> None:
-    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    runtime = ProcessSupervisor(short_tmp / ".swiftdeploy")
     try:
         runtime.ensure_running()
         assert (runtime.socket.stat().st_mode & 0o777) == 0o700
@@ -82,7 +82,7 @@ def test_socket_is_private(short_tmp: Path) -> None:
 def test_names_that_could_escape_the_supervisord_config_are_refused(
     short_tmp: Path, name: str
 ) -> None:
-    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    runtime = ProcessSupervisor(short_tmp / ".swiftdeploy")
     try:
         with pytest.raises(RuntimeProcessError, match="refusing process name"):
             runtime.start(ProcessSpec(name=name, argv=SLEEPER))
@@ -96,7 +96,7 @@ def test_a_hidden_name_from_the_shell_that_started_supervisord_does_not_reach_th
 ) -> None:
     # Given supervisord started from a shell that exported a notifications secret
     monkeypatch.setenv("SD_SIGNING_KEY_TEST", "s3cr3t")
-    runtime = SupervisorRuntime(short_tmp / ".swiftdeploy")
+    runtime = ProcessSupervisor(short_tmp / ".swiftdeploy")
     out = short_tmp / "env.txt"
     script = (
         f"import os; open({str(out)!r}, 'w').write(os.environ.get('SD_SIGNING_KEY_TEST', '-'));"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from tests.conftest import Project, canary_ready, finish, start_rollout, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +61,7 @@ def test_every_listener_is_on_loopback(everything_running: Project) -> None:
     project = everything_running
     manager = int((project.state_dir / "supervisord.pid").read_text())
     listeners = _listening(_family(manager))
-    names = {p.name for p in SupervisorRuntime(project.state_dir).processes()}
+    names = {p.name for p in ProcessSupervisor(project.state_dir).processes()}
     assert {"nginx", "opa", "prometheus"} <= names
     assert len(listeners) >= 5  # nginx's public listener, prometheus, 3 replicas
     outside = [(addr, who) for addr, who in listeners if not addr.startswith("127.0.0.1:")]

@@ -26,7 +26,7 @@ from swiftdeploy.manifest import (
     read_settings_file,
 )
 from swiftdeploy.metrics.prometheus import DEFAULT_QUERIES
-from swiftdeploy.templates import render_query
+from swiftdeploy.promql import render_query
 
 KIND = "Judge"
 Controller = Literal["argo", "flagger"]

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, quantile_key, summarize
-from swiftdeploy.templates import render_query
+from swiftdeploy.promql import render_query
 
 DEFAULT_QUERIES = {
     "requests": 'sum(increase(http_requests_total{track="{{ track }}"}[{{ window }}]))',

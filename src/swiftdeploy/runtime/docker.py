@@ -47,7 +47,7 @@ from swiftdeploy.manifest import LoadedManifest, SecretValue
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessInfo, TrackRuntime
 from swiftdeploy.runtime.hosted import CHAOS_TOKEN_ENV, HostedTracks, replica_env
 from swiftdeploy.runtime.image_user import host_holders, image_uid, shared_uid_warning
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from swiftdeploy.state import FileStateStore, Replica, StateStore
 
 LABEL = "io.swiftdeploy"
@@ -425,8 +425,8 @@ NGINX_ROUTED = True
 HOST_DRIVER = True
 
 
-def process_manager(loaded: LoadedManifest) -> SupervisorRuntime:
-    return SupervisorRuntime(loaded.state_dir)
+def process_manager(loaded: LoadedManifest) -> ProcessSupervisor:
+    return ProcessSupervisor(loaded.state_dir)
 
 
 def create_tracks(deps: BackendDeps) -> TrackRuntime:

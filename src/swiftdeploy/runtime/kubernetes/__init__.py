@@ -25,7 +25,7 @@ from swiftdeploy.runtime.kubernetes.control import ConfigMapControl
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.runtime.kubernetes.tracks import KubeTracks
-from swiftdeploy.runtime.local import SupervisorRuntime
+from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from swiftdeploy.state import StateStore
 
 NGINX_ROUTED = False
@@ -55,7 +55,7 @@ def kube_of(loaded: LoadedManifest) -> Kube:
 def process_manager(loaded: LoadedManifest) -> ProcessManager:
     # The platform processes that still run on the operator's machine: OPA, when the
     # policy engine is opa without a server's URL.
-    return SupervisorRuntime(loaded.state_dir)
+    return ProcessSupervisor(loaded.state_dir)
 
 
 def create_tracks(deps: BackendDeps) -> TrackRuntime:
