@@ -14,24 +14,16 @@
 set -euo pipefail
 ARGO_VERSION=v1.10.2
 GO_TOOLCHAIN=go1.27.3
-dest="${1:?usage: install-argo.sh DEST_DIR}"
-mkdir -p "$dest"
-dest="$(cd "$dest" && pwd)"
-stamp="$dest/VERSION"
+# shellcheck source=scripts/go-build.sh
+source "$(dirname "$0")/go-build.sh"
+dest="$(abs_dir "${1:?usage: install-argo.sh DEST_DIR}")"
 want="argo-rollouts $ARGO_VERSION $GO_TOOLCHAIN"
 bin="$dest/bin/rollouts-controller"
-if [ -x "$bin" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$dest/crds" ]; then
-  exit 0
-fi
+up_to_date "$dest" "$want" "$bin" "$dest/crds" && exit 0
 
-export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { echo "install-argo: Go is needed to build Argo Rollouts; install golang-go" >&2; exit 1; }
+go_begin argo "Argo Rollouts"
 # Exactly this toolchain, from the module proxy (never "auto": no other version is fetched).
 export GOTOOLCHAIN="$GO_TOOLCHAIN" GOFLAGS=-mod=mod CGO_ENABLED=0
-# shellcheck source=scripts/ticker.sh
-source "$(dirname "$0")/ticker.sh"
-say() { echo "swiftdeploy setup: argo: $*"; }
-start=$SECONDS
 say "building Argo Rollouts $ARGO_VERSION with $GO_TOOLCHAIN (first time 7 to 14 minutes on 2 cores; a rebuild reuses Go's cache and takes seconds)"
 have="$(go env GOVERSION 2>/dev/null)" || true
 [ "$have" = "$GO_TOOLCHAIN" ] || {
@@ -39,7 +31,6 @@ have="$(go env GOVERSION 2>/dev/null)" || true
   exit 1
 }
 
-moddir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'; }
 say "downloading github.com/argoproj/argo-rollouts@$ARGO_VERSION"
 argo_src="$(moddir "github.com/argoproj/argo-rollouts@$ARGO_VERSION")"
 [ -n "$argo_src" ] && [ -f "$argo_src/go.mod" ] || {
@@ -87,7 +78,6 @@ rm -rf "$dest/crds"
 mkdir -p "$dest/crds"
 install -m 0644 "$argo_src"/manifests/crds/*-crd.yaml "$dest/crds/"
 
-printf 'source: go module proxy, github.com/argoproj/argo-rollouts@%s (its replace block), built with %s\n' \
-  "$ARGO_VERSION" "$GO_TOOLCHAIN" > "$dest/SOURCE"
-echo "$want" > "$stamp"
-say "done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: $("$bin" --version)"
+go_done "$dest" "$want" \
+  "source: go module proxy, github.com/argoproj/argo-rollouts@$ARGO_VERSION (its replace block), built with $GO_TOOLCHAIN" \
+  "$("$bin" --version)"

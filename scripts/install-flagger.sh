@@ -10,28 +10,20 @@
 # cold build (343 s measured at nice 19 on 2 busy cores).
 set -euo pipefail
 FLAGGER_VERSION=v1.36.1
-dest="${1:?usage: install-flagger.sh DEST_DIR}"
-mkdir -p "$dest"
-dest="$(cd "$dest" && pwd)"
-stamp="$dest/VERSION"
+# shellcheck source=scripts/go-build.sh
+source "$(dirname "$0")/go-build.sh"
+dest="$(abs_dir "${1:?usage: install-flagger.sh DEST_DIR}")"
 want="flagger $FLAGGER_VERSION"
 bin="$dest/bin/flagger"
-if [ -x "$bin" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$dest/crds/crd.yaml" ]; then
-  exit 0
-fi
+up_to_date "$dest" "$want" "$bin" "$dest/crds/crd.yaml" && exit 0
 
-export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { echo "install-flagger: Go is needed to build Flagger; install golang-go" >&2; exit 1; }
+go_begin flagger Flagger
 # The module proxy is the only source: never let go fetch another toolchain.
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-# shellcheck source=scripts/ticker.sh
-source "$(dirname "$0")/ticker.sh"
-say() { echo "swiftdeploy setup: flagger: $*"; }
-start=$SECONDS
 say "building Flagger $FLAGGER_VERSION with $(go version | cut -d' ' -f3) (first time about 6 minutes on 2 cores; a rebuild reuses Go's cache and takes seconds)"
 
 say "downloading github.com/fluxcd/flagger@$FLAGGER_VERSION"
-src="$(go mod download -json "github.com/fluxcd/flagger@$FLAGGER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+src="$(moddir "github.com/fluxcd/flagger@$FLAGGER_VERSION")"
 [ -n "$src" ] && [ -f "$src/artifacts/flagger/crd.yaml" ] || {
   echo "install-flagger: the module proxy did not give github.com/fluxcd/flagger@$FLAGGER_VERSION" >&2
   exit 1
@@ -45,7 +37,6 @@ stop_ticker
 say "copying the CRDs"
 mkdir -p "$dest/crds"
 install -m 0644 "$src/artifacts/flagger/crd.yaml" "$dest/crds/crd.yaml"
-printf 'source: go module proxy, github.com/fluxcd/flagger@%s, built with %s\n' \
-  "$FLAGGER_VERSION" "$(go version | cut -d' ' -f3)" > "$dest/SOURCE"
-echo "$want" > "$stamp"
-say "done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: $("$bin" -version)"
+go_done "$dest" "$want" \
+  "source: go module proxy, github.com/fluxcd/flagger@$FLAGGER_VERSION, built with $(go version | cut -d' ' -f3)" \
+  "$("$bin" -version)"

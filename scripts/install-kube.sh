@@ -18,29 +18,18 @@ STAGING_VERSION=v0.37.2
 KWOK_VERSION=v0.8.0
 ETCD_VERSION=v3.6.16
 GATEWAY_API_VERSION=v1.6.3
-dest="${1:?usage: install-kube.sh DEST_DIR}"
-mkdir -p "$dest"
-dest="$(cd "$dest" && pwd)"
-stamp="$dest/VERSION"
+# shellcheck source=scripts/go-build.sh
+source "$(dirname "$0")/go-build.sh"
+dest="$(abs_dir "${1:?usage: install-kube.sh DEST_DIR}")"
 want="kubernetes $KUBE_VERSION kwok $KWOK_VERSION etcd $ETCD_VERSION gateway-api $GATEWAY_API_VERSION"
 bins=(kube-apiserver kube-controller-manager kube-scheduler kwok etcd)
-ready=1
-for b in "${bins[@]}"; do [ -x "$dest/bin/$b" ] || ready=0; done
-if [ "$ready" = 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
-fi
+up_to_date "$dest" "$want" "${bins[@]/#/$dest/bin/}" && exit 0
 
-export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { echo "install-kube: Go is needed to build the control plane; install golang-go" >&2; exit 1; }
+go_begin kube "the control plane"
 # The module proxy is the only source: never let go fetch another toolchain.
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-# shellcheck source=scripts/ticker.sh
-source "$(dirname "$0")/ticker.sh"
-say() { echo "swiftdeploy setup: kube: $*"; }
-start=$SECONDS
 say "building Kubernetes $KUBE_VERSION, kwok $KWOK_VERSION and etcd $ETCD_VERSION with $(go version | cut -d' ' -f3) (first time about 15 minutes on 2 cores; a rebuild reuses Go's cache)"
 
-moddir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'; }
 say "downloading k8s.io/kubernetes@$KUBE_VERSION"
 kube_src="$(moddir "k8s.io/kubernetes@$KUBE_VERSION")"
 need="$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$kube_src/go.mod" | head -n1)"
@@ -116,7 +105,6 @@ rm -rf "$dest/gateway-api-crds"
 mkdir -p "$dest/gateway-api-crds"
 install -m 0644 "$gw_src"/config/crd/standard/*.yaml "$dest/gateway-api-crds/"
 
-printf 'source: go module proxy, k8s.io/kubernetes@%s (staging %s), sigs.k8s.io/kwok@%s, go.etcd.io/etcd/server/v3@%s, sigs.k8s.io/gateway-api@%s, built with %s\n' \
-  "$KUBE_VERSION" "$STAGING_VERSION" "$KWOK_VERSION" "$ETCD_VERSION" "$GATEWAY_API_VERSION" "$(go version | cut -d' ' -f3)" > "$dest/SOURCE"
-echo "$want" > "$stamp"
-say "done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: $("$dest/bin/kube-apiserver" --version)"
+go_done "$dest" "$want" \
+  "source: go module proxy, k8s.io/kubernetes@$KUBE_VERSION (staging $STAGING_VERSION), sigs.k8s.io/kwok@$KWOK_VERSION, go.etcd.io/etcd/server/v3@$ETCD_VERSION, sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION, built with $(go version | cut -d' ' -f3)" \
+  "$("$dest/bin/kube-apiserver" --version)"
