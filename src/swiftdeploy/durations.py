@@ -1,25 +1,38 @@
-"""Durations written as `500ms`, `10s`, `2m`, `1h` (or plain seconds), and read back
-for people as `34 s`, `1 min 40 s`, `12 min`, `2 h 5 min`."""
+"""Durations written as `500ms`, `10s`, `2m`, `1h`, compounds such as `1m30s` or
+`1h2m3s500ms` (or plain seconds), and read back for people as `34 s`, `1 min 40 s`,
+`12 min`, `2 h 5 min`: the one parser and the one formatter every part uses."""
 
 from __future__ import annotations
 
 import math
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_NUMBER = r"\d+(?:\.\d+)?"
+# Units largest first, each at most once (Go's time.ParseDuration, without negatives).
+# ECMA-262 and Python read this pattern alike, so the JSON Schema carries it as is.
+DURATION_PATTERN = (
+    rf"^\s*(?=\d)(?:{_NUMBER}|(?:{_NUMBER}\s*h\s*)?(?:{_NUMBER}\s*m\s*)?"
+    rf"(?:{_NUMBER}\s*s\s*)?(?:{_NUMBER}\s*ms)?)\s*$"
+)
+_DURATION = re.compile(DURATION_PATTERN)
+_PART = re.compile(rf"({_NUMBER})\s*(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+FORMS = "500ms, 10s, 2m, 1h or 1m30s"
 
 
 def parse_duration(value: object) -> float:
     """Seconds as a float; raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 500ms, 10s, 2m or 1h")
+        raise ValueError(f"expected a duration such as {FORMS}")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    elif isinstance(value, str) and _DURATION.match(value):
+        parts = _PART.findall(value)
+        seconds = (
+            sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts) if parts else float(value)
+        )
     else:
-        raise ValueError(f"{value!r} is not a duration; use forms like 500ms, 10s, 2m or 1h")
+        raise ValueError(f"{value!r} is not a duration; use forms like {FORMS}")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     if not math.isfinite(seconds):
@@ -45,3 +58,8 @@ def format_duration(seconds: float) -> str:
         hours, rest = divmod(minutes, 60)
         return f"{hours} h {rest} min" if rest else f"{hours} h"
     return f"{round(seconds / 3600)} h"
+
+
+def format_ago(at: float, now: float) -> str:
+    """How long ago `at` was, for people (`1 min 40 s ago`); never negative."""
+    return f"{format_duration(max(now - at, 0.0))} ago"

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from swiftdeploy.durations import parse_duration
+from swiftdeploy.durations import format_duration, parse_duration
 from swiftdeploy.errors import BadInputError, ManifestError
 
 API_VERSION = "swiftdeploy/v1"
@@ -245,7 +245,7 @@ class Warmup(_Model):
     def describe(self) -> str:
         parts = []
         if self.time > 0:
-            parts.append(f"{self.time:g}s")
+            parts.append(format_duration(self.time))
         if self.requests > 0:
             parts.append(f"{self.requests} canary requests")
         return " and ".join(parts) or "off"

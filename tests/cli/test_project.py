@@ -21,7 +21,7 @@ def test_a_rollout_waiting_for_its_pre_rollout_hook_says_so_before_any_look() ->
     )
     # Then status says what it waits for, since when, and that no answer came yet
     assert rollout_lines(state, NOW) == [
-        "waiting 30s for hook smoke (pre-rollout) before the canary gets any traffic:"
+        "waiting 30 s for hook smoke (pre-rollout) before the canary gets any traffic:"
         " asked, no answer yet"
     ]
 
@@ -46,8 +46,8 @@ def test_a_step_waiting_for_a_confirm_hook_says_which_since_when_and_its_last_an
     )
     # Then status prints the look and the wait, once
     assert rollout_lines(state, NOW) == [
-        "last look 2s ago: hold",
+        "last look 2 s ago: hold",
         "  errors: passed",
-        "step 2 passed; waiting 40s for hook approve (confirm-traffic-increase) before"
-        " step 3: HTTP 403 12s ago",
+        "step 2 passed; waiting 40 s for hook approve (confirm-traffic-increase) before"
+        " step 3: HTTP 403 12 s ago",
     ]

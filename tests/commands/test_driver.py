@@ -386,7 +386,7 @@ def test_promote_while_a_confirm_promotion_hook_says_no_says_the_step_waits_for_
         state = heard(engine, state, made)
         state, answer = ask(engine, control, state, "promote", to_the_end=to_the_end)
         assert answer.exit_code == ExitCode.HELD
-        assert re.search(r"approve \(confirm-promotion\) before promoting: HTTP 403 \d+s ago$",
+        assert re.search(r"approve \(confirm-promotion\) before promoting: HTTP 403 \d+ s ago$",
                          answer.message), answer.message  # fmt: skip
         assert state.stable_version == "v1"
         # and a weight set meanwhile is done, saying the step still waits

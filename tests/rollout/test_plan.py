@@ -49,7 +49,7 @@ def test_the_first_step_adds_the_warmup_before_latency_only(
     # errors count from the first request; latency after the warm-up
     assert first == pytest.approx(max(30.0, errors / 5, 60 + latency / 5))
     notes = plan(manifest, reference).notes
-    assert any("warm-up (60s and 300 canary requests: about 1 min" in note for note in notes)
+    assert any("warm-up (1 min and 300 canary requests: about 1 min" in note for note in notes)
     off = init_manifest(tmp_path, **{"strategy.canary.analysis.warmup": "off"}).manifest
     assert plan(off, reference).steps[0].seconds == pytest.approx(
         max(30.0, errors / 5, latency / 5)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from swiftdeploy import DEFAULT_MANIFEST
-from swiftdeploy.durations import format_duration, parse_duration
+from swiftdeploy.durations import parse_duration
 from swiftdeploy.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -156,7 +156,3 @@ def force_reason(force: bool, reason: str | None) -> str | None:
     if reason is not None and not force:
         raise BadInputError("--reason is only used with --force")
     return reason.strip() if force and reason else None
-
-
-def seconds(value: float | None) -> str:
-    return "-" if value is None else format_duration(value)

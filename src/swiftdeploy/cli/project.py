@@ -30,6 +30,7 @@ from swiftdeploy.cli.common import (
     summary,
     warn,
 )
+from swiftdeploy.durations import format_ago, format_duration
 from swiftdeploy.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def _status_table(loaded: LoadedManifest, report: StatusReport) -> Table:
     if captions:
         provider = loaded.manifest.metrics.provider
         elapsed = report.traffic["stable"].elapsed_s or 0
-        table.caption = "   ".join(captions) + f"   ({provider}, last {elapsed:.1f}s)"
+        table.caption = "   ".join(captions) + f"   ({provider}, last {format_duration(elapsed)})"
     return table
 
 
@@ -244,7 +245,7 @@ def notification_lines(report: StatusReport) -> list[str]:
 
 
 def _ago(at: float) -> str:
-    return f"{max(time.time() - at, 0):.0f}s ago"
+    return format_ago(at, time.time())
 
 
 def rollout_lines(state: State, now: float | None = None) -> list[str]:
@@ -255,7 +256,7 @@ def rollout_lines(state: State, now: float | None = None) -> list[str]:
     lines: list[str] = []
     look = state.last_look
     if state.track("canary") and look is not None:
-        lines.append(f"last look {now - look.at:.0f}s ago: {look.action}")
+        lines.append(f"last look {format_ago(look.at, now)}: {look.action}")
         lines += [f"  {label}: {text}" for label, text in look.progress]
         if state.message and state.awaiting is None:  # else: said below, with times
             lines.append(f"  {state.message}")
@@ -324,7 +325,7 @@ def metrics(
         cells = [f"{v:.1f} ms" if v is not None else "-" for v in quantiles]
         rps = f"{m.rps:.1f}" if m.rps is not None else "-"
         table.add_row(name, m.status, str(m.requests), str(m.errors), rate, *cells, rps,
-                      f"{m.elapsed_s or 0:.1f}s")  # fmt: skip
+                      format_duration(m.elapsed_s or 0))  # fmt: skip
     out.print(table)
     for name, m in measured.items():
         if m.detail:

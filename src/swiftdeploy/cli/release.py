@@ -36,10 +36,10 @@ from swiftdeploy.cli.common import (
     locked_fleet,
     out,
     print_json,
-    seconds,
     summary,
     warn,
 )
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import (
     BadInputError,
     ExitCode,
@@ -619,7 +619,8 @@ class _Away:
 
     def back(self) -> None:
         if self.since is not None:
-            err.print(f"reading again after {time.monotonic() - self.since:.0f}s", markup=False)
+            waited = format_duration(time.monotonic() - self.since)
+            err.print(f"reading again after {waited}", markup=False)
             self.since = None
 
 
@@ -739,7 +740,7 @@ def _print_plan(version: str, found: Plan, manifest: Manifest, as_json: bool) ->
     )  # fmt: skip
     for step, per_replica in zip(found.steps, loads, strict=True):
         needed = step.needed_text
-        about = seconds(step.seconds) if step.seconds is not None else "cannot plan"
+        about = format_duration(step.seconds) if step.seconds is not None else "cannot plan"
         within = "yes" if step.within_limit else "[yellow]no: holds[/]"
         row = (str(step.index + 1), f"{step.weight}%", f"{step.canary_rps:.1f}", needed, about)
         canary = escape(per_replica.shown(per_replica.canary_share))
@@ -747,7 +748,7 @@ def _print_plan(version: str, found: Plan, manifest: Manifest, as_json: bool) ->
         stable = escape(per_replica.shown(per_replica.stable_share))
         table.add_row(*row, within, canary, stable)
     total = found.total_s
-    caption = [f"whole rollout: about {seconds(total)}"] if total else []
+    caption = [f"whole rollout: about {format_duration(total)}"] if total else []
     if loads:
         first = loads[0]
         caption.append(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import (
     ExitCode,
     LockedError,
@@ -171,7 +172,7 @@ def _poll(
             return found
         time.sleep(0.1)
     raise OperationalError(
-        f"{failure} within {timeout_s:.0f}s",
+        f"{failure} within {format_duration(timeout_s)}",
         hint=f"see {loaded.state_dir / 'logs' / (PROGRAM + '.log')}",
     )
 
@@ -288,7 +289,8 @@ def ask(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer | None:
             return None  # the driver stopped before taking it: act without it
     control.withdraw(request)
     raise OperationalError(
-        f"the driver (pid {info.pid}) did not answer `{verb}` within {ANSWER_TIMEOUT_S:.0f}s",
+        f"the driver (pid {info.pid}) did not answer `{verb}` within"
+        f" {format_duration(ANSWER_TIMEOUT_S)}",
         hint="`swiftdeploy status` shows whether it still looks",
     )
 
@@ -799,7 +801,8 @@ def ask_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer:
             raise no_driver(loaded)  # nobody took it: it is gone again
         if waited > ANSWER_TIMEOUT_S:
             raise OperationalError(
-                f"the driver took `{verb}` and did not answer within {ANSWER_TIMEOUT_S:.0f}s",
+                f"the driver took `{verb}` and did not answer within"
+                f" {format_duration(ANSWER_TIMEOUT_S)}",
                 hint="`swiftdeploy status` shows whether it still looks",
             )
 
@@ -856,7 +859,9 @@ def start_in_cluster(
         if waited > TAKE_TIMEOUT_S and control.withdraw(request):
             raise no_driver(loaded)
         if waited > timeout_s:
-            raise OperationalError(f"the driver did not start the rollout within {timeout_s:.0f}s")
+            raise OperationalError(
+                f"the driver did not start the rollout within {format_duration(timeout_s)}"
+            )
 
 
 class _Outage:
@@ -900,7 +905,7 @@ class _Outage:
             retries=self.retries,
             error=self.error,
         )
-        self.progress(f"driver: working again after {ended - self.since:.1f}s")
+        self.progress(f"driver: working again after {format_duration(ended - self.since)}")
         self.since, self.retries, self.error, self.away = None, 0, "", False
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS
 from swiftdeploy.analysis.split import split_disagrees
 from swiftdeploy.audit.recorder import record_decision
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.loadgen import LoadRun
@@ -401,7 +402,7 @@ class RolloutEngine:
                 "held",
                 phase=Phase.PAUSED,
                 pause_kind="held",
-                message=f"undecided after {look.elapsed_s:.0f}s: {summary}",
+                message=f"undecided after {format_duration(look.elapsed_s)}: {summary}",
             )
         if action == "promote":
             return self._step_passed(state, step)
@@ -436,7 +437,7 @@ class RolloutEngine:
         if isinstance(step.pause, float) and step.pause > 0:
             return self._transition(
                 state,
-                f"step passed; pausing {step.pause:g}s",
+                f"step passed; pausing {format_duration(step.pause)}",
                 "passed",
                 phase=Phase.PAUSED,
                 pause_kind="timed",

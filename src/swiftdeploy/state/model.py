@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from swiftdeploy.durations import format_ago, format_duration
 from swiftdeploy.errors import StateError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.state.evidence import Evidence
@@ -93,11 +94,11 @@ class HookWait(BaseModel):
     def describe(self, answers: Mapping[str, HookAnswer], now: float) -> str:
         """In words, for people (`status`, the driver's answers): what passed, which hook
         of which type it waits for, for how long, before what, and the last answers.
-        'step 2 passed; waiting 40s for hook approve (confirm-promotion) before
-        promoting: HTTP 403 12s ago'."""
+        'step 2 passed; waiting 40 s for hook approve (confirm-promotion) before
+        promoting: HTTP 403 12 s ago'."""
         names = ", ".join(self.hooks)
         what = f"{'hook' if len(self.hooks) == 1 else 'hooks'} {names} ({self.type})"
-        waited = f"waiting {_ago(self.since, now)} for {what}"
+        waited = f"waiting {format_duration(max(now - self.since, 0.0))} for {what}"
         if self.type == "pre-rollout":
             said = f"{waited} before the canary gets any traffic"
         else:
@@ -113,12 +114,8 @@ def _heard(answer: HookAnswer | None, step: int, now: float) -> str:
     if answer is None or answer.step != step:
         return "asked, no answer yet"
     if answer.status is None:
-        return f"no answer ({answer.error}) {_ago(answer.at, now)} ago"
-    return f"HTTP {answer.status} {_ago(answer.at, now)} ago"
-
-
-def _ago(at: float, now: float) -> str:
-    return f"{max(now - at, 0.0):.0f}s"
+        return f"no answer ({answer.error}) {format_ago(answer.at, now)}"
+    return f"HTTP {answer.status} {format_ago(answer.at, now)}"
 
 
 class State(BaseModel):
