@@ -6,7 +6,7 @@ Synthetic traffic: the canary takes 10% of requests (1, 5 or 20 requests/s; stab
 gets 9x as many), Poisson arrivals per arm, stable error rate 0.5%, canary 5% (bad)
 or 0.5% (healthy). Every method sees the same simulated traffic in every run:
 
-- SwiftDeploy: the e-processes of swiftdeploy.analysis.sequential (the library code,
+- SwiftDeploy: the e-processes of swiftdeploy.stats.sequential (the library code,
   not a copy) on counts cumulated since the step began, looked at every 2 s (the
   engine's default interval) up to the horizon (30 min), alpha = 0.01, tolerance 0,
   margin 0.01. Rollback at the first look whose harm e-value reaches 1/alpha.
@@ -67,7 +67,7 @@ import scipy
 from numpy.typing import NDArray
 from scipy.special import betaincc, betaln, xlog1py, xlogy
 
-from swiftdeploy.analysis.sequential import HARM_PRIOR, log_e_harm, log_e_no_harm, log_mixture
+from swiftdeploy.stats.sequential import HARM_PRIOR, log_e_harm, log_e_no_harm, log_mixture
 
 P_STABLE = 0.005
 P_BAD = 0.05

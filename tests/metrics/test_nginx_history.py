@@ -1,5 +1,5 @@
 """The nginx provider's blocks: the router's per-second history cut into blocks of
-time, for how bursty the stable already was before a rollout (analysis.dispersion)."""
+time, for how bursty the stable already was before a rollout (stats.dispersion)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Bursts of errors or slowness on every replica, the same on both tracks, do not roll
 a healthy canary back: the stable's history says the service is bursty before the
-canary serves a request, and evidence is counted in bursts (analysis.dispersion).
+canary serves a request, and evidence is counted in bursts (stats.dispersion).
 Without a history (the `scrape` provider), the errors comparison waits until the
 stable's own blocks have shown how its errors come."""
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swiftdeploy.analysis.dispersion import BLOCK_S, KNOWN_BLOCKS
 from swiftdeploy.manifest import Policy
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import HISTORY_S, RolloutEngine
 from swiftdeploy.rollout.statistics import WEIGHTS, Settings, assess
 from swiftdeploy.state import Phase
 from swiftdeploy.state.evidence import Counts, Evidence
+from swiftdeploy.stats.dispersion import BLOCK_S, KNOWN_BLOCKS
 from tests.rollout.conftest import World
 from tests.support.sim import Episodes, SimWorld, TrackModel, init_manifest, sim_world
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS, KNOWN_BLOCKS
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state import FileStateStore, State
 from swiftdeploy.state.evidence import Evidence
+from swiftdeploy.stats.dispersion import BLOCK_S, HISTORY_BLOCKS, KNOWN_BLOCKS
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ import numpy as np
 import yaml
 from scipy.stats import lognorm
 
-from swiftdeploy.analysis.dispersion import BLOCK_S
 from swiftdeploy.commands.deploy import deploy
 from swiftdeploy.commands.init import init_project
 from swiftdeploy.errors import RuntimeProcessError
@@ -57,6 +56,7 @@ from swiftdeploy.rollout.engine import RolloutEngine, TickReport
 from swiftdeploy.runtime.base import ProcessInfo, ReplicaView
 from swiftdeploy.runtime.hosted import routes_for
 from swiftdeploy.state import FileStateStore, Replica, State, StateStore, Track
+from swiftdeploy.stats.dispersion import BLOCK_S
 from swiftdeploy.traffic.base import RouterStatus, Routes
 
 # The nginx router's histogram bounds (swiftdeploy_router.lua), in seconds.

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from swiftdeploy.analysis.quantile import histogram_quantile
 from swiftdeploy.ports import free_port
+from swiftdeploy.stats.quantile import histogram_quantile
 from tests.conftest import Project, slowclient_deployed, wait_for
 from tests.support.slowclient import BIG_BYTES, read_slowly, send_slowly
 

@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from swiftdeploy.analysis.quantile import histogram_quantile
 from swiftdeploy.cli.common import printable
 from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import Manifest, Step
@@ -36,6 +35,7 @@ from swiftdeploy.rollout.statistics import (
 from swiftdeploy.state import Phase, State
 from swiftdeploy.state.evidence import Counts
 from swiftdeploy.state.model import HookAnswer, HookWait
+from swiftdeploy.stats.quantile import histogram_quantile
 
 
 def look_json(report: TickReport) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 
-from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.errors import BadInputError
@@ -44,6 +43,7 @@ from swiftdeploy.metrics.prometheus import PrometheusProvider
 from swiftdeploy.notify.secrets import describe
 from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine
 from swiftdeploy.rollout.looking import TRACKS, Track, opened_evidence
+from swiftdeploy.stats.dispersion import BLOCK_S, HISTORY_BLOCKS
 
 PRUNE_EVERY_S = 60.0
 CALLER_TOKEN_KEY = "token"  # noqa: S105 - the metadata key Flagger callers put theirs in

@@ -18,7 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from swiftdeploy.analysis.quantile import histogram_quantile
+from swiftdeploy.stats.quantile import histogram_quantile
 
 Status = Literal["ok", "no_data", "provider_error"]
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99)

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from swiftdeploy.analysis.dispersion import BLOCK_S, HISTORY_BLOCKS
-from swiftdeploy.analysis.split import split_disagrees
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import RuntimeProcessError
@@ -39,6 +37,8 @@ from swiftdeploy.rollout.statistics import Settings, progress
 from swiftdeploy.state import LastLook, Phase, State
 from swiftdeploy.state.evidence import Dimension, Evidence, PassedBy
 from swiftdeploy.state.model import HookAnswer, HookWait
+from swiftdeploy.stats.dispersion import BLOCK_S, HISTORY_BLOCKS
+from swiftdeploy.stats.split import split_disagrees
 
 TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
 
@@ -47,7 +47,7 @@ TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDL
 LOOK_REQUESTS = 5.0
 AUTO_INTERVAL_MAX_S = 2.0
 AUTO_INTERVAL_FIRST_S = 1.0  # before the step has a canary rate to go by
-# How far back the stable's history seeds its spread (analysis.dispersion): five minutes
+# How far back the stable's history seeds its spread (stats.dispersion): five minutes
 # see about a dozen bursts of a replica that has one a minute.
 HISTORY_S = HISTORY_BLOCKS * BLOCK_S  # 300 s: as many blocks as make a spread known
 # A gate that has not said yes is asked again at a look this long after its last answer:
@@ -657,7 +657,7 @@ SPLIT_RULE = "split_mismatch"
 
 def split_checked(look: Look) -> Look:
     """The look held, with the reason, when the canary's counted share of requests
-    disagrees with its weight beyond noise (analysis/split.py): its evidence is not of
+    disagrees with its weight beyond noise (stats/split.py): its evidence is not of
     this step's split. A rollback stands: failing requests fail at any split."""
     step = look.state.evidence.current
     if step is None or look.decision.verdict == "rollback":

@@ -3,7 +3,7 @@
 Four anytime-valid tests can roll a canary back, each an e-process over the whole
 rollout (docs/decisions.md has the reasoning and the figures):
 
-- errors: canary against stable, the conditional harm test of `analysis.sequential`
+- errors: canary against stable, the conditional harm test of `stats.sequential`
   on each step's counts (its own traffic share), multiplied from step to step;
 - latency: the same on requests slower than the stable's p99 + `detect.latency`
   (the bound is fixed before the canary starts);
@@ -29,20 +29,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from swiftdeploy.analysis.dispersion import (
-    BLOCK_S,
-    HISTORY_BLOCKS,
-    KNOWN_BLOCKS,
-    Dispersion,
-    deflated,
-)
-from swiftdeploy.analysis.power import MAX_REQUESTS, needed_requests, pessimistic_rate, round_up
-from swiftdeploy.analysis.sequential import (
-    E_VALUE_CAP,
-    log_e_exceeds,
-    log_e_harm,
-    no_harm_log_e,
-)
 from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import ErrorRegression, Policy
 from swiftdeploy.metrics.base import Measurement
@@ -53,6 +39,20 @@ from swiftdeploy.state.evidence import (
     Evidence,
     PassedBy,
     StepLedger,
+)
+from swiftdeploy.stats.dispersion import (
+    BLOCK_S,
+    HISTORY_BLOCKS,
+    KNOWN_BLOCKS,
+    Dispersion,
+    deflated,
+)
+from swiftdeploy.stats.power import MAX_REQUESTS, needed_requests, pessimistic_rate, round_up
+from swiftdeploy.stats.sequential import (
+    E_VALUE_CAP,
+    log_e_exceeds,
+    log_e_harm,
+    no_harm_log_e,
 )
 
 # Each test's share of alpha. Errors against stable carry most: they catch what users

@@ -1,5 +1,5 @@
 """The persisted model: the project's state, its evidence ledger and the store that keeps them.
-May import: the foundation only (errors, fsutil, analysis): every layer reads the state.
+May import: the foundation only (errors, fsutil, stats): every layer reads the state.
 """
 
 from __future__ import annotations

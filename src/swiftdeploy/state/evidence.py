@@ -16,12 +16,12 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from swiftdeploy.analysis.dispersion import BLOCK_S, Dispersion
-from swiftdeploy.analysis.quantile import slo_events
+from swiftdeploy.stats.dispersion import BLOCK_S, Dispersion
+from swiftdeploy.stats.quantile import slo_events
 
 Dimension = Literal["errors", "latency"]
 DIMENSIONS: tuple[Dimension, ...] = ("errors", "latency")
-# The events whose look-to-look spread each track keeps (analysis.dispersion): failed
+# The events whose look-to-look spread each track keeps (stats.dispersion): failed
 # requests (the errors and error_rate tests), requests slower than the latency bound,
 # and (the canary's) slower than max_p99_ms.
 Spread = Literal["errors", "latency", "p99"]
@@ -192,7 +192,7 @@ class Evidence(BaseModel):
     warmup: WarmupProgress | None = None  # None: no warm-up (off, or an older state)
     p99_limit_s: float | None = None  # thresholds.max_p99_ms, for the p99 test's spread
     # Each track's events over the rollout in time blocks, for how much they come in
-    # bursts (analysis.dispersion): a service's burstiness is its own, not a step's.
+    # bursts (stats.dispersion): a service's burstiness is its own, not a step's.
     canary_spread: dict[Spread, Dispersion] = Field(default_factory=dict)
     stable_spread: dict[Spread, Dispersion] = Field(default_factory=dict)
 

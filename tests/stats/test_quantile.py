@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from swiftdeploy.analysis.quantile import SloEvents, histogram_quantile, slo_events
+from swiftdeploy.stats.quantile import SloEvents, histogram_quantile, slo_events
 
 INF = math.inf
 NAN = math.nan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from swiftdeploy.analysis.split import ALPHA, MIN_REQUESTS, split_disagrees
+from swiftdeploy.stats.split import ALPHA, MIN_REQUESTS, split_disagrees
 
 
 def test_the_issue_case_is_caught() -> None:

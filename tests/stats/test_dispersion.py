@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from swiftdeploy.analysis.dispersion import (
+from swiftdeploy.stats.dispersion import (
     BLOCK_S,
     HISTORY_BLOCKS,
     KNOWN_BLOCKS,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 
-from swiftdeploy.analysis.sequential import (
+from swiftdeploy.stats.sequential import (
     E_VALUE_CAP,
     difference_cs,
     line_infimum,

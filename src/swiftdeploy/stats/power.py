@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from scipy.special import betaincinv
 from scipy.stats import binom, poisson
 
-from swiftdeploy.analysis.sequential import HARM_PRIOR, log_e_beyond
+from swiftdeploy.stats.sequential import HARM_PRIOR, log_e_beyond
 
 # Past this many canary requests, or events in all, a step is "not within reach"
 # rather than a number (and the boundary table stays small).

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from swiftdeploy.analysis.power import (
+from swiftdeploy.stats.power import (
     needed_requests,
     pessimistic_rate,
     power,
     round_up,
 )
-from swiftdeploy.analysis.sequential import log_e_harm
+from swiftdeploy.stats.sequential import log_e_harm
 
 BAR = math.log(1 / (0.6 * 0.01))
 
