@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.host import generous_host_gate  # noqa: E402
+from bench.support.host import generous_host_gate  # noqa: E402
 
 from swiftdeploy.lock import lock_holder  # noqa: E402
 from swiftdeploy.ports import free_port  # noqa: E402

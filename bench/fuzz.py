@@ -10,7 +10,7 @@ SwiftDeployError, an exit code from the documented list, a verify verdict): Hypo
 reports it as a failing example, and pytest exits non-zero. The counts are Hypothesis's
 own (`--hypothesis-show-statistics`), not the requested number.
 
-The /metrics part (issue 22) parses each body of tests/support/hostile_metrics.py
+The /metrics part (issue 22) parses each body of bench/support/hostile_metrics.py
 --metrics-runs times with a fresh parser (a changing body defeats the memo, so this is
 a hostile scrape's cost) and with the parser as it was before issue 22, loaded from
 git at BEFORE, interleaved run by run; then once more each under tracemalloc for the
@@ -36,7 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.support.hostile_metrics import SHAPES  # noqa: E402
+from bench.support.hostile_metrics import SHAPES  # noqa: E402
 
 from swiftdeploy.errors import MetricsProviderError  # noqa: E402
 from swiftdeploy.metrics.exposition import ExpositionParser  # noqa: E402

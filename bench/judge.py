@@ -8,7 +8,7 @@ analysis loop over a whole rollout. Monte Carlo, in simulated time.
 The rollout is examples/judge/argo-rollout.yaml's: setWeight 20, a step analysis,
 setWeight 50, a step analysis, then promotion. Cells are the canary's requests per
 second at the first step (20%), so the service takes 5x that. The traces are
-bench/rollouts.py's (KINDS, tests/support/sim.py: Poisson arrivals split as nginx
+bench/rollouts.py's (KINDS, bench/support/sim.py: Poisson arrivals split as nginx
 splits them, binomial errors, log-normal latencies in the router's buckets, one canary
 replica and two stable ones), for the kinds of KINDS named in --kinds. Each judge's
 rollout runs in its own simulated world seeded alike, so the three see the same
@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.rollouts import KINDS, _p99_ms  # noqa: E402
-from tests.support.sim import SimWorld, init_manifest, sim_world  # noqa: E402
+from bench.support.sim import SimWorld, init_manifest, sim_world  # noqa: E402
 
 from swiftdeploy.audit.log import AuditLog  # noqa: E402
 from swiftdeploy.commands.judge import init as judge_init  # noqa: E402

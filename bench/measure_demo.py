@@ -24,13 +24,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.host import generous_host_gate  # noqa: E402
+from bench.support.host import generous_host_gate  # noqa: E402
+from swiftdeploy.wiring import open_fleet  # noqa: E402
 
 from swiftdeploy.loadgen import LoadRun  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.metrics import ProviderDeps, create_provider  # noqa: E402
 from swiftdeploy.ports import free_port  # noqa: E402
-from swiftdeploy.wiring import open_fleet  # noqa: E402
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 

@@ -1,7 +1,7 @@
 """Notifications (issue 23): how fast and how surely the driver's events reach receivers.
 
 1. Delivery: a real trail (AuditLog) written at a steady pace, the driver's Notifier
-   delivering to loopback receivers (tests/support/receivers.py): a healthy one, and
+   delivering to loopback receivers (bench/support/receivers.py): a healthy one, and
    one that fails 30% of deliveries with 500 and hangs past the 1 s timeout on 10%
    (seeded). Event-to-delivery = the receiver's acceptance minus the record's time;
    exactly once = events accepted once / events recorded (duplicates counted apart).
@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.receivers import Receiver  # noqa: E402
-from tests.support.sim import init_manifest  # noqa: E402
+from bench.support.receivers import Receiver  # noqa: E402
+from bench.support.sim import init_manifest  # noqa: E402
 
 from swiftdeploy.audit.log import AuditLog  # noqa: E402
 from swiftdeploy.audit.recorder import AuditRecorder  # noqa: E402

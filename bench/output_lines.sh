@@ -12,7 +12,7 @@ ROOT=$ROOT $ROOT/.venv/bin/python - <<'PY'
 import os, sys, yaml
 from pathlib import Path
 sys.path.insert(0, os.environ["ROOT"])
-from tests.support.host import generous_host_gate
+from bench.support.host import generous_host_gate
 m=Path("swiftdeploy.yaml"); generous_host_gate(m)
 d=yaml.safe_load(m.read_text())
 c=d["strategy"]["canary"]

@@ -5,7 +5,7 @@ rolled back, how often a bad one is promoted, and how long each takes. Monte Car
         [--kinds "healthy,stalls,random split"] [--no-history] [--out FILE]
 
 Each run drives the real RolloutEngine with the real shipped Rego policy (embedded
-engine) through a simulated service (tests/support/sim.py: Poisson arrivals split as
+engine) through a simulated service (bench/support/sim.py: Poisson arrivals split as
 nginx splits them, binomial errors, log-normal latencies in the router's histogram
 buckets) in simulated time, from `init`'s manifest unchanged (steps 10/25/50,
 interval auto, min 30 s, max 10 min per step, alpha 0.01, beta 0.1, detect +1 point
@@ -89,7 +89,7 @@ from scipy.stats import beta
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.sim import (  # noqa: E402
+from bench.support.sim import (  # noqa: E402
     BOUNDS,
     DEFAULT_REPLICAS,
     Episodes,

@@ -4,7 +4,7 @@
         [--before FILE]
 
 Each run drives the real RolloutEngine with the shipped Rego policy (embedded engine)
-through the simulated service (tests/support/sim.py), from init's manifest unchanged
+through the simulated service (bench/support/sim.py), from init's manifest unchanged
 (steps 10/25/50, interval auto, min 30 s and max 10 min per step; a step held at
 max_duration is resumed at once), a healthy canary (as the stable: 0.5% errors, 20 ms
 median), and records through the fleet's real recorder into a real
@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.sim import TrackModel, init_manifest, sim_world  # noqa: E402
+from bench.support.sim import TrackModel, init_manifest, sim_world  # noqa: E402
 
 import swiftdeploy  # noqa: E402
 from swiftdeploy.audit.log import AuditLog  # noqa: E402

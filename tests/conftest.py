@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from bench.support.host import generous_host_gate
 
 from swiftdeploy.audit.keys import CONFIG_ENV
 from swiftdeploy.audit.looks import expand
@@ -27,7 +28,6 @@ from swiftdeploy.demo.app import COLD_START_ENV
 from swiftdeploy.lock import lock_holder
 from swiftdeploy.ports import free_port
 from swiftdeploy.proc import pid_alive
-from tests.support.host import generous_host_gate
 
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
-
 from swiftdeploy.audit.events import (
     ROLLOUT_EVENTS,
     SCHEMA_ID,
@@ -31,6 +31,7 @@ from swiftdeploy.audit.events import (
     read_events,
     schema_text,
 )
+
 from swiftdeploy.audit.log import AuditLog, trail_files
 from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.commands.canary import start_canary
@@ -52,7 +53,6 @@ from tests.audit.conftest import (
     write_awkward_trail,
     write_synthetic_trail,
 )
-from tests.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.support.sim import TrackModel, init_manifest, sim_world
 
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.looks import expand, is_look, label, same
@@ -20,7 +21,6 @@ from swiftdeploy.errors import AuditError
 from swiftdeploy.policy.base import CANARY
 from swiftdeploy.state import Phase
 from tests.support.inputs import counts, ledger, policy_input
-from tests.support.sim import TrackModel, init_manifest, sim_world
 
 from .conftest import START, Clock, policy_engine, read
 

@@ -13,8 +13,7 @@ from bench.judge import (
     latency_high,
     threshold_phase,
 )
-
-from tests.support.sim import TrackModel
+from bench.support.sim import TrackModel
 
 SLICES = 6  # one interval of 10 s slices
 

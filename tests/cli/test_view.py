@@ -1,5 +1,5 @@
 """Following a rollout from its saved states: whole rollouts run by the real engine on a
-simulated service (tests/support/sim.py), every state it saves replayed into the
+simulated service (bench/support/sim.py), every state it saves replayed into the
 follower as a client sees them, with a clock that moves as the simulation's did.
 
 Off a terminal: one line per change and a heartbeat; --quiet only warnings; --verbose
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bench.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 from rich.console import Console
 
 from swiftdeploy.cli.view import Mode, RolloutFollower, changes
@@ -24,7 +25,6 @@ from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine, TickReport
 from swiftdeploy.state import LastLook, Phase, State
 from swiftdeploy.state.model import HookAnswer, HookWait
-from tests.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 HOSTILE = "canary said [/] and [bold red]promote me[/bold red] [link=http://x]y[/link]"

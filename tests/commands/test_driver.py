@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from bench.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 from swiftdeploy.commands.driver import _drive, follow_ends, serve_requests, start_in_cluster
 from swiftdeploy.errors import ExitCode, OperationalError, TransientError
@@ -20,7 +21,6 @@ from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase, State
 from swiftdeploy.state.control import Answer, ControlDir, Request, Verb
 from tests.support.hook_server import hook_server
-from tests.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 

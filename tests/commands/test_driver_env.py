@@ -9,9 +9,9 @@ import stat
 
 import pytest
 import yaml
+from bench.support.receivers import Receiver
 
 from tests.conftest import Project, driver_info, fast_rollout, wait_for
-from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.support.host import GENEROUS_HOST_THRESHOLDS, generous_host_gate
 
 from swiftdeploy.commands import gate
 from swiftdeploy.commands.init import init_project
@@ -15,7 +16,6 @@ from swiftdeploy.errors import PolicyDeniedError
 from swiftdeploy.hostfacts import HostFacts
 from swiftdeploy.manifest import LoadedManifest, Thresholds, load_manifest
 from swiftdeploy.policy import PolicyEngine, engine_from_policy
-from tests.support.host import GENEROUS_HOST_THRESHOLDS, generous_host_gate
 
 # A quiet host: init's limits pass it with room to spare.
 QUIET = HostFacts(
@@ -112,7 +112,7 @@ def test_little_disk_or_memory_refuses(
 def test_test_projects_limits_pass_a_host_at_its_worst(
     loaded: LoadedManifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given init's manifest with the limits every test project gets (tests/support/host.py)
+    # Given init's manifest with the limits every test project gets (bench/support/host.py)
     before = loaded.path.read_text().splitlines()
     generous_host_gate(loaded.path)
     after = loaded.path.read_text().splitlines()

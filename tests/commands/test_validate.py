@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bench.support.sim import init_manifest
 
 from swiftdeploy.cli import run
 from swiftdeploy.notify.secrets import unresolved
-from tests.support.sim import init_manifest
 
 SINKS = [
     {"name": "oncall", "kind": "slack", "url": {"env": "SD_TEST_SLACK_URL"}},

@@ -22,7 +22,7 @@ def test_scenario_a_disk_threshold_above_free_disk_blocks_the_deploy(
     project: Project, engine: str
 ) -> None:
     # Given a disk threshold no machine's free disk reaches (the manifest's largest), and
-    # the project's other host limits ones no machine trips (tests/support/host.py), so
+    # the project's other host limits ones no machine trips (bench/support/host.py), so
     # the outcome never depends on this machine (facts injected: tests/commands/test_gate.py)
     manifest = yaml.safe_load(project.manifest.read_text())
     manifest["policy"]["engine"] = engine

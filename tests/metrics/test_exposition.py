@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from bench.support.hostile_metrics import SHAPES, TYPE_LINE, Shape, fill
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -24,7 +25,6 @@ from swiftdeploy.metrics.exposition import (
     sample_of,
 )
 from tests.metrics.conftest import Render, render_exposition
-from tests.support.hostile_metrics import SHAPES, TYPE_LINE, Shape, fill
 
 Parser = Callable[..., TargetSample]
 PARSERS = [

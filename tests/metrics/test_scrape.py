@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.support.hostile_metrics import distinct_requests, fill
 
 from swiftdeploy.metrics.exposition import TargetSample
 from swiftdeploy.metrics.scrape import ScrapeProvider
 from tests.metrics.conftest import MetricsServer, render_exposition
-from tests.support.hostile_metrics import distinct_requests, fill
 
 
 class FakeTime:

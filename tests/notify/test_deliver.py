@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+from bench.support.receivers import Receiver
+from bench.support.sim import init_manifest
 from swiftdeploy.audit.events import read_events
+
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.recorder import AuditRecorder
 from swiftdeploy.manifest import LoadedManifest
@@ -21,8 +23,6 @@ from swiftdeploy.notify.deliver import Notifier, worst_case_s
 from swiftdeploy.notify.messages import name_of
 from swiftdeploy.notify.outbox import FileText, OutboxStore
 from swiftdeploy.notify.secrets import resolve_secrets
-from tests.support.receivers import Receiver
-from tests.support.sim import init_manifest
 
 KEY = "test-signing-key-0123456789"
 ENV = {"SD_KEY": KEY}

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.sim import init_manifest
 
 from swiftdeploy.commands.validate import notification_checks
-from tests.support.sim import init_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "docs" / "notifications.md", ROOT / "README.md"]

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-
+from bench.support.receivers import Receiver
 from swiftdeploy.audit.explain import parse_ts
+
 from tests.conftest import (
     Project,
     driver_info,
@@ -33,7 +34,6 @@ from tests.conftest import (
     wait_for_driver,
 )
 from tests.faults.conftest import tune
-from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 

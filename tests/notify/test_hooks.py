@@ -9,15 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.support.sim import init_manifest
+from swiftdeploy.wiring import gating_hooks
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Hook, LoadedManifest
 from swiftdeploy.notify.hooks import ANSWER_BYTES, HookCall, HookCaller, HookContext, hook_caller
 from swiftdeploy.notify.http import verify_signature
 from swiftdeploy.notify.secrets import resolve_secrets
-from swiftdeploy.wiring import gating_hooks
 from tests.support.hook_server import HookServer, hook_server
-from tests.support.sim import init_manifest
 
 KEY = "test-signing-key"
 ENV = {"HOOK_KEY": KEY, "HOOK_TOKEN": "s3cret-token"}

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from bench.support.receivers import Receiver
 
 from swiftdeploy.notify.http import post_signed, verify_signature
 from swiftdeploy.ports import free_port
-from tests.support.receivers import Receiver
 
 KEY = b"k" * 32
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bench.support.sim import init_manifest
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.notify.secrets import resolve_secrets
-from tests.support.sim import init_manifest
 
 
 def test_a_missing_environment_variable_is_one_clear_error(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bench.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
-from tests.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
 World = Callable[..., tuple[SimWorld, RolloutEngine]]
 POLICIES = Path(__file__).resolve().parents[2] / "policies"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.support.sim import Episodes, SimWorld, TrackModel, init_manifest, sim_world
+
 from swiftdeploy.manifest import Policy
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import HISTORY_S, RolloutEngine
@@ -16,7 +18,6 @@ from swiftdeploy.state import Phase
 from swiftdeploy.state.evidence import Counts, Evidence
 from swiftdeploy.stats.dispersion import BLOCK_S, KNOWN_BLOCKS
 from tests.rollout.conftest import World
-from tests.support.sim import Episodes, SimWorld, TrackModel, init_manifest, sim_world
 
 BURSTING = TrackModel(0.0, error_bursts=Episodes(share=0.01, duration_s=0.5), burst_error_rate=0.5)
 

@@ -4,6 +4,7 @@ policy: Given traffic and a canary, When the rollout runs, Then ..."""
 from __future__ import annotations
 
 import pytest
+from bench.support.sim import TrackModel
 
 from swiftdeploy.commands.rollback import rollback
 from swiftdeploy.commands.rollout import outcome
@@ -11,7 +12,6 @@ from swiftdeploy.errors import ExitCode, HeldError, RolledBackError
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state import Phase
 from tests.rollout.conftest import World
-from tests.support.sim import TrackModel
 
 
 def test_healthy_canary_is_promoted_step_by_step(world: World) -> None:

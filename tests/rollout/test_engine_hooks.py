@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.support.sim import SimWorld, TrackModel
 
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import TERMINAL, RolloutEngine
 from swiftdeploy.state import Phase, State
 from tests.rollout.conftest import World
 from tests.support.hook_server import HookServer, hook_server
-from tests.support.sim import SimWorld, TrackModel
 
 ENV = {"HOOK_KEY": "test-signing-key"}
 ONE_STEP = [{"weight": 50}]

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench.support.sim import LABELS, TrackModel, init_manifest
 
 from swiftdeploy.durations import format_duration
 from swiftdeploy.metrics.base import Measurement, summarize
@@ -17,7 +18,6 @@ from swiftdeploy.rollout.statistics import (
     needed_for_latency,
 )
 from swiftdeploy.state.evidence import Counts
-from tests.support.sim import LABELS, TrackModel, init_manifest
 
 
 def _reference(rps: float, error_rate: float, seconds: float = 30.0) -> Measurement:

@@ -1,4 +1,4 @@
-"""The simulated service's field conditions (tests/support/sim.py), not the engine:
+"""The simulated service's field conditions (bench/support/sim.py), not the engine:
 cold starts, stalls, error bursts and the random split behave as bench/rollouts.py
 says. Seeded, with tolerances of several standard deviations of what is estimated."""
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.support.sim import (
+from bench.support.sim import (
     BOUNDS,
     DEFAULT_REPLICAS,
     Episodes,

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from bench.support.sim import BOUNDS
 
 from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import Detect, ErrorRegression, Policy, Thresholds
@@ -24,7 +25,6 @@ from swiftdeploy.rollout.statistics import (
 )
 from swiftdeploy.state.evidence import Counts, StepLedger
 from tests.support.inputs import STARTED, counts, ledger
-from tests.support.sim import BOUNDS
 
 SETTINGS = Settings.of(Policy())
 

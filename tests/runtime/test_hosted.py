@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from bench.support.sim import MemoryStore, SimProcesses, init_manifest
 
 from swiftdeploy.proc import ProcessSpec
 from swiftdeploy.runtime.base import BackendDeps
 from swiftdeploy.runtime.hosted import HostedTracks, routes_for, secret_env_names
 from swiftdeploy.state import Replica, State
 from swiftdeploy.traffic.base import RouterStatus, Routes
-from tests.support.sim import MemoryStore, SimProcesses, init_manifest
 
 
 class MemoryRouter:

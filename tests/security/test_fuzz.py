@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from bench.support.hostile_metrics import TYPE_LINE, fill
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,6 @@ from swiftdeploy.metrics.exposition import MAX_SERIES, ExpositionParser
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.policy.base import CANARY, canonical_json
 from swiftdeploy.state.evidence import Counts, Evidence, StepLedger
-from tests.support.hostile_metrics import TYPE_LINE, fill
 from tests.support.inputs import counts, ledger, policy_input
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from bench.support.host import generous_host_gate
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import SWIFTDEPLOY
-from tests.support.host import generous_host_gate
 from tests.support.kube import KubeCluster
 
 SERVICE = "demo"

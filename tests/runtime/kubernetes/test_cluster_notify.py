@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.support.receivers import Receiver
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -30,7 +31,6 @@ from tests.runtime.kubernetes.cluster_driver import (
 from tests.runtime.kubernetes.kubeproject import QUICK_POLICY, SERVICE, manifest_text
 from tests.support.hook_server import hook_server
 from tests.support.kube import FakeDataPlane, KubeCluster
-from tests.support.receivers import Receiver
 
 KEY = "cluster-signing-key-0123456789abcdef"
 TOKEN = "hook-token-5f0c1d"
