@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from swiftdeploy.audit.report import write_report
+from swiftdeploy.review.report import write_report
 
 from .conftest import (
     BY_HAND,

@@ -16,7 +16,16 @@ import pytest
 from bench.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
-from swiftdeploy.audit.events import (
+
+from swiftdeploy.audit.log import AuditLog, trail_files
+from swiftdeploy.audit.recorder import AuditRecorder
+from swiftdeploy.commands.canary import start_canary
+from swiftdeploy.commands.promote import promote
+from swiftdeploy.commands.weight import set_weight
+from swiftdeploy.errors import AuditTamperedError, BadInputError, PolicyDeniedError
+from swiftdeploy.manifest import HOOK_TYPES
+from swiftdeploy.policy import EmbeddedEngine
+from swiftdeploy.review.events import (
     ROLLOUT_EVENTS,
     SCHEMA_ID,
     Projector,
@@ -31,15 +40,6 @@ from swiftdeploy.audit.events import (
     read_events,
     schema_text,
 )
-
-from swiftdeploy.audit.log import AuditLog, trail_files
-from swiftdeploy.audit.recorder import AuditRecorder
-from swiftdeploy.commands.canary import start_canary
-from swiftdeploy.commands.promote import promote
-from swiftdeploy.commands.weight import set_weight
-from swiftdeploy.errors import AuditTamperedError, BadInputError, PolicyDeniedError
-from swiftdeploy.manifest import HOOK_TYPES
-from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase
 from tests.audit.conftest import (

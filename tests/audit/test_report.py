@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from swiftdeploy.audit.explain import chaos_summary, decision_of, evalue
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.looks import expand, is_look, label
 from swiftdeploy.audit.recorder import AuditRecorder
-from swiftdeploy.audit.report import export, why, write_report
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import BadInputError
+from swiftdeploy.review.explain import chaos_summary, decision_of, evalue
+from swiftdeploy.review.report import export, why, write_report
 from swiftdeploy.rollout.statistics import WEIGHTS
 from tests.support.inputs import counts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swiftdeploy.audit.report import why
+from swiftdeploy.review.report import why
 from tests.support.inputs import counts
 
 from .conftest import START, Cli, Clock, read

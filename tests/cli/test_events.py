@@ -15,13 +15,13 @@ from typing import IO, Any
 import pytest
 from bench.support.sim import init_manifest
 from jsonschema import Draft202012Validator
-from swiftdeploy.audit.events import schema_text
 
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.cli import run
 from swiftdeploy.commands.audit import settings
 from swiftdeploy.errors import ExitCode
 from swiftdeploy.manifest import load_manifest
+from swiftdeploy.review.events import schema_text
 from tests.audit.conftest import ROLLED_BACK, write_synthetic_trail
 from tests.conftest import SWIFTDEPLOY, as_from_a_terminal
 

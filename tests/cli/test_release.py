@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from swiftdeploy.audit.events import schema_text
+from swiftdeploy.review.events import schema_text
 from tests.conftest import SWIFTDEPLOY, Project, fast_rollout, finish_outputs, wait_for
 from tests.faults.conftest import tune
 

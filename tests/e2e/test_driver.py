@@ -17,7 +17,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from swiftdeploy.audit.events import schema_text
+from swiftdeploy.review.events import schema_text
 from swiftdeploy.state.control import requester
 from tests.conftest import (
     SWIFTDEPLOY,

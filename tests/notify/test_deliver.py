@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from bench.support.receivers import Receiver
 from bench.support.sim import init_manifest
-from swiftdeploy.audit.events import read_events
 
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.recorder import AuditRecorder
@@ -23,6 +22,7 @@ from swiftdeploy.notify.deliver import Notifier, worst_case_s
 from swiftdeploy.notify.messages import name_of
 from swiftdeploy.notify.outbox import FileText, OutboxStore
 from swiftdeploy.notify.secrets import resolve_secrets
+from swiftdeploy.review.events import read_events
 
 KEY = "test-signing-key-0123456789"
 ENV = {"SD_KEY": KEY}

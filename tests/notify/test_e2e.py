@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 from bench.support.receivers import Receiver
-from swiftdeploy.audit.explain import parse_ts
 
+from swiftdeploy.review.explain import parse_ts
 from tests.conftest import (
     Project,
     driver_info,

@@ -1,11 +1,11 @@
-"""The tamper-evident audit trail: a hash-chained JSON-lines log, its verifier and reports.
-May import: policy (the Decision it records), state, manifest and the foundation.
+"""The tamper-evident audit trail: a hash-chained JSON-lines log and its verifier.
+May import: policy (the Decision it records), state, manifest and the foundation; never
+the review (`swiftdeploy.review`), which reads what the trail holds.
 
 `recorder` is what the engine and commands write through (repeated holds held back
 and written several to a record, `looks`), `log` appends the records (MAC'd, with a
-head), `verify` checks them, `checkpoint` signs a head; `explain` turns records into
-rollouts and plain-word reasons, read by `why`, `export` and `report` (Markdown and
-self-contained HTML). The `swiftdeploy audit` group lives in `cli/`.
+head), `verify` checks them, `checkpoint` signs a head, `statecheck` refuses a state no
+recorded transition reached.
 """
 
 from __future__ import annotations

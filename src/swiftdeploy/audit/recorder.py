@@ -1,5 +1,6 @@
 """The audit trail's writer for the commands: actions, transitions and gate decisions,
-each recorded before it is acted on. `explain` and `why` read what this writes."""
+each recorded before it is acted on. The review (`swiftdeploy.review`) reads what this
+writes."""
 
 from __future__ import annotations
 

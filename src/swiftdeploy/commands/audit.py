@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swiftdeploy.audit import checkpoint as checkpoints
-from swiftdeploy.audit import report as audit_report
 from swiftdeploy.audit.checkpoint import Checkpoint
 from swiftdeploy.audit.keys import KeyStore
 from swiftdeploy.audit.log import Record, utc_timestamp
 from swiftdeploy.audit.verify import VerifyResult, read_trail, verify
 from swiftdeploy.commands import cluster_trail
 from swiftdeploy.commands.cluster_trail import Synced
+from swiftdeploy.commands.context import audit_settings as settings
+from swiftdeploy.commands.context import open_audit_log
 from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
 from swiftdeploy.manifest import LoadedManifest
-from swiftdeploy.wiring import audit_settings as settings
-from swiftdeploy.wiring import open_audit_log
+from swiftdeploy.review import report as audit_report
 
 __all__ = ["open_audit_log", "settings"]  # where other commands find the trail
 

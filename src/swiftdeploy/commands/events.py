@@ -1,14 +1,14 @@
 """`swiftdeploy events`: the project's state changes as CloudEvents, read from its audit
-trail (`swiftdeploy.audit.events`); the flag wiring is in `swiftdeploy.cli.events`."""
+trail (`swiftdeploy.review.events`); the flag wiring is in `swiftdeploy.cli.events`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 
-from swiftdeploy.audit.events import Event, Since, parse_since, read_events
 from swiftdeploy.commands.audit import settings
 from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.review.events import Event, Since, parse_since, read_events
 
 CLUSTER_POLL_S = 2.0  # a list of the trail's ConfigMaps each time: not every 0.25 s
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from swiftdeploy.audit.events import Since, read_events
+from swiftdeploy.commands.context import metrics_provider
 from swiftdeploy.commands.driver import (
     DriverStatus,
     driver_status,
@@ -20,11 +20,11 @@ from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.notify.deliver import selected
 from swiftdeploy.notify.outbox import Standing, load, standings
+from swiftdeploy.review.events import Since, read_events
 from swiftdeploy.rollout.statistics import Settings, StepProgress, assess, step_progress
 from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import ReplicaView
 from swiftdeploy.state import State
-from swiftdeploy.wiring import metrics_provider
 
 # Bumped when a field changes meaning or goes; new fields do not bump it.
 STATUS_SCHEMA_VERSION = 1

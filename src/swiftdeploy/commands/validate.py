@@ -39,8 +39,8 @@ def preflight(loaded: LoadedManifest) -> list[str]:
 
 def notification_checks(loaded: LoadedManifest) -> list[str]:
     """Each sink's `events` patterns name events this version writes (the manifest
-    cannot know them: the event types live in audit/events.py)."""
-    from swiftdeploy.audit.events import pattern_problem
+    cannot know them: the event types live in review/events.py)."""
+    from swiftdeploy.review.events import pattern_problem
 
     sinks = loaded.manifest.notifications.sinks
     for i, sink in enumerate(sinks):

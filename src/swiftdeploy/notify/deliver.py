@@ -16,16 +16,16 @@ from typing import Any
 
 import httpx
 
-from swiftdeploy.audit.events import Event, Projector, TrailTail, matches
 from swiftdeploy.audit.log import Record
 from swiftdeploy.audit.recorder import Recorder
-from swiftdeploy.audit.why import why
 from swiftdeploy.errors import SwiftDeployError
 from swiftdeploy.manifest import Manifest, Notifications, Sink
 from swiftdeploy.notify.http import Reply, post_signed
 from swiftdeploy.notify.messages import Context, body, name_of, report_link
 from swiftdeploy.notify.outbox import DeadLetter, OutboxStore, trail_end
 from swiftdeploy.notify.secrets import Secrets
+from swiftdeploy.review.events import Event, Projector, TrailTail, matches
+from swiftdeploy.review.why import why
 
 BACKOFF_MAX_S = 300.0
 POLL_S = 0.1  # how often an idle sink looks for new records (an fstat)

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import httpx
 
-from swiftdeploy.audit.explain import answer_words
 from swiftdeploy.manifest import Hook, HookType, LoadedManifest
 from swiftdeploy.notify.http import Reply, post_signed
 from swiftdeploy.notify.secrets import Secrets
+from swiftdeploy.review.explain import answer_words
 
 # A hook's answer kept in the trail, the state and the policy's input: bounded.
 ANSWER_BYTES = 4096

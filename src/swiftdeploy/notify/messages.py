@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from swiftdeploy.audit.events import TYPE_PREFIX, Event
 from swiftdeploy.durations import format_duration
+from swiftdeploy.review.events import TYPE_PREFIX, Event
 
 # Slack: a header's text is at most 150 characters, a section's 3000 (Block Kit).
 SLACK_HEADER_MAX = 150

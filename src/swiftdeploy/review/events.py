@@ -26,7 +26,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from swiftdeploy.audit.explain import (
+from swiftdeploy.audit.log import Record, rotated_files, trail_files
+from swiftdeploy.audit.looks import Expander
+from swiftdeploy.audit.records import GENESIS_HASH, parse_record, record_hash
+from swiftdeploy.durations import parse_duration
+from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
+from swiftdeploy.manifest import HOOK_TYPES
+from swiftdeploy.review.explain import (
     ROLLBACK_PREFIX,
     DecisionView,
     answer_words,
@@ -35,12 +41,6 @@ from swiftdeploy.audit.explain import (
     number,
     parse_ts,
 )
-from swiftdeploy.audit.log import Record, rotated_files, trail_files
-from swiftdeploy.audit.looks import Expander
-from swiftdeploy.audit.records import GENESIS_HASH, parse_record, record_hash
-from swiftdeploy.durations import parse_duration
-from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
-from swiftdeploy.manifest import HOOK_TYPES
 
 Event = dict[str, Any]
 

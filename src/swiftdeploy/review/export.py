@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from swiftdeploy import __version__
-from swiftdeploy.audit.explain import DecisionView, as_mapping, decision_of, summary
 from swiftdeploy.audit.log import Record
 from swiftdeploy.audit.looks import expand, label
 from swiftdeploy.errors import BadInputError
+from swiftdeploy.review.explain import DecisionView, as_mapping, decision_of, summary
 
 EXPORT_FORMATS = ("json", "csv", "opa-decision-log")
 CSV_COLUMNS = (

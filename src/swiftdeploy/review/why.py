@@ -14,7 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-from swiftdeploy.audit.explain import (
+from swiftdeploy.audit.log import Record
+from swiftdeploy.durations import format_duration
+from swiftdeploy.errors import BadInputError
+from swiftdeploy.review.explain import (
     ROLLBACK_PREFIX,
     Rollout,
     actor,
@@ -24,9 +27,6 @@ from swiftdeploy.audit.explain import (
     rollouts,
     show_ts,
 )
-from swiftdeploy.audit.log import Record
-from swiftdeploy.durations import format_duration
-from swiftdeploy.errors import BadInputError
 
 # The hooks that gate a rollout (notify/hooks.py GATES; audit is below notify).
 GATE_TYPES = ("pre-rollout", "confirm-traffic-increase", "confirm-promotion")

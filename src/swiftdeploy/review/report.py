@@ -25,8 +25,12 @@ from jinja2 import Environment, Template
 from markupsafe import Markup
 
 from swiftdeploy import __version__
-from swiftdeploy.audit import charts
-from swiftdeploy.audit.explain import (
+from swiftdeploy.audit.log import FILE_MODE, Record
+from swiftdeploy.audit.looks import expand, label
+from swiftdeploy.errors import BadInputError, StateError
+from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
+from swiftdeploy.review import charts
+from swiftdeploy.review.explain import (
     DecisionView,
     ReasonView,
     Rollout,
@@ -46,12 +50,8 @@ from swiftdeploy.audit.explain import (
     summary,
     violations,
 )
-from swiftdeploy.audit.export import CSV_COLUMNS, EXPORT_FORMATS, export
-from swiftdeploy.audit.log import FILE_MODE, Record
-from swiftdeploy.audit.looks import expand, label
-from swiftdeploy.audit.why import pick_rollout, why
-from swiftdeploy.errors import BadInputError, StateError
-from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
+from swiftdeploy.review.export import CSV_COLUMNS, EXPORT_FORMATS, export
+from swiftdeploy.review.why import pick_rollout, why
 
 __all__ = [
     "CHART_DIR",
@@ -404,7 +404,7 @@ def _markdown(context: dict[str, Any]) -> str:
 
 @cache
 def _template() -> Template:
-    text = resources.files("swiftdeploy.audit").joinpath("templates", TEMPLATE).read_text()
+    text = resources.files("swiftdeploy.review").joinpath("templates", TEMPLATE).read_text()
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(text)
 
