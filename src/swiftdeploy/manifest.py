@@ -23,14 +23,28 @@ from pydantic import (
     model_validator,
 )
 
-from swiftdeploy.durations import format_duration, parse_duration
+from swiftdeploy.durations import DURATION_PATTERN, format_duration, parse_duration
 from swiftdeploy.errors import BadInputError, ManifestError
 
 API_VERSION = "swiftdeploy/v1"
 
 MAX_DURATION_S = 7 * 86400  # no setting waits longer than a week
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_DURATION_S)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_DURATION_S)]
+# What a duration may be written as (`90`, `1m30s`): the schema's view of the fields
+# below, which hold seconds once read.
+DurationInput = (
+    Annotated[str, Field(pattern=DURATION_PATTERN)]
+    | Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+)
+Duration = Annotated[
+    float,
+    Field(ge=0, le=MAX_DURATION_S),
+    BeforeValidator(parse_duration, json_schema_input_type=DurationInput),
+]
+PositiveDuration = Annotated[
+    float,
+    Field(gt=0, le=MAX_DURATION_S),
+    BeforeValidator(parse_duration, json_schema_input_type=DurationInput),
+]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 # One pattern for versions wherever one enters (manifest and CLI): it names replicas,
 # supervisord programs and log files, so nothing else may pass.
@@ -212,7 +226,10 @@ def _interval(value: object) -> float | str:
     return "auto" if value == "auto" else parse_duration(value)
 
 
-Interval = Annotated[float | Literal["auto"], BeforeValidator(_interval)]
+Interval = Annotated[
+    float | Literal["auto"],
+    BeforeValidator(_interval, json_schema_input_type=DurationInput | Literal["auto"]),
+]
 
 
 def _warmup(value: object) -> object:
@@ -251,7 +268,10 @@ class Warmup(_Model):
         return " and ".join(parts) or "off"
 
 
-WarmupSetting = Annotated[Warmup, BeforeValidator(_warmup)]
+WarmupSetting = Annotated[
+    Warmup,
+    BeforeValidator(_warmup, json_schema_input_type=Warmup | DurationInput | Literal["off"]),
+]
 
 
 class Analysis(_Model):
@@ -285,7 +305,10 @@ def _pause(value: object) -> float | str:
     return "manual" if value == "manual" else parse_duration(value)
 
 
-Pause = Annotated[float | Literal["manual"], BeforeValidator(_pause)]
+Pause = Annotated[
+    float | Literal["manual"],
+    BeforeValidator(_pause, json_schema_input_type=DurationInput | Literal["manual"]),
+]
 
 
 class Step(_Model):
@@ -441,18 +464,38 @@ def _latency_regression(value: object) -> object:
     return ms
 
 
+# The schema's view of what `_error_regression` and `_latency_regression` read (any case).
+ErrorRegressionInput = (
+    ErrorRegression
+    | Annotated[
+        str,
+        Field(
+            pattern=r"^\s*(\+\s*\d+(\.\d+)?\s*(%|[Pp][Oo][Ii][Nn][Tt][Ss]?|[Pp][Tt][Ss]?)"
+            r"|[xX\u00d7]\s*\d+(\.\d+)?)\s*$"
+        ),
+    ]
+)
+LatencyRegressionInput = (
+    Annotated[str, Field(pattern=r"^\s*\+\s*\d+(\.\d+)?\s*([Mm][Ss]|[Ss])\s*$")]
+    | Annotated[float, Field(gt=0, le=600_000)]
+)
+
+
 class Detect(_Model):
     """The smallest regressions worth catching, in users' terms."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    errors: Annotated[ErrorRegression, BeforeValidator(_error_regression)] = Field(
-        default_factory=lambda: ErrorRegression(kind="points", value=0.01)
-    )
+    errors: Annotated[
+        ErrorRegression,
+        BeforeValidator(_error_regression, json_schema_input_type=ErrorRegressionInput),
+    ] = Field(default_factory=lambda: ErrorRegression(kind="points", value=0.01))
     # Added to the stable's p99: the canary's p99 at stable p99 + this is a regression.
-    latency_ms: Annotated[float, BeforeValidator(_latency_regression), Field(gt=0, le=600_000)] = (
-        Field(default=100.0, alias="latency")
-    )
+    latency_ms: Annotated[
+        float,
+        Field(gt=0, le=600_000),
+        BeforeValidator(_latency_regression, json_schema_input_type=LatencyRegressionInput),
+    ] = Field(default=100.0, alias="latency")
 
 
 class OpaSettings(_Model):
@@ -956,7 +999,3 @@ def _nearest_line(
 
 def _clean(msg: str) -> str:
     return msg.removeprefix("Value error, ")
-
-
-def json_schema() -> dict[str, Any]:
-    return Manifest.model_json_schema(by_alias=True)

@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from swiftdeploy.state import State
 
 
+class Runtime(StrEnum):
+    LOCAL = "local"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
 class TrackName(StrEnum):
     STABLE = "stable"
     CANARY = "canary"
@@ -48,12 +54,15 @@ class TrackName(StrEnum):
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to write the project.")] = Path("."),
     listen: Annotated[str, typer.Option(help="Public HOST:PORT for nginx.")] = "127.0.0.1:8080",
-    force: Annotated[bool, typer.Option(help="Overwrite an existing manifest.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest.")] = False,
+    runtime: Annotated[
+        Runtime, typer.Option(help="What runs the replicas: local, docker or kubernetes.")
+    ] = Runtime.LOCAL,
 ) -> None:
     """Write a commented manifest that runs the bundled demo service, plus policies/."""
     from swiftdeploy.commands.init import init_project
 
-    for path in init_project(directory, listen, force):
+    for path in init_project(directory, listen, force, runtime.value):
         out.print(f"wrote {escape(str(path))}")
 
 
@@ -83,10 +92,11 @@ def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = Fals
 
 @app.command()
 def schema() -> None:
-    """Print the manifest's JSON Schema (for editor completion)."""
-    from swiftdeploy.manifest import json_schema
+    """Print the manifest's JSON Schema (draft 2020-12), for editors and CI validators;
+    the same as the package's schemas/manifest.v1.schema.json."""
+    from swiftdeploy.commands.schema import manifest_schema
 
-    print_json(json_schema())
+    print_json(manifest_schema())
 
 
 @app.command()

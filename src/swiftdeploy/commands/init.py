@@ -16,7 +16,16 @@ from swiftdeploy.manifest import load_manifest
 _LISTEN = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 
 
-def init_project(directory: Path, listen: str, force: bool) -> list[Path]:
+RUNTIMES = ("local", "docker", "kubernetes")
+
+
+def init_project(directory: Path, listen: str, force: bool, runtime: str = "local") -> list[Path]:
+    """The manifest for `runtime` (validated once written) and the policies, written into
+    `directory`; returns the files written."""
+    if runtime not in RUNTIMES:
+        raise BadInputError(
+            f"--runtime {runtime!r} is not a runtime", hint=f"use one of {', '.join(RUNTIMES)}"
+        )
     if not _LISTEN.match(listen):
         raise BadInputError(f"--listen {listen!r} is not HOST:PORT", hint="e.g. 127.0.0.1:8080")
     manifest_path = directory / DEFAULT_MANIFEST
@@ -25,7 +34,9 @@ def init_project(directory: Path, listen: str, force: bool) -> list[Path]:
         raise BadInputError(f"{manifest_path} already exists", hint="pass --force to overwrite")
     directory.mkdir(parents=True, exist_ok=True)
     template = resources.files("swiftdeploy").joinpath("init_templates", "swiftdeploy.yaml.j2")
-    text = jinja2.Template(template.read_text(), autoescape=False).render(listen=listen)
+    text = jinja2.Template(template.read_text(), autoescape=False).render(
+        listen=listen, runtime=runtime
+    )
     atomic_write(manifest_path, text, mode=0o644)
     load_manifest(manifest_path)  # what init writes must load
     return [manifest_path, *copy_policies(policies, force)]
