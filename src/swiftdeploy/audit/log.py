@@ -1,55 +1,9 @@
 """The audit trail: one JSON record per line of `history.jsonl`, in a SHA-256 hash chain
-whose records and head are MAC'd with a key kept outside the trail.
-
-Every record carries `seq` (1, 2, ... across all files), `prev_hash` (the `hash` of the
-record before it; 64 zeros for the first), `hash`, the SHA-256 of its canonical JSON
-without `hash` and `mac` (`swiftdeploy.audit.records`), and `mac`, an HMAC-SHA256 of
-that hash with the audit key (`swiftdeploy.audit.keys`, in the user's config
-directory, never beside the trail). After every record the head file
-`history.jsonl.head` (`swiftdeploy.audit.head`) is rewritten: the record count and the
-last hash, MAC'd with the same key.
-
-What `swiftdeploy audit verify` can then show, to anyone who cannot read the key:
-
-* a record changed, removed, reordered or inserted anywhere: the chain breaks there;
-* a record forged, or every record rewritten with recomputed hashes: the MACs fail;
-* records cut off the end, or the whole trail deleted: the head says there were more;
-* a second meaning hidden in a line (a duplicate key, another spelling of a value):
-  a line must be exactly the canonical form of what it parses to.
-
-What it cannot show: anything done by someone who can read the key (root can); and a
-trail rolled back together with its head file to an older copy of both, or deleted
-together with it. A signed checkpoint kept elsewhere (`swiftdeploy audit checkpoint`,
-`swiftdeploy.audit.checkpoint`) catches those, up to the records it names.
-
-Appending is crash- and concurrency-safe:
-
-* an exclusive `flock` on `history.jsonl.lock` (a separate file, so that it survives
-  rotation) is held from reading the last record and the head to the end of writing
-  the head, so writers in different processes never interleave and never fork the chain;
-* the whole line goes out in ONE `os.write` on an `O_APPEND` descriptor, then `fsync`;
-  a failed or short write is cut back off under the same lock and raised as AuditError,
-  so the caller (who records BEFORE acting) does not act; so is a record whose head
-  could not be written;
-* the next record is refused (AuditError pointing to `swiftdeploy audit verify`) when
-  the trail ends in a torn line (a writer killed mid-write: never dropped or repaired),
-  its last line is not a valid record, or the trail does not end where its head says.
-  A head one record behind its trail (a crash between the two writes) is fine: that
-  record's own MAC vouches for it, and this append brings the head up to date.
-
-A trail without a head file (written before swiftdeploy kept one) is refused until
-`swiftdeploy audit adopt` seals it, after `verify` has checked its chain.
-
-At `max_bytes` the file is renamed to `history.jsonl.N` (N = 1, 2, ... in the order
-written, oldest first) and a new file starts whose first record's `prev_hash` is the
-hash of the previous file's last record, so the chain, and the head, run across all files.
-
-A `TrailSink` (optional) is told of every record once it is durable here, outside
-the lock: a copy kept elsewhere (the cluster's, `swiftdeploy.runtime.kubernetes.trail`).
-When it raises, the record stays in this file and the caller does not act.
-
-Secret values are replaced by "***" anywhere in a record (values, nested keys,
-substrings) before it is hashed or written: a secret never reaches the disk.
+whose records and head are MAC'd with a key kept outside the trail. Appending is
+crash- and concurrency-safe (one locked, fsync'd write; a torn or mismatched trail is
+refused); files rotate at `max_bytes` with the chain running across them; secrets are
+masked before hashing. The design, and what `audit verify` can and cannot show, is in
+docs/audit-trail.md.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from swiftdeploy.stats.sequential import (
     E_VALUE_CAP,
     log_e_exceeds,
     log_e_harm,
-    no_harm_log_e,
+    log_e_no_harm,
 )
 
 # Each test's share of alpha. Errors against stable carry most: they catch what users
@@ -508,7 +508,7 @@ def _comparison(
     # are); no harm counts every event, so a burst never makes a pass easier
     spread = evidence.dispersion(name)
     log_step = deflated(_log_harm(counts), spread)
-    log_no_harm = no_harm_log_e(x, nc, y, ns, tolerance, margin)
+    log_no_harm = log_e_no_harm(x, nc, y, ns, tolerance, margin)
     by_power = None if waiting else needed
     passed_by = _passed_by(name, evidence, step, nc, by_power, log_no_harm, settings)
     remaining = max(needed - nc, 0) if needed is not None else None
