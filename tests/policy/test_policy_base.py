@@ -193,10 +193,9 @@ def test_known_engines() -> None:
 
 
 def test_unknown_engine_is_bad_input_listing_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(
-        BadInputError, match="unknown policy engine 'wasm'; known engines: embedded, opa"
-    ):
+    with pytest.raises(BadInputError, match="unknown policy engine 'wasm'") as raised:
         create_engine("wasm", directory=tmp_path)
+    assert "choose one of: embedded, opa;" in raised.value.one_line()
 
 
 def test_opa_engine_needs_a_url(tmp_path: Path) -> None:

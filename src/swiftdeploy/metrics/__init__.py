@@ -1,7 +1,9 @@
 """Metrics providers, by name: what a track served over a window, measured, never assumed.
 May import: state, manifest, analysis and the foundation; not another part.
 
-An unknown name is an error, never a silent fallback (Flagger's mistake).
+A provider is made by a factory `(ProviderDeps) -> MetricsProvider`; a third party
+registers one under the entry point group `swiftdeploy.metrics_providers`. An unknown
+name is an error, never a silent fallback (Flagger's mistake).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import httpx
 
 from swiftdeploy.manifest import Metrics
 from swiftdeploy.metrics.base import MetricsProvider
-from swiftdeploy.registry import lookup
+from swiftdeploy.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,13 @@ class ProviderDeps:
 # Each provider's module loads only when that provider is made (jinja2, threads).
 
 
-def _scrape(deps: ProviderDeps) -> MetricsProvider:
+def scrape_provider(deps: ProviderDeps) -> MetricsProvider:
     from swiftdeploy.metrics.scrape import ScrapeProvider
 
     return ScrapeProvider(deps.app_targets, **_scrape_options(deps, "scrapes.json"))
 
 
-def _nginx(deps: ProviderDeps) -> MetricsProvider:
+def nginx_provider(deps: ProviderDeps) -> MetricsProvider:
     from swiftdeploy.metrics.nginx import NginxProvider
 
     return NginxProvider(
@@ -63,7 +65,7 @@ def _scrape_options(deps: ProviderDeps, history_file: str) -> dict[str, Any]:
     }
 
 
-def _prometheus(deps: ProviderDeps) -> MetricsProvider:
+def prometheus_provider(deps: ProviderDeps) -> MetricsProvider:
     from swiftdeploy.metrics.prometheus import PrometheusProvider
 
     return PrometheusProvider(
@@ -77,12 +79,18 @@ def _prometheus(deps: ProviderDeps) -> MetricsProvider:
     )
 
 
-PROVIDERS: dict[str, Callable[[ProviderDeps], MetricsProvider]] = {
-    "scrape": _scrape,
-    "prometheus": _prometheus,
-    "nginx": _nginx,
-}
+ProviderFactory = Callable[[ProviderDeps], MetricsProvider]
+
+PROVIDERS: Registry[ProviderFactory] = Registry(
+    "metrics provider",
+    "swiftdeploy.metrics_providers",
+    {
+        "scrape": "swiftdeploy.metrics:scrape_provider",
+        "prometheus": "swiftdeploy.metrics:prometheus_provider",
+        "nginx": "swiftdeploy.metrics:nginx_provider",
+    },
+)
 
 
 def create_provider(name: str, deps: ProviderDeps) -> MetricsProvider:
-    return lookup(PROVIDERS, "metrics provider", name)(deps)
+    return PROVIDERS.get(name)(deps)

@@ -57,8 +57,6 @@ def resolve_secrets(loaded: LoadedManifest, environ: Mapping[str, str] | None = 
 def unresolved(loaded: LoadedManifest, environ: Mapping[str, str] | None = None) -> list[str]:
     """For `validate`: one line per secret that cannot be read from here, naming its
     field and why; a Secret this user may not read is said to be unchecked."""
-    from swiftdeploy.runtime.kubernetes.api import KubeApiError
-
     env = os.environ if environ is None else environ
     if loaded.manifest.runtime == "kubernetes":
         env = {}  # the driver's pod reads them, whose environment `kube install` writes
@@ -66,12 +64,22 @@ def unresolved(loaded: LoadedManifest, environ: Mapping[str, str] | None = None)
     for field, ref in loaded.manifest.secret_fields():
         try:
             _read(loaded, field, ref, env)
-        except KubeApiError as exc:
-            why = "you may not read it" if exc.status in (401, 403) else exc.message
-            problems.append(f"{loaded.where(field)}: {describe(ref)} could not be checked ({why})")
         except SwiftDeployError as exc:
-            problems.append(exc.one_line())
+            problems.append(_unchecked(loaded, field, ref, exc))
     return problems
+
+
+def _unchecked(
+    loaded: LoadedManifest, field: str, ref: EnvSecret | KubeSecret, exc: SwiftDeployError
+) -> str:
+    if isinstance(ref, KubeSecret):
+        # Only here: the kubernetes client is an extra a local project does not have.
+        from swiftdeploy.runtime.kubernetes.api import KubeApiError
+
+        if isinstance(exc, KubeApiError):
+            why = "you may not read it" if exc.status in (401, 403) else exc.message
+            return f"{loaded.where(field)}: {describe(ref)} could not be checked ({why})"
+    return exc.one_line()
 
 
 def _read(

@@ -1,8 +1,10 @@
 """Policy engines: OPA over REST and embedded Rego (regopy), behind one interface.
 May import: state, manifest and the foundation; not another part.
 
-`create_engine(name, ...)` is the only way the rest of SwiftDeploy gets an engine;
-an unknown name is a BadInputError that lists the known ones (no silent fallback).
+`create_engine(name, ...)` is the only way the rest of SwiftDeploy gets an engine. An
+engine is made by a factory `(EngineDeps) -> PolicyEngine`; a third party registers one
+under the entry point group `swiftdeploy.policy_engines`. An unknown name is a
+BadInputError that lists the known ones (no silent fallback).
 The engines' modules (regopy, httpx) load when first used, not with this package:
 importing `swiftdeploy.policy.base` for a Decision must not cost a command its
 start-up time.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from swiftdeploy.policy.base import (
     Reason,
     Verdict,
 )
+from swiftdeploy.registry import Registry
 
 if TYPE_CHECKING:
     from swiftdeploy.policy.embedded import EmbeddedEngine
@@ -50,10 +54,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CANARY",
+    "ENGINES",
     "INFRASTRUCTURE",
     "PACKAGES",
     "Decision",
     "EmbeddedEngine",
+    "EngineDeps",
     "OpaEngine",
     "OpaServer",
     "PolicyEngine",
@@ -65,31 +71,47 @@ __all__ = [
     "opa_server_argv",
 ]
 
-EngineFactory = Callable[[Path, str | None, float, str], PolicyEngine]
+
+@dataclass(frozen=True)
+class EngineDeps:
+    """What an engine is made from."""
+
+    directory: Path  # the project's policies (OPA: for `check`)
+    url: str | None  # an OPA server's address
+    timeout: float
+    opa_binary: str
 
 
-def _embedded(directory: Path, url: str | None, timeout: float, opa_binary: str) -> PolicyEngine:
+def embedded_engine(deps: EngineDeps) -> PolicyEngine:
     from swiftdeploy.policy.embedded import EmbeddedEngine
 
-    return EmbeddedEngine(directory)
+    return EmbeddedEngine(deps.directory)
 
 
-def _opa(directory: Path, url: str | None, timeout: float, opa_binary: str) -> PolicyEngine:
-    if not url:
+def opa_engine(deps: EngineDeps) -> PolicyEngine:
+    if not deps.url:
         raise BadInputError(
             "policy engine 'opa' needs the URL of an OPA server",
             hint="set policy.opa.url in swiftdeploy.yaml, e.g. http://127.0.0.1:8181",
         )
     from swiftdeploy.policy.opa import OpaEngine
 
-    return OpaEngine(url, timeout=timeout, directory=directory, opa_binary=opa_binary)
+    return OpaEngine(
+        deps.url, timeout=deps.timeout, directory=deps.directory, opa_binary=deps.opa_binary
+    )
 
 
-_FACTORIES: dict[str, EngineFactory] = {"embedded": _embedded, "opa": _opa}
+EngineFactory = Callable[[EngineDeps], PolicyEngine]
+
+ENGINES: Registry[EngineFactory] = Registry(
+    "policy engine",
+    "swiftdeploy.policy_engines",
+    {"embedded": "swiftdeploy.policy:embedded_engine", "opa": "swiftdeploy.policy:opa_engine"},
+)
 
 
 def known_engines() -> list[str]:
-    return sorted(_FACTORIES)
+    return ENGINES.names()
 
 
 def create_engine(
@@ -101,13 +123,7 @@ def create_engine(
     opa_binary: str = "opa",
 ) -> PolicyEngine:
     """The engine called `name`, reading policies from `directory` (OPA: for `check`)."""
-    factory = _FACTORIES.get(name)
-    if factory is None:
-        raise BadInputError(
-            f"unknown policy engine {name!r}; known engines: {', '.join(known_engines())}",
-            hint="set policy.engine in swiftdeploy.yaml",
-        )
-    return factory(directory, url, timeout, opa_binary)
+    return ENGINES.get(name)(EngineDeps(directory, url, timeout, opa_binary))
 
 
 def engine_from_policy(

@@ -35,20 +35,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.models.containers import Container
-from docker.types import LogConfig
-from requests import RequestException
-
 from swiftdeploy.errors import BadInputError, RuntimeProcessError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest, SecretValue
+from swiftdeploy.registry import missing_extra
 from swiftdeploy.runtime.base import BackendDeps, Check, ProcessInfo, TrackRuntime
 from swiftdeploy.runtime.hosted import CHAOS_TOKEN_ENV, HostedTracks, replica_env
 from swiftdeploy.runtime.image_user import host_holders, image_uid, shared_uid_warning
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from swiftdeploy.state import FileStateStore, Replica, StateStore
+
+try:  # the swiftdeploy[docker] extra
+    import docker
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+    from docker.models.containers import Container
+    from docker.types import LogConfig
+    from requests import RequestException
+except ModuleNotFoundError:
+    raise missing_extra("docker") from None
 
 LABEL = "io.swiftdeploy"
 PROJECT_LABEL = f"{LABEL}.project"

@@ -28,13 +28,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes.client
-import kubernetes.config
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
 from swiftdeploy.errors import BadInputError, OperationalError, TransientError
 from swiftdeploy.manifest import LoadedManifest
+from swiftdeploy.registry import missing_extra
+
+try:  # the swiftdeploy[kubernetes] extra
+    import kubernetes.client
+    import kubernetes.config
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+except ModuleNotFoundError:
+    raise missing_extra("kubernetes") from None
 
 CONTEXT_ENV = "SWIFTDEPLOY_KUBE_CONTEXT"  # set by `--kube-context` (cli/app.py)
 FIELD_MANAGER = "swiftdeploy"
