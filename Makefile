@@ -40,7 +40,8 @@ system:
 $(VENV)/.installed: pyproject.toml | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# every extra: the tests drive all three runtimes
+	$(PY) -m pip install --quiet -e '.[dev,docker,kubernetes]'
 	@touch $@
 
 $(OPA): scripts/install-opa.sh | system
