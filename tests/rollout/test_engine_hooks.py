@@ -14,7 +14,7 @@ import pytest
 from bench.support.sim import SimWorld, TrackModel
 
 from swiftdeploy.policy import EmbeddedEngine
-from swiftdeploy.rollout.engine import TERMINAL, RolloutEngine
+from swiftdeploy.rollout.engine import IDLE_OR_ENDED, RolloutEngine
 from swiftdeploy.state import Phase, State
 from tests.rollout.conftest import World
 from tests.support.hook_server import HookServer, hook_server
@@ -74,7 +74,7 @@ def run_until(
     engine: RolloutEngine, state: State, done: Callable[[State], bool], ticks: int = 3000
 ) -> State:
     for _ in range(ticks):
-        if done(state) or state.phase in TERMINAL:
+        if done(state) or state.phase in IDLE_OR_ENDED:
             return state
         state = engine.tick(state)
         engine.sleep(engine.look_interval(state))

@@ -5,7 +5,8 @@ the review (`swiftdeploy.review`), which reads what the trail holds.
 `recorder` is what the engine and commands write through (repeated holds held back
 and written several to a record, `looks`), `log` appends the records (MAC'd, with a
 head), `verify` checks them, `checkpoint` signs a head, `statecheck` refuses a state no
-recorded transition reached.
+recorded transition reached; `vocabulary` declares the words the records use (actions,
+phases, the phases a rollout ends in, failure rules) for the engine and the review.
 """
 
 from __future__ import annotations

@@ -44,13 +44,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from swiftdeploy.audit.records import canonical_bytes, parse_json
+from swiftdeploy.audit.vocabulary import HOLD
 
 Record = dict[str, Any]
 Look = dict[str, Any]  # {"ts", "decision_id", "numbers", "texts"}
 Path = tuple[str | int, ...]
 
-LOOKS = "looks"
-HOLD = "hold"  # the only action written as looks: the engine's repeated one
+LOOKS = "looks"  # only holds (HOLD, the engine's repeated action) are written as looks
 IDENTITY = ("engine", "package", "decision_id")
 MIRRORED = ("statistics", "thresholds", "step")
 # The policy's settings: a change is no look at the same thing, so it makes a full record.

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from swiftdeploy.audit import looks
 from swiftdeploy.audit.log import ENVELOPE, AuditLog, Record, utc_timestamp
+from swiftdeploy.audit.vocabulary import HOLD
 from swiftdeploy.policy.base import Decision
 
 # How long, and how many, looks are held back before they are written as one record.
@@ -86,7 +87,7 @@ class AuditRecorder:
             return
         self.flush()
         written = self.log.append(kind, **fields)
-        if kind == "decision" and written.get("action") == looks.HOLD:
+        if kind == "decision" and written.get("action") == HOLD:
             self._base = written
 
     def flush(self) -> None:
@@ -112,7 +113,7 @@ class AuditRecorder:
     def _hold_back(self, fields: dict[str, Any]) -> bool:
         """Whether `fields` is a look at the base's frame, now held back."""
         base = self._base
-        if base is None or fields.get("action") != looks.HOLD:
+        if base is None or fields.get("action") != HOLD:
             return False
         given = {"command": self.log.command, "rollout_id": None, **fields}
         plain = {key: self.log.plain(value) for key, value in given.items()}

@@ -117,10 +117,10 @@ def driving(state: State) -> bool:
 
 
 def _ended(state: State) -> bool:
-    """The rollout is in a phase it ends in (the engine's TERMINAL)."""
-    from swiftdeploy.rollout.engine import TERMINAL
+    """The rollout is in a phase the engine's loop stops in (ended, or idle)."""
+    from swiftdeploy.rollout.engine import IDLE_OR_ENDED
 
-    return state.phase in TERMINAL
+    return state.phase in IDLE_OR_ENDED
 
 
 def start_driver(fleet: Fleet, rollout_id: str, version: str | None) -> None:

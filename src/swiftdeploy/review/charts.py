@@ -15,15 +15,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from swiftdeploy.audit.vocabulary import HELD, HOLD, PROMOTE, ROLLBACK
+
 STABLE_COLOR = "#1f6fb4"
 CANARY_COLOR = "#e8710a"
 # A decision marker's colour by what was done: the engine's verdicts, a step held at
 # max_duration, and a person's command through the canary gate (allowed or refused).
 VERDICT_COLORS = {
-    "promote": "#2a9d3c",
-    "hold": "#8a8a8a",
-    "rollback": "#d62828",
-    "held": "#b27b00",
+    PROMOTE: "#2a9d3c",
+    HOLD: "#8a8a8a",
+    ROLLBACK: "#d62828",
+    HELD: "#b27b00",
     "by hand": "#0b7a75",
     "refused": "#7a1020",
 }

@@ -29,11 +29,11 @@ from typing import Any
 from swiftdeploy.audit.log import Record, rotated_files, trail_files
 from swiftdeploy.audit.looks import Expander
 from swiftdeploy.audit.records import GENESIS_HASH, parse_record, record_hash
+from swiftdeploy.audit.vocabulary import LIVE_PHASES, ROLLBACK_PREFIX, Phase
 from swiftdeploy.durations import parse_duration
 from swiftdeploy.errors import AuditError, AuditTamperedError, BadInputError
 from swiftdeploy.manifest import HOOK_TYPES
 from swiftdeploy.review.explain import (
-    ROLLBACK_PREFIX,
     DecisionView,
     answer_words,
     as_mapping,
@@ -205,20 +205,20 @@ def derive_event(record: Record, previous: Record | None = None) -> str | None:
     transition before it. None for a change that is no event (a deploy)."""
     before, after = record.get("phase_before"), record.get("phase_after")
     reason = _text(record.get("reason")) or ""
-    if after in ("promoting", "promoted", "rolled-back"):
+    if after in (Phase.PROMOTING, Phase.PROMOTED, Phase.ROLLED_BACK):
         return str(after)
-    if after == "rolling-back":
+    if after == Phase.ROLLING_BACK:
         return "aborted" if reason.removeprefix(ROLLBACK_PREFIX).startswith("aborted") else after
-    if after == "paused":
+    if after == Phase.PAUSED:
         return _pause_event(record.get("pause_kind"), reason)
-    if after != "progressing":
+    if after != Phase.PROGRESSING:
         return None  # idle: a deploy
-    if before not in ("progressing", "paused"):
+    if before not in LIVE_PHASES:
         return "canary" if reason.endswith("started by hand") else "started"
     moved = previous is not None and previous.get("step_index") != record.get("step_index")
     if moved or reason.startswith(("step ", "promoted by hand")):
         return "step"
-    if before == "paused":
+    if before == Phase.PAUSED:
         return "resumed"
     weight_moved = previous is not None and previous.get("canary_weight") != record.get(
         "canary_weight"
@@ -275,7 +275,7 @@ def _reason(record: Record, name: str, previous: Record | None) -> str:
     reason = _text(record.get("reason")) or ""
     if name in ("rolling-back", "aborted"):
         return reason.removeprefix(ROLLBACK_PREFIX)
-    if name == "rolled-back" and previous and previous.get("phase_after") == "rolling-back":
+    if name == "rolled-back" and previous and previous.get("phase_after") == Phase.ROLLING_BACK:
         # "rolled back" says nothing: the cause is the rolling-back's.
         return (_text(previous.get("reason")) or reason).removeprefix(ROLLBACK_PREFIX)
     return reason

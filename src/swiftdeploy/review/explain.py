@@ -23,36 +23,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from swiftdeploy.audit.log import Record
-from swiftdeploy.audit.looks import HOLD, expand, is_look
-
-TERMINAL = {"promoted": "promoted", "rolled-back": "rolled back", "failed": "failed"}
-# Phases in which the canary takes its step's traffic; other transitions (promoting,
-# rolling back, done) may carry the step index and a weight of 0 or 100 on their way
-# out, which is no step of the rollout.
-LIVE_PHASES = frozenset({"progressing", "paused"})
-# The rules an engine makes up when it cannot decide (swiftdeploy.policy.base); kept
-# here too, so that a trail written by an older or newer version still reads right.
-FAILURE_RULES = frozenset(
-    {
-        "engine_unreachable",
-        "engine_error",
-        "undefined_result",
-        "malformed_result",
-        "compile_error",
-        "invalid_input",
-    }
+from swiftdeploy.audit.looks import expand, is_look
+from swiftdeploy.audit.vocabulary import (
+    ENDED_PHASES,
+    ENGINE_ACTIONS,
+    FAILURE_RULES,
+    HELD,
+    HOLD,
+    LIVE_PHASES,
+    PROMOTE,
+    ROLLBACK,
 )
+
+# A rollout's outcome in words, by the phase it ended in: `rolled-back` reads `rolled back`.
+OUTCOME_OF_PHASE: dict[str, str] = {phase: phase.replace("-", " ") for phase in ENDED_PHASES}
+IN_PROGRESS = "in progress"
 # The canary policy's harm rules: observed is the test's e-value, threshold is alpha.
 HARM_RULES = frozenset({"errors_harm", "latency_harm", "max_error_rate", "max_p99_ms"})
 # Reasons read best harm first, then what evidence is missing, then the rest.
 _REASON_ORDER = dict.fromkeys(HARM_RULES, 0) | {"canary_unhealthy": 0, "needs_evidence": 1}
-# What the rollout engine records as a decision's action; a gate's action is what the
-# person asked for (it also records `requested`).
-ENGINE_ACTIONS = frozenset({"promote", "hold", "rollback", "held"})
 # Commands by which a person ends a rollout, by the outcome they lead to.
 HAND_VERBS = {"rolled back": ("rollback", "abort"), "promoted": ("promote",)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ROLLBACK_PREFIX = "rollback: "  # rollout/actions.py::roll_back's reason
 
 
 # --- numbers in words -----------------------------------------------------------------
@@ -389,7 +381,7 @@ class DecisionView:
         max_duration, so held for a person`, `hold, so promote --all by hand`."""
         if self.action == self.verdict:
             return self.verdict
-        if self.action == "held":
+        if self.action == HELD:
             return f"{self.verdict} at max_duration, so held for a person"
         if self.action == "refused":
             return f"{self.verdict}, so {self.requested or 'the command'} was refused"
@@ -399,7 +391,7 @@ class DecisionView:
             return f"{self.verdict}, so {self.action} by hand"
         gated = self.input.get("action")  # the infrastructure gate's input names the command
         if isinstance(gated, str) and self.action not in ENGINE_ACTIONS:
-            allowed = "allowed" if self.verdict == "promote" else "denied"
+            allowed = "allowed" if self.verdict == PROMOTE else "denied"
             return f"{self.verdict}, so {gated} {allowed}"
         return f"{self.verdict}, so {self.action}"
 
@@ -422,7 +414,7 @@ def decision_of(record: Record) -> DecisionView | None:
     if not isinstance(verdict, str) and is_look(record):
         verdict = HOLD  # a looks record whose full record is missing: only holds are looks
     elif not isinstance(verdict, str):
-        verdict = "promote" if output.get("allow") is True else "rollback"
+        verdict = PROMOTE if output.get("allow") is True else ROLLBACK
     action = record.get("action")
     requested = record.get("requested")
     raw_reasons = output.get("reasons")
@@ -503,7 +495,7 @@ class Rollout:
     def decisive(self) -> DecisionView | None:
         """The rollout engine's decision that ended the rollout (or the latest decision,
         while in progress); None when it ended another way (by hand)."""
-        wanted = {"rolled back": "rollback", "promoted": "promote", "failed": "rollback"}
+        wanted = {"rolled back": ROLLBACK, "promoted": PROMOTE, "failed": ROLLBACK}
         action = wanted.get(self.outcome)
         if action:
             matching = [d for d in self.decisions if d.action == action and not d.by_hand]
@@ -598,7 +590,7 @@ def build_rollout(rollout_id: str, records: list[Record]) -> Rollout:
         after = record.get("phase_after")
         if record.get("kind") == "transition" and isinstance(after, str):
             phase = after
-            ended = record_at(record) if after in TERMINAL else None
+            ended = record_at(record) if after in ENDED_PHASES else None
         for key in ("stable_version", "canary_version"):
             # The versions the rollout started with; later records may move them.
             if isinstance(record.get(key), str):
@@ -613,7 +605,7 @@ def build_rollout(rollout_id: str, records: list[Record]) -> Rollout:
         end=ended or max(times, default=start),
         decisions=list(decisions.values()),
         steps=_steps(records, decisions),
-        outcome=TERMINAL.get(phase or "", "in progress"),
+        outcome=OUTCOME_OF_PHASE.get(phase or "", IN_PROGRESS),
         phase=phase,
         stable_version=versions.get("stable_version"),
         canary_version=versions.get("canary_version"),
@@ -646,7 +638,7 @@ def violations(records: Iterable[Record]) -> list[tuple[DecisionView, ReasonView
     found: list[tuple[DecisionView, ReasonView]] = []
     for record in expand(records):
         decision = decision_of(record)
-        if decision is not None and (decision.verdict == "rollback" or decision.failed):
+        if decision is not None and (decision.verdict == ROLLBACK or decision.failed):
             found.extend((decision, reason) for reason in decision.reasons)
     return found
 

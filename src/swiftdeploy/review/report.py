@@ -27,6 +27,7 @@ from markupsafe import Markup
 from swiftdeploy import __version__
 from swiftdeploy.audit.log import FILE_MODE, Record
 from swiftdeploy.audit.looks import expand, label
+from swiftdeploy.audit.vocabulary import HOLD
 from swiftdeploy.errors import BadInputError, StateError
 from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
 from swiftdeploy.review import charts
@@ -131,7 +132,7 @@ def _chart_set(rollout: Rollout) -> tuple[list[charts.Chart], str]:
                     y,
                     _marker_kind(decision),
                     f"{decision.outcome}: {decision.sentence()}",
-                    final=decision is decisive and decision.action != "hold",
+                    final=decision is decisive and decision.action != HOLD,
                 )
             )
         return out

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from swiftdeploy.audit.log import Record
+from swiftdeploy.audit.vocabulary import ROLLBACK_PREFIX, Phase
 from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.review.explain import (
-    ROLLBACK_PREFIX,
+    IN_PROGRESS,
     Rollout,
     actor,
     hook_words,
@@ -64,7 +65,9 @@ def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
         if record.get("kind") == "transition" and record.get("event") == "drift"
     )
     # A rollout rolling back is told as the rollback it is becoming.
-    ending = replace(rollout, outcome="rolled back") if rollout.phase == "rolling-back" else rollout
+    ending = (
+        replace(rollout, outcome="rolled back") if rollout.phase == Phase.ROLLING_BACK else rollout
+    )
     decisive = ending.decisive
     manual = ending.manual_command
     prefix = ""
@@ -107,7 +110,7 @@ def ended_without_decision(rollout: Rollout) -> list[str]:
     rolling = [
         record
         for record in rollout.records
-        if record.get("kind") == "transition" and record.get("phase_after") == "rolling-back"
+        if record.get("kind") == "transition" and record.get("phase_after") == Phase.ROLLING_BACK
     ]
     reason = rolling[-1].get("reason") if rolling else None
     if not isinstance(reason, str) or not reason:
@@ -180,12 +183,12 @@ def headline(rollout: Rollout) -> str:
     name = f"rollout {rollout.rollout_id}"
     if rollout.versions:
         name += f" ({rollout.versions})"
-    if rollout.phase == "rolling-back":
+    if rollout.phase == Phase.ROLLING_BACK:
         return f"{name} is being rolled back{where}, last record {when}"
     judged = _judged(rollout)
     if judged is not None:
         return judged
-    if rollout.outcome == "in progress":
+    if rollout.outcome == IN_PROGRESS:
         return (
             f"{name} is still in progress (phase {rollout.phase or 'unknown'}){where}, "
             f"last record {when}"

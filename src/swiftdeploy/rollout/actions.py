@@ -6,6 +6,7 @@ ROLLING_BACK) running them again finishes the job.
 
 from __future__ import annotations
 
+from swiftdeploy.audit.vocabulary import ROLLBACK_PREFIX
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.state import Phase, State
 
@@ -43,7 +44,7 @@ def roll_back(fleet: Fleet, state: State, reason: str, aborted: bool = False) ->
     if state.phase != Phase.ROLLING_BACK:
         state = fleet.transition(
             state,
-            f"rollback: {reason}",
+            f"{ROLLBACK_PREFIX}{reason}",
             event="aborted" if aborted else "rolling-back",
             phase=Phase.ROLLING_BACK,
             canary_weight=0,

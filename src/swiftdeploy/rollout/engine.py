@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from swiftdeploy.audit.recorder import record_decision
+from swiftdeploy.audit.vocabulary import ENDED_PHASES, HELD, HOLD, PROMOTE, ROLLBACK
 from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.fleet import Fleet
@@ -40,7 +41,8 @@ from swiftdeploy.state.model import HookAnswer, HookWait
 from swiftdeploy.stats.dispersion import BLOCK_S, HISTORY_BLOCKS
 from swiftdeploy.stats.split import split_disagrees
 
-TERMINAL = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE})
+# The phases the loop stops in: the rollout ended, or none is under way.
+IDLE_OR_ENDED = ENDED_PHASES | {Phase.IDLE}
 
 # `interval: auto`: a look after about this many canary requests, so a busy service is
 # judged within a few requests of the evidence and a quiet one is not polled for nothing.
@@ -245,9 +247,9 @@ class RolloutEngine:
     def run(self, state: State) -> State:
         """Tick until the rollout ends, pauses for a person, or a stop is requested."""
         try:
-            while state.phase not in TERMINAL and not self._waiting_for_person(state):
+            while state.phase not in IDLE_OR_ENDED and not self._waiting_for_person(state):
                 state = self.tick(state)
-                if state.phase in TERMINAL or self._waiting_for_person(state):
+                if state.phase in IDLE_OR_ENDED or self._waiting_for_person(state):
                     break
                 if self.stop_requested():
                     break
@@ -374,10 +376,10 @@ class RolloutEngine:
         # A step that passed and waits for a hook's yes is no undecided step: it holds
         # for the hook (never `held` at max_duration), and only harm ends it.
         approving = state.awaiting is not None
-        if holding and verdict == "hold" and deadline is not None and self.clock() >= deadline:
-            action = "hold" if approving else "held"
-        if approving and action != "rollback":
-            action = "hold"
+        if holding and verdict == HOLD and deadline is not None and self.clock() >= deadline:
+            action = HOLD if approving else HELD
+        if approving and action != ROLLBACK:
+            action = HOLD
         self.record(look, action)
         last = LastLook(
             at=self.clock(),
@@ -391,11 +393,11 @@ class RolloutEngine:
         )
         self.on_tick(report)
         summary = summarize_reasons(look.decision)
-        if action == "rollback":
+        if action == ROLLBACK:
             return self.rollback(state, summary or "rolled back by policy")
         if approving:
             return self.advance(state)  # asks the gate again; moves on once it says yes
-        if action == "held":
+        if action == HELD:
             return self._transition(
                 state,
                 f"held: {summary}",
@@ -404,7 +406,7 @@ class RolloutEngine:
                 pause_kind="held",
                 message=f"undecided after {format_duration(look.elapsed_s)}: {summary}",
             )
-        if action == "promote":
+        if action == PROMOTE:
             return self._step_passed(state, step)
         return state
 
