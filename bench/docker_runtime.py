@@ -46,11 +46,11 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import fast_rollout, new_project  # noqa: E402
 from tests.support.docker import use_docker  # noqa: E402
 
+from swiftdeploy.commands.context import command_context  # noqa: E402
 from swiftdeploy.commands.demo_image import build_demo_image  # noqa: E402
 from swiftdeploy.loadgen import LoadResult, LoadRun  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.runtime.docker import connect  # noqa: E402
-from swiftdeploy.wiring import open_fleet, project_locks  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "docker.md"
 COMMAND = [".venv/bin/python", "bench/docker_runtime.py"]
@@ -76,8 +76,8 @@ def measure_tracks(root: Path, url: str, runs: int) -> tuple[list[float], list[f
     loaded = load_manifest(root / "swiftdeploy.yaml")
     starts: list[float] = []
     changes: list[float] = []
-    with project_locks(loaded):
-        fleet = open_fleet(loaded, lambda line: None)
+    with command_context(loaded, lambda line: None, lock=True, record_command=False) as context:
+        fleet = context.fleet
         tracks, store = fleet.tracks, fleet.store
         try:
             for run in range(runs):

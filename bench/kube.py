@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 from tests.runtime.kubernetes.kubeproject import CANARY_NAME, new_project  # noqa: E402
 from tests.support.kube import KubeCluster, start_cluster  # noqa: E402
 
+from swiftdeploy.commands.context import command_context  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.ports import free_port  # noqa: E402
 from swiftdeploy.rollout.actions import roll_back  # noqa: E402
 from swiftdeploy.runtime.kubernetes import kube_of  # noqa: E402
-from swiftdeploy.wiring import open_fleet  # noqa: E402
 
 
 def ms(seconds: list[float]) -> str:
@@ -77,41 +77,42 @@ def run(cluster: KubeCluster, work: Path, repeats: int) -> None:
         project.cli("rollback", check=False)
 
     loaded = load_manifest(project.manifest)
-    fleet = open_fleet(loaded, progress=lambda message: None)
-    kube = kube_of(loaded)
-    state = fleet.tracks.ensure_track(fleet.store.load(), "canary", "v2", 1)
-    state = fleet.store.save(state.model_copy(update={"canary_version": "v2"}))
-
-    # a weight change -> the API server
-    changes: list[float] = []
-    for i in range(repeats):
-        weight = 10 + (i % 5) * 10
-        begin = time.monotonic()
-        fleet.tracks.apply_split(state.model_copy(update={"canary_weight": weight}))
-        project.wait_for("the weight", lambda w=weight: project.weights().get(CANARY_NAME) == w)
-        changes.append(time.monotonic() - begin)
-
-    # a rollback decision -> the route at 0%
-    to_zero: list[float] = []
-    for _ in range(max(1, repeats // 4)):
+    with command_context(loaded, lambda message: None) as context:
+        fleet = context.fleet
+        kube = kube_of(loaded)
         state = fleet.tracks.ensure_track(fleet.store.load(), "canary", "v2", 1)
-        state = fleet.store.save(state.model_copy(update={"canary_weight": 50}))
-        fleet.apply_routes(state)
-        begin = time.monotonic()
-        worker = threading.Thread(target=roll_back, args=(fleet, state, "bench"))
-        worker.start()
-        while CANARY_NAME in project.weights():  # read back as fast as the API answers
-            assert time.monotonic() - begin < 30, "the route never reached 0%"
-        to_zero.append(time.monotonic() - begin)
-        worker.join()
+        state = fleet.store.save(state.model_copy(update={"canary_version": "v2"}))
 
-    # API calls per look
-    calls: dict[int, int] = {}
-    for replicas in (1, 4, 16):
-        state = fleet.tracks.ensure_track(fleet.store.load(), "canary", "v2", replicas)
-        before = kube.calls
-        assert fleet.tracks.track_healthy(state, "canary")
-        calls[replicas] = kube.calls - before
+        # a weight change -> the API server
+        changes: list[float] = []
+        for i in range(repeats):
+            weight = 10 + (i % 5) * 10
+            begin = time.monotonic()
+            fleet.tracks.apply_split(state.model_copy(update={"canary_weight": weight}))
+            project.wait_for("the weight", lambda w=weight: project.weights().get(CANARY_NAME) == w)
+            changes.append(time.monotonic() - begin)
+
+        # a rollback decision -> the route at 0%
+        to_zero: list[float] = []
+        for _ in range(max(1, repeats // 4)):
+            state = fleet.tracks.ensure_track(fleet.store.load(), "canary", "v2", 1)
+            state = fleet.store.save(state.model_copy(update={"canary_weight": 50}))
+            fleet.apply_routes(state)
+            begin = time.monotonic()
+            worker = threading.Thread(target=roll_back, args=(fleet, state, "bench"))
+            worker.start()
+            while CANARY_NAME in project.weights():  # read back as fast as the API answers
+                assert time.monotonic() - begin < 30, "the route never reached 0%"
+            to_zero.append(time.monotonic() - begin)
+            worker.join()
+
+        # API calls per look
+        calls: dict[int, int] = {}
+        for replicas in (1, 4, 16):
+            state = fleet.tracks.ensure_track(fleet.store.load(), "canary", "v2", replicas)
+            before = kube.calls
+            assert fleet.tracks.track_healthy(state, "canary")
+            calls[replicas] = kube.calls - before
 
     command = "python bench/kube.py " + shlex.join(sys.argv[1:])
     print(f"\n{command}\n")

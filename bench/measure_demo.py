@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.support.host import generous_host_gate  # noqa: E402
-from swiftdeploy.wiring import open_fleet  # noqa: E402
 
+from swiftdeploy.commands.context import command_context  # noqa: E402
 from swiftdeploy.loadgen import LoadRun  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402
 from swiftdeploy.metrics import ProviderDeps, create_provider  # noqa: E402
@@ -58,46 +58,48 @@ def main() -> None:
         generous_host_gate(root / "swiftdeploy.yaml")  # a busy machine must not refuse it
         sd("deploy")
         sd("canary", "v2", "--weight", "25")
-        fleet = open_fleet(load_manifest(root / "swiftdeploy.yaml"), lambda message: None)
-        load = LoadRun(
-            f"http://127.0.0.1:{port}/", seconds=600, connections=4, rate_per_connection=25
-        )
-        client = httpx.Client(trust_env=False)
-        providers = {
-            name: create_provider(
-                name,
-                ProviderDeps(
-                    settings=fleet.loaded.manifest.metrics,
-                    app_targets=fleet.metrics_targets,
-                    router_metrics=fleet.router.read_metrics,
-                    router_history=fleet.router.read_history,
-                    prometheus_url=lambda: "",
-                    client=client,
-                    min_requests=0,
-                    state_dir=root,
-                    keep_history=False,
-                ),
+        loaded = load_manifest(root / "swiftdeploy.yaml")
+        with command_context(loaded, lambda message: None) as context:
+            fleet = context.fleet
+            load = LoadRun(
+                f"http://127.0.0.1:{port}/", seconds=600, connections=4, rate_per_connection=25
             )
-            for name in ("scrape", "nginx")
-        }
-        timings: dict[str, list[float]] = {name: [] for name in providers}
-        try:
-            time.sleep(2)
-            for provider in providers.values():
-                for track in ("stable", "canary"):
-                    provider.mark(track)
-            time.sleep(1)
-            for _ in range(args.rounds):
-                for name, provider in providers.items():  # interleaved: same noise for both
+            client = httpx.Client(trust_env=False)
+            providers = {
+                name: create_provider(
+                    name,
+                    ProviderDeps(
+                        settings=fleet.loaded.manifest.metrics,
+                        app_targets=fleet.metrics_targets,
+                        router_metrics=fleet.router.read_metrics,
+                        router_history=fleet.router.read_history,
+                        prometheus_url=lambda: "",
+                        client=client,
+                        min_requests=0,
+                        state_dir=root,
+                        keep_history=False,
+                    ),
+                )
+                for name in ("scrape", "nginx")
+            }
+            timings: dict[str, list[float]] = {name: [] for name in providers}
+            try:
+                time.sleep(2)
+                for provider in providers.values():
                     for track in ("stable", "canary"):
-                        started = time.perf_counter()
-                        measurement = provider.measure(track, 30)
-                        timings[name].append((time.perf_counter() - started) * 1000)
-                        assert measurement.status != "provider_error", measurement.detail
-                time.sleep(0.02)
-        finally:
-            load.stop()
-            client.close()
+                        provider.mark(track)
+                time.sleep(1)
+                for _ in range(args.rounds):
+                    for name, provider in providers.items():  # interleaved: same noise for both
+                        for track in ("stable", "canary"):
+                            started = time.perf_counter()
+                            measurement = provider.measure(track, 30)
+                            timings[name].append((time.perf_counter() - started) * 1000)
+                            assert measurement.status != "provider_error", measurement.detail
+                    time.sleep(0.02)
+            finally:
+                load.stop()
+                client.close()
         print(f"command: .venv/bin/python bench/measure_demo.py --rounds {args.rounds}")
         print("| provider | targets per track | calls | p50 ms | p99 ms | goal |")
         print("|---|---|---:|---:|---:|---|")

@@ -238,14 +238,13 @@ class _Patience:
 
 
 def _flaky_cluster(monkeypatch: pytest.MonkeyPatch, away_calls: int) -> _FlakyCluster:
+    import swiftdeploy.commands.context as context_module
     import swiftdeploy.commands.driver as driver_module
-    import swiftdeploy.runtime as runtime_module
 
     cluster = _FlakyCluster(away_calls, "ro-1")
     monkeypatch.setattr(driver_module, "cluster_control", lambda loaded: cluster)
     monkeypatch.setattr(driver_module, "driver_installed", lambda control: True)
-    backend = SimpleNamespace(state_store=lambda loaded: cluster)
-    monkeypatch.setattr(runtime_module, "backend", lambda runtime: backend)
+    monkeypatch.setattr(context_module, "state_store", lambda loaded: cluster)
     return cluster
 
 

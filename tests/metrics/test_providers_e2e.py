@@ -10,12 +10,12 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from swiftdeploy.commands.context import command_context
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import Measurement, MetricsProvider
-from swiftdeploy.wiring import open_fleet
 from tests.conftest import Project, version_counts
 
 pytestmark = pytest.mark.e2e
@@ -23,11 +23,8 @@ pytestmark = pytest.mark.e2e
 
 @contextmanager
 def _fleet(project: Project) -> Iterator[Fleet]:
-    fleet = open_fleet(load_manifest(project.manifest), lambda message: None)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
+    with command_context(load_manifest(project.manifest), lambda message: None) as context:
+        yield context.fleet
 
 
 def _provider(fleet: Fleet, name: str, client: httpx.Client) -> MetricsProvider:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from bench.support.sim import init_manifest
-from swiftdeploy.wiring import gating_hooks
 
+from swiftdeploy.commands.context import gating_hooks
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Hook, LoadedManifest
 from swiftdeploy.notify.hooks import ANSWER_BYTES, HookCall, HookCaller, HookContext, hook_caller

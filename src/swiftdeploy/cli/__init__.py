@@ -1,5 +1,5 @@
 """The command line: parsing and printing only; the work is in `commands/`.
-May import: every layer below (commands, wiring, rollout, fleet, the parts, the model).
+May import: every layer below (commands, rollout, fleet, the parts, the model).
 
 `app` holds the commands of `project` (init ... teardown) and `release` (canary ...
 rollback) and the sub-apps `policy`, `audit`, `kube` and `ci`; `run` is the one place

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load, printable
+from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, printable, read_manifest
 from swiftdeploy.errors import AuditTamperedError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _trail(manifest: Path, trail: Path | None = None) -> Source:
         return trail
     from swiftdeploy.commands.audit import trail_of
 
-    return trail_of(load(manifest))
+    return trail_of(read_manifest(manifest))
 
 
 def _warn(warnings: list[str]) -> None:
@@ -129,7 +129,7 @@ def adopt(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Seal a trail written before swiftdeploy kept a head file, once its chain verifies."""
     from swiftdeploy.commands.audit import adopt as adopt_trail
 
-    record = adopt_trail(load(manifest))
+    record = adopt_trail(read_manifest(manifest))
     if record is None:
         typer.echo("the audit trail verifies as it is: nothing to adopt")
     else:

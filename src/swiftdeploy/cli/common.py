@@ -1,15 +1,15 @@
-"""What the command modules share: the consoles, the options, and the project's fleet
-under its lock. Heavy modules (the fleet, the engines, scipy through the statistics)
-are imported inside the functions that need them, so `--help` and `--version` start
-in a fraction of a second."""
+"""What the command modules share: the consoles, the options, the manifest read and
+the command context (`commands.context`) with the CLI's voice. Heavy modules (the
+fleet, the engines, scipy through the statistics) are imported inside the functions
+that need them, so `--help` and `--version` start in a fraction of a second."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,9 +22,8 @@ from swiftdeploy.durations import parse_duration
 from swiftdeploy.errors import BadInputError
 
 if TYPE_CHECKING:
-    from swiftdeploy.fleet import Fleet
+    from swiftdeploy.commands.context import CommandContext
     from swiftdeploy.manifest import LoadedManifest
-    from swiftdeploy.rollout.engine import RolloutEngine
     from swiftdeploy.state import State
 
 # Piped output keeps whole tables rather than rich's 80-column default.
@@ -81,16 +80,6 @@ def warn(lines: Iterable[str]) -> None:
         err.print(f"warning: {line}", markup=False, soft_wrap=True)
 
 
-def checked(loaded: LoadedManifest, version: str | None = None) -> None:
-    """`validate`'s checks before a command starts anything, and its warnings about
-    who can move the numbers or read the replicas of `version` (said at every start,
-    not only by `validate`)."""
-    from swiftdeploy.commands.validate import account_warnings, evidence_warnings, preflight
-
-    preflight(loaded)
-    warn(evidence_warnings(loaded) + account_warnings(loaded, version))
-
-
 def print_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
 
@@ -102,52 +91,28 @@ def summary(state: State) -> str:
     return text
 
 
-def load(manifest: Path) -> LoadedManifest:
+def read_manifest(manifest: Path) -> LoadedManifest:
+    """The manifest at `manifest`, read and validated (a bad one is one clear error)."""
     from swiftdeploy.manifest import load_manifest
 
     return load_manifest(manifest)
 
 
-def fleet_of(loaded: LoadedManifest) -> Fleet:
-    """The project's fleet, for commands that only read."""
-    from swiftdeploy.wiring import open_fleet
+def command(
+    loaded: LoadedManifest,
+    *,
+    preflight: bool = False,
+    version: str | None = None,
+    lock: bool = False,
+    gate: str | None = None,
+) -> AbstractContextManager[CommandContext]:
+    """The command's parts through its gates (`commands.context`), saying its progress
+    and warnings on stderr."""
+    from swiftdeploy.commands.context import command_context
 
-    return open_fleet(loaded, progress)
-
-
-@contextmanager
-def locked_fleet(manifest: Path) -> Iterator[Fleet]:
-    """The project's fleet under its lock, with the command recorded before it acts."""
-    from swiftdeploy.wiring import project_locks
-
-    loaded = load(manifest)
-    with project_locks(loaded):
-        fleet = fleet_of(loaded)
-        fleet.recorder.record("command", rollout_id=fleet.store.load().rollout_id)
-        yield fleet
-
-
-@contextmanager
-def engine_for(fleet: Fleet) -> Iterator[RolloutEngine]:
-    """A rollout engine for one command (its policy engine closed after it)."""
-    from swiftdeploy.wiring import policy_engine, rollout_engine
-
-    policy = policy_engine(fleet)
-    try:
-        yield rollout_engine(fleet, policy)
-    finally:
-        policy.close()
-
-
-def infrastructure_gate(fleet: Fleet, action: str) -> None:
-    from swiftdeploy.commands.gate import infrastructure_gate as gate
-    from swiftdeploy.wiring import policy_engine
-
-    engine = policy_engine(fleet)
-    try:
-        gate(fleet.loaded, engine, fleet.recorder, action)
-    finally:
-        engine.close()
+    return command_context(
+        loaded, progress, preflight=preflight, version=version, lock=lock, gate=gate, warn=warn
+    )
 
 
 def force_reason(force: bool, reason: str | None) -> str | None:

@@ -17,7 +17,7 @@ import typer
 # Registered first, so that --help lists the project's and release's verbs before this one.
 from swiftdeploy.cli import project, release  # noqa: F401
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, load
+from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, read_manifest
 
 
 @app.command("events")
@@ -38,7 +38,7 @@ def events(
     """Every state change as a CloudEvents 1.0 JSON event per line (docs/events.md)."""
     from swiftdeploy.commands.events import project_events
 
-    stream = project_events(load(manifest), since=since, rollout=rollout, follow=follow)
+    stream = project_events(read_manifest(manifest), since=since, rollout=rollout, follow=follow)
     try:
         for event in stream:
             typer.echo(json.dumps(event, separators=(",", ":")))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, err, load, out
+from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, err, out, read_manifest
 
 kube_app = typer.Typer(
     help="The kubernetes runtime's needs from the cluster.", no_args_is_help=True
@@ -31,7 +31,8 @@ def rbac(
     and the operators', with RoleBindings: `kubectl apply -f -` them."""
     from swiftdeploy.commands.kube import rbac_yaml
 
-    out.print(rbac_yaml(load(manifest).manifest, subject, driver_subject), markup=False, end="")
+    manifest_read = read_manifest(manifest).manifest
+    out.print(rbac_yaml(manifest_read, subject, driver_subject), markup=False, end="")
 
 
 @kube_app.command("install")
@@ -51,7 +52,7 @@ def install(
     from swiftdeploy.commands.kube_install import DEFAULT_IMAGE, install, install_yaml
     from swiftdeploy.runtime.kubernetes import kube_of
 
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     if print_only:
         out.print(install_yaml(loaded, image or DEFAULT_IMAGE), markup=False, end="")
         return

@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, err, load, out, print_json
+from swiftdeploy.cli.common import (
+    DEFAULT_PATH,
+    ManifestOption,
+    err,
+    out,
+    print_json,
+    read_manifest,
+)
 from swiftdeploy.errors import ExitCode
 
 policy_app = typer.Typer(
@@ -28,7 +35,7 @@ def policy_test(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Run `opa test` on the policy directory."""
     from swiftdeploy.commands.policy import run_tests
 
-    passed, report = run_tests(load(manifest))
+    passed, report = run_tests(read_manifest(manifest))
     out.print(report, markup=False)
     if not passed:
         raise typer.Exit(ExitCode.OPERATIONAL)
@@ -39,7 +46,7 @@ def policy_check(manifest: ManifestOption = DEFAULT_PATH) -> None:
     """Compile the policies; report every error as file:line: message (exit 2)."""
     from swiftdeploy.commands.policy import check
 
-    problems = check(load(manifest))
+    problems = check(read_manifest(manifest))
     for problem in problems:
         err.print(problem, markup=False)
     if problems:
@@ -59,7 +66,7 @@ def policy_eval(
     """Print the decision a policy engine gives for an input."""
     from swiftdeploy.commands.policy import evaluate
 
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     name = engine.value if engine else loaded.manifest.policy.engine
     decision = evaluate(loaded, input_file, name, package)
     print_json(decision.model_dump(mode="json"))

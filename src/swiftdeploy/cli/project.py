@@ -19,14 +19,11 @@ from swiftdeploy.cli.common import (
     JsonOption,
     ManifestOption,
     WindowOption,
-    checked,
+    command,
     err,
-    fleet_of,
-    infrastructure_gate,
-    load,
-    locked_fleet,
     out,
     print_json,
+    read_manifest,
     summary,
     warn,
 )
@@ -35,6 +32,7 @@ from swiftdeploy.errors import ExitCode
 
 if TYPE_CHECKING:
     from swiftdeploy.commands.status import StatusReport
+    from swiftdeploy.fleet import Fleet
     from swiftdeploy.manifest import LoadedManifest
     from swiftdeploy.state import State
 
@@ -72,7 +70,7 @@ def validate(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = Fals
     from swiftdeploy.commands.validate import account_warnings, evidence_warnings, preflight
     from swiftdeploy.rollout.capacity import manifest_loads, warnings
 
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     checks = preflight(loaded)
     # not fatal: a canary replica busier than a stable one was is a choice, said once;
     # so is a provider that counts what other local users send the replicas, and an
@@ -104,7 +102,7 @@ def doctor(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False)
     """Versions and health of every part: nginx, lua, supervisord, Prometheus, hey, OPA."""
     from swiftdeploy.commands.doctor import processes_of, run_checks
 
-    loaded = load(manifest) if manifest.is_file() else None
+    loaded = read_manifest(manifest) if manifest.is_file() else None
     checks = run_checks(loaded)
     processes = processes_of(loaded) if loaded else []
     if as_json:
@@ -135,12 +133,10 @@ def deploy(
     from swiftdeploy.commands.deploy import deploy as deploy_version
     from swiftdeploy.manifest import require_version
 
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     target = require_version(version or loaded.manifest.service.version, "--version")
-    checked(loaded, target)
-    with locked_fleet(manifest) as fleet:
-        infrastructure_gate(fleet, "deploy")
-        state = deploy_version(fleet, target)
+    with command(loaded, preflight=True, version=target, lock=True, gate="deploy") as context:
+        state = deploy_version(context.fleet, target)
     settings = loaded.manifest
     served = f"listening on {settings.traffic.listen}"
     if settings.runtime == "kubernetes":  # the cluster's Gateway serves it, not a listener here
@@ -158,12 +154,18 @@ def status(
 ) -> None:
     """Versions, weights, replicas, health and each track's recent traffic (--window 0:
     none); for a canary, where its step stands. Reads only."""
+    with command(read_manifest(manifest)) as context:
+        _status(context.fleet, as_json, watch, interval, window)
+
+
+def _status(
+    fleet: Fleet, as_json: bool, watch: bool, interval: float, window: float | None
+) -> None:
     from rich.live import Live
 
     from swiftdeploy.commands.status import TrafficMeter, collect_status
 
-    loaded = load(manifest)
-    fleet = fleet_of(loaded)
+    loaded = fleet.loaded
     span = loaded.manifest.metrics.window if window is None else window
     meter = TrafficMeter(fleet) if span > 0 else None
     if not watch:
@@ -294,15 +296,15 @@ def chaos(
     from swiftdeploy.commands.chaos import set_chaos
 
     # No project lock: chaos changes no state, so it can hit a canary mid-rollout.
-    fleet = fleet_of(load(manifest))
-    names = set_chaos(
-        fleet,
-        "canary" if track == TrackName.CANARY else "stable",
-        error_rate,
-        latency_ms,
-        duration_s,
-        recover,
-    )
+    with command(read_manifest(manifest)) as context:
+        names = set_chaos(
+            context.fleet,
+            "canary" if track == TrackName.CANARY else "stable",
+            error_rate,
+            latency_ms,
+            duration_s,
+            recover,
+        )
     action = "recovered" if recover else "chaos injected into"
     out.print(f"{action} {', '.join(names)}", markup=False)
 
@@ -319,11 +321,11 @@ def metrics(
     """Each track's requests, errors and latency over the last window of traffic."""
     from swiftdeploy.commands.metrics import measure
 
-    loaded = load(manifest)
-    fleet = fleet_of(loaded)
+    loaded = read_manifest(manifest)
     tracks = [track.value] if track else ["stable", "canary"]
     span = loaded.manifest.metrics.window if window is None else window
-    measured = measure(fleet, tracks, span)
+    with command(loaded) as context:
+        measured = measure(context.fleet, tracks, span)
     if as_json:
         print_json({t: m.model_dump(mode="json") for t, m in measured.items()})
         return
@@ -348,9 +350,10 @@ def teardown(manifest: ManifestOption = DEFAULT_PATH) -> None:
     from swiftdeploy.commands.driver import stop_driver
     from swiftdeploy.commands.teardown import teardown as stop_all
 
-    stop_driver(load(manifest))  # it holds the project's lock while it drives
-    with locked_fleet(manifest) as fleet:
-        pids = stop_all(fleet)
+    loaded = read_manifest(manifest)
+    stop_driver(loaded)  # it holds the project's lock while it drives
+    with command(loaded, lock=True) as context:
+        pids = stop_all(context.fleet)
     out.print(f"stopped {len(pids)} processes")
 
 

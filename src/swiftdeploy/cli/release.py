@@ -26,16 +26,12 @@ from swiftdeploy.cli.common import (
     ForceOption,
     ManifestOption,
     ReasonOption,
-    checked,
-    engine_for,
+    command,
     err,
-    fleet_of,
     force_reason,
-    infrastructure_gate,
-    load,
-    locked_fleet,
     out,
     print_json,
+    read_manifest,
     summary,
     warn,
 )
@@ -50,6 +46,7 @@ from swiftdeploy.errors import (
 )
 
 if TYPE_CHECKING:
+    from swiftdeploy.commands.context import CommandContext
     from swiftdeploy.fleet import Fleet
     from swiftdeploy.manifest import LoadedManifest, Manifest
     from swiftdeploy.rollout.engine import RolloutEngine, TickReport
@@ -74,11 +71,9 @@ def canary(
     from swiftdeploy.manifest import require_version
 
     require_version(version, "VERSION")
-    checked(load(manifest), version)
-    with locked_fleet(manifest) as fleet:
-        infrastructure_gate(fleet, "canary")
-        with engine_for(fleet) as engine:
-            state = start_canary(engine, version, weight)
+    loaded = read_manifest(manifest)
+    with command(loaded, preflight=True, version=version, lock=True, gate="canary") as context:
+        state = start_canary(context.engine(), version, weight)
     out.print(f"canary started: {summary(state)}", markup=False)
 
 
@@ -96,8 +91,8 @@ def weight(
     why = force_reason(force, reason)
     if _steer(manifest, "weight", weight=percent, reason=why, force=why is not None):
         return
-    with locked_fleet(manifest) as fleet, engine_for(fleet) as engine:
-        state = set_weight(engine, percent, why)
+    with command(read_manifest(manifest), lock=True) as context:
+        state = set_weight(context.engine(), percent, why)
     out.print(f"weight set: {summary(state)}", markup=False)
 
 
@@ -120,18 +115,19 @@ def promote(
     fields = {"to_the_end": to_the_end, "reason": why, "force": why is not None}
     if _steer(manifest, "promote", **fields):
         return
-    with locked_fleet(manifest) as fleet:
-        if fleet.store.load().analysis:  # a rollout driven in the foreground (Kubernetes)
-            _promote_in_foreground(fleet, to_the_end, why)
+    with command(read_manifest(manifest), lock=True) as context:
+        if context.fleet.store.load().auto_advance:  # driven in the foreground (Kubernetes)
+            _promote_in_foreground(context, to_the_end, why)
             return
-        with engine_for(fleet) as engine:
-            state = promote_steps(engine, to_the_end, why)
+        state = promote_steps(context.engine(), to_the_end, why)
     out.print(f"promoted: {summary(state)}", markup=False)
 
 
-def _promote_in_foreground(fleet: Fleet, to_the_end: bool, why: str | None) -> None:
+def _promote_in_foreground(context: CommandContext, to_the_end: bool, why: str | None) -> None:
     from swiftdeploy.commands import gate
     from swiftdeploy.commands import rollout as rollout_cmd
+
+    fleet = context.fleet
 
     def gated(engine: RolloutEngine) -> State:
         state = fleet.reconcile(fleet.store.load())
@@ -139,7 +135,7 @@ def _promote_in_foreground(fleet: Fleet, to_the_end: bool, why: str | None) -> N
         gate.canary_gate(engine, state, action, why)
         return rollout_cmd.promote_analysed(engine, to_the_end)
 
-    _run_rollout(fleet, gated, as_json=False)
+    _run_rollout(context, gated, as_json=False)
 
 
 DetachOption = Annotated[
@@ -200,11 +196,11 @@ def rollout(
     from swiftdeploy.manifest import require_version
 
     require_version(version, "VERSION")
-    loaded = load(manifest)
-    if not _cluster(loaded):  # in the cluster, the driver checks with its own rights
-        checked(loaded, version)
+    loaded = read_manifest(manifest)
+    cluster = _cluster(loaded)  # in the cluster, the driver checks with its own rights
     if show_plan:
-        found = rollout_cmd.plan_now(fleet_of(loaded))
+        with command(loaded, preflight=not cluster, version=version) as context:
+            found = rollout_cmd.plan_now(context.fleet)
         if found is None:
             raise StateError("nothing is deployed yet", hint="run `swiftdeploy deploy` first")
         _print_plan(version, found, loaded.manifest, as_json)
@@ -214,14 +210,14 @@ def rollout(
     # opened before anything starts: a path it cannot write is exit 2, nothing started
     with _events_file(events_file) as sink:
         mode = _Follow(detach, wait, events, as_json, quiet, verbose, sink)
-        if _cluster(loaded):
+        if cluster:
             _rollout_in_cluster(loaded, version, mode)
             return
         from swiftdeploy.commands.driver import start_driver, wait_for_driver
         from swiftdeploy.rollout.engine import new_rollout_id
 
-        with locked_fleet(manifest) as fleet:
-            infrastructure_gate(fleet, "canary")
+        with command(loaded, preflight=True, version=version, lock=True, gate="canary") as context:
+            fleet = context.fleet
             fleet.require_canary_can_start(fleet.reconcile(fleet.store.load()), version)
             _early_warnings(fleet)
             rollout_id = new_rollout_id()
@@ -238,7 +234,8 @@ def _rollout_in_cluster(loaded: LoadedManifest, version: str, mode: _Follow) -> 
     from swiftdeploy.state import State
 
     _require_cluster_driver(loaded)  # before the advice: no driver, nothing to advise
-    _early_warnings(fleet_of(loaded))
+    with command(loaded) as context:
+        _early_warnings(context.fleet)
     found = start_in_cluster(loaded, version, new_rollout_id(), away=_Away())
     if not isinstance(found, State):
         raise SteerRefused(found.message, found.hint, found.exit_code)
@@ -258,7 +255,7 @@ def attach(
     """Follow the running rollout from this terminal; Ctrl-C detaches (it goes on)."""
     from swiftdeploy.commands.driver import driving
 
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     state = _store(loaded).load()
     if not driving(state):
         raise StateError(
@@ -280,7 +277,7 @@ def resume(
 ) -> None:
     """Carry on a paused, held or interrupted rollout from its persisted phase and step
     (a driver is started if none runs), then follow it."""
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     cluster = _cluster(loaded)
     state = _store(loaded).load()
     _require_rollout(state, "resume")
@@ -299,7 +296,7 @@ def pause(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) 
     `resume` (or `promote`, `abort`)."""
     if _steer(manifest, "pause", reason=reason):
         return
-    _require_rollout(_store(load(manifest)).load(), "pause")
+    _require_rollout(_store(read_manifest(manifest)).load(), "pause")
     raise StateError(
         "`pause` needs a rollout driver; on this runtime the CLI drives it",
         hint="stop it with Ctrl-C (the state is kept) and `swiftdeploy resume` later",
@@ -313,7 +310,8 @@ def abort(manifest: ManifestOption = DEFAULT_PATH, reason: ReasonOption = None) 
         return
     from swiftdeploy.commands.rollback import rollback as roll_back
 
-    with locked_fleet(manifest) as fleet:
+    with command(read_manifest(manifest), lock=True) as context:
+        fleet = context.fleet
         if not fleet.store.load().track("canary"):
             out.print("nothing to abort: no canary is running")
             return
@@ -329,8 +327,8 @@ def rollback(manifest: ManifestOption = DEFAULT_PATH) -> None:
         return
     from swiftdeploy.commands.rollback import rollback as roll_back
 
-    with locked_fleet(manifest) as fleet:
-        state = roll_back(fleet)
+    with command(read_manifest(manifest), lock=True) as context:
+        state = roll_back(context.fleet)
     out.print(f"rolled back: {summary(state)}", markup=False)
 
 
@@ -355,9 +353,9 @@ def drive(
     from swiftdeploy.commands.driver import drive_controller
 
     if controller:
-        code = drive_controller(load(manifest), progress)
+        code = drive_controller(read_manifest(manifest), progress)
     else:
-        code = run_driver(load(manifest), rollout_id, start, progress)
+        code = run_driver(read_manifest(manifest), rollout_id, start, progress)
     if code:
         raise typer.Exit(code)
 
@@ -379,9 +377,9 @@ def _require_cluster_driver(loaded: LoadedManifest) -> None:
 
 
 def _store(loaded: LoadedManifest) -> StateStore:
-    from swiftdeploy.runtime import backend
+    from swiftdeploy.commands.context import state_store
 
-    return backend(loaded.manifest.runtime).state_store(loaded)
+    return state_store(loaded)
 
 
 def _person() -> str:
@@ -416,11 +414,11 @@ def _ensure_driver(loaded: LoadedManifest) -> None:
     if driver_restarting(loaded):  # its supervisor restarts it: it holds in a moment
         wait_for_lock(loaded)
         return
-    with locked_fleet(loaded.path) as fleet:
-        state = fleet.store.load()
+    with command(loaded, lock=True) as context:
+        state = context.fleet.store.load()
         _require_rollout(state, "drive")
         assert state.rollout_id is not None
-        start_driver(fleet, state.rollout_id, None)
+        start_driver(context.fleet, state.rollout_id, None)
         err.print(f"no driver was running: started one for rollout {state.rollout_id}")
     wait_for_lock(loaded)
 
@@ -430,7 +428,7 @@ def _steer(manifest: Path, verb: Verb, **fields: object) -> bool:
     project has no driven rollout, so the caller acts by hand."""
     from swiftdeploy.commands.driver import ask, driver_restarting, driving, wait_for_lock
 
-    loaded = load(manifest)
+    loaded = read_manifest(manifest)
     if _cluster(loaded):
         return _steer_cluster(loaded, verb, **fields)
     # a running driver is asked at once (an `abort` is on the clock); only without one
@@ -682,17 +680,19 @@ class _EventPrinter:
 # --- running a rollout in the foreground -----------------------------------------------
 
 
-def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: bool) -> None:
+def _run_rollout(
+    context: CommandContext, body: Callable[[RolloutEngine], State], as_json: bool
+) -> None:
     """Run a rollout loop in this process (where no driver runs it: Kubernetes, for now),
     with the live view or one JSON line per look; SIGTERM lets the current look finish
     and leaves the state consistent for `resume`."""
     from swiftdeploy.cli.view import RolloutFollower
     from swiftdeploy.state import Phase
-    from swiftdeploy.wiring import policy_engine, rollout_engine
 
+    fleet = context.fleet
+    context.policy()  # before the view: an OPA started here says so on a line of its own
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    policy = policy_engine(fleet)
     mode: Literal["live", "lines", "quiet"] = "live" if err.is_terminal else "lines"
     try:
         with RolloutFollower(err, fleet.loaded.manifest, mode="quiet" if as_json else mode) as view:
@@ -702,10 +702,8 @@ def _run_rollout(fleet: Fleet, body: Callable[[RolloutEngine], State], as_json: 
                     _print_look(report)
                 view.update(report.state)
 
-            engine = rollout_engine(fleet, policy, on_tick, stop.is_set)
-            state = body(engine)
+            state = body(context.engine(on_tick, stop.is_set))
     finally:
-        policy.close()
         signal.signal(signal.SIGTERM, previous)
         fleet.recorder.flush()  # the looks the recorder holds back (audit/recorder.py)
     if stop.is_set() and state.phase not in (Phase.PROMOTED, Phase.ROLLED_BACK):

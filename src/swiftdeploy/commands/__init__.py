@@ -1,3 +1,3 @@
 """One module per CLI verb: plain functions that take their dependencies and return data.
-May import: wiring, rollout, fleet, the parts, the model and the foundation; never cli.
+May import: rollout, judge, fleet, the parts, the model and the foundation; never cli.
 """

@@ -49,12 +49,12 @@ from swiftdeploy.audit.recorder import AuditRecorder, Recorder
 from swiftdeploy.audit.records import canonical_bytes, parse_json
 from swiftdeploy.audit.statecheck import REFUSED, state_problem
 from swiftdeploy.audit.verify import Problem, VerifyResult, read_trail, verify
+from swiftdeploy.commands.context import audit_settings
 from swiftdeploy.errors import AuditError, BadInputError, OperationalError, TransientError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import LoadedManifest
 from swiftdeploy.state import State
-from swiftdeploy.wiring import audit_settings
 
 if TYPE_CHECKING:  # the kubernetes client loads only when a cluster is used
     from swiftdeploy.runtime.kubernetes.api import Kube

@@ -143,10 +143,10 @@ def start_driver(fleet: Fleet, rollout_id: str, version: str | None) -> None:
 def wait_for_driver(loaded: LoadedManifest, rollout_id: str, timeout_s: float = 60.0) -> State:
     """Until the driver has taken the rollout (its first transition is saved), or has
     stopped with a reason; raises when it did neither in time."""
-    from swiftdeploy.runtime import backend
+    from swiftdeploy.commands.context import state_store
 
     control = ControlDir(loaded.state_dir)
-    store = backend(loaded.manifest.runtime).state_store(loaded)
+    store = state_store(loaded)
 
     def taken() -> State | None:
         state = store.load()
@@ -320,19 +320,16 @@ def drive(loaded: LoadedManifest, rollout_id: str, version: str | None, progress
     """The driver's whole life: take the lock, start or carry on the rollout, look and
     act on requests until it ends. Returns the process's exit code: 0 whenever it
     stopped on purpose (the supervisor restarts it only when it died)."""
-    from swiftdeploy.wiring import open_fleet, project_locks
+    from swiftdeploy.commands.context import command_context
 
     control = ControlDir(loaded.state_dir)
     stop = _Stop()
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            with project_locks(loaded):
-                fleet = open_fleet(loaded, progress)
-                try:
-                    return _drive(fleet, control, rollout_id, version, stop, progress)
-                finally:
-                    fleet.close()
+            # the driver records itself (`driver` records), not a person's command
+            with command_context(loaded, progress, lock=True, record_command=False) as context:
+                return _drive(context.fleet, control, rollout_id, version, stop, progress)
         except LockedError as exc:
             other = control.driver()
             holder = lock_holder(loaded.state_dir)
@@ -380,7 +377,7 @@ def _drive_notifying(
     notifier: Notifier,
     secrets: Secrets,
 ) -> int:
-    from swiftdeploy.wiring import policy_engine, rollout_engine
+    from swiftdeploy.commands.context import policy_engine, rollout_engine
 
     state = fleet.store.load()
     restarted = state.rollout_id == rollout_id
@@ -474,7 +471,7 @@ def notified_trail(loaded: LoadedManifest) -> Path:
         from swiftdeploy.commands.cluster_trail import driver_trail
 
         return driver_trail(loaded)
-    from swiftdeploy.wiring import audit_settings
+    from swiftdeploy.commands.context import audit_settings
 
     return audit_settings(loaded).path
 
@@ -830,12 +827,12 @@ def start_in_cluster(
     under way (its first transition saved), or the driver's refusal. Once the request
     is in, an API server that goes away is waited through (`away`): the driver holds
     meanwhile, and the time away does not count against the timeouts."""
-    from swiftdeploy.runtime import backend
+    from swiftdeploy.commands.context import state_store
 
     control = cluster_control(loaded)
     if not driver_installed(control):
         raise no_driver(loaded)
-    store = backend(loaded.manifest.runtime).state_store(loaded)
+    store = state_store(loaded)
     request = control.submit("start", version=version, rollout_id=rollout_id)
     started = time.monotonic()
     while True:
@@ -914,7 +911,7 @@ def drive_controller(loaded: LoadedManifest, progress: Progress) -> int:
     for the service's Lease (a standby while another driver holds it), then holds it,
     resumes a rollout in progress, serves requests and drives rollouts until SIGTERM.
     Returns 0 when stopped, 1 when it lost the Lease (it stopped before its next write)."""
-    from swiftdeploy.wiring import open_fleet, project_locks
+    from swiftdeploy.commands.context import command_context
 
     stop = _Stop()
     outage = _Outage(progress)
@@ -922,14 +919,10 @@ def drive_controller(loaded: LoadedManifest, progress: Progress) -> int:
     while not stop.requested:
         held = False
         try:
-            with project_locks(loaded):
-                held = True
-                fleet = open_fleet(loaded, progress)
-                try:
-                    _control(fleet, stop, outage, progress)
-                    return 0
-                finally:
-                    fleet.close()
+            with command_context(loaded, progress, lock=True, record_command=False) as context:
+                held = True  # a LockedError from now on: the Lease was lost
+                _control(context.fleet, stop, outage, progress)
+                return 0
         except LockedError as exc:
             if held:
                 progress(f"driver: {exc.one_line()}")
@@ -1074,7 +1067,7 @@ def _session(
 ) -> None:
     """One engine's life: carry on the rollout in progress (after a restart or an
     outage), serve the requests (a `start` begins a rollout), drive it until it ends."""
-    from swiftdeploy.wiring import policy_engine, rollout_engine
+    from swiftdeploy.commands.context import policy_engine, rollout_engine
 
     for request in control.interrupted():
         control.answer(request, _answer_interrupted(request))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from swiftdeploy.commands.context import metrics_provider
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
-from swiftdeploy.wiring import metrics_provider
 
 
 def measure(fleet: Fleet, tracks: list[str], window_s: float) -> dict[str, Measurement]:

@@ -1,17 +1,17 @@
 """`swiftdeploy rollout`'s plan and outcome, and `promote` of an analysed rollout (the
 rollout itself is run by its driver: commands/driver.py).
 
-The loop itself is `rollout.engine`; its parts are built in `wiring`.
+The loop itself is `rollout.engine`; its parts are built in `commands.context`.
 """
 
 from __future__ import annotations
 
+from swiftdeploy.commands.context import metrics_provider
 from swiftdeploy.errors import HeldError, OperationalError, RolledBackError
 from swiftdeploy.fleet import Fleet
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.rollout.plan import Plan, plan
 from swiftdeploy.state import Phase, State
-from swiftdeploy.wiring import metrics_provider
 
 
 def promote_analysed(engine: RolloutEngine, skip_pauses: bool) -> State:

@@ -3,5 +3,5 @@
 webhooks). One sequential analysis per rollout revision, its evidence persisted
 between calls, the canary policy deciding, every answer in the judge's own audit
 trail. May import: rollout, metrics, policy, audit, notify, state, manifest and the
-foundation (docs/architecture.md: the `judge` layer, beside `wiring`).
+foundation (docs/architecture.md: the `judge` layer, below `commands`).
 """

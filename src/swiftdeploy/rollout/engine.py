@@ -95,7 +95,7 @@ class RolloutEngine:
     # goes on looking, so later evidence can still decide it. The foreground loop
     # (Kubernetes, for now) stops at a hold instead.
     keep_looking_when_held: bool = False
-    hooks: HookCaller | None = None  # the manifest's gating hooks (wiring.py)
+    hooks: HookCaller | None = None  # the manifest's gating hooks (commands/context.py)
     _informed: set[tuple[str, str]] = field(default_factory=set)  # (rollout, hook) called
     _load: LoadRun | None = None
     _load_step: int | None = None

@@ -146,7 +146,7 @@ class TrackRuntime(Protocol):
 
 @dataclass(frozen=True)
 class BackendDeps:
-    """What a backend's tracks need, built once per command by `wiring.open_fleet`."""
+    """What a backend's tracks need, built once per command by `commands.context.open_fleet`."""
 
     loaded: LoadedManifest
     store: StateStore

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client
 
+from swiftdeploy.commands.context import open_fleet
 from swiftdeploy.errors import LockedError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.runtime.kubernetes import kube_of, lease_of, shared_lock, state_store
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.state import State
-from swiftdeploy.wiring import open_fleet
 from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
 from tests.support.kube import KubeCluster
 

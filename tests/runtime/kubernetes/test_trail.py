@@ -29,6 +29,7 @@ from swiftdeploy.commands.cluster_trail import (
     open_cluster_audit_log,
     use_cluster_trail,
 )
+from swiftdeploy.commands.context import audit_settings, open_fleet
 from swiftdeploy.errors import AuditError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.runtime.kubernetes import objects, rbac
@@ -41,7 +42,6 @@ from swiftdeploy.runtime.kubernetes.trail import (
     tail_name,
 )
 from swiftdeploy.state import Phase, State
-from swiftdeploy.wiring import audit_settings, open_fleet
 from tests.audit.conftest import Cli
 from tests.conftest import SWIFTDEPLOY
 from tests.support.inputs import counts

@@ -1,13 +1,19 @@
-"""Builds what a command needs from the manifest: the fleet (tracks on the manifest's
-runtime, router, state store, audit log), the project's locks, the policy engine, the
-metrics provider and the rollout engine. The one place that knows which implementation
-goes with which manifest setting; commands, the driver and the CLI take what it builds."""
+"""One command's parts and gates, in one place.
+
+`command_context` is what every verb runs in: it reads nothing itself (it is given the
+manifest read), runs the gates in the one order (preflight -> the project's lock ->
+the infrastructure gate -> the verb), builds the parts the manifest names (the fleet:
+tracks on the manifest's runtime, router, state store, audit trail; the policy engine
+and the rollout engine when the verb asks for them) and closes all of them when the
+verb ends, however it ends. The builders below are the one place that knows which
+implementation goes with which manifest setting; the driver, which handles its lock
+itself, builds its engines with them too."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +32,7 @@ from swiftdeploy.policy import engine_from_policy
 from swiftdeploy.policy.base import PolicyEngine
 from swiftdeploy.runtime import backend
 from swiftdeploy.runtime.base import BackendDeps
+from swiftdeploy.state import StateStore
 from swiftdeploy.tools import find_opa
 from swiftdeploy.traffic import HOST_ROUTER, create_router
 
@@ -34,6 +41,114 @@ if TYPE_CHECKING:
 
 # A one-shot reading without a saved history waits this long for its second scrape.
 BOOTSTRAP_S = 1.0
+
+Warn = Callable[[list[str]], None]
+
+
+def _silent(lines: list[str]) -> None:
+    """Warnings nobody reads (tests and benchmarks)."""
+
+
+# --- the context ----------------------------------------------------------------------
+
+
+@dataclass
+class CommandContext:
+    """What a verb works with: the manifest read, its fleet, and the policy and rollout
+    engines, built on first use and closed with the fleet when the command ends."""
+
+    loaded: LoadedManifest
+    fleet: Fleet
+    _policy: PolicyEngine | None = None
+    _engines: list[RolloutEngine] = field(default_factory=list)
+
+    def policy(self) -> PolicyEngine:
+        """The manifest's policy engine (for `opa` without a URL, the project's OPA,
+        started here if it is not running)."""
+        if self._policy is None:
+            self._policy = policy_engine(self.fleet)
+        return self._policy
+
+    def engine(
+        self,
+        on_tick: Callable[[TickReport], None] = lambda report: None,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> RolloutEngine:
+        """A rollout engine on this command's fleet and policy engine."""
+        engine = rollout_engine(self.fleet, self.policy(), on_tick, stop_requested)
+        self._engines.append(engine)
+        return engine
+
+    def close(self) -> None:
+        """Close what was opened, the last first; each once, and all of them even when
+        one fails (the first failure is raised once all are closed)."""
+        with ExitStack() as stack:
+            stack.callback(self.fleet.close)
+            if self._policy is not None:
+                stack.callback(self._policy.close)
+            for engine in self._engines:  # its load, its hooks in flight, its looks
+                stack.callback(engine.close)
+            self._policy, self._engines = None, []
+
+
+@contextmanager
+def command_context(
+    loaded: LoadedManifest,
+    progress: Progress,
+    *,
+    preflight: bool = False,
+    version: str | None = None,
+    lock: bool = False,
+    record_command: bool = True,
+    gate: str | None = None,
+    warn: Warn = _silent,
+) -> Iterator[CommandContext]:
+    """The parts of a command, through its gates in the one order, closed after it.
+
+    - `preflight`: `validate`'s checks first (raise on bad input, nothing started), and
+      its warnings (about who can move the numbers or read the replicas of `version`)
+      said through `warn`;
+    - `lock`: the project's lock, then its runtime's (Kubernetes: the service's Lease),
+      held until the command ends; with `record_command`, the command is recorded in
+      the trail before it acts;
+    - `gate`: the infrastructure policy asked for this action (it needs `lock`); a
+      refusal is recorded and raised, and nothing is started.
+    """
+    if gate is not None and not lock:
+        raise ValueError("the infrastructure gate is asked under the project's lock")
+    if preflight:
+        warn(preflight_warnings(loaded, version))
+    with ExitStack() as stack:
+        if lock:
+            stack.enter_context(project_locks(loaded))
+        context = CommandContext(loaded, open_fleet(loaded, progress))
+        stack.callback(context.close)
+        if lock and record_command:
+            fleet = context.fleet
+            fleet.recorder.record("command", rollout_id=fleet.store.load().rollout_id)
+        if gate is not None:
+            infrastructure_gate(context, gate)
+        yield context
+
+
+def preflight_warnings(loaded: LoadedManifest, version: str | None = None) -> list[str]:
+    """`validate`'s checks (raising on the first that fails), then its warnings about
+    who can move the numbers or read the replicas of `version`: said at every start,
+    not only by `validate`."""
+    from swiftdeploy.commands.validate import account_warnings, evidence_warnings, preflight
+
+    preflight(loaded)
+    return evidence_warnings(loaded) + account_warnings(loaded, version)
+
+
+def infrastructure_gate(context: CommandContext, action: str) -> None:
+    from swiftdeploy.commands.gate import infrastructure_gate as ask
+
+    fleet = context.fleet
+    ask(context.loaded, context.policy(), fleet.recorder, action)
+
+
+# --- the parts ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -59,9 +174,16 @@ def open_audit_log(loaded: LoadedManifest, command: Sequence[str] | None = None)
     return AuditLog(audit.path, audit.max_bytes, audit.secrets, command=command)
 
 
+def state_store(loaded: LoadedManifest) -> StateStore:
+    """Where the manifest's runtime keeps the state (a file here, a ConfigMap in a
+    cluster), for what reads or follows it without a fleet."""
+    return backend(loaded.manifest.runtime).state_store(loaded)
+
+
 def open_fleet(loaded: LoadedManifest, progress: Progress) -> Fleet:
     """The fleet of a project: its tracks on the manifest's runtime, its platform
-    processes, router, state, HTTP client and audit trail."""
+    processes, router, state, HTTP client and audit trail. Its owner closes it
+    (`command_context` does)."""
     runtime = backend(loaded.manifest.runtime)
     deps = BackendDeps(
         loaded=loaded,
