@@ -22,7 +22,7 @@ from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.commands.audit import make_checkpoint, verify_trail
 from swiftdeploy.errors import AuditTamperedError, BadInputError
-from tests.audit.conftest import write_trail
+from tests.support.trails import write_trail
 
 N = 10
 

@@ -13,7 +13,7 @@ from swiftdeploy.audit.head import head_path
 from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import AuditError
-from tests.audit.conftest import write_trail
+from tests.support.trails import write_trail
 
 N = 5
 

@@ -22,8 +22,7 @@ from swiftdeploy.audit import log as audit_log
 from swiftdeploy.audit.log import GENESIS_HASH, AuditLog
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import AuditError
-
-from .conftest import a_decision
+from tests.support.trails import a_decision
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -29,8 +29,7 @@ from swiftdeploy.audit.looks import (
 from swiftdeploy.audit.recorder import record_decision
 from swiftdeploy.policy.base import CANARY
 from tests.support.inputs import counts, ledger, policy_input
-
-from .conftest import policy_engine
+from tests.support.trails import policy_engine
 
 BASE_HASH = "ab" * 32
 TS = "2026-12-07T10:00:01.000Z"

@@ -21,8 +21,7 @@ from swiftdeploy.errors import AuditError
 from swiftdeploy.policy.base import CANARY
 from swiftdeploy.state import Phase
 from tests.support.inputs import counts, ledger, policy_input
-
-from .conftest import START, Clock, policy_engine, read
+from tests.support.trails import START, Clock, policy_engine, read
 
 # Fields each log fills in for itself: the rest of a record must be the same in both.
 OWN = ("id", "seq", "hash", "prev_hash", "mac", "looks")

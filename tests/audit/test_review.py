@@ -20,7 +20,7 @@ from swiftdeploy.audit.head import head_path
 from swiftdeploy.audit.log import GENESIS_HASH, AuditLog
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import AuditError
-from tests.audit.conftest import trail_lines, write_lines, write_trail
+from tests.support.trails import trail_lines, write_lines, write_trail
 
 N = 12
 

@@ -11,7 +11,7 @@ import pytest
 
 from swiftdeploy.audit.statecheck import state_problem
 from swiftdeploy.state import Phase, State
-from tests.audit.conftest import PROMOTED, write_synthetic_trail
+from tests.support.trails import PROMOTED, write_synthetic_trail
 
 
 def saved(transition: dict[str, Any], **changes: Any) -> State:

@@ -17,7 +17,7 @@ from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.looks import compact, pack
 from swiftdeploy.audit.verify import verify
 from swiftdeploy.errors import BadInputError
-from tests.audit.conftest import a_decision, trail_lines, write_lines, write_trail
+from tests.support.trails import a_decision, trail_lines, write_lines, write_trail
 
 N = 20
 

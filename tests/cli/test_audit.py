@@ -19,7 +19,7 @@ from swiftdeploy.cli.audit import audit_app
 from swiftdeploy.commands import audit as audit_cmd
 from swiftdeploy.errors import AuditTamperedError, ExitCode
 from swiftdeploy.manifest import load_manifest
-from tests.audit.conftest import ROLLED_BACK, write_synthetic_trail
+from tests.support.trails import ROLLED_BACK, write_synthetic_trail
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")
 

@@ -22,7 +22,7 @@ from swiftdeploy.commands.audit import settings
 from swiftdeploy.errors import ExitCode
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.review.events import schema_text
-from tests.audit.conftest import ROLLED_BACK, write_synthetic_trail
+from tests.support.trails import ROLLED_BACK, write_synthetic_trail
 from tests.conftest import SWIFTDEPLOY, as_from_a_terminal
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")

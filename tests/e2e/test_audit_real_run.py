@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.audit.test_chromium import chromium, png_facts
+from tests.review.test_chromium import chromium, png_facts
 from tests.conftest import Project, fast_rollout, rollout_with_fault
 
 pytestmark = pytest.mark.e2e

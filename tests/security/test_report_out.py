@@ -14,7 +14,7 @@ import pytest
 
 from swiftdeploy.cli import run
 from swiftdeploy.errors import ExitCode
-from tests.audit.conftest import write_synthetic_trail
+from tests.support.trails import write_synthetic_trail
 from tests.cli.test_audit import MANIFEST  # a project with an audit trail
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")

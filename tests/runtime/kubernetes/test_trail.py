@@ -42,7 +42,7 @@ from swiftdeploy.runtime.kubernetes.trail import (
     tail_name,
 )
 from swiftdeploy.state import Phase, State
-from tests.audit.conftest import Cli
+from tests.support.trails import Cli
 from tests.conftest import SWIFTDEPLOY
 from tests.support.inputs import counts
 from tests.support.kube import KubeCluster

@@ -1,4 +1,4 @@
-"""Reports, `why` and exports from trails as the CLI writes them (tests/audit/conftest.py):
+"""Reports, `why` and exports from trails as the CLI writes them (tests/support/trails.py):
 one rollout promoted through three steps, one rolled back after chaos, and the
 awkward cases (a promotion by hand, rollbacks before any look or step, looks that
 measured nothing)."""
@@ -25,8 +25,7 @@ from swiftdeploy.review.explain import chaos_summary, decision_of, evalue
 from swiftdeploy.review.report import export, why, write_report
 from swiftdeploy.rollout.statistics import WEIGHTS
 from tests.support.inputs import counts
-
-from .conftest import (
+from tests.support.trails import (
     BY_HAND,
     CANARY_SAYS,
     NO_DATA,

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from swiftdeploy.review.report import why
 from tests.support.inputs import counts
-
-from .conftest import START, Cli, Clock, read
+from tests.support.trails import START, Cli, Clock, read
 
 
 def test_why_names_each_drift_of_the_split(trail_path: Path) -> None:

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from swiftdeploy.review.report import write_report
-
-from .conftest import (
+from tests.support.trails import (
     BY_HAND,
     CANARY_SAYS,
     NO_DATA,

@@ -42,7 +42,7 @@ from swiftdeploy.review.events import (
 )
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase
-from tests.audit.conftest import (
+from tests.support.trails import (
     BY_HAND,
     NO_DATA,
     NO_LOOK,
@@ -534,7 +534,7 @@ def test_a_since_that_is_none_of_them_is_bad_input(text: str) -> None:
 
 
 def test_old_trails_read_through_the_fallback(tmp_path: Path) -> None:
-    # Given the trails tests/audit/conftest.py writes as the CLI did before transitions
+    # Given the trails tests/support/trails.py writes as the CLI did before transitions
     # named their event (nor their pause)
     by_rollout: dict[str, list[str]] = {}
     for write in (write_synthetic_trail, write_awkward_trail):
