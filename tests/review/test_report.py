@@ -125,10 +125,10 @@ def test_why_for_a_promoted_rollout(synthetic: Trail) -> None:
     assert "after 3 step(s)" in lines[0]
     assert lines[1] == (
         f"decision {last_pass['id']} by the embedded engine (swiftdeploy.canary) at step 3 "
-        "(50% of traffic), 99 s into the rollout: promote"
+        "(50% of traffic), 1 min 39 s into the rollout: promote"
     )
     assert lines[2] == (
-        "rule passed: ran 32.0 s, minimum 30.0 s: step 3 (50.0% of traffic) passed after 32s "
+        "rule passed: ran 32 s, minimum 30 s: step 3 (50.0% of traffic) passed after 32s "
         "and 9600 canary requests: errors by an earlier step of this rollout; latency by an "
         "earlier step of this rollout"
     )
@@ -179,7 +179,7 @@ def test_why_for_a_promotion_by_hand(awkward: Trail) -> None:
     # What the person went past: the evidence still missing, and the minimum duration.
     assert lines[3].startswith("rule needs_evidence: canary requests 400, needed for the power ")
     assert any(
-        line.startswith("rule min_duration: ran 20.0 s, minimum 30.0 s: step 1 (10.0% of traffic)")
+        line.startswith("rule min_duration: ran 20 s, minimum 30 s: step 1 (10.0% of traffic)")
         for line in lines
     )
 
@@ -242,7 +242,7 @@ def test_markdown_and_html_reports(synthetic: Trail, tmp_path: Path) -> None:
         assert "promoted" in text
         assert "step 3 (50% of traffic)" in text
         assert not ZERO_STEP.search(text)
-        assert "chaos on canary, error rate 30.0%, for 60.0 s" in text
+        assert "chaos on canary, error rate 30.0%, for 1 min" in text
         assert "+0.0 ms" not in text  # chaos records 0 for the effect it was not given
         assert "Policy violations" in text
         assert "Timeline" in text
@@ -480,7 +480,7 @@ def test_engine_shaped_records_with_a_hold_at_the_time_limit(
     assert lines[1].startswith("rolled back by hand: `swiftdeploy rollback` by ")
     assert lines[2] == (
         f"the last policy decision before that: decision {held['id']} by the embedded engine "
-        "(swiftdeploy.canary) at step 1 (25% of traffic), 600 s into the rollout: "
+        "(swiftdeploy.canary) at step 1 (25% of traffic), 10 min into the rollout: "
         "hold at max_duration, so held for a person"
     )
     needs = [r for r in held["decision"]["output"]["reasons"] if r["rule"] == "needs_evidence"]
@@ -495,7 +495,7 @@ def test_engine_shaped_records_with_a_hold_at_the_time_limit(
     html = html_path.read_text()
     chart = chart_svg(html, f"{rid}-p99")
     assert 'data-series="canary"' in chart  # p99 read from the Measurement's quantiles
-    assert f"canary: {p99:g} ms at 10m00s" in chart
+    assert f"canary: {p99:g} ms at 10 min" in chart
     assert chart.count('class="step-boundary"') == 1
     assert "→ hold at max_duration, so held for a person" in html
     events = [json.loads(x) for x in export(records, "opa-decision-log").splitlines()]

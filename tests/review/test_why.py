@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.review.report import why
 from tests.support.inputs import counts
 from tests.support.trails import START, Cli, Clock, read
@@ -116,7 +117,8 @@ def test_a_promotion_that_waited_for_an_approval_says_so(trail_path: Path) -> No
     decided = next(i for i, line in enumerate(lines) if line.startswith("decision "))
     assert lines[decided + 1] == (
         'approved: hook approve (confirm-promotion) answered HTTP 200: {"approved": true} '
-        f"after step 1 passed, {lines_offset(lines[decided]) + 605:.0f} s into the rollout, "
+        f"after step 1 passed, {format_duration(lines_offset(lines[decided]) + 605)} into the "
+        "rollout, "
         "after waiting 10 min (HTTP 403 x 120 before)"
     )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from swiftdeploy.audit.vocabulary import HELD, HOLD, PROMOTE, ROLLBACK
+from swiftdeploy.durations import format_duration
 
 STABLE_COLOR = "#1f6fb4"
 CANARY_COLOR = "#e8710a"
@@ -90,7 +91,7 @@ class Chart:
     boundaries: Sequence[Boundary] = ()
     markers: Sequence[Marker] = ()
     threshold: tuple[float, str] | None = None
-    x_label: str = "seconds since the rollout started"
+    x_label: str = "time since the rollout started"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -111,10 +112,20 @@ def nice_ticks(high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _seconds(value: float) -> str:
-    if value >= 120:
-        return f"{int(value // 60)}m{int(value % 60):02d}s"
-    return f"{value:g}s"
+# Steps of a time axis, in seconds: whole seconds and minutes, which format_duration
+# writes exactly (a 2.5 s step would be labelled 2 s, 5 s, 8 s).
+_TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+
+
+def time_ticks(high: float, count: int = 6) -> list[float]:
+    """0 and round durations (1 s, 2 s, 5 s, ..., 1 min, 2 min, ..., 6 h) up to at least
+    `high` seconds."""
+    if high <= 0 or not math.isfinite(high):
+        return [0.0, 1.0]
+    step = next((s for s in _TIME_STEPS if s * count >= high), None)
+    if step is None:  # beyond a day and a half: whole hours
+        step = math.ceil(high / count / 3600) * 3600
+    return [float(step * i) for i in range(math.ceil(high / step) + 1)]
 
 
 def render(chart: Chart) -> str:
@@ -125,7 +136,7 @@ def render(chart: Chart) -> str:
     ys = [y for s in chart.series for _, y in s.points]
     if chart.threshold:
         ys.append(chart.threshold[0])
-    x_ticks = nice_ticks(max(xs, default=1.0) or 1.0, 6)
+    x_ticks = time_ticks(max(xs, default=1.0) or 1.0)
     y_ticks = nice_ticks(max(ys, default=1.0) * 1.05 or 1.0, 5)
     x_max, y_max = x_ticks[-1], y_ticks[-1]
 
@@ -157,7 +168,7 @@ def render(chart: Chart) -> str:
     for x in x_ticks:
         out.append(
             f'<text x="{px(x)}" y="{TOP + plot_h + 16}" text-anchor="middle">'
-            f"{escape(_seconds(x))}</text>"
+            f"{escape(format_duration(x))}</text>"
         )
     out.append(
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
@@ -211,7 +222,8 @@ def render(chart: Chart) -> str:
         )
         out.extend(
             f'<circle cx="{px(x)}" cy="{py(y)}" r="2.5" fill="{series.color}">'
-            f"<title>{name}: {escape(chart.y_format(y))} at {escape(_seconds(x))}</title></circle>"
+            f"<title>{name}: {escape(chart.y_format(y))} at {escape(format_duration(x))}"
+            "</title></circle>"
             for x, y in series.points
         )
     for marker in chart.markers:

@@ -34,6 +34,7 @@ from swiftdeploy.audit.vocabulary import (
     PROMOTE,
     ROLLBACK,
 )
+from swiftdeploy.durations import format_duration
 
 # A rollout's outcome in words, by the phase it ended in: `rolled-back` reads `rolled back`.
 OUTCOME_OF_PHASE: dict[str, str] = {phase: phase.replace("-", " ") for phase in ENDED_PHASES}
@@ -89,7 +90,7 @@ def evalue(x: float) -> str:
     return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
 
 
-seconds = _or_na("{:.1f} s".format)
+duration = _or_na(format_duration)  # seconds, as `34 s`, `1 min 40 s`, `12 min`
 count = _or_na("{:.0f}".format)
 percent = _or_na("{:g}%".format)
 gigabytes = _or_na("{:g} GB".format)
@@ -111,8 +112,8 @@ RULE_FACTS: dict[str, tuple[Callable[[object], str], Callable[[object], str], st
     "max_error_rate": (evalue, plain, "e-value", "alpha"),
     "max_p99_ms": (evalue, plain, "e-value", "alpha"),
     "needs_evidence": (count, count, "canary requests", "needed for the power"),
-    "min_duration": (seconds, seconds, "ran", "minimum"),
-    "passed": (seconds, seconds, "ran", "minimum"),
+    "min_duration": (duration, duration, "ran", "minimum"),
+    "passed": (duration, duration, "ran", "minimum"),
     "min_disk_free_gb": (gigabytes, gigabytes, "observed", "threshold"),
     "max_load_per_core": (plain, plain, "observed", "threshold"),
     "min_mem_available_pct": (percent, percent, "observed", "threshold"),
@@ -341,7 +342,7 @@ class DecisionView:
             eta = number(stat.get("eta_s"))
             parts.append(
                 f"{count(stat.get('remaining'))} more canary requests for the power"
-                + (f" (about {seconds(eta)})" if eta is not None else "")
+                + (f" (about {duration(eta)})" if eta is not None else "")
             )
         return "; ".join(parts)
 
@@ -715,7 +716,7 @@ def chaos_summary(record: Record) -> str:
     if number(record.get("latency_ms")):
         parts.append(f"+{ms(record.get('latency_ms'))} latency")
     if number(record.get("duration_s")):
-        parts.append(f"for {seconds(record.get('duration_s'))}")
+        parts.append(f"for {duration(record.get('duration_s'))}")
     return ", ".join(parts)
 
 

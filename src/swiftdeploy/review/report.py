@@ -28,6 +28,7 @@ from swiftdeploy import __version__
 from swiftdeploy.audit.log import FILE_MODE, Record
 from swiftdeploy.audit.looks import expand, label
 from swiftdeploy.audit.vocabulary import HOLD
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError, StateError
 from swiftdeploy.fsutil import UnsafeDirError, atomic_write_at, open_own_dir, own_dir
 from swiftdeploy.review import charts
@@ -356,7 +357,8 @@ def _markdown(context: dict[str, Any]) -> str:
             out += _md_table(
                 ["step", "started", "decisions", "last verdict", "why"],
                 [
-                    [step.name, f"+{rollout.offset(step.start):.0f} s", len(step.decisions),
+                    [step.name, f"+{format_duration(rollout.offset(step.start))}",
+                     len(step.decisions),
                      step.last.verdict if step.last else "-",
                      step.last.sentence() if step.last else "-"]
                     for step in rollout.steps
@@ -412,4 +414,6 @@ def _template() -> Template:
 
 def _html(context: dict[str, Any]) -> str:
     # Markup: the SVG text comes from charts.render, which escapes every string in it.
-    return _template().render(svg=Markup, show_ts=show_ts, no_step=NO_STEP, **context)
+    return _template().render(
+        svg=Markup, show_ts=show_ts, format_duration=format_duration, no_step=NO_STEP, **context
+    )

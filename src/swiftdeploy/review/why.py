@@ -91,7 +91,7 @@ def why(records: Sequence[Record], rollout_id: str | None = None) -> list[str]:
     lines.append(
         f"{prefix}decision {decisive.decision_id or decisive.record.get('id')} by the "
         f"{decisive.engine} engine ({decisive.package}) at {decisive.step_name}, "
-        f"{rollout.offset(decisive.at):.0f} s into the rollout: {decisive.outcome}"
+        f"{format_duration(rollout.offset(decisive.at))} into the rollout: {decisive.outcome}"
     )
     lines.extend(hook_lines(rollout))
     lines.extend(
@@ -117,7 +117,7 @@ def ended_without_decision(rollout: Rollout) -> list[str]:
         return ["no policy decision was recorded for this rollout", *hook_lines(rollout)]
     cause = reason.removeprefix(ROLLBACK_PREFIX)
     at = rollout.offset(record_at(rolling[-1]))
-    return [f"rolled back {at:.0f} s into the rollout: {cause}", *hook_lines(rollout)]
+    return [f"rolled back {format_duration(at)} into the rollout: {cause}", *hook_lines(rollout)]
 
 
 def hook_lines(rollout: Rollout) -> list[str]:
@@ -138,7 +138,8 @@ def _hook_line(rollout: Rollout, calls: list[Record]) -> str:
         where = "before step 1"
     else:
         where = f"after step {index + 1} passed"
-    said = f"{hook_words(last)} {where}, {rollout.offset(record_at(last)):.0f} s into the rollout"
+    into = format_duration(rollout.offset(record_at(last)))
+    said = f"{hook_words(last)} {where}, {into} into the rollout"
     if last.get("result") == "ok":
         said = ("approved: " if kind != "pre-rollout" else "passed: ") + said
     if len(calls) == 1:
