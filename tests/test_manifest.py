@@ -349,7 +349,7 @@ def test_warmup_forms_and_where_it_may_be_set(tmp_path: Path) -> None:
     )
     assert CanaryStrategy.model_validate({"analysis": {"warmup": "off"}}).analysis.warmup.off
     both = CanaryStrategy.model_validate({"analysis": {"warmup": {"time": "1m", "requests": 50}}})
-    assert both.analysis.warmup.describe() == "60s and 50 canary requests"
+    assert both.analysis.warmup.describe() == "1 min and 50 canary requests"
     # init writes the default out, so a user sees and can change it
     assert init_manifest(tmp_path).manifest.strategy.canary.analysis.warmup == Warmup()
     step = {"weight": 10, "analysis": {"warmup": "30s"}}

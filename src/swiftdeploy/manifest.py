@@ -6,6 +6,7 @@ constrained here, so nothing downstream has to re-validate or quote it.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import string
@@ -939,7 +940,18 @@ def _index_lines(
 def friendly_error(
     path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]
 ) -> ManifestError:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # `weigth: 25` is both an unknown key and a missing `weight`: the typo is the news
+    missing = [e["loc"] for e in errors if e["type"] == "missing"]
+    typos = [
+        e
+        for e in errors
+        if e["type"] == "extra_forbidden"
+        and difflib.get_close_matches(
+            str(e["loc"][-1]), [str(m[-1]) for m in missing if m[:-1] == e["loc"][:-1]], cutoff=0.6
+        )
+    ]
+    error = typos[0] if typos else errors[0]
     loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
     field = _dotted(loc)
     line = _nearest_line(loc, lines)
@@ -950,6 +962,9 @@ def friendly_error(
         hint = "see the manifest reference in README.md"
     elif error["type"] == "extra_forbidden":
         message = f"unknown key {field!r}"
+        close = difflib.get_close_matches(str(loc[-1]), known_keys(loc[:-1]), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {_dotted((*loc[:-1], close[0]))!r}?"
         hint = "check the spelling; `swiftdeploy schema` lists every key"
     elif error["type"] == "missing":
         message = f"missing required key {field!r}"
@@ -963,6 +978,33 @@ def friendly_error(
             line = _nearest_line(_path_of(named.group(1)), lines)
             where = f"{path}:{line}" if line else str(path)
     return ManifestError(f"{where}: {message}", hint=hint)
+
+
+def known_keys(parent: tuple[str | int, ...]) -> list[str]:
+    """The keys the manifest accepts under `parent` (`("service",)`: name, command, ...),
+    read from its schema, so aliases and unions count as written."""
+    schema = Manifest.model_json_schema(by_alias=True)
+    definitions = schema.get("$defs", {})
+
+    def alternatives(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found, stack = [], list(nodes)
+        while stack:
+            node = stack.pop()
+            if "$ref" in node:
+                stack.append(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            stack.extend(node.get("anyOf", []))
+            found.append(node)
+        return found
+
+    nodes = [schema]
+    for part in parent:
+        key = "items" if isinstance(part, int) else None
+        nodes = [
+            child
+            for node in alternatives(nodes)
+            if (child := node.get(key) if key else node.get("properties", {}).get(part))
+        ]
+    return sorted({key for node in alternatives(nodes) for key in node.get("properties", {})})
 
 
 # `notifications.sinks[1].url: ...`: a model-level error that starts with its field

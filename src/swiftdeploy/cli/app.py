@@ -15,12 +15,14 @@ import os
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
 
 from swiftdeploy import __version__
+from swiftdeploy.cli.helptext import polished
 from swiftdeploy.errors import ExitCode, SwiftDeployError
 
 app = typer.Typer(
@@ -37,6 +39,21 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Where the manifest is: `-f` after the command, else `-f` before it, else this variable,
+# else ./swiftdeploy.yaml (command line > environment > default).
+MANIFEST_ENV = "SWIFTDEPLOY_MANIFEST"
+
+
+def manifest_path(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """A command's `-f`: its own when given there, else the one given before the command,
+    else what click found ($SWIFTDEPLOY_MANIFEST or the default)."""
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    if source is not None and source.name == "COMMANDLINE":  # typer's own click's enum
+        return value
+    before = ctx.find_root().params.get("manifest")
+    return before if isinstance(before, Path) else value
+
+
 # `--kube-context` reaches the kubernetes backend through the environment, so it also
 # holds for the commands it runs in other processes.
 KUBE_CONTEXT_ENV = "SWIFTDEPLOY_KUBE_CONTEXT"
@@ -48,6 +65,17 @@ def root(
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
     ] = False,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "-f",
+            "--file",
+            "--manifest",
+            metavar="PATH",
+            help=f"The manifest, for the command that follows (else ${MANIFEST_ENV},"
+            " else ./swiftdeploy.yaml).",
+        ),
+    ] = None,
     kube_context: Annotated[
         str | None,
         typer.Option(
@@ -66,7 +94,7 @@ def root(
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; the only place errors become exit codes."""
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="swiftdeploy")
+        result = polished(app).main(args=argv, standalone_mode=False, prog_name="swiftdeploy")
     except SwiftDeployError as exc:
         print(f"swiftdeploy: error: {exc.one_line()}", file=sys.stderr)
         return int(exc.exit_code)

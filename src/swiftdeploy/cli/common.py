@@ -11,13 +11,15 @@ import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from swiftdeploy import DEFAULT_MANIFEST
+from swiftdeploy.cli.app import MANIFEST_ENV, manifest_path
+from swiftdeploy.cli.helptext import no_color
 from swiftdeploy.durations import parse_duration
 from swiftdeploy.errors import BadInputError
 
@@ -26,9 +28,17 @@ if TYPE_CHECKING:
     from swiftdeploy.manifest import LoadedManifest
     from swiftdeploy.state import State
 
-# Piped output keeps whole tables rather than rich's 80-column default.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+# Piped output keeps whole tables rather than rich's 80-column default, and its lines
+# whole (soft_wrap: no line break a log search would trip on). NO_COLOR: no styling at
+# all (rich drops only colours; color_system=None drops bold and italic too).
+_STYLES: Literal["auto"] | None = None if no_color() else "auto"
+out = Console(
+    highlight=False,
+    width=None if sys.stdout.isatty() else 160,
+    soft_wrap=not sys.stdout.isatty(),
+    color_system=_STYLES,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty(), color_system=_STYLES)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -48,7 +58,17 @@ def _duration(text: str) -> float:
 
 
 ManifestOption = Annotated[
-    Path, typer.Option("-f", "--manifest", help="Path to the manifest.", show_default=True)
+    Path,
+    typer.Option(
+        "-f",
+        "--file",
+        "--manifest",
+        envvar=MANIFEST_ENV,
+        callback=manifest_path,
+        metavar="PATH",
+        help="The manifest (also before the command; else $SWIFTDEPLOY_MANIFEST).",
+        show_default=True,
+    ),
 ]
 DEFAULT_PATH = Path(DEFAULT_MANIFEST)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print data as JSON.")]

@@ -124,17 +124,27 @@ def doctor(manifest: ManifestOption = DEFAULT_PATH, as_json: JsonOption = False)
 
 @app.command()
 def deploy(
-    manifest: ManifestOption = DEFAULT_PATH,
     version: Annotated[
-        str | None, typer.Option(help="Version to deploy (default: service.version).")
+        str | None,
+        typer.Argument(
+            help="The version to deploy (default: service.version).", show_default=False
+        ),
+    ] = None,
+    manifest: ManifestOption = DEFAULT_PATH,
+    old_version: Annotated[
+        str | None, typer.Option("--version", hidden=True, help="Deprecated: deploy VERSION.")
     ] = None,
 ) -> None:
     """First deploy, or a plain rolling replace of the stable version."""
     from swiftdeploy.commands.deploy import deploy as deploy_version
     from swiftdeploy.manifest import require_version
 
+    if old_version is not None:  # the old spelling, easily taken for the global --version
+        warn(["`deploy --version V` is deprecated; write `deploy V`"])
     loaded = read_manifest(manifest)
-    target = require_version(version or loaded.manifest.service.version, "--version")
+    target = require_version(
+        version or old_version or loaded.manifest.service.version, "deploy VERSION"
+    )
     with command(loaded, preflight=True, version=target, lock=True, gate="deploy") as context:
         state = deploy_version(context.fleet, target)
     settings = loaded.manifest
