@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from swiftdeploy.review.events import schema_text
@@ -46,6 +47,11 @@ def test_events_file_holds_the_rollouts_events_as_it_runs(project: Project, tmp_
     # a step that lasts, so the rollout still runs when its first event is read however
     # busy the machine, and cannot end held (its events would differ)
     tune(project, min_duration="15s", max_duration="120s")
+    # and, as this test is about the file, not detection, a latency harm a CPU-starved
+    # machine cannot fake (+100 ms rolled this healthy canary back at load 11 per core)
+    manifest = yaml.safe_load(project.manifest.read_text())
+    manifest["policy"]["detect"]["latency"] = "+250ms"
+    project.manifest.write_text(yaml.safe_dump(manifest))
     project.cli("deploy")
     path = tmp_path / "events.jsonl"
     path.write_text("an earlier run's line\n")
