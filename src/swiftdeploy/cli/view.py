@@ -25,6 +25,7 @@ from swiftdeploy.rollout.engine import TickReport
 from swiftdeploy.rollout.plan import later_steps_s
 from swiftdeploy.rollout.statistics import (
     Settings,
+    Statistics,
     StepProgress,
     assess,
     describe_progress,
@@ -49,7 +50,7 @@ def look_json(report: TickReport) -> dict[str, Any]:
         "elapsed_s": round(report.elapsed_s, 3),
         "canary": report.canary.model_dump(mode="json") if report.canary else None,
         "stable": report.stable.model_dump(mode="json") if report.stable else None,
-        "statistics": report.statistics,
+        "statistics": report.statistics or {},
         "decision": report.decision.model_dump(mode="json") if report.decision else None,
         "action": report.action,
     }
@@ -294,7 +295,7 @@ class RolloutFollower:
         # transient: the lines said stay above it, and the caller prints how it ended
         self.live = Live(console=console, auto_refresh=False, transient=True) if live else None
         self.state: State | None = None
-        self.statistics: dict[str, dict[str, Any]] = {}
+        self.statistics: Statistics | None = None
         self.standing: StepProgress | None = None
         self._assessed: tuple[object, ...] | None = None
         self._said_at = clock()
@@ -493,7 +494,7 @@ class RolloutFollower:
         """The step's statistics, recomputed only when its ledger has changed."""
         step = state.evidence.current
         if step is None or state.phase in ENDED:
-            self.statistics, self.standing, self._assessed = {}, None, None
+            self.statistics, self.standing, self._assessed = None, None, None
             return
         key = (state.rollout_id, len(state.evidence.steps), step, state.evidence.warmup)
         if key == self._assessed:

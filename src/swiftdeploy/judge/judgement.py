@@ -21,7 +21,7 @@ from swiftdeploy.manifest import Analysis, Policy
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.looking import TRACKS, Track, counted_look, step_summary
-from swiftdeploy.rollout.statistics import Settings
+from swiftdeploy.rollout.statistics import Settings, Statistics
 from swiftdeploy.state.evidence import Evidence, StepLedger
 
 
@@ -142,7 +142,7 @@ class Judged:
     run: Run
     canary: Measurement
     stable: Measurement
-    statistics: dict[str, dict[str, Any]]
+    statistics: Statistics
     policy_input: dict[str, Any]
 
 

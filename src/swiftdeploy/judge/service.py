@@ -224,7 +224,7 @@ class Judge:
                 "canary": judged.canary.model_dump(mode="json"),
                 "stable": judged.stable.model_dump(mode="json"),
             },
-            judged.statistics,
+            dict(judged.statistics),
             rollout_id=run.key,
             step_index=run.evidence.current.index if run.evidence.current else 0,
             action=decision.verdict,
@@ -270,7 +270,7 @@ class _Appender:
 
 
 def _answer(judged: Judged, decision: Decision, run: Run) -> Answer:
-    harm = judged.statistics.get("harm", {}).get("e_value")
+    harm = judged.statistics["harm"]["e_value"]
     step = run.evidence.current
     return Answer(
         verdict=decision.verdict,

@@ -34,7 +34,7 @@ from swiftdeploy.policy.base import CANARY, Decision, PolicyEngine, Reason
 from swiftdeploy.rollout.actions import promote_to_stable, roll_back
 from swiftdeploy.rollout.inputs import canary_input
 from swiftdeploy.rollout.looking import TRACKS, Track, counted_look, opened_evidence, step_summary
-from swiftdeploy.rollout.statistics import Settings, progress
+from swiftdeploy.rollout.statistics import Settings, Statistics, progress
 from swiftdeploy.state import LastLook, Phase, State
 from swiftdeploy.state.evidence import Dimension, Evidence, PassedBy
 from swiftdeploy.state.model import HookAnswer, HookWait
@@ -65,24 +65,34 @@ class Look:
     elapsed_s: float
     canary: Measurement  # the step so far, from the ledger
     stable: Measurement
-    statistics: dict[str, dict[str, Any]]
+    statistics: Statistics
     decision: Decision
     policy_input: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class TickReport:
+    """What one tick did, for whoever follows the rollout (the live view, `--json`
+    lines, CI): the state after it, and for a tick that looked, both tracks' step so
+    far, the statistics, the policy's decision and the action taken."""
+
     state: State
     elapsed_s: float
     canary: Measurement | None = None
     stable: Measurement | None = None
-    statistics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    statistics: Statistics | None = None  # None: no look at this tick
     decision: Decision | None = None
     action: str = ""
 
 
 @dataclass
 class RolloutEngine:
+    """The rollout's state machine, one idempotent step per tick (`tick`): from the
+    persisted phase it looks (counts each track into the evidence ledger, assesses it,
+    asks the canary policy), then acts (next step, hold, pause, promote, roll back),
+    recording each decision and transition in the audit trail before making it. A
+    crash between ticks loses nothing: the next tick resumes from the saved state."""
+
     fleet: Fleet
     metrics: MetricsProvider
     policy: PolicyEngine
@@ -348,7 +358,7 @@ class RolloutEngine:
                 "canary": look.canary.model_dump(mode="json"),
                 "stable": look.stable.model_dump(mode="json"),
             },
-            look.statistics,
+            dict(look.statistics),  # the record's JSON: the policy input's, as it is
             rollout_id=look.state.rollout_id,
             step_index=look.state.step_index,
             action=action,

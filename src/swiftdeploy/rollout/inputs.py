@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swiftdeploy.hostfacts import HostFacts
 from swiftdeploy.manifest import Analysis, Policy, Thresholds
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state.model import HookAnswer
+
+if TYPE_CHECKING:  # scipy, through the statistics: not for a type
+    from swiftdeploy.rollout.statistics import Statistics
 
 
 def track_input(measurement: Measurement, healthy: bool) -> dict[str, Any]:
@@ -35,7 +38,7 @@ def canary_input(
     canary: Measurement,
     stable: Measurement,
     canary_healthy: bool,
-    statistics: dict[str, dict[str, Any]],
+    statistics: Statistics,
     hooks: Mapping[str, HookAnswer] | None = None,
 ) -> dict[str, Any]:
     return {

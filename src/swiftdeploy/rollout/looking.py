@@ -8,11 +8,17 @@ caller, which hands in what it measured.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from swiftdeploy.manifest import Policy
 from swiftdeploy.metrics.base import Measurement, summarize
-from swiftdeploy.rollout.statistics import Settings, assess, latency_bound, passed_dimensions
+from swiftdeploy.rollout.statistics import (
+    Settings,
+    Statistics,
+    assess,
+    latency_bound,
+    passed_dimensions,
+)
 from swiftdeploy.state.evidence import Counts, Evidence, Increment
 
 Track = Literal["canary", "stable"]
@@ -37,7 +43,7 @@ def opened_evidence(
 
 def counted_look(
     evidence: Evidence, latest: Mapping[Track, Measurement | None], settings: Settings
-) -> tuple[Evidence, dict[str, dict[str, Any]]]:
+) -> tuple[Evidence, Statistics]:
     """The ledger with this look's increments counted (a provider error counts
     nothing: its time is counted at the next look that reads), the statistics of the
     current step, and the dimensions passed so far kept in the ledger."""

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from swiftdeploy.durations import format_duration
 from swiftdeploy.manifest import ErrorRegression, Policy
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.state.evidence import (
     DIMENSIONS,
+    Arms,
     Counts,
     Dimension,
     Evidence,
@@ -66,6 +68,77 @@ REFERENCE_REQUESTS = 100
 CONTRIBUTION = 0.25
 _LOG_CAP = math.log(E_VALUE_CAP)
 
+TestVerdict = Literal["pass", "continue", "harm"]
+
+
+class Harm(TypedDict):
+    """The rollout's evidence of harm: the weighted mean of the four tests' e-values."""
+
+    e_value: float
+    threshold: float  # 1 / alpha
+    verdict: Literal["harm", "none"]
+    weights: dict[str, float]
+
+
+class Comparison(TypedDict):
+    """The canary against the stable on one dimension (errors, or slow requests)."""
+
+    kind: Literal["compare"]
+    verdict: TestVerdict
+    passed_by: PassedBy | None
+    e_value: float  # over the rollout: this step's times what earlier steps carried
+    e_value_step: float
+    carried: float
+    weight: float
+    e_value_no_harm: float
+    no_harm_threshold: float
+    needed: int | None  # canary requests for the power; None: cannot be planned
+    remaining: int | None
+    eta_s: float | None
+    canary_rps: float | None
+    canary_n: int
+    canary_events: int
+    dispersion: float
+    stable_n: int
+    stable_events: int
+    effect: float | None
+    stable_spread_known: bool
+    note: str
+    regression: str  # the regression to catch, in words
+
+
+class LatencyComparison(Comparison):
+    slow_above_ms: float | None
+    warming_up: bool
+
+
+class Limit(TypedDict):
+    """The canary against an absolute limit, over the whole rollout."""
+
+    kind: Literal["limit"]
+    verdict: TestVerdict
+    e_value: float
+    weight: float
+    canary_n: int
+    canary_events: int
+    dispersion: float
+    limit: float
+
+
+class P99Limit(Limit):
+    slow_above_ms: float | None
+
+
+class Statistics(TypedDict):
+    """What `assess` returns and the policy reads as `input.statistics`
+    (docs/policy-input.md); JSON as it is."""
+
+    harm: Harm
+    errors: Comparison
+    latency: LatencyComparison
+    error_rate: Limit
+    p99: P99Limit
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -90,7 +163,7 @@ class Settings:
         )
 
 
-def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
+def assess(evidence: Evidence, settings: Settings) -> Statistics:
     """The statistics of the current step (docs/policy-input.md); the ledger must have one."""
     step = evidence.current
     if step is None:
@@ -99,7 +172,12 @@ def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
     latency = _latency(evidence, step, settings)
     error_rate = _error_rate(evidence, settings)
     p99 = _p99(evidence, settings)
-    tests = {"errors": errors, "latency": latency, "error_rate": error_rate, "p99": p99}
+    tests: dict[str, Comparison | Limit] = {
+        "errors": errors,
+        "latency": latency,
+        "error_rate": error_rate,
+        "p99": p99,
+    }
     combined = sum(WEIGHTS[name] * _toward_harm(test) for name, test in tests.items())
     harm = combined >= 1.0 / settings.alpha
     for name, test in tests.items():
@@ -114,15 +192,18 @@ def assess(evidence: Evidence, settings: Settings) -> dict[str, dict[str, Any]]:
             "verdict": "harm" if harm else "none",
             "weights": dict(WEIGHTS),
         },
-        **tests,
+        "errors": errors,
+        "latency": latency,
+        "error_rate": error_rate,
+        "p99": p99,
     }
 
 
-def _toward_harm(test: dict[str, Any]) -> float:
+def _toward_harm(test: Comparison | Limit) -> float:
     """A test's e-value as it counts toward a rollback: a comparison whose stable spread
     is not known yet counts no evidence of harm (at most 1). Counting less than the
     e-value at some looks only removes chances to roll back, so alpha still holds."""
-    e_value: float = test["e_value"]
+    e_value = test["e_value"]
     return min(e_value, 1.0) if test.get("stable_spread_known") is False else e_value
 
 
@@ -184,7 +265,7 @@ def stable_p99_bucket(buckets: dict[str, int]) -> tuple[float, float] | None:
     return None  # pragma: no cover - the last bucket holds every observation
 
 
-def passed_dimensions(statistics: dict[str, dict[str, Any]]) -> dict[Dimension, PassedBy]:
+def passed_dimensions(statistics: Statistics) -> dict[Dimension, PassedBy]:
     """How each dimension passed at this look, to keep in the ledger (passes are sticky
     within a step: the no-harm e-value may dip after reaching its bar, and Ville's
     inequality covers its running maximum)."""
@@ -229,15 +310,15 @@ class StepProgress:
 
 
 def step_progress(
-    statistics: dict[str, Any], evidence: Evidence | None = None
+    statistics: Statistics | None, evidence: Evidence | None = None
 ) -> StepProgress | None:
     """The step's standing from its statistics (`assess`); with the ledger they came
     from, the warm-up still to run counts in the requests and time it needs. None
     without statistics."""
     if not statistics:
         return None
-    harm = statistics.get("harm") or {}
-    served = (statistics.get("errors") or {}).get("canary_n")
+    harm = statistics["harm"]
+    served = statistics["errors"]["canary_n"]
     rate = _rate(statistics)
     warm_s, warm_requests = _warmup_left(evidence)
     passed: dict[str, str] = {}
@@ -245,7 +326,7 @@ def step_progress(
     needs: list[int | None] = []
     notes: list[str] = []
     for name in DIMENSIONS:
-        stat = statistics.get(name) or {}
+        stat: Mapping[str, Any] = statistics[name]
         if stat.get("passed_by"):
             passed[name] = str(stat["passed_by"])
             continue
@@ -264,29 +345,31 @@ def step_progress(
     if needed is not None and warm_s > 0 and "latency" in waiting:
         eta = max(eta or 0.0, warm_s)
     return StepProgress(
-        canary_requests=served if isinstance(served, int) else 0,
+        canary_requests=served,
         canary_rps=rate,
         needed_requests=needed,
         eta_s=0.0 if needed == 0 else eta,
         warmup_left=(warm_s, warm_requests) if evidence is not None and evidence.warming else None,
         passed=passed,
         waiting=tuple(waiting),
-        harm_e_value=_number(harm.get("e_value")),
-        harm_threshold=_number(harm.get("threshold")),
+        harm_e_value=harm["e_value"],
+        harm_threshold=harm["threshold"],
         note="; ".join(dict.fromkeys(notes)),
     )
 
 
-def progress(statistics: dict[str, Any], evidence: Evidence | None = None) -> list[tuple[str, str]]:
+def progress(
+    statistics: Statistics | None, evidence: Evidence | None = None
+) -> list[tuple[str, str]]:
     """Where the step stands in plain words, as (label, text): what it still needs
     ("needs about 600 more canary requests, about 2 min"), how each of errors and
     latency stands, and the evidence of harm. `statistics_rows` has the numbers behind."""
     standing = step_progress(statistics, evidence)
-    if standing is None:
+    if standing is None or statistics is None:
         return []
     rows = [("progress", describe_progress(standing))]
     for name in DIMENSIONS:
-        rows.append((name, _dimension_words(name, statistics.get(name) or {}, standing)))
+        rows.append((name, _dimension_words(name, statistics[name], standing)))
     rows.append(("harm", _harm_words(standing)))
     return rows
 
@@ -304,21 +387,21 @@ def describe_progress(standing: StepProgress) -> str:
     return first + _needs(standing.needed_requests, standing.eta_s)
 
 
-def statistics_rows(statistics: dict[str, Any]) -> list[tuple[str, str]]:
+def statistics_rows(statistics: Statistics | None) -> list[tuple[str, str]]:
     """The statistics behind `progress` (for --verbose), as (label, text): the evidence
     of harm against its bar, and for errors and latency the power still needed and the
     no-harm test against its bar."""
     if not statistics:
         return []
-    harm = statistics.get("harm") or {}
+    harm = statistics["harm"]
     lines = [
         (
             "evidence of harm",
-            f"{_e(harm.get('e_value'))} (rolls back at {_e(harm.get('threshold'))})",
+            f"{_e(harm['e_value'])} (rolls back at {_e(harm['threshold'])})",
         )
     ]
     for name in DIMENSIONS:
-        stat = statistics.get(name) or {}
+        stat: Mapping[str, Any] = statistics[name]
         passed = stat.get("passed_by")
         if passed:
             lines.append((name, f"passed by {str(passed).replace('_', ' ')}"))
@@ -344,7 +427,7 @@ _PASSED_WORDS = {
 }
 
 
-def _dimension_words(name: str, stat: dict[str, Any], standing: StepProgress) -> str:
+def _dimension_words(name: str, stat: Mapping[str, Any], standing: StepProgress) -> str:
     passed = standing.passed.get(name)
     if passed is not None:
         text = _PASSED_WORDS.get(passed, f"passed by {passed}")
@@ -392,12 +475,11 @@ def _about(requests: int) -> int:
     return -(-requests // scale) * scale
 
 
-def _rate(statistics: dict[str, Any]) -> float | None:
+def _rate(statistics: Statistics) -> float | None:
     rates = [
         rate
         for name in DIMENSIONS
-        if isinstance(rate := (statistics.get(name) or {}).get("canary_rps"), int | float)
-        and rate > 0
+        if (rate := statistics[name]["canary_rps"]) is not None and rate > 0
     ]
     return rates[0] if rates else None
 
@@ -410,10 +492,6 @@ def _warmup_left(evidence: Evidence | None) -> tuple[float, int]:
     return warmup.left(evidence.marks.get("canary", warmup.since))
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
 def _e(value: object) -> str:
     if not isinstance(value, int | float):
         return "-"
@@ -423,24 +501,20 @@ def _e(value: object) -> str:
 # --- canary against stable -----------------------------------------------------------
 
 
-def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[str, Any]:
+def _errors(evidence: Evidence, step: StepLedger, settings: Settings) -> Comparison:
     regression = settings.errors
     # no harm: below the stable's rate plus the points, or below the ratio times it
     points = regression.kind == "points"
     tolerance, margin = (0.0, regression.value) if points else (regression.value - 1.0, 0.0)
-    counts = _error_counts(step)
-    carried = sum(
-        deflated(_log_harm(_error_counts(earlier)), evidence.dispersion("errors"))
-        for earlier in evidence.earlier
-    )
-    stable = evidence.rollout_counts("stable")
     spread = evidence.dispersion("errors")
+    carried = sum(deflated(_log_harm(earlier.errors()), spread) for earlier in evidence.earlier)
+    stable = evidence.rollout_counts("stable")
     needed = needed_for_errors(stable, step.weight, carried, settings, spread)
     known = evidence.stable_known("errors")
     return _comparison(
-        "errors", evidence, step, counts, carried, needed, tolerance, margin, settings,
-        waiting="" if known else _unknown_errors(evidence),
-    ) | {"regression": regression.text}  # fmt: skip
+        "errors", evidence, step, step.errors(), spread, carried, needed, tolerance, margin,
+        settings, regression.text, waiting="" if known else _unknown_errors(evidence),
+    )  # fmt: skip
 
 
 def _unknown_errors(evidence: Evidence) -> str:
@@ -455,27 +529,27 @@ def _unknown_errors(evidence: Evidence) -> str:
     )
 
 
-def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> dict[str, Any]:
+def _latency(evidence: Evidence, step: StepLedger, settings: Settings) -> LatencyComparison:
     bound = evidence.latency_bound_s
-    counts = _slow_counts(step, bound)
-    slow_above_ms = counts[4] * 1000 if counts else None
+    arms = step.slow(bound)
+    spread = evidence.dispersion("latency")
     carried = sum(
-        deflated(_log_harm(earlier_counts[:4]), evidence.dispersion("latency"))
+        deflated(_log_harm(earlier_arms), spread)
         for earlier in evidence.earlier
-        if (earlier_counts := _slow_counts(earlier, bound))
+        if (earlier_arms := earlier.slow(bound))
     )
     stable = evidence.rollout_counts("stable")
-    spread = evidence.dispersion("latency")
     needed, note = needed_for_latency(stable, bound, step.weight, carried, settings, spread)
     result = _comparison(
-        "latency", evidence, step, counts[:4] if counts else (0, 0, 0, 0), carried, needed,
-        0.0, LATENCY_SHARE, settings,
+        "latency", evidence, step, arms or Arms(0, 0, 0, 0), spread, carried, needed, 0.0,
+        LATENCY_SHARE, settings, f"+{settings.latency_ms:g} ms at p99",
     )  # fmt: skip
     warming = _warming(evidence)
-    return result | {
-        "regression": f"+{settings.latency_ms:g} ms at p99",
-        "slow_above_ms": slow_above_ms,
-        "note": warming or note or result.get("note", ""),
+    result["note"] = warming or note or result["note"]
+    bound_s = arms.bound_s if arms is not None else None
+    return {
+        **result,
+        "slow_above_ms": bound_s * 1000 if bound_s is not None else None,
         "warming_up": bool(warming),
     }
 
@@ -493,21 +567,22 @@ def _comparison(
     name: Dimension,
     evidence: Evidence,
     step: StepLedger,
-    counts: tuple[int, int, int, int],
+    arms: Arms,
+    spread: float,
     carried: float,
     needed: int | None,
     tolerance: float,
     margin: float,
     settings: Settings,
+    regression: str,
     waiting: str = "",
-) -> dict[str, Any]:
+) -> Comparison:
     """One comparison's statistics. `waiting` says why it may neither roll back nor
     pass by power yet (it could not have caught a regression by then); empty if not."""
-    x, nc, y, ns = counts
+    x, nc, y, ns = arms[:4]
     # harm counts evidence in independent units (bursts of events weigh as what they
     # are); no harm counts every event, so a burst never makes a pass easier
-    spread = evidence.dispersion(name)
-    log_step = deflated(_log_harm(counts), spread)
+    log_step = deflated(_log_harm(arms), spread)
     log_no_harm = log_e_no_harm(x, nc, y, ns, tolerance, margin)
     by_power = None if waiting else needed
     passed_by = _passed_by(name, evidence, step, nc, by_power, log_no_harm, settings)
@@ -539,6 +614,7 @@ def _comparison(
         "effect": x / nc - y / ns if nc and ns else None,
         "stable_spread_known": not waiting,
         "note": waiting or ("" if needed is not None else "power cannot be planned yet"),
+        "regression": regression,
     }
 
 
@@ -600,13 +676,13 @@ def needed_for_latency(
     slow = stable.slower_than(bound)
     if slow is None:
         return None, "no latency histogram in the measurements"
-    share = pessimistic_rate(slow[1], slow[0])
+    share = pessimistic_rate(slow.slow, slow.requests)
     if share is None:
         return None, "no stable traffic to compare with yet"
     if share >= LATENCY_SHARE:
         return None, (
             f"the stable itself has about {share:.1%} of requests slower than"
-            f" {slow[2] * 1000:g} ms, so a canary p99 there is not a regression"
+            f" {slow.bound_s * 1000:g} ms, so a canary p99 there is not a regression"
         )
     bar = _log_bar("latency", carried, settings)
     return _needed(weight, round_up(share), LATENCY_SHARE, bar, settings.beta, dispersion), ""
@@ -642,7 +718,7 @@ def _log_bar(name: str, carried: float, settings: Settings) -> float:
 # --- the canary against absolute limits, over the whole rollout ----------------------
 
 
-def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
+def _error_rate(evidence: Evidence, settings: Settings) -> Limit:
     canary = evidence.rollout_counts("canary")
     spread = evidence.dispersion("errors")
     log_e = deflated(
@@ -660,13 +736,13 @@ def _error_rate(evidence: Evidence, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
+def _p99(evidence: Evidence, settings: Settings) -> P99Limit:
     n = slow = 0
     above: float | None = None
     for step in evidence.steps:
         counted = step.latency_counts("canary").slower_than(settings.max_p99_ms / 1000)
         if counted is not None:
-            n, slow, above = n + counted[0], slow + counted[1], counted[2] * 1000
+            n, slow, above = n + counted.requests, slow + counted.slow, counted.bound_s * 1000
     spread = evidence.dispersion("p99")
     log_e = deflated(float(log_e_exceeds(slow, n, LATENCY_SHARE)), spread)
     return {
@@ -685,24 +761,8 @@ def _p99(evidence: Evidence, settings: Settings) -> dict[str, Any]:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _slow_counts(step: StepLedger, bound: float | None) -> tuple[int, int, int, int, float] | None:
-    """(canary slow, canary n, stable slow, stable n, the bucket bound used) of a step."""
-    if bound is None:
-        return None
-    canary = step.latency_counts("canary").slower_than(bound)
-    stable = step.latency_counts("stable").slower_than(bound)
-    if canary is None or stable is None:
-        return None
-    return canary[1], canary[0], stable[1], stable[0], canary[2]
-
-
-def _error_counts(step: StepLedger) -> tuple[int, int, int, int]:
-    return step.canary.errors, step.canary.requests, step.stable.errors, step.stable.requests
-
-
-def _log_harm(counts: tuple[int, ...]) -> float:
-    x, nc, y, ns = counts[:4]
-    return float(log_e_harm(x, y, nc, ns))
+def _log_harm(arms: Arms) -> float:
+    return float(log_e_harm(arms.canary_events, arms.stable_events, arms.canary_n, arms.stable_n))
 
 
 def _finite(value: float) -> float | None:

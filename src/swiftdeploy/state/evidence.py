@@ -12,7 +12,7 @@ the sequential tests valid. Persisted with the state; pure updates only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,6 +29,26 @@ TrackName = Literal["canary", "stable"]
 # How a dimension of a step passed: the harm test had the power, the no-harm test
 # said so, an earlier step of this rollout did either, or a person promoted by hand.
 PassedBy = Literal["power", "no_harm", "earlier_step", "hand"]
+
+
+class Slow(NamedTuple):
+    """Requests slower than a bound, as a histogram counts them: `slow` of `requests`
+    took longer than `bound_s`, the smallest bucket bound at or above the one asked."""
+
+    slow: int
+    requests: int
+    bound_s: float
+
+
+class Arms(NamedTuple):
+    """One step's events (failed or slow requests) among the requests of each arm, as
+    the canary-against-stable tests count them; `bound_s`: what slow meant, if slow."""
+
+    canary_events: int
+    canary_n: int
+    stable_events: int
+    stable_n: int
+    bound_s: float | None = None
 
 
 class Increment(Protocol):
@@ -63,9 +83,6 @@ class Counts(BaseModel):
             requests=measurement.requests, errors=measurement.errors, buckets=measurement.buckets
         )
 
-    def plus(self, measurement: Increment) -> Counts:
-        return self.merged(Counts.of(measurement))
-
     def merged(self, other: Counts) -> Counts:
         buckets = dict(self.buckets)
         for le, count in other.buckets.items():
@@ -85,16 +102,16 @@ class Counts(BaseModel):
             buckets=buckets,
         )
 
-    def slower_than(self, bound_s: float) -> tuple[int, int, float] | None:
-        """(requests, requests above the smallest bucket bound >= bound_s, that bound);
-        None without a usable histogram (no +Inf bucket, or no bound that high)."""
-        if not self.buckets:
+    def slower_than(self, bound_s: float | None) -> Slow | None:
+        """The requests slower than `bound_s` (the one home of that count); None without
+        a bound or a usable histogram (no +Inf bucket, or no bound that high)."""
+        if bound_s is None or not self.buckets:
             return None
         try:
             events = slo_events(self.buckets, bound_s)
         except ValueError:
             return None
-        return events.n, events.slow, events.bound
+        return Slow(events.slow, events.n, events.bound)
 
 
 class StepLedger(BaseModel):
@@ -129,6 +146,21 @@ class StepLedger(BaseModel):
         warming: Counts = getattr(self, f"{track}_warming")
         counts: Counts = getattr(self, track)
         return counts.minus(warming) if warming.requests else counts
+
+    def errors(self) -> Arms:
+        """The failed requests of each arm in this step."""
+        return Arms(
+            self.canary.errors, self.canary.requests, self.stable.errors, self.stable.requests
+        )
+
+    def slow(self, bound_s: float | None) -> Arms | None:
+        """The requests of each arm slower than `bound_s` in this step, the warm-up left
+        out; None without a bound or a usable histogram on either arm."""
+        canary = self.latency_counts("canary").slower_than(bound_s)
+        stable = self.latency_counts("stable").slower_than(bound_s)
+        if canary is None or stable is None:
+            return None
+        return Arms(canary.slow, canary.requests, stable.slow, stable.requests, canary.bound_s)
 
 
 class WarmupProgress(BaseModel):
@@ -206,7 +238,7 @@ class Evidence(BaseModel):
         meets a service already known to be bursty."""
         spreads = getattr(self, f"{track}_spread")
         for block in blocks:
-            spreads = self._spread(spreads, block, BLOCK_S)
+            spreads = self._spread(spreads, Counts.of(block), BLOCK_S)
         return self.model_copy(update={f"{track}_spread": spreads})
 
     def dispersion(
@@ -256,10 +288,10 @@ class Evidence(BaseModel):
         since = self.marks.get(track)
         start = measurement.window_start if measurement.window_start is not None else end
         gap = max(0.0, start - since) if since is not None else 0.0
-        counts = getattr(step, track).plus(measurement)
-        update: dict[str, object] = {track: counts}
+        look = Counts.of(measurement)
+        update: dict[str, object] = {track: getattr(step, track).merged(look)}
         if self.warming:
-            update[f"{track}_warming"] = getattr(step, f"{track}_warming").plus(measurement)
+            update[f"{track}_warming"] = getattr(step, f"{track}_warming").merged(look)
         if track == "canary":
             update["observed_s"] = step.observed_s + max(0.0, end - start)
         steps = (*self.steps[:-1], step.model_copy(update=update))
@@ -274,7 +306,7 @@ class Evidence(BaseModel):
                 "warmup": warmup,
                 f"{track}_spread": self._spread(
                     getattr(self, f"{track}_spread"),
-                    measurement,
+                    look,
                     max(0.0, end - start),
                     latency=not (self.warming and track == "canary"),
                 ),
@@ -294,7 +326,7 @@ class Evidence(BaseModel):
     def _spread(
         self,
         spreads: dict[Spread, Dispersion],
-        look: Increment,
+        look: Counts,
         seconds: float,
         *,
         latency: bool = True,
@@ -303,15 +335,14 @@ class Evidence(BaseModel):
         unless `latency` is off (the canary's while it warms up: a cold start is a
         change of rate, not a burst, and would read as a large dispersion for the
         rest of the rollout; the stable's history says how bursty the service is)."""
-        counts = Counts.of(look)
         events: dict[Spread, int | None] = {"errors": look.errors}
         bounds: dict[Spread, float | None] = {
             "latency": self.latency_bound_s if latency else None,
             "p99": self.p99_limit_s if latency else None,
         }
         for spread, bound in bounds.items():
-            slow = counts.slower_than(bound) if bound is not None else None
-            events[spread] = slow[1] if slow is not None else None
+            slow = look.slower_than(bound)
+            events[spread] = slow.slow if slow is not None else None
         updated = dict(spreads)
         for spread, count in events.items():
             if count is not None:
