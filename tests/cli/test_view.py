@@ -410,7 +410,7 @@ def test_the_follower_prints_the_canarys_words_literally(
     manifest = init_manifest(tmp_path).manifest
     running = State(
         phase=Phase.PROGRESSING, rollout_id="r1", canary_version="v2", stable_version="v1",
-        canary_weight=10, step_index=0, step_started_at=100.0, analysis=True,
+        canary_weight=10, step_index=0, step_started_at=100.0, auto_advance=True,
     )  # fmt: skip
     held = running.model_copy(
         update={

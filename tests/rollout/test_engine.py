@@ -249,7 +249,7 @@ def test_rollback_ends_a_rollout_killed_while_its_canary_was_starting(world: Wor
     state = made.store.load()
     state = made.fleet.transition(
         state, "rollout of v2 started", phase=Phase.PROGRESSING, canary_version="v2",
-        canary_weight=0, step_index=0, analysis=True,
+        canary_weight=0, step_index=0, auto_advance=True,
     )  # fmt: skip
     assert not state.track("canary")
     # When it is rolled back by hand

@@ -116,7 +116,7 @@ def promote(
     if _steer(manifest, "promote", **fields):
         return
     with command(read_manifest(manifest), lock=True) as context:
-        if context.fleet.store.load().analysis:  # driven in the foreground (Kubernetes)
+        if context.fleet.store.load().auto_advance:  # driven in the foreground (Kubernetes)
             _promote_in_foreground(context, to_the_end, why)
             return
         state = promote_steps(context.engine(), to_the_end, why)

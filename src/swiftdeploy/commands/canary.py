@@ -27,7 +27,7 @@ def start_canary(engine: RolloutEngine, version: str, weight: int | None) -> Sta
         canary_weight=0,
         phase=Phase.PROGRESSING,
         step_index=0,
-        analysis=False,
+        auto_advance=False,
         evidence=engine.new_evidence(),
     )
     state = engine.canary_started(fleet.ensure_track(state, "canary", version, strategy.replicas))

@@ -113,7 +113,7 @@ def driver_status(loaded: LoadedManifest, state: State) -> DriverStatus:
 
 def driving(state: State) -> bool:
     """A rollout that needs a driver: analysed, and neither finished nor idle."""
-    return state.analysis and not _ended(state)
+    return state.auto_advance and not _ended(state)
 
 
 def _ended(state: State) -> bool:
@@ -220,7 +220,7 @@ def driver_restarting(loaded: LoadedManifest) -> bool:
 def follow_ends(state: State, rollout_id: str | None, to_the_end: bool) -> bool:
     """Whether a follower is done: the rollout ended (or another replaced it), a step
     waits for `promote`, or (to the end, for CI's exit code 4) a step holds."""
-    if state.rollout_id != rollout_id or _ended(state) or not state.analysis:
+    if state.rollout_id != rollout_id or _ended(state) or not state.auto_advance:
         return True
     if state.phase == Phase.PAUSED and state.pause_kind == "manual":
         return True
@@ -424,7 +424,7 @@ def _drive_notifying(
                 return 0
             state = engine.begin(version, rollout_id)
         state = _loop(engine, control, info, state, stop, notifier=notifier)
-        if not state.analysis or _ended(state):
+        if not state.auto_advance or _ended(state):
             outcome = f"the rollout ended: {state.phase.value}"
         else:
             outcome = "stopped (SIGTERM); `swiftdeploy resume` carries on"
@@ -527,7 +527,7 @@ def _loop(
             # recorded here, between looks
             notifier.record_dead_letters(engine.fleet.recorder)
         state = serve_requests(engine, control, state)
-        if _ended(state) or not state.analysis:
+        if _ended(state) or not state.auto_advance:
             break
         if not _waiting(engine, state):
             state = engine.tick(state)

@@ -33,7 +33,7 @@ def promote_to_stable(fleet: Fleet, state: State) -> State:
         f"{version} promoted",
         event="promoted",
         phase=Phase.PROMOTED,
-        analysis=False,
+        auto_advance=False,
         message=f"{version} is stable",
     )
 
@@ -58,6 +58,6 @@ def roll_back(fleet: Fleet, state: State, reason: str, aborted: bool = False) ->
         "rolled back",
         event="rolled-back",
         phase=Phase.ROLLED_BACK,
-        analysis=False,
+        auto_advance=False,
         message=reason,
     )

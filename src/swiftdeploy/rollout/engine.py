@@ -135,7 +135,7 @@ class RolloutEngine:
             canary_weight=0,
             step_index=0,
             rollout_id=rollout_id or new_rollout_id(),
-            analysis=True,
+            auto_advance=True,
             step_started_at=None,
             step_deadline=None,
             resume_at=None,
@@ -225,7 +225,7 @@ class RolloutEngine:
             step_index=index,
             canary_weight=step.weight,
             step_started_at=now,
-            step_deadline=now + self._analysis(step).max_duration,
+            step_deadline=now + self._analysis_block(step).max_duration,
             resume_at=None,
             evidence=state.evidence.open_step(index, step.weight, now),
             awaiting=None,
@@ -249,7 +249,7 @@ class RolloutEngine:
             state,
             "resumed: the step keeps its evidence and collects more",
             "resumed",
-            step_deadline=self.clock() + self._analysis(step).max_duration,
+            step_deadline=self.clock() + self._analysis_block(step).max_duration,
         )
 
     # --- the loop ---------------------------------------------------------------
@@ -306,7 +306,9 @@ class RolloutEngine:
     def look(self, state: State) -> Look:
         """Count since the last look, assess the step, and ask the policy; acts on nothing."""
         index = state.step_index or 0
-        analysis = self._analysis(self._steps()[index]) if index < len(self._steps()) else None
+        analysis = (
+            self._analysis_block(self._steps()[index]) if index < len(self._steps()) else None
+        )
         now = self.clock()
         evidence = state.evidence
         latest: dict[Track, Measurement | None] = {}
@@ -376,7 +378,7 @@ class RolloutEngine:
         drift = self.fleet.tracks.reconcile_split(state)
         if drift is not None:
             state = self.drifted(state, index, drift)
-        self._ensure_load(index, self._analysis(step))
+        self._ensure_load(index, self._analysis_block(step))
         look = split_checked(self.look(state))
         state = look.state
         verdict = look.decision.verdict
@@ -622,14 +624,14 @@ class RolloutEngine:
     def _steps(self) -> list[Step]:
         return self.fleet.loaded.manifest.strategy.canary.steps
 
-    def _analysis(self, step: Step) -> Analysis:
+    def _analysis_block(self, step: Step) -> Analysis:
         return self.fleet.loaded.manifest.strategy.canary.analysis_for(step)
 
     def look_interval(self, state: State) -> float:
         """How long to wait before the next look (`interval`, or `auto` from the rate)."""
         if state.step_index is None or state.step_index >= len(self._steps()):
             return 1.0
-        interval = self._analysis(self._steps()[state.step_index]).interval
+        interval = self._analysis_block(self._steps()[state.step_index]).interval
         if interval != "auto":
             return interval
         floor = self.metrics.resolution_s

@@ -13,9 +13,9 @@ import time
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from swiftdeploy.durations import format_ago, format_duration
 from swiftdeploy.errors import StateError
@@ -129,8 +129,9 @@ class State(BaseModel):
     replicas: tuple[Replica, ...] = ()
     prometheus_port: int | None = None
     rollout_id: str | None = None
-    # Set by `rollout`: steps advance by analysis. A canary started by hand has none.
-    analysis: bool = False
+    # Set by `rollout`: steps advance on their own, by the statistical tests (the driver
+    # runs them). A canary started by hand has none. Persisted as `analysis` before.
+    auto_advance: bool = False
     step_started_at: float | None = None
     # When an undecided step holds: max_duration after the step began or was resumed.
     step_deadline: float | None = None
@@ -145,6 +146,15 @@ class State(BaseModel):
     # The hooks' latest answers in this rollout, by name, and the gate a step waits on.
     hooks: dict[str, HookAnswer] = Field(default_factory=dict)
     awaiting: HookWait | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_advance_was_analysis(cls, data: Any) -> Any:
+        """A state written when the flag was called `analysis` reads the same."""
+        if isinstance(data, dict) and "analysis" in data and "auto_advance" not in data:
+            data = {("auto_advance" if key == "analysis" else key): v for key, v in data.items()}
+        return data
+
     updated_at: float = 0.0
 
     def track(self, track: Track) -> list[Replica]:
