@@ -16,9 +16,7 @@ from swiftdeploy.audit.log import AuditLog
 from swiftdeploy.audit.looks import expand
 from swiftdeploy.cli import run
 from swiftdeploy.cli.audit import audit_app
-from swiftdeploy.commands import audit as audit_cmd
 from swiftdeploy.errors import AuditTamperedError, ExitCode
-from swiftdeploy.manifest import load_manifest
 from tests.support.trails import ROLLED_BACK, write_synthetic_trail
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")
@@ -51,21 +49,6 @@ def invoke(project: Path, *args: str) -> Result:
 def run_like_main(project: Path, *args: str) -> int:
     """The real handler: errors become exit codes."""
     return run(["audit", *args, "-f", str(project / "swiftdeploy.yaml")])
-
-
-def test_settings_come_from_the_manifest(project: Path) -> None:
-    settings = audit_cmd.settings(load_manifest(project / "swiftdeploy.yaml"))
-    assert settings.path == project / "audit" / "history.jsonl"
-    assert settings.max_bytes == 8192
-    assert settings.secrets == ("tok-very-secret-123",)
-
-
-def test_the_projects_log_redacts_the_manifests_secrets(project: Path) -> None:
-    log = audit_cmd.open_audit_log(load_manifest(project / "swiftdeploy.yaml"), ["swiftdeploy"])
-    log.append("command", env={"API_TOKEN": "tok-very-secret-123"})
-    data = (project / "audit" / "history.jsonl").read_bytes()
-    assert b"tok-very-secret-123" not in data
-    assert b'"API_TOKEN":"***"' in data
 
 
 def test_verify_ok_and_as_json(project: Path) -> None:

@@ -1,50 +1,12 @@
-"""The judge's config file, its install objects and the shipped examples."""
+"""The shipped examples of the judge's callers (Argo Rollouts' analysis templates)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from swiftdeploy.commands.judge import init, install_objects, install_yaml
-from swiftdeploy.errors import ManifestError
-from swiftdeploy.judge.config import load_judge
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "judge"
-
-
-def test_init_writes_a_config_that_loads_and_a_bad_key_is_one_line(tmp_path: Path) -> None:
-    written = init(tmp_path, force=False)
-    config = tmp_path / "judge.yaml"
-    assert config in written
-    assert (tmp_path / "policies" / "canary.rego") in written
-    loaded = load_judge(config)
-    assert [c.name for c in loaded.config.callers] == ["argo-rollouts", "flagger"]
-    config.write_text(config.read_text().replace("  beta: 0.1", "  beta: 0.9"))
-    with pytest.raises(ManifestError) as error:
-        load_judge(config)
-    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "beta" in text)
-    assert error.value.message.startswith(f"{config}:{line}: policy.beta:")
-
-
-def test_install_has_no_role_and_no_api_token(tmp_path: Path) -> None:
-    init(tmp_path, force=False)
-    loaded = load_judge(tmp_path / "judge.yaml")
-    objects = install_objects(loaded, "swiftdeploy")
-    kinds = [obj["kind"] for obj in objects]
-    assert kinds == ["ServiceAccount", "ConfigMap", "Deployment", "Service"]
-    assert objects[0]["automountServiceAccountToken"] is False
-    pod = objects[2]["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
-    container = pod["containers"][0]
-    # the {env:} caller's token from the tokens Secret, the {secret:} caller's mounted
-    env = {item["name"]: item for item in container["env"]}
-    assert env["JUDGE_TOKEN_ARGO"]["valueFrom"]["secretKeyRef"]["key"] == "JUDGE_TOKEN_ARGO"
-    secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
-    assert secrets == ["swiftdeploy-judge-tokens"]
-    assert "policies.canary.rego" in objects[1]["data"]
-    assert "kind: Role" not in install_yaml(loaded, "swiftdeploy")
 
 
 def test_the_argo_examples_fail_closed_and_read_the_answer() -> None:
