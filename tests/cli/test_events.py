@@ -22,8 +22,8 @@ from swiftdeploy.commands.audit import settings
 from swiftdeploy.errors import ExitCode
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.review.events import schema_text
-from tests.support.trails import ROLLED_BACK, write_synthetic_trail
 from tests.conftest import SWIFTDEPLOY, as_from_a_terminal
+from tests.support.trails import ROLLED_BACK, write_synthetic_trail
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")
 

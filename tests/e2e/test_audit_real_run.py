@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.review.test_chromium import chromium, png_facts
 from tests.conftest import Project, fast_rollout, rollout_with_fault
+from tests.review.test_chromium import chromium, png_facts
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import pytest
 
 from swiftdeploy.cli import run
 from swiftdeploy.errors import ExitCode
-from tests.support.trails import write_synthetic_trail
 from tests.cli.test_audit import MANIFEST  # a project with an audit trail
+from tests.support.trails import write_synthetic_trail
 
 pytestmark = pytest.mark.usefixtures("fresh_audit_keys")
 
