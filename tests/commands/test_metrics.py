@@ -1,0 +1,26 @@
+"""`measure(fleet, tracks, window_s)` on loopback: each track's last window as the
+manifest's provider (init's: nginx's own counters) measured it, the requests sent
+before the command ran included."""
+
+from __future__ import annotations
+
+import httpx
+
+from swiftdeploy.commands.context import command_context
+from swiftdeploy.commands.metrics import measure
+from swiftdeploy.manifest import load_manifest
+from tests.conftest import Project
+
+
+def test_each_track_is_measured_from_the_routers_history(deployed: Project) -> None:
+    with httpx.Client(timeout=5) as client:
+        for _ in range(40):
+            assert client.get(deployed.url).status_code == 200
+    loaded = load_manifest(deployed.manifest)
+    with command_context(loaded, lambda _: None) as context:
+        measured = measure(context.fleet, ["stable", "canary"], 60.0)
+    stable, canary = measured["stable"], measured["canary"]
+    assert (stable.provider, stable.track) == ("nginx", "stable")
+    assert stable.requests >= 40
+    assert stable.errors == 0
+    assert canary.requests == 0  # no canary: nothing routed to it
