@@ -34,6 +34,9 @@ class ExportFormat(StrEnum):
     OPA_DECISION_LOG = "opa-decision-log"
 
 
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+]
 TrailOption = Annotated[
     Path | None,
     typer.Option(
@@ -101,9 +104,7 @@ def verify(
 @audit_app.command("checkpoint")
 def checkpoint(
     manifest: ManifestOption = DEFAULT_PATH,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
-    ] = None,
+    output: OutputOption = None,
     trail: TrailOption = None,
 ) -> None:
     """Sign the trail's head (record count, last hash, time) for someone else to keep."""
@@ -181,9 +182,7 @@ def export(
         ExportFormat, typer.Option("--format", help="json, csv or opa-decision-log.")
     ],
     manifest: ManifestOption = DEFAULT_PATH,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
-    ] = None,
+    output: OutputOption = None,
     trail: TrailOption = None,
 ) -> None:
     """Print the verified records as JSON, CSV or OPA decision-log events."""

@@ -163,6 +163,7 @@ EventsFileOption = Annotated[
         " recorded, for CI: replaced, created 0600; a symbolic link is refused.",
     ),
 ]
+SummaryJsonOption = Annotated[bool, typer.Option("--json", help="A JSON summary at the end.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")]
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Every look, and the statistics behind it.")
@@ -245,7 +246,7 @@ def _rollout_in_cluster(loaded: LoadedManifest, version: str, mode: _Follow) -> 
 @app.command()
 def attach(
     manifest: ManifestOption = DEFAULT_PATH,
-    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary at the end.")] = False,
+    as_json: SummaryJsonOption = False,
     wait: WaitOption = False,
     events: EventsOption = False,
     events_file: EventsFileOption = None,
@@ -269,7 +270,7 @@ def attach(
 @app.command()
 def resume(
     manifest: ManifestOption = DEFAULT_PATH,
-    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary at the end.")] = False,
+    as_json: SummaryJsonOption = False,
     detach: DetachOption = False,
     wait: WaitOption = False,
     quiet: QuietOption = False,

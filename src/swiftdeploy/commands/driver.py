@@ -397,15 +397,7 @@ def _drive_notifying(
         restarts=restarts,
         heartbeat_at=time.time(),
     )
-    control.save_driver(info)
-    notifier.start()  # before the driver's first record: a new sink starts at the end
-    fleet.recorder.record(
-        "driver",
-        event="restarted" if restarted else "started",
-        pid=os.getpid(),
-        rollout_id=rollout_id,
-        restarts=restarts,
-    )
+    _announce(control, notifier, fleet, info, restarted)
     policy = policy_engine(fleet)
     engine = rollout_engine(fleet, policy, secrets=secrets)
     engine.keep_looking_when_held = True
@@ -484,6 +476,28 @@ def driver_secrets(loaded: LoadedManifest) -> Secrets:
     from swiftdeploy.notify.secrets import resolve_secrets
 
     return resolve_secrets(loaded)
+
+
+def _announce(
+    control: ControlChannel,
+    notifier: Notifier,
+    fleet: Fleet,
+    info: DriverInfo,
+    restarted: bool,
+    **holder: str | None,
+) -> None:
+    """The driver's record of itself saved, delivery started before its first record (a
+    new sink starts at the end), and its start recorded (`holder` on Kubernetes)."""
+    control.save_driver(info)
+    notifier.start()
+    fleet.recorder.record(
+        "driver",
+        event="restarted" if restarted else "started",
+        pid=info.pid,
+        **holder,
+        rollout_id=info.rollout_id,
+        restarts=info.restarts,
+    )
 
 
 def open_notifier(fleet: Fleet, progress: Progress, secrets: Secrets) -> Notifier:
@@ -961,16 +975,7 @@ def _control(fleet: Fleet, stop: _Stop, outage: _Outage, progress: Progress) -> 
         heartbeat_at=now,
         holder=lease.me if lease else None,
     )
-    control.save_driver(info)
-    notifier.start()  # before the driver's first record: a new sink starts at the end
-    fleet.recorder.record(
-        "driver",
-        event="restarted" if carried else "started",
-        pid=os.getpid(),
-        holder=info.holder,
-        rollout_id=state.rollout_id,
-        restarts=info.restarts,
-    )
+    _announce(control, notifier, fleet, info, carried, holder=info.holder)
     progress(f"driver: holding the Lease as {info.holder}")
     if lease is not None:
         lease.say = progress  # the renewer's faults, on the driver's log
