@@ -4,6 +4,7 @@ lacks is one line saying which extra to install."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -138,8 +139,9 @@ WITHOUT_EXTRAS = textwrap.dedent(
 
 
 @pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    return new_project(tmp_path).root
+def project_dir(short_tmp: Path) -> Path:
+    # a short path: supervisord's socket lives under it (unix sockets take 107 bytes)
+    return new_project(short_tmp).root
 
 
 def _without_extras(project_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -184,3 +186,45 @@ def test_a_kubernetes_command_without_its_extra_is_one_line(project_dir: Path) -
         "swiftdeploy: error: runtime kubernetes needs the kubernetes client, which this"
         " install lacks (pip install 'swiftdeploy[kubernetes]')\n"
     )
+
+
+def test_a_manifest_names_the_plugins_parts_and_validate_runs_its_runtime(
+    project_dir: Path,
+) -> None:
+    # Given a manifest naming the plugin's runtime, metrics provider and policy engine
+    manifest = project_dir / "swiftdeploy.yaml"
+    document = yaml.safe_load(manifest.read_text())
+    document["runtime"] = "example"
+    document["metrics"] = {"provider": "example"}
+    document["policy"]["engine"] = "example"
+    manifest.write_text(yaml.safe_dump(document))
+    # Then it loads as written
+    loaded = load_manifest(manifest)
+    assert (loaded.manifest.runtime, loaded.manifest.metrics.provider) == ("example", "example")
+    assert loaded.manifest.policy.engine == "example"
+    # and `validate`, with the plugin installed, runs the plugin runtime's own check
+    env = {**os.environ, "PYTHONPATH": str(PLUGINS)}
+    done = subprocess.run(
+        [sys.executable, "-m", "swiftdeploy.cli", "validate"],
+        cwd=project_dir,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "example runtime: demo" in done.stdout + done.stderr, done.stderr
+
+
+def test_a_manifest_naming_an_unknown_part_is_one_line_listing_the_plugins_too(
+    project_dir: Path,
+) -> None:
+    manifest = project_dir / "swiftdeploy.yaml"
+    document = yaml.safe_load(manifest.read_text())
+    document["runtime"] = "nomad"
+    manifest.write_text(yaml.safe_dump(document))
+    with pytest.raises(BadInputError) as raised:
+        load_manifest(manifest)
+    line = raised.value.one_line()
+    assert "unknown runtime 'nomad'; choose one of: local, docker, kubernetes, example" in line
+    assert "\n" not in line

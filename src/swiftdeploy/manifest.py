@@ -10,22 +10,26 @@ import difflib
 import itertools
 import re
 import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from swiftdeploy.durations import DURATION_PATTERN, format_duration, parse_duration
 from swiftdeploy.errors import BadInputError, ManifestError
+from swiftdeploy.registry import plugin_names
 
 API_VERSION = "swiftdeploy/v1"
 
@@ -58,6 +62,46 @@ PrivatePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._~-]+)+$", max_length
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 UrlPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.~-]{0,200}$")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+def _known(kind: str, group: str, builtins: tuple[str, ...]) -> Callable[[str], str]:
+    """A pluggable part's name: a built-in or one an installed plugin registers under the
+    entry point `group` (the registries in runtime/, metrics/, policy/ load it)."""
+
+    def known(name: str) -> str:
+        plugins = plugin_names(group)
+        if name not in builtins and name not in plugins:
+            choices = ", ".join([*builtins, *plugins])
+            raise ValueError(f"unknown {kind} {name!r}; choose one of: {choices}")
+        return name
+
+    return known
+
+
+def _offered(builtins: tuple[str, ...]) -> WithJsonSchema:
+    """The schema offers the built-ins to an editor and accepts a plugin's name."""
+    plugin = {"type": "string", "pattern": r"^[a-z][a-z0-9_-]*$"}
+    return WithJsonSchema({"anyOf": [{"enum": list(builtins)}, plugin]})
+
+
+BUILTIN_RUNTIMES = ("local", "docker", "kubernetes")
+BUILTIN_PROVIDERS = ("scrape", "prometheus", "nginx")
+BUILTIN_ENGINES = ("embedded", "opa")
+RuntimeName = Annotated[
+    str,
+    AfterValidator(_known("runtime", "swiftdeploy.runtimes", BUILTIN_RUNTIMES)),
+    _offered(BUILTIN_RUNTIMES),
+]
+ProviderName = Annotated[
+    str,
+    AfterValidator(_known("metrics provider", "swiftdeploy.metrics_providers", BUILTIN_PROVIDERS)),
+    _offered(BUILTIN_PROVIDERS),
+]
+EngineName = Annotated[
+    str,
+    AfterValidator(_known("policy engine", "swiftdeploy.policy_engines", BUILTIN_ENGINES)),
+    _offered(BUILTIN_ENGINES),
+]
 
 _COMMAND_FIELDS = {"port", "version"}
 # The local runtime gives each replica its port in this variable as well as in {port}.
@@ -399,7 +443,7 @@ class PrometheusSettings(_Model):
 class Metrics(_Model):
     # nginx: counted by the router itself, so the canary under test cannot misreport
     # its own errors or latency, and every request a client got is counted.
-    provider: Literal["scrape", "prometheus", "nginx"] = "nginx"
+    provider: ProviderName = "nginx"
     window: Duration = 30.0
     quantiles: list[Fraction] = Field(default_factory=lambda: [0.5, 0.9, 0.99])
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
@@ -505,7 +549,7 @@ class OpaSettings(_Model):
 
 
 class Policy(_Model):
-    engine: Literal["embedded", "opa"] = "embedded"
+    engine: EngineName = "embedded"
     directory: str = "policies"
     # The chance that a healthy canary (no worse than stable) is rolled back, per rollout.
     alpha: float = Field(default=0.01, ge=1e-6, le=0.5)
@@ -646,7 +690,7 @@ def _require_unique(names: list[str], where: str) -> None:
 class Manifest(_Model):
     api_version: Literal["swiftdeploy/v1"] = Field(alias="apiVersion")
     # What runs the replicas (`swiftdeploy.runtime.backend`).
-    runtime: Literal["local", "docker", "kubernetes"] = "local"
+    runtime: RuntimeName = "local"
     service: Service
     traffic: Traffic = Field(default_factory=Traffic)
     strategy: Strategy = Field(default_factory=Strategy)
@@ -714,7 +758,7 @@ class Manifest(_Model):
                 f"service.env.{PORT_ENV}: the local runtime gives each replica its own port"
                 f" in {PORT_ENV}; remove it"
             )
-        if self.runtime != "local" and self.service.image is None:
+        if self.runtime in ("docker", "kubernetes") and self.service.image is None:
             raise ValueError(f"service.image is required by the {self.runtime} runtime")
         if self.runtime == "kubernetes" and not (
             self.metrics.provider == "prometheus" and self.metrics.prometheus.url

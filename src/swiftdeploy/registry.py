@@ -62,6 +62,11 @@ class Registry(Generic[T]):
             ) from None
 
 
+def plugin_names(group: str) -> list[str]:
+    """The names third parties' installed distributions register under `group`."""
+    return [ep.name for ep in entry_points(group=group)]
+
+
 def missing_extra(extra: str) -> BadInputError:
     """What importing a built-in part raises when its client, an optional extra, is not
     installed (`pip install swiftdeploy` is the local runtime only)."""
