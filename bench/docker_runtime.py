@@ -43,8 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import fast_rollout, new_project  # noqa: E402
-from tests.support.docker import use_docker  # noqa: E402
+from bench.support.project import fast_rollout, new_project, use_docker  # noqa: E402
 
 from swiftdeploy.commands.context import command_context  # noqa: E402
 from swiftdeploy.commands.demo_image import build_demo_image  # noqa: E402

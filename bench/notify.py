@@ -28,6 +28,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support.project import (  # noqa: E402
+    Project,
+    fast_rollout,
+    look_intervals,
+    new_project,
+    notify,
+    teardown,
+    tune,
+)
 from bench.support.receivers import Receiver  # noqa: E402
 from bench.support.sim import init_manifest  # noqa: E402
 
@@ -85,10 +94,6 @@ def delivery(events: int, fail: float, hang: float, pace_s: float) -> dict[str, 
 
 def looks(count: int) -> dict[str, Any]:
     """The look intervals of two projects side by side, one with a hanging receiver."""
-    from tests.conftest import fast_rollout, new_project, teardown
-    from tests.faults.conftest import tune
-    from tests.notify.test_e2e import look_intervals, notify
-
     os.environ["SD_SIGNING_KEY"] = KEY
     projects = [new_project(Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))) for _ in range(2)]
     hanging, quiet = projects
@@ -100,7 +105,7 @@ def looks(count: int) -> dict[str, Any]:
             notify(hanging, [{"name": "log", "kind": "webhook", "url": receiver.url}],
                    timeout="2s")  # fmt: skip
 
-            def roll(project: Any) -> None:
+            def roll(project: Project) -> None:
                 project.cli("deploy")
                 project.cli("rollout", "v2", "--detach")
 

@@ -13,23 +13,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from bench.support.host import generous_host_gate
+from bench.support.project import SWIFTDEPLOY, Project, fast_rollout, new_project, teardown
 
 from swiftdeploy.audit.keys import CONFIG_ENV
-from swiftdeploy.audit.looks import expand
 from swiftdeploy.demo.app import COLD_START_ENV
 from swiftdeploy.lock import lock_holder
-from swiftdeploy.ports import free_port
 from swiftdeploy.proc import pid_alive
-
-SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
 
 def as_from_a_terminal() -> None:
@@ -40,56 +35,6 @@ def as_from_a_terminal() -> None:
     closed terminal would reach a CLI that cannot hear it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
-@dataclass
-class Project:
-    root: Path
-    listen_port: int
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "swiftdeploy.yaml"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / ".swiftdeploy"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listen_port}"
-
-    def cli(
-        self, *args: str, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [SWIFTDEPLOY, *args, "-f", str(self.manifest)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            command = " ".join(args)
-            raise AssertionError(
-                f"swiftdeploy {command} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-            )
-        return done
-
-    def state(self) -> dict[str, Any]:
-        return json.loads((self.state_dir / "state.json").read_text())
-
-    def admin_get(self, path: str) -> httpx.Response:
-        """GET from nginx's admin server, on its unix socket in the state directory."""
-        transport = httpx.HTTPTransport(uds=str(self.state_dir / "nginx" / "admin.sock"))
-        with httpx.Client(transport=transport, timeout=5.0) as client:
-            return client.get(f"http://nginx{path}")
-
-    def edit_manifest(self, old: str, new: str) -> None:
-        text = self.manifest.read_text()
-        assert old in text, old
-        self.manifest.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -117,25 +62,6 @@ def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def new_project(root: Path) -> Project:
-    """`swiftdeploy init`'s project, with host limits no machine trips (a busy test
-    machine must not fail a test that is not about the infrastructure gate)."""
-    port = free_port()
-    subprocess.run(
-        [SWIFTDEPLOY, "init", str(root), "--listen", f"127.0.0.1:{port}"],
-        check=True,
-        capture_output=True,
-    )
-    project = Project(root=root, listen_port=port)
-    generous_host_gate(project.manifest)
-    return project
-
-
-def teardown(project: Project) -> None:
-    if (project.state_dir / "supervisord.pid").exists():
-        project.cli("teardown", check=False)
 
 
 @pytest.fixture
@@ -202,26 +128,6 @@ def version_counts(
 
 
 # --- rollouts -------------------------------------------------------------------
-
-
-def fast_rollout(project: Project, steps: list[dict[str, Any]] | None = None) -> None:
-    """Short steps under the rollout's own load, gated by a real OPA server."""
-    manifest = yaml.safe_load(project.manifest.read_text())
-    canary = manifest["strategy"]["canary"]
-    canary["steps"] = steps or [{"weight": 20}, {"weight": 50}]
-    canary["analysis"] = {
-        "min_duration": "2s",
-        "max_duration": "40s",
-        "load": {"rps": 300, "concurrency": 10},
-        # a new process's first requests are slow (a container's especially): a few
-        # seconds of warm-up, as init's minute is for real services
-        "warmup": {"time": "4s", "requests": 50},
-    }
-    manifest["policy"]["engine"] = "opa"
-    # a coarser regression to catch than init's +1 point, so a healthy step passes in
-    # seconds at 300 req/s
-    manifest["policy"]["detect"]["errors"] = "+5%"
-    project.manifest.write_text(yaml.safe_dump(manifest))
 
 
 @pytest.fixture
@@ -424,13 +330,6 @@ def wait_for_driver(project: Project, other_than: int | None = None, timeout: fl
 
     wait_for(running, timeout, what="a driver holding the rollout")
     return found[0]
-
-
-def trail(project: Project) -> list[dict[str, Any]]:
-    """The project's audit records, oldest first, each look record rebuilt in full
-    (audit/looks.py); the live file: tests write less than a rotation's worth."""
-    lines = (project.state_dir / "history.jsonl").read_text().splitlines()
-    return expand(json.loads(line) for line in lines)
 
 
 def phase_is(project: Project, phase: str) -> Callable[[], bool]:

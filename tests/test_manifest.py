@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from bench.support.project import Project
 from bench.support.sim import init_manifest
 
 from swiftdeploy.cli import run
 from swiftdeploy.errors import ManifestError
 from swiftdeploy.manifest import CanaryStrategy, Warmup, load_manifest
 from swiftdeploy.ports import free_port
-from tests.conftest import Project
 
 GOOD = """\
 apiVersion: swiftdeploy/v1

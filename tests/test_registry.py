@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from bench.support.project import new_project
 
 from swiftdeploy.errors import BadInputError, ExitCode, OperationalError
 from swiftdeploy.manifest import LoadedManifest, load_manifest
@@ -23,7 +24,6 @@ from swiftdeploy.runtime import BACKENDS, backend
 from swiftdeploy.runtime import local as local_runtime
 from swiftdeploy.traffic import ROUTERS, create_router
 from swiftdeploy.traffic.base import Routes
-from tests.conftest import new_project
 
 PLUGINS = Path(__file__).parent / "plugins"
 

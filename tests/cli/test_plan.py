@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from bench.support.project import Project, new_project
 
 from swiftdeploy.cli import run
 from swiftdeploy.commands import rollout as rollout_cmd
@@ -16,7 +17,6 @@ from swiftdeploy.fleet import Fleet
 from swiftdeploy.metrics.base import Measurement
 from swiftdeploy.ports import free_port
 from swiftdeploy.rollout.plan import Plan, plan
-from tests.conftest import Project, new_project
 
 RPS = 200.0  # the service's traffic the injected plan read
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.project import SWIFTDEPLOY, Project, fast_rollout, tune
 from jsonschema import Draft202012Validator
 
 from swiftdeploy.review.events import schema_text
-from tests.conftest import SWIFTDEPLOY, Project, fast_rollout, finish_outputs, wait_for
-from tests.faults.conftest import tune
+from tests.conftest import finish_outputs, wait_for
 
 VALIDATOR = Draft202012Validator(
     json.loads(schema_text()), format_checker=Draft202012Validator.FORMAT_CHECKER

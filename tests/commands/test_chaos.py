@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.support.project import Project
 from bench.support.sim import init_manifest
 
 from swiftdeploy.commands.audit import settings
@@ -18,7 +19,6 @@ from swiftdeploy.commands.context import CommandContext, command_context
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.state import Track
-from tests.conftest import Project
 
 
 @pytest.fixture

@@ -18,19 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.project import SWIFTDEPLOY, Project, fast_rollout, new_project, teardown
 
 from swiftdeploy.commands import ci
 from swiftdeploy.errors import BadInputError
-from tests.conftest import (
-    SWIFTDEPLOY,
-    Project,
-    canary_ready,
-    fast_rollout,
-    finish_outputs,
-    new_project,
-    teardown,
-    wait_for,
-)
+from tests.conftest import canary_ready, finish_outputs, wait_for
 
 ACTION = Path(__file__).resolve().parents[2] / "action.yml"
 

@@ -9,9 +9,10 @@ import stat
 
 import pytest
 import yaml
+from bench.support.project import Project, fast_rollout
 from bench.support.receivers import Receiver
 
-from tests.conftest import Project, driver_info, fast_rollout, wait_for
+from tests.conftest import driver_info, wait_for
 
 pytestmark = pytest.mark.e2e
 

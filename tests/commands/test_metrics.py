@@ -5,11 +5,11 @@ before the command ran included."""
 from __future__ import annotations
 
 import httpx
+from bench.support.project import Project
 
 from swiftdeploy.commands.context import command_context
 from swiftdeploy.commands.metrics import measure
 from swiftdeploy.manifest import load_manifest
-from tests.conftest import Project
 
 
 def test_each_track_is_measured_from_the_routers_history(deployed: Project) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.commands.context import command_context
 from swiftdeploy.commands.deploy import deploy
@@ -12,7 +13,7 @@ from swiftdeploy.commands.teardown import teardown
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.proc import pid_alive
 from swiftdeploy.state import State
-from tests.conftest import Project, wait_for
+from tests.conftest import wait_for
 
 
 def test_what_deploy_started_is_stopped_and_forgotten(project: Project) -> None:

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from bench.support.project import Project, fast_rollout
 
-from tests.conftest import Project, fast_rollout, rollout_with_fault
+from tests.conftest import rollout_with_fault
 from tests.review.test_chromium import chromium, png_facts
 
 pytestmark = pytest.mark.e2e

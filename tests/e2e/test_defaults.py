@@ -10,19 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.support.project import Project, new_project, teardown, tune
 
 from swiftdeploy.loadgen import LoadRun
-from tests.conftest import (
-    Project,
-    canary_ready,
-    cold_start,
-    finish,
-    new_project,
-    start_rollout,
-    teardown,
-    wait_for,
-)
-from tests.faults.conftest import tune
+from tests.conftest import canary_ready, cold_start, finish, start_rollout, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -14,36 +14,32 @@ from pathlib import Path
 
 import docker
 import pytest
+from bench.support.project import Project, fast_rollout, new_project, teardown, tune, use_docker
 
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.docker import REPLICA_LABEL, DockerReplicas
 from swiftdeploy.state import Replica
 from tests.conftest import (
-    Project,
     assert_routes_match_state,
     canary_ready,
     driver_info,
-    fast_rollout,
     finish,
     finish_while,
-    new_project,
     phase_is,
     rollout_with_fault,
     start_rollout,
-    teardown,
     version_counts,
     wait_for,
     wait_for_driver,
 )
-from tests.faults.conftest import assert_chain_verifies, tune, under_load
+from tests.faults.conftest import assert_chain_verifies, under_load
 from tests.support.docker import (
     CRASH_TAG,
     demo_images,
     engine,
     project_containers,
     project_networks,
-    use_docker,
 )
 
 pytestmark = pytest.mark.e2e

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.support.project import Project, new_project, teardown, use_docker
 
 from swiftdeploy.loadgen import LoadRun
-from tests.conftest import Project, cold_start, new_project, teardown
-from tests.support.docker import demo_images, engine, use_docker
+from tests.conftest import cold_start
+from tests.support.docker import demo_images, engine
 
 pytestmark = pytest.mark.e2e
 

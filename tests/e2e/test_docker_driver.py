@@ -10,11 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+from bench.support.project import Project, tune
 
-from tests.conftest import Project
 from tests.e2e.test_docker import deployed_on_docker
 from tests.e2e.test_driver import ctrl_c_detaches, driver_killed, steered
-from tests.faults.conftest import tune
 from tests.support.docker import demo_images, engine
 
 pytestmark = pytest.mark.e2e

@@ -15,25 +15,23 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.project import SWIFTDEPLOY, Project, trail, tune
 from jsonschema import Draft202012Validator
 
 from swiftdeploy.review.events import schema_text
 from swiftdeploy.state.control import requester
 from tests.conftest import (
-    SWIFTDEPLOY,
     BackgroundCli,
-    Project,
     canary_ready,
     canary_weight_routed,
     driver_info,
     finish_outputs,
     phase_is,
-    trail,
     version_counts,
     wait_for,
     wait_for_driver,
 )
-from tests.faults.conftest import tune, under_load
+from tests.faults.conftest import under_load
 
 pytestmark = pytest.mark.e2e
 

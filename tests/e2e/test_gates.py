@@ -7,10 +7,10 @@ import json
 import httpx
 import pytest
 import yaml
+from bench.support.project import Project
 
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from swiftdeploy.state import FileStateStore
-from tests.conftest import Project
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+from bench.support.project import Project, trail
 
 from swiftdeploy.errors import ExitCode
-from tests.conftest import Project, phase_is, trail, wait_for
+from tests.conftest import phase_is, wait_for
 from tests.support.hook_server import HookServer, hook_server
 
 pytestmark = pytest.mark.e2e

@@ -8,10 +8,11 @@ import sys
 import time
 
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.proc import pid_alive
-from tests.conftest import Project, version_counts
+from tests.conftest import version_counts
 
 pytestmark = pytest.mark.e2e
 

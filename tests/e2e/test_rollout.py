@@ -7,16 +7,14 @@ import json
 
 import pytest
 import yaml
+from bench.support.project import Project, fast_rollout, trail
 
 from swiftdeploy.state.control import requester
 from tests.conftest import (
-    Project,
     canary_ready,
-    fast_rollout,
     finish,
     rollout_with_fault,
     start_rollout,
-    trail,
     version_counts,
     wait_for,
 )

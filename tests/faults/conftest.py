@@ -7,19 +7,11 @@ import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import yaml
+from bench.support.project import Project
 
 from swiftdeploy.loadgen import LoadResult, LoadRun
-from tests.conftest import Project, canary_ready, start_rollout, wait_for
-
-
-def tune(project: Project, **analysis: Any) -> None:
-    """fast_rollout's manifest with some analysis settings changed."""
-    manifest = yaml.safe_load(project.manifest.read_text())
-    manifest["strategy"]["canary"]["analysis"].update(analysis)
-    project.manifest.write_text(yaml.safe_dump(manifest))
+from tests.conftest import canary_ready, start_rollout, wait_for
 
 
 @contextmanager

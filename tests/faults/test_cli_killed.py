@@ -11,20 +11,19 @@ import os
 import signal
 
 import pytest
+from bench.support.project import Project, fast_rollout, tune
 
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from tests.conftest import (
-    Project,
     assert_routes_match_state,
     driver_info,
-    fast_rollout,
     finish,
     phase_is,
     version_counts,
     wait_for,
     wait_for_driver,
 )
-from tests.faults.conftest import assert_chain_verifies, rolling_out, tune
+from tests.faults.conftest import assert_chain_verifies, rolling_out
 
 pytestmark = pytest.mark.e2e
 

@@ -12,17 +12,11 @@ import time
 
 import pytest
 import yaml
+from bench.support.project import Project, fast_rollout, tune
 
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
-from tests.conftest import (
-    Project,
-    fast_rollout,
-    finish,
-    finish_while,
-    wait_for,
-    wait_for_driver,
-)
-from tests.faults.conftest import assert_chain_verifies, rolling_out, tune, under_load
+from tests.conftest import finish, finish_while, wait_for, wait_for_driver
+from tests.faults.conftest import assert_chain_verifies, rolling_out, under_load
 
 pytestmark = pytest.mark.e2e
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.commands.context import command_context
 from swiftdeploy.fleet import Fleet
@@ -16,7 +17,7 @@ from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.metrics import ProviderDeps, create_provider
 from swiftdeploy.metrics.base import Measurement, MetricsProvider
-from tests.conftest import Project, version_counts
+from tests.conftest import version_counts
 
 pytestmark = pytest.mark.e2e
 

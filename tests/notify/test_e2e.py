@@ -6,7 +6,6 @@ killed with a delivery pending delivers it after its restart, once; dead letters
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -18,22 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from bench.support.project import (
+    Project,
+    fast_rollout,
+    look_intervals,
+    new_project,
+    notify,
+    teardown,
+    tune,
+)
 from bench.support.receivers import Receiver
 
-from swiftdeploy.review.explain import parse_ts
-from tests.conftest import (
-    Project,
-    driver_info,
-    fast_rollout,
-    new_project,
-    phase_is,
-    teardown,
-    trail,
-    wait_for,
-    wait_for_driver,
-)
-from tests.faults.conftest import tune
+from tests.conftest import driver_info, phase_is, wait_for, wait_for_driver
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +39,6 @@ KEY = "e2e-signing-key-0123456789abcdef"
 def signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
     # the CLI's environment goes to the driver it starts
     monkeypatch.setenv("SD_SIGNING_KEY", KEY)
-
-
-def notify(project: Project, sinks: list[dict[str, Any]], **settings: Any) -> None:
-    manifest = yaml.safe_load(project.manifest.read_text())
-    manifest["notifications"] = {"signing_key": {"env": "SD_SIGNING_KEY"}, "timeout": "500ms",
-                                 "retries": 10, "backoff": "50ms", "sinks": sinks,
-                                 **settings}  # fmt: skip
-    project.manifest.write_text(yaml.safe_dump(manifest))
 
 
 def events_of(project: Project, rollout_id: str) -> list[dict[str, Any]]:
@@ -151,13 +138,6 @@ def test_the_driver_killed_with_a_delivery_pending_delivers_it_after_restart_onc
         assert log.accepted == ids(events)
         assert log.duplicates == []
         assert "dev.swiftdeploy.driver.restarted.v1" in {e["type"] for e in events}
-
-
-def look_intervals(project: Project) -> list[float]:
-    """Seconds between the rollout's consecutive looks, from the trail."""
-    looks = [r for r in trail(project) if r["kind"] == "decision" and r.get("action") == "hold"]
-    times = [parse_ts(r["ts"]) for r in looks if r.get("rollout_id")]
-    return [(b - a).total_seconds() for a, b in itertools.pairwise(times) if a and b]
 
 
 @pytest.fixture

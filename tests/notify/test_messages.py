@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench.support.project import SWIFTDEPLOY
 from bench.support.sim import init_manifest
 
 from swiftdeploy.notify.messages import Context, body, message, report_link
-from tests.conftest import SWIFTDEPLOY
 
 WHY = [
     "rollout r7 (canary v3, stable v2) was rolled back at step 2 at 09:14, after 2 step(s)",

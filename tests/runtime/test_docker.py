@@ -17,6 +17,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
+from bench.support.project import SWIFTDEPLOY, Project, use_docker
 
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.manifest import load_manifest
@@ -30,8 +31,8 @@ from swiftdeploy.runtime.docker import (
     project_id,
 )
 from swiftdeploy.state import Replica
-from tests.conftest import SWIFTDEPLOY, Project, wait_for
-from tests.support.docker import CRASH_TAG, demo_images, engine, launcher, use_docker
+from tests.conftest import wait_for
+from tests.support.docker import CRASH_TAG, demo_images, engine, launcher
 
 UNREACHABLE = "unix:///nonexistent/docker.sock"
 

@@ -17,14 +17,15 @@ import docker
 import httpx
 import pytest
 import yaml
+from bench.support.project import Project, use_docker
 
 from swiftdeploy.commands.demo_image import REPOSITORY
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.docker import DockerReplicas, build_image, user_warnings
 from swiftdeploy.state import Replica
-from tests.conftest import Project, wait_for
-from tests.support.docker import demo_images, engine, launcher, use_docker
+from tests.conftest import wait_for
+from tests.support.docker import demo_images, engine, launcher
 
 pytestmark = pytest.mark.e2e
 

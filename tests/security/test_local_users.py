@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench.support.project import Project
 
 from swiftdeploy.traffic.worker_account import WORKER_USER
-from tests.conftest import Project
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.traffic.worker_account import TEMP_KINDS, TEMP_ROOT, WORKER_USER
-from tests.conftest import Project, slowclient_deployed
+from tests.conftest import slowclient_deployed
 
 pytestmark = [
     pytest.mark.e2e,

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.support.project import Project, new_project, teardown
 
-from tests.conftest import Project, new_project, teardown, version_counts
+from tests.conftest import version_counts
 
 pytestmark = pytest.mark.e2e
 

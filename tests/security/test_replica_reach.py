@@ -16,8 +16,9 @@ import time
 
 import pytest
 import yaml
+from bench.support.project import Project
 
-from tests.conftest import Project, version_counts
+from tests.conftest import version_counts
 
 # As `nobody`, with Debian's own python3 (the venv's lives under /root): what `ps -ef`
 # shows (every process's argv), and whether the demo replicas' environments can be read.

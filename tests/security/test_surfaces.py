@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from bench.support.project import Project
 
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
-from tests.conftest import Project, canary_ready, finish, start_rollout, wait_for
+from tests.conftest import canary_ready, finish, start_rollout, wait_for
 
 pytestmark = pytest.mark.e2e
 

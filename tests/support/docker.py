@@ -11,14 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import docker
-import yaml
+from bench.support.project import SWIFTDEPLOY, Project
 from docker.models.containers import Container
 
 from swiftdeploy.commands.demo_image import DIGEST_LABEL, REPOSITORY
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.runtime.docker import DockerReplicas, build_image, connect, project_filter
-from tests.conftest import SWIFTDEPLOY, Project
 
 ROOT = Path(__file__).resolve().parents[2]
 CRASH_TAG = "crashloop"
@@ -44,17 +43,6 @@ def demo_images(client: docker.DockerClient, *tags: str) -> None:
         (Path(tmp) / "Dockerfile").write_text(CRASH_DOCKERFILE)
         # Labels are inherited: this one must not pass for an up-to-date demo image.
         build_image(client, Path(tmp), [f"{REPOSITORY}:{CRASH_TAG}"], {DIGEST_LABEL: "none"})
-
-
-def use_docker(project: Project, replicas: int = 2) -> None:
-    """The project's manifest on `runtime: docker`, running the demo image."""
-    manifest = yaml.safe_load(project.manifest.read_text())
-    manifest["runtime"] = "docker"
-    service = manifest["service"]
-    del service["command"]
-    service["image"] = f"{REPOSITORY}:{{version}}"
-    service["replicas"] = replicas
-    project.manifest.write_text(yaml.safe_dump(manifest))
 
 
 def project_containers(client: docker.DockerClient, project: Project) -> list[Container]:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.loadgen import LoadRun
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.traffic.nginx import NginxRouter
-from tests.conftest import Project, version_counts
+from tests.conftest import version_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.ports import free_port
 from swiftdeploy.stats.quantile import histogram_quantile
-from tests.conftest import Project, slowclient_deployed, wait_for
+from tests.conftest import slowclient_deployed, wait_for
 from tests.support.slowclient import BIG_BYTES, read_slowly, send_slowly
 
 pytestmark = pytest.mark.e2e

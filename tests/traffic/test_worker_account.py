@@ -10,12 +10,12 @@ import pwd
 from pathlib import Path
 
 import pytest
+from bench.support.project import Project
 
 from swiftdeploy.errors import TrafficError
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.traffic import nginx, worker_account
 from swiftdeploy.traffic.worker_account import TEMP_ROOT, WorkerAccount, ensure_worker_account
-from tests.conftest import Project
 
 MISSING = "sd-no-such-account"
 

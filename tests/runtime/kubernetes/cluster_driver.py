@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 from bench.support.host import generous_host_gate
+from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.conftest import SWIFTDEPLOY
 from tests.runtime.kubernetes.kubeproject import SERVICE, USER, apply_rbac
 from tests.support.kube import KubeCluster
 

@@ -13,10 +13,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 
 from swiftdeploy.ports import free_port
-from tests.conftest import SWIFTDEPLOY
 from tests.runtime.kubernetes.cluster_driver import project_driver
 from tests.runtime.kubernetes.kubeproject import (
     QUICK_POLICY,

@@ -14,11 +14,11 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import yaml
+from bench.support.project import SWIFTDEPLOY
 
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.runtime.kubernetes import api, objects, rbac, trail
 from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError
-from tests.conftest import SWIFTDEPLOY
 from tests.runtime.kubernetes.kubeproject import MANIFEST, apply_rbac
 from tests.support.kube import KubeCluster
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 
 from swiftdeploy.audit.log import ENVELOPE, AuditLog
@@ -42,10 +43,9 @@ from swiftdeploy.runtime.kubernetes.trail import (
     tail_name,
 )
 from swiftdeploy.state import Phase, State
-from tests.support.trails import Cli
-from tests.conftest import SWIFTDEPLOY
 from tests.support.inputs import counts
 from tests.support.kube import KubeCluster
+from tests.support.trails import Cli
 
 SERVICE = "demo"
 RID = "r-trail-v2"
