@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.runtime.kubernetes.kubeproject import CANARY_NAME, new_project  # noqa: E402
-from tests.support.kube import KubeCluster, start_cluster  # noqa: E402
+from bench.support.kube import KubeCluster, start_cluster  # noqa: E402
+from bench.support.kubeproject import CANARY_NAME, new_project  # noqa: E402
 
 from swiftdeploy.commands.context import command_context  # noqa: E402
 from swiftdeploy.manifest import load_manifest  # noqa: E402

@@ -1,4 +1,4 @@
-"""The driver in the cluster (issue 21), on the test control plane (tests/support/kube.py:
+"""The driver in the cluster (issue 21), on the test control plane (bench/support/kube.py:
 a real kube-apiserver, etcd and kwok): operators on two machines, the driver a host
 process with its ServiceAccount's token, as in its pod.
 
@@ -28,8 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kubernetes import client  # noqa: E402
-from tests.runtime.kubernetes.cluster_driver import (  # noqa: E402
+from bench.support.cluster_driver import (  # noqa: E402
     Driver,
     Machine,
     lease_holder,
@@ -38,8 +37,9 @@ from tests.runtime.kubernetes.cluster_driver import (  # noqa: E402
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject, manifest_text  # noqa: E402
-from tests.support.kube import KubeCluster, start_cluster  # noqa: E402
+from bench.support.kube import KubeCluster, start_cluster  # noqa: E402
+from bench.support.kubeproject import SERVICE, KubeProject, manifest_text  # noqa: E402
+from kubernetes import client  # noqa: E402
 
 from swiftdeploy.ports import free_port  # noqa: E402
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.support.kube import KubeCluster, start_cluster
 
 from swiftdeploy.commands.judge import Running
 from tests.support.controllers import Controller, start_argo, start_flagger
 from tests.support.judge import serving_judge
-from tests.support.kube import KubeCluster, start_cluster
 from tests.support.pod_traffic import PodTraffic
 from tests.support.prometheus import running_prometheus, serving_exposition
 

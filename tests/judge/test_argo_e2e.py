@@ -28,13 +28,13 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.kube import REPO
 from kubernetes import client
 
 from swiftdeploy.commands.judge import Running
 from tests.judge.test_server import TOKEN
 from tests.support.controllers import Controller, rollout_done
 from tests.support.judge import answers, cli, trail
-from tests.support.kube import REPO
 from tests.support.pod_traffic import ERRORS, RPS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

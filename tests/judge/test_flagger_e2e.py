@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.kube import REPO
 from kubernetes import client
 
 from swiftdeploy.commands.judge import Running
 from tests.judge.test_server import FLAGGER_TOKEN
 from tests.support.controllers import Controller
 from tests.support.judge import answers, cli, decisions, trail
-from tests.support.kube import REPO
 from tests.support.pod_traffic import ERRORS, RPS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""Real rollout controllers against the test control plane (tests/support/kube.py):
+"""Real rollout controllers against the test control plane (bench/support/kube.py):
 Argo Rollouts and Flagger, built from the Go module proxy by scripts/install-argo.sh and
 scripts/install-flagger.sh.
 
@@ -21,11 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
-from swiftdeploy.ports import free_port
-from tests.support.kube import (
+from bench.support.kube import (
     REPO,
     ClusterError,
     KubeCluster,
@@ -34,6 +30,10 @@ from tests.support.kube import (
     _spawn,
     _stop_processes,
 )
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from swiftdeploy.ports import free_port
 
 ARGO_TOOLS = REPO / ".tools" / "argo"
 FLAGGER_TOOLS = REPO / ".tools" / "flagger"

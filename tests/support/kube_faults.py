@@ -19,12 +19,12 @@ from typing import cast
 import httpx
 import kubernetes.client
 import urllib3
+from bench.support.kube import ClusterError, KubeCluster, _spawn, _stop_processes
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from swiftdeploy.runtime.kubernetes import api
 from swiftdeploy.runtime.kubernetes.api import Kube
-from tests.support.kube import ClusterError, KubeCluster, _spawn, _stop_processes
 
 API_SERVER = "kube-apiserver"
 READY_TIMEOUT_S = 120.0

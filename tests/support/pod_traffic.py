@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass
 
 import urllib3
+from bench.support.kube import KubeCluster
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from tests.support.kube import KubeCluster
 
 RPS = "e2e.swiftdeploy.dev/rps-per-pod"
 ERRORS = "e2e.swiftdeploy.dev/error-share"

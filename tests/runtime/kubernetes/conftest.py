@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.support.kube import KubeCluster, start_cluster
+from bench.support.kubeproject import KubeProject, new_project
 
 from swiftdeploy.ports import free_port
-from tests.runtime.kubernetes.kubeproject import KubeProject, new_project
-from tests.support.kube import KubeCluster, start_cluster
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,17 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
-from tests.support.kube import (
+from bench.support.kube import (
     GATEWAY_GROUP,
     GATEWAY_NAME,
     GATEWAY_NAMESPACE,
     KUBE_TOOLS,
-    FakeDataPlane,
     KubeCluster,
 )
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.support.kube import FakeDataPlane
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 

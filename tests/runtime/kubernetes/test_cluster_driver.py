@@ -13,13 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, watch
-
-from swiftdeploy.commands.driver_image import build_driver_image
-from swiftdeploy.commands.kube_install import TOKEN_DIR
-from swiftdeploy.ports import free_port
-from swiftdeploy.runtime.kubernetes.lease import LEASE_S
-from tests.runtime.kubernetes.cluster_driver import (
+from bench.support.cluster_driver import (
     DRIVER_ACCOUNT,
     lease_holder,
     pod_machine,
@@ -28,9 +22,16 @@ from tests.runtime.kubernetes.cluster_driver import (
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import QUICK_POLICY, SERVICE, KubeProject, manifest_text
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import QUICK_POLICY, SERVICE, KubeProject, manifest_text
+from kubernetes import client, watch
+
+from swiftdeploy.commands.driver_image import build_driver_image
+from swiftdeploy.commands.kube_install import TOKEN_DIR
+from swiftdeploy.ports import free_port
+from swiftdeploy.runtime.kubernetes.lease import LEASE_S
 from tests.support.docker import engine
-from tests.support.kube import FakeDataPlane, KubeCluster
+from tests.support.kube import FakeDataPlane
 from tests.support.kube_faults import api_server_stopped
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"

@@ -12,13 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.support.receivers import Receiver
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
-from swiftdeploy.notify.http import verify_signature
-from swiftdeploy.ports import free_port
-from tests.runtime.kubernetes.cluster_driver import (
+from bench.support.cluster_driver import (
     Driver,
     Machine,
     create_secret,
@@ -28,9 +22,16 @@ from tests.runtime.kubernetes.cluster_driver import (
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import QUICK_POLICY, SERVICE, manifest_text
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import QUICK_POLICY, SERVICE, manifest_text
+from bench.support.receivers import Receiver
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from swiftdeploy.notify.http import verify_signature
+from swiftdeploy.ports import free_port
 from tests.support.hook_server import hook_server
-from tests.support.kube import FakeDataPlane, KubeCluster
+from tests.support.kube import FakeDataPlane
 
 KEY = "cluster-signing-key-0123456789abcdef"
 TOKEN = "hook-token-5f0c1d"

@@ -10,6 +10,9 @@ from pathlib import Path
 import kubernetes.client
 import kubernetes.config
 import pytest
+from bench.support.cluster_driver import prepare
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import manifest_text
 
 from swiftdeploy.errors import OperationalError
 from swiftdeploy.manifest import load_manifest
@@ -17,9 +20,6 @@ from swiftdeploy.runtime.kubernetes import control as control_module
 from swiftdeploy.runtime.kubernetes.api import CountingApiClient, Kube
 from swiftdeploy.runtime.kubernetes.control import SLOTS, ConfigMapControl
 from swiftdeploy.state.control import Answer, DriverInfo
-from tests.runtime.kubernetes.cluster_driver import prepare
-from tests.runtime.kubernetes.kubeproject import manifest_text
-from tests.support.kube import KubeCluster
 
 
 def _channel(kubeconfig: Path, manifest: Path, namespace: str) -> ConfigMapControl:

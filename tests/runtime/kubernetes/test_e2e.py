@@ -13,19 +13,14 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from bench.support.cluster_driver import project_driver
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import QUICK_POLICY, SERVICE, USER, KubeProject, new_project
 from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 
 from swiftdeploy.ports import free_port
-from tests.runtime.kubernetes.cluster_driver import project_driver
-from tests.runtime.kubernetes.kubeproject import (
-    QUICK_POLICY,
-    SERVICE,
-    USER,
-    KubeProject,
-    new_project,
-)
-from tests.support.kube import FakeDataPlane, KubeCluster
+from tests.support.kube import FakeDataPlane
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
 FORCE = ("--force", "--reason", "no metrics in this test: the lifecycle is under test")

@@ -16,6 +16,8 @@ from pathlib import Path
 import kubernetes.client
 import kubernetes.config
 import pytest
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import SERVICE, KubeProject
 from kubernetes import client
 
 from swiftdeploy.errors import LockedError, TransientError
@@ -25,9 +27,7 @@ from swiftdeploy.runtime.kubernetes.api import Kube
 from swiftdeploy.runtime.kubernetes.lease import Holder, LeaseLock
 from swiftdeploy.runtime.kubernetes.store import ConfigMapStateStore
 from swiftdeploy.state import State
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
 from tests.runtime.kubernetes.test_rbac import write_manifest
-from tests.support.kube import KubeCluster
 from tests.support.kube_faults import ScriptedServer, api_server_stopped, kube_at
 
 LEASE = f"{SERVICE}-swiftdeploy"

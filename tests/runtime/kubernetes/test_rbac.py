@@ -14,13 +14,13 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import yaml
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import MANIFEST, apply_rbac
 from bench.support.project import SWIFTDEPLOY
 
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.runtime.kubernetes import api, objects, rbac, trail
 from swiftdeploy.runtime.kubernetes.api import Kube, KubeApiError
-from tests.runtime.kubernetes.kubeproject import MANIFEST, apply_rbac
-from tests.support.kube import KubeCluster
 
 NAMED_VERBS = {"get", "update", "patch", "delete"}
 OTHER = "billing"  # another team's app in the same namespace

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-
-from tests.runtime.kubernetes.cluster_driver import (
+from bench.support.cluster_driver import (
     Driver,
     Machine,
     lease_holder,
@@ -21,8 +19,11 @@ from tests.runtime.kubernetes.cluster_driver import (
     start_driver,
     wait_for,
 )
-from tests.runtime.kubernetes.kubeproject import QUICK_POLICY, SERVICE, KubeProject, manifest_text
-from tests.support.kube import FakeDataPlane, KubeCluster
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import QUICK_POLICY, SERVICE, KubeProject, manifest_text
+from kubernetes import client
+
+from tests.support.kube import FakeDataPlane
 
 STABLE, CANARY = f"{SERVICE}-stable", f"{SERVICE}-canary"
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"

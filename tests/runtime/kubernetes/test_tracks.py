@@ -7,6 +7,8 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import SERVICE, KubeProject
 from kubernetes import client
 
 from swiftdeploy.commands.context import open_fleet
@@ -15,8 +17,6 @@ from swiftdeploy.manifest import LoadedManifest, load_manifest
 from swiftdeploy.runtime.kubernetes import kube_of, lease_of, shared_lock, state_store
 from swiftdeploy.runtime.kubernetes.lease import LeaseLock
 from swiftdeploy.state import State
-from tests.runtime.kubernetes.kubeproject import SERVICE, KubeProject
-from tests.support.kube import KubeCluster
 
 SECRET_ENV = "  env: {TOKEN: {value: s3cret}}\n"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.support.kube import KubeCluster
 from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 
@@ -44,7 +45,6 @@ from swiftdeploy.runtime.kubernetes.trail import (
 )
 from swiftdeploy.state import Phase, State
 from tests.support.inputs import counts
-from tests.support.kube import KubeCluster
 from tests.support.trails import Cli
 
 SERVICE = "demo"

@@ -13,11 +13,10 @@ from typing import Any
 
 import yaml
 from bench.support.host import generous_host_gate
+from bench.support.kube import KubeCluster
 from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from tests.support.kube import KubeCluster
 
 SERVICE = "demo"
 STABLE_NAME, CANARY_NAME = f"{SERVICE}-stable", f"{SERVICE}-canary"

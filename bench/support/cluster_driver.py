@@ -17,12 +17,11 @@ from typing import Any
 
 import yaml
 from bench.support.host import generous_host_gate
+from bench.support.kube import KubeCluster
+from bench.support.kubeproject import SERVICE, USER, apply_rbac
 from bench.support.project import SWIFTDEPLOY
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from tests.runtime.kubernetes.kubeproject import SERVICE, USER, apply_rbac
-from tests.support.kube import KubeCluster
 
 DRIVER_ACCOUNT = f"{SERVICE}-swiftdeploy-driver"
 RBAC_GROUP = "rbac.authorization.k8s.io"
