@@ -75,3 +75,31 @@ def test_the_walk_sees_imports() -> None:
     assert ("cli", "commands") in found
     assert ("runtime", "proc") in found  # `from swiftdeploy import proc`
     assert ("fleet", "policy") in found  # only imported inside a function
+
+
+def imports_of_tests(root: Path) -> list[str]:
+    """`file:line module` for every import of the tests package under `root`, lazy or not."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(root.parent)}:{node.lineno} {name}"
+                for name in names
+                if name.split(".")[0] == "tests"
+            ]
+    return found
+
+
+def test_bench_imports_nothing_of_tests() -> None:
+    # bench/ runs on its own support (bench/support/, which the tests import): a
+    # benchmark never depends on a test module, a fixture or pytest
+    root = SRC.parents[1]
+    assert imports_of_tests(root / "bench") == []
+    # the walk does see imports of tests (here, in the tests themselves)
+    assert any(f.endswith(" tests.conftest") for f in imports_of_tests(root / "tests"))
