@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError, CommandFailedError, SwiftDeployError
 
 
@@ -70,7 +71,9 @@ def run(
     except OSError as exc:
         raise error(f"cannot run {argv[0]}: {exc}", hint=hint) from None
     except subprocess.TimeoutExpired:
-        raise error(f"{argv[0]} did not finish within {timeout:g}s", hint=hint) from None
+        raise error(
+            f"{argv[0]} did not finish within {format_duration(timeout)}", hint=hint
+        ) from None
     return Outcome(
         tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started
     )

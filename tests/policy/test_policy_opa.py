@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError, PolicyEngineError
 from swiftdeploy.policy import CANARY, INFRASTRUCTURE, OpaEngine, OpaServer, opa_server_argv
 from swiftdeploy.policy.opa import opa_check
@@ -104,7 +105,7 @@ def test_no_answer_within_the_timeout_is_unreachable(
     engine.close()
     assert (decision.allow, decision.verdict) == (False, "rollback")
     assert decision.reasons[0].rule == "engine_unreachable"
-    assert "did not answer within 0.2s" in decision.reasons[0].message
+    assert f"did not answer within {format_duration(0.2)}" in decision.reasons[0].message
     assert decision.elapsed_ms >= 150
 
 

@@ -24,6 +24,7 @@ from typing import IO, Any
 import httpx
 
 from swiftdeploy import proc
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError, PolicyEngineError
 from swiftdeploy.policy.base import (
     COMPILE_ERROR,
@@ -90,7 +91,7 @@ class OpaEngine:
         except httpx.TimeoutException:
             message = (
                 f"policy engine unreachable: OPA at {self._url} did not answer "
-                f"within {self._timeout:g}s"
+                f"within {format_duration(self._timeout)}"
             )
             return call.fail(ENGINE_UNREACHABLE, message)
         except httpx.HTTPError as exc:
@@ -282,7 +283,8 @@ class OpaServer:
                 time.sleep(0.05)
         self.stop()
         raise PolicyEngineError(
-            f"OPA did not become healthy on {self.url} within {self.startup_timeout:g}s"
+            f"OPA did not become healthy on {self.url}"
+            f" within {format_duration(self.startup_timeout)}"
         )
 
     def _log_tail(self) -> str:

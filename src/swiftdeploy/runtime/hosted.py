@@ -16,6 +16,7 @@ from typing import Protocol
 
 import httpx
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import RuntimeProcessError, TrafficError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import EnvSecret, LoadedManifest
@@ -178,7 +179,7 @@ class HostedTracks:
             return
         raise RuntimeProcessError(
             f"{replica.name} failed its health check {url} within "
-            f"{service.start_timeout:g}s ({failure})",
+            f"{format_duration(service.start_timeout)} ({failure})",
             hint=f"see {self.launcher.logs(replica.name)}",
         )
 

@@ -19,6 +19,7 @@ import httpx
 import jinja2
 
 from swiftdeploy import proc
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError, TrafficError
 from swiftdeploy.fsutil import atomic_write, private_dir
 from swiftdeploy.manifest import Manifest
@@ -166,7 +167,8 @@ class NginxRouter:
         if failure is None:
             return
         raise TrafficError(
-            f"nginx admin endpoint {self.admin_url} did not answer within {timeout:g}s ({failure})",
+            f"nginx admin endpoint {self.admin_url} did not answer within"
+            f" {format_duration(timeout)} ({failure})",
             hint=f"see {self.state_dir / 'logs' / 'nginx-error.log'}",
         )
 

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import LockedError, SwiftDeployError
 from swiftdeploy.manifest import Manifest
 from swiftdeploy.runtime.kubernetes import objects
@@ -238,7 +239,8 @@ class LeaseLock:
         raise LockedError(
             f"{self.manifest.service.name} is being driven by {holder} "
             f"(Lease {self.kube.namespace}/{self.name})",
-            hint=f"wait for it to finish; a holder that stops renewing loses it within {left:.0f}s",
+            hint="wait for it to finish; a holder that stops renewing loses it within"
+            f" {format_duration(left)}",
         )
 
     def _renew_loop(self) -> None:

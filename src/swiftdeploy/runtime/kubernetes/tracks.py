@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import RuntimeProcessError
 from swiftdeploy.runtime.base import BackendDeps, ReplicaView
 from swiftdeploy.runtime.kubernetes import objects
@@ -140,7 +141,7 @@ class KubeTracks:
             time.sleep(POLL_S)
         raise RuntimeProcessError(
             f"Deployment {self.kube.namespace}/{name} at {version} was not ready within "
-            f"{timeout:g}s: {self._why_not_ready(track, version, deployment)}",
+            f"{format_duration(timeout)}: {self._why_not_ready(track, version, deployment)}",
             hint=f"kubectl -n {self.kube.namespace} describe deployment {name}",
         )
 
