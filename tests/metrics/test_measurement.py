@@ -55,7 +55,7 @@ def test_no_requests_is_no_data_not_a_pass() -> None:
     assert m.status == "no_data"
     assert m.error_rate is None
     assert m.quantiles is None
-    assert "0 requests in 20.0s" in m.detail
+    assert "0 requests in 20 s" in m.detail
 
 
 def test_too_few_requests_is_no_data_with_the_counts_for_the_record() -> None:

@@ -18,6 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.stats.quantile import histogram_quantile
 
 Status = Literal["ok", "no_data", "provider_error"]
@@ -185,7 +186,7 @@ def summarize(
         status = "no_data"
         rps = total / elapsed
         floor = f", fewer than min_requests={min_requests}" if min_requests else ""
-        notes.append(f"{total} requests in {elapsed:.1f}s{floor}")
+        notes.append(f"{total} requests in {format_duration(elapsed)}{floor}")
     else:
         rps = total / elapsed
         error_rate = failed / total

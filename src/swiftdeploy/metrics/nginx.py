@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import MetricsProviderError, SwiftDeployError
 from swiftdeploy.metrics.base import Measurement, summarize
 from swiftdeploy.metrics.scrape import ScrapeProvider
@@ -54,9 +55,10 @@ class NginxProvider(ScrapeProvider):
             return Measurement.provider_error(track, self.name, detail, evidence)
         note = ""
         if since > start:
+            kept = format_duration(end - since)
             note = (
-                f"the window reaches back before nginx's first sample ({end - since}s ago,"
-                f" when it started): these are the last {end - since}s"
+                f"the window reaches back before nginx's first sample ({kept} ago,"
+                f" when it started): these are the last {kept}"
             )
             start = since
         return summarize(

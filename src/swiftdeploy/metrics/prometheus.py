@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, quantile_key, summarize
 from swiftdeploy.promql import render_query
 
@@ -179,7 +180,9 @@ class PrometheusProvider:
         if total == 0 or total < self.min_requests or error_rate is None:
             floor = f", fewer than min_requests={self.min_requests}" if self.min_requests else ""
             return Measurement(
-                status="no_data", detail=f"{total} requests in {window_s:g}s{floor}", **common
+                status="no_data",
+                detail=f"{total} requests in {format_duration(window_s)}{floor}",
+                **common,
             )
         return Measurement(status="ok", error_rate=error_rate, quantiles=latencies, **common)
 

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import httpx
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import MetricsProviderError
 from swiftdeploy.fsutil import atomic_write
 from swiftdeploy.metrics.base import DEFAULT_QUANTILES, Measurement, summarize
@@ -209,8 +210,8 @@ class ScrapeProvider:
         if delta.elapsed < window_s - SHORT_WINDOW_SLACK_S:
             self._notes.append(
                 f"the window reaches back before the first saved reading: these are the last"
-                f" {delta.elapsed:.1f}s of the {window_s:g}s asked for (the nginx provider"
-                " keeps 15 minutes of history)"
+                f" {format_duration(delta.elapsed)} of the {format_duration(window_s)} asked for"
+                " (the nginx provider keeps 15 minutes of history)"
             )
         return self._summary(track, delta, urls, self.min_requests)
 
@@ -313,7 +314,7 @@ class ScrapeProvider:
                         raise MetricsProviderError(f"{url}: body over {self.max_bytes} bytes")
                     if time.monotonic() > deadline:
                         raise MetricsProviderError(
-                            f"{url}: no whole answer within {self.timeout_s:g}s"
+                            f"{url}: no whole answer within {format_duration(self.timeout_s)}"
                         )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise MetricsProviderError(f"{url}: {type(exc).__name__}: {exc}") from None
@@ -374,7 +375,8 @@ class ScrapeProvider:
 
 
 def _describe(delta: WindowDelta) -> str:
-    parts = [f"{len(delta.targets)} replica(s), {delta.scrapes} scrapes over {delta.elapsed:.1f}s"]
+    over = format_duration(delta.elapsed)
+    parts = [f"{len(delta.targets)} replica(s), {delta.scrapes} scrapes over {over}"]
     if delta.resets:
         parts.append(f"{delta.resets} counter reset(s) seen and counted")
     if delta.unbased:
