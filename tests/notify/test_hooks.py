@@ -12,6 +12,7 @@ import pytest
 from bench.support.sim import init_manifest
 
 from swiftdeploy.commands.context import gating_hooks
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Hook, LoadedManifest
 from swiftdeploy.notify.hooks import ANSWER_BYTES, HookCall, HookCaller, HookContext, hook_caller
@@ -131,7 +132,7 @@ def test_no_answer_in_time_is_a_failed_call(tmp_path: Path, server: HookServer) 
     assert not hooks.start(hook, CONTEXT)
     call = finished(hooks)
     assert (call.result, call.status, call.attempts) == ("failed", None, 2)
-    assert call.summary().startswith("did not answer: timed out after 0.2s")
+    assert call.summary().startswith(f"did not answer: timed out after {format_duration(0.2)}")
 
 
 def test_a_large_answer_is_bounded_and_a_secret_in_it_redacted(

@@ -18,6 +18,7 @@ import httpx
 
 from swiftdeploy.audit.log import Record
 from swiftdeploy.audit.recorder import Recorder
+from swiftdeploy.durations import format_duration
 from swiftdeploy.errors import SwiftDeployError
 from swiftdeploy.manifest import Manifest, Notifications, Sink
 from swiftdeploy.notify.http import Reply, post_signed
@@ -264,12 +265,12 @@ class Notifier:
             if stopping():
                 limit = min(limit, waited + STOP_DRAIN_S)
             if waited > limit:
-                self.say(f"notifications: left undelivered after {waited:.0f}s: "
+                self.say(f"notifications: left undelivered after {format_duration(waited)}: "
                          f"{self._waiting()}; the next driver delivers them")  # fmt: skip
                 return False
             if not said and waited > 0.5:
-                self.say(f"notifications: delivering before exiting (at most {limit:.0f}s):"
-                         f" {self._waiting()}")  # fmt: skip
+                self.say(f"notifications: delivering before exiting"
+                         f" (at most {format_duration(limit)}): {self._waiting()}")  # fmt: skip
                 said = True
             time.sleep(0.05)
         return True

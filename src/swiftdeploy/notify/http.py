@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from swiftdeploy import __version__
+from swiftdeploy.durations import format_duration
 
 SIGNATURE_HEADER = "X-SwiftDeploy-Signature"
 TIMESTAMP_HEADER = "X-SwiftDeploy-Timestamp"
@@ -111,7 +112,9 @@ def post_signed(
             answer = _bounded(reply)
             status = reply.status_code
     except httpx.TimeoutException:
-        return Reply(None, "", f"timed out after {timeout_s:g}s", time.monotonic() - started)
+        return Reply(
+            None, "", f"timed out after {format_duration(timeout_s)}", time.monotonic() - started
+        )
     except httpx.HTTPError as exc:
         # the exception's text may hold the URL: only its kind is kept
         return Reply(None, "", type(exc).__name__, time.monotonic() - started)
