@@ -135,7 +135,7 @@ def test_latency_bound_is_the_largest_bucket_bound_below_the_p99_bucket_start_pl
     bound, how = latency_bound(reference, 100)
     # the p99 is in (50, 75] ms: 50 + 100 = 150 ms is a bucket bound, so no rounding
     assert bound == pytest.approx(0.15)
-    assert how.startswith("stable p99 in (50, 75] ms (1000 requests in its last 30s)")
+    assert how.startswith("stable p99 in (50, 75] ms (1000 requests in its last 30 s)")
     # between bounds it rounds down: 50 + 80 ms is 130 ms, counted above 100 ms
     assert latency_bound(reference, 80)[0] == pytest.approx(0.1)
 

@@ -223,7 +223,7 @@ def latency_bound(reference: Measurement, latency_ms: float) -> tuple[float, str
     0.06% slow requests: caught in 5-42% of rollouts instead of 90%."""
     regression_s = latency_ms / 1000
     bounds = sorted(b for le in reference.buckets if math.isfinite(b := float(le)))
-    span = f"{reference.elapsed_s or 0:.0f}s"
+    span = format_duration(reference.elapsed_s or 0.0)
     edges = (
         stable_p99_bucket(reference.buckets) if reference.requests >= REFERENCE_REQUESTS else None
     )
@@ -523,9 +523,9 @@ def _unknown_errors(evidence: Evidence) -> str:
     a burst of the canary's would read as a regression (docs/decisions.md, "Bursts")."""
     spread = evidence.stable_spread.get("errors") or Dispersion()
     return (
-        f"the stable's errors are not known yet ({spread.blocks} blocks of {BLOCK_S:g} s,"
-        f" {spread.events} errors; {KNOWN_BLOCKS} of each, or {HISTORY_BLOCKS} blocks):"
-        " no rollback or pass by power on errors before"
+        f"the stable's errors are not known yet ({spread.blocks} blocks of"
+        f" {format_duration(BLOCK_S)}, {spread.events} errors; {KNOWN_BLOCKS} of each,"
+        f" or {HISTORY_BLOCKS} blocks): no rollback or pass by power on errors before"
     )
 
 

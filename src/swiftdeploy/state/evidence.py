@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.stats.dispersion import BLOCK_S, Dispersion
 from swiftdeploy.stats.quantile import slo_events
 
@@ -192,7 +193,7 @@ class WarmupProgress(BaseModel):
         seconds, requests = self.left(now)
         parts = []
         if seconds > 0:
-            parts.append(f"{seconds:.0f} s")
+            parts.append(format_duration(seconds))
         if requests > 0:
             parts.append(f"{requests} canary requests")
         return " and ".join(parts) or "ends at the next look"
