@@ -14,7 +14,10 @@ from swiftdeploy.durations import DURATION_PATTERN, format_ago, format_duration,
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [
-        (0.4, "0 s"),
+        (0.4, "400 ms"),
+        (0.0004, "1 ms"),
+        (0.6, "1 s"),
+        (0, "0 s"),
         (34, "34 s"),
         (59.6, "1 min"),
         (100, "1 min 40 s"),

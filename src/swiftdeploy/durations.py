@@ -41,10 +41,13 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration to the precision a person needs: seconds under 10 minutes, minutes
-    under 10 hours, hours beyond (`34 s`, `1 min 40 s`, `12 min`, `2 h 5 min`, `20 h`)."""
+    """A duration to the precision a person needs: milliseconds under half a second (a
+    `200ms` timeout must not read `0 s`), seconds under 10 minutes, minutes under 10
+    hours, hours beyond (`200 ms`, `34 s`, `1 min 40 s`, `12 min`, `2 h 5 min`, `20 h`)."""
     if not math.isfinite(seconds):
         raise ValueError("a duration to show must be finite")
+    if 0 < seconds < 0.5:
+        return f"{max(round(seconds * 1000), 1)} ms"
     whole = max(round(seconds), 0)
     if whole < 60:
         return f"{whole} s"
