@@ -44,7 +44,7 @@ def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
         )
         # And the driver carries the rollout to the end: a held step keeps looking, so
         # the evidence decides it even where a busy machine's latency bursts (judged
-        # slower: analysis.dispersion) make it outlast the 8 s limit again
+        # slower: stats.dispersion) make it outlast the 8 s limit again
         wait_for(lambda: project.state()["phase"] == "promoted", timeout=240, what="promoted")
     assert load[0].failed == 0, load[0]
     assert_chain_verifies(project)
