@@ -5,6 +5,7 @@ from __future__ import annotations
 from swiftdeploy.cli.project import rollout_lines
 from swiftdeploy.state import LastLook, Phase, Replica, State
 from swiftdeploy.state.model import HookAnswer, HookWait
+from tests.conftest import Project
 
 NOW = 1_000_000.0
 CANARY = Replica(name="canary-1", track="canary", version="v2", port=9001, ready=True)
@@ -51,3 +52,12 @@ def test_a_step_waiting_for_a_confirm_hook_says_which_since_when_and_its_last_an
         "step 2 passed; waiting 40 s for hook approve (confirm-traffic-increase) before"
         " step 3: HTTP 403 12 s ago",
     ]
+
+
+def test_status_of_a_project_never_deployed_says_so_not_that_nginx_is_down(
+    project: Project,
+) -> None:
+    done = project.cli("status")
+    first = done.stdout.splitlines()[0]
+    assert first.endswith("| phase idle | not deployed (`swiftdeploy deploy VERSION`)"), first
+    assert "down" not in done.stdout

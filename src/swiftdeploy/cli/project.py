@@ -199,11 +199,16 @@ def _status(
 
 def _status_table(loaded: LoadedManifest, report: StatusReport) -> Table:
     state = report.state
-    weight_text = f"{report.weight}%" if report.weight is not None else "nginx down"
+    if not state.stable_version:
+        tracks = "not deployed (`swiftdeploy deploy VERSION`)"
+    elif not state.canary_version:
+        tracks = f"stable {state.stable_version} | no canary"
+    else:
+        weight = f"{report.weight}%" if report.weight is not None else "? (router not answering)"
+        tracks = f"stable {state.stable_version} | canary {state.canary_version} at {weight}"
     title = escape(
         f"{loaded.manifest.service.name} on {loaded.manifest.traffic.listen} | phase "
-        f"{state.phase.value} | stable {state.stable_version or '-'} | canary "
-        f"{state.canary_version or '-'} at {weight_text}"
+        f"{state.phase.value} | {tracks}"
     )
     table = Table("replica", "track", "version", "endpoint", "process", "pid", "healthy",
                   "routed", title=title)  # fmt: skip
