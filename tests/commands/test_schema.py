@@ -1,10 +1,12 @@
 """commands/schema.py: the manifest's JSON Schema is draft 2020-12, uses only its
 keywords, describes every key, and accepts what `init` writes for every runtime (checked
-with the jsonschema library, as an editor or a CI step would) while refusing a wrong one."""
+with the jsonschema library, as an editor or a CI step would) while refusing a wrong one,
+including what the models' cross-field validators refuse (`validate` and the schema agree)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from jsonschema import Draft202012Validator
 from swiftdeploy.cli import run
 from swiftdeploy.commands.init import RUNTIMES, init_project
 from swiftdeploy.commands.schema import DESCRIPTIONS, manifest_schema
-from swiftdeploy.manifest import Manifest
+from swiftdeploy.errors import ManifestError
+from swiftdeploy.manifest import Manifest, load_manifest
 
 # Every keyword of the 2020-12 vocabularies (core, applicator, validation, meta-data,
 # format, content, unevaluated): `ge`/`le` and the like are not among them.
@@ -181,3 +184,77 @@ def test_the_schema_command_prints_the_shipped_file(capsys: pytest.CaptureFixtur
     shipped = resources.files("swiftdeploy").joinpath("schemas", "manifest.v1.schema.json")
     # regenerate with: swiftdeploy schema > src/swiftdeploy/schemas/manifest.v1.schema.json
     assert printed == json.loads(shipped.read_text(encoding="utf-8"))
+
+
+Edit = Callable[[dict[str, Any]], object]
+SINK = {"name": "team", "kind": "webhook", "url": "https://hooks.example/team"}
+HOOK = {"name": "gate", "type": "pre-rollout", "url": "https://hooks.example/gate"}
+ENV_KEY = {"env": "SWIFTDEPLOY_SIGNING_KEY"}
+KUBE_KEY = {"secret": "swiftdeploy", "key": "signing-key"}
+
+
+def _edited(tmp_path: Path, runtime: str, edit: Edit) -> tuple[dict[str, Any], Path]:
+    manifest = init_project(tmp_path, "127.0.0.1:18080", force=False, runtime=runtime)[0]
+    data = yaml.safe_load(manifest.read_text())
+    edit(data)
+    manifest.write_text(yaml.safe_dump(data))
+    return data, manifest
+
+
+def _notify(
+    sink: dict[str, Any] | None = None,
+    hook: dict[str, Any] | None = None,
+    key: dict[str, str] | None = None,
+) -> Edit:
+    def edit(data: dict[str, Any]) -> None:
+        data["notifications"] = {"signing_key": key, "sinks": [sink] if sink else []}
+        data["hooks"] = [hook] if hook else []
+
+    return edit
+
+
+# What manifest.py's model validators (Manifest._runnable, _webhooks_signed) refuse.
+P = pytest.param
+CROSS_FIELD_WRONG = [
+    P("local", lambda d: d["service"].pop("command"), id="local-no-command"),
+    P("local", lambda d: (d.pop("runtime"), d["service"].pop("command")), id="default-no-command"),
+    P("local", lambda d: d["service"].update(command=None, image="a:{version}"), id="local-null"),
+    P("local", lambda d: d["service"]["env"].update(PORT="9000"), id="local-env-port"),
+    P("docker", lambda d: d["service"].pop("image"), id="docker-no-image"),
+    P("kubernetes", lambda d: d["service"].pop("image"), id="kube-no-image"),
+    P("kubernetes", lambda d: d["metrics"].update(provider="nginx"), id="kube-nginx-metrics"),
+    P("kubernetes", lambda d: d["metrics"]["prometheus"].pop("url"), id="kube-no-prom-url"),
+    P("kubernetes", lambda d: d["metrics"]["prometheus"].update(url=""), id="kube-empty-url"),
+    P("local", _notify(sink=SINK), id="sink-unsigned"),
+    P("docker", _notify(hook=HOOK), id="hook-unsigned"),
+    P("docker", lambda d: d.update(hooks=[HOOK]), id="hook-no-notifications"),
+    P("local", _notify(sink=SINK, key=KUBE_KEY), id="local-kube-signing-key"),
+    P("docker", _notify(hook={**HOOK, "url": KUBE_KEY}, key=ENV_KEY), id="docker-kube-url"),
+    P("local", _notify(sink={**SINK, "headers": {"X": KUBE_KEY}}, key=ENV_KEY), id="kube-header"),
+]
+CROSS_FIELD_RIGHT = [
+    P("local", lambda d: d.pop("runtime"), id="default-with-command"),
+    P("local", _notify(sink=SINK, key=ENV_KEY), id="local-env-key"),
+    P("kubernetes", _notify(hook=HOOK, key=KUBE_KEY), id="kube-secret-key"),
+    P("kubernetes", _notify(hook={**HOOK, "url": KUBE_KEY}, key=ENV_KEY), id="kube-secret-url"),
+]
+
+
+@pytest.mark.parametrize(("runtime", "edit"), CROSS_FIELD_WRONG)
+def test_what_validate_refuses_across_fields_the_schema_refuses(
+    runtime: str, edit: Edit, schema: dict[str, Any], tmp_path: Path
+) -> None:
+    data, manifest = _edited(tmp_path, runtime, edit)
+    with pytest.raises(ManifestError):
+        load_manifest(manifest)
+    assert not Draft202012Validator(schema).is_valid(data)
+
+
+@pytest.mark.parametrize(("runtime", "edit"), CROSS_FIELD_RIGHT)
+def test_what_validate_accepts_across_fields_the_schema_accepts(
+    runtime: str, edit: Edit, schema: dict[str, Any], tmp_path: Path
+) -> None:
+    data, manifest = _edited(tmp_path, runtime, edit)
+    load_manifest(manifest)
+    errors = list(Draft202012Validator(schema).iter_errors(data))
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]

@@ -3,13 +3,15 @@
 The shape comes from the pydantic models (`manifest.py`); what each key means comes from
 `DESCRIPTIONS`, so an editor shows it on hover. A key without a description fails
 tests/commands/test_schema.py, which also validates every manifest `init` writes.
+What the models' cross-field validators require (`Manifest._runnable`, `_webhooks_signed`)
+is stated as `if`/`then` rules (`RULES`), so an editor flags what `validate` refuses.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from swiftdeploy.manifest import Manifest
+from swiftdeploy.manifest import PORT_ENV, Manifest
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://swiftdeploy.dev/schemas/manifest.v1.schema.json"
@@ -149,13 +151,95 @@ DESCRIPTIONS = {
 }
 
 
+def _at(*path: str, node: dict[str, Any]) -> dict[str, Any]:
+    """`node` applied at `path` (a key of a key ...), each key on the way required."""
+    for key in reversed(path):
+        node = {"required": [key], "properties": {key: node}}
+    return node
+
+
+def _runtime_is(*names: str) -> dict[str, Any]:
+    # an absent runtime is the default, local: `properties` holds for an absent key
+    default = Manifest.model_fields["runtime"].default
+    node: dict[str, Any] = {"properties": {"runtime": {"enum": list(names)}}}
+    return node if default in names else {**node, "required": ["runtime"]}
+
+
+# a KubeSecret is the object {secret, key} (an EnvSecret is {env}, a value a string)
+_NOT_KUBE_SECRET = {"not": {"type": "object", "required": ["secret"]}}
+_RECEIVER = {
+    "properties": {"url": _NOT_KUBE_SECRET, "headers": {"additionalProperties": _NOT_KUBE_SECRET}}
+}
+
+# Manifest's model validators, each stated exactly (an editor shows the `then` that fails).
+RULES: list[dict[str, Any]] = [
+    {
+        "description": "runtime: local runs service.command, and gives each replica its own"
+        f" port in ${PORT_ENV}.",
+        "if": _runtime_is("local"),
+        "then": _at(
+            "service",
+            node={
+                "required": ["command"],
+                "properties": {
+                    "command": {"type": "array"},
+                    "env": {"not": {"required": [PORT_ENV]}},
+                },
+            },
+        ),
+    },
+    {
+        "description": "runtime: docker or kubernetes runs service.image.",
+        "if": _runtime_is("docker", "kubernetes"),
+        "then": _at("service", "image", node={"type": "string"}),
+    },
+    {
+        "description": "runtime: kubernetes reads metrics from the cluster's Prometheus:"
+        " metrics.provider: prometheus and metrics.prometheus.url.",
+        "if": _runtime_is("kubernetes"),
+        "then": {
+            "allOf": [
+                _at("metrics", "provider", node={"const": "prometheus"}),
+                _at("metrics", "prometheus", "url", node={"type": "string", "minLength": 1}),
+            ]
+        },
+    },
+    {
+        "description": "A Kubernetes Secret needs runtime: kubernetes; use {env: NAME}.",
+        "if": {"not": _runtime_is("kubernetes")},
+        "then": {
+            "properties": {
+                "notifications": {
+                    "properties": {
+                        "signing_key": _NOT_KUBE_SECRET,
+                        "sinks": {"items": _RECEIVER},
+                    }
+                },
+                "hooks": {"items": _RECEIVER},
+            }
+        },
+    },
+    {
+        "description": "notifications.signing_key signs every delivery and hook call:"
+        " required once a sink or hook is declared.",
+        "if": {
+            "anyOf": [
+                _at("notifications", "sinks", node={"minItems": 1}),
+                _at("hooks", node={"minItems": 1}),
+            ]
+        },
+        "then": _at("notifications", "signing_key", node={"type": "object"}),
+    },
+]
+
+
 def manifest_schema() -> dict[str, Any]:
     """The manifest's JSON Schema 2020-12, every titled node described."""
     schema = Manifest.model_json_schema(by_alias=True)
     _describe("Manifest", schema)
     for name, model in schema.get("$defs", {}).items():
         _describe(name, model)
-    return {"$schema": DIALECT, "$id": SCHEMA_ID, **schema}
+    return {"$schema": DIALECT, "$id": SCHEMA_ID, **schema, "allOf": RULES}
 
 
 def _describe(model: str, node: dict[str, Any]) -> None:
