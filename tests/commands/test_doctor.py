@@ -1,10 +1,12 @@
 """`run_checks(loaded)`: a line per part the manifest's runtime drives, then the tools
 every runtime uses, each saying its version or how to install it; `processes_of(loaded)`:
 the project's platform processes. (The docker engine's line: tests/runtime/test_docker.py;
-the cluster's: tests/runtime/kubernetes/test_e2e.py.)"""
+the cluster's: tests/runtime/kubernetes/test_e2e.py.) Without a runtime's client (the plain
+install), that runtime is one failing line naming its extra, and the other lines follow."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,12 +14,15 @@ import pytest
 from bench.support.sim import init_manifest
 
 from swiftdeploy import __version__
-from swiftdeploy.commands.doctor import processes_of, run_checks
+from swiftdeploy.commands.doctor import CLUSTER_ROUTED, processes_of, run_checks
 from swiftdeploy.commands.init import init_project
+from swiftdeploy.errors import ExitCode
 from swiftdeploy.manifest import load_manifest
 from swiftdeploy.proc import ProcessSpec, pid_alive
+from swiftdeploy.runtime import BACKENDS, backend
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from swiftdeploy.tools import OPA_ENV
+from tests.test_registry import _without_extras
 
 LOCAL_PARTS = ["swiftdeploy", "nginx", "nginx lua module", "supervisord", "prometheus", "hey"]
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -85,3 +90,40 @@ def test_the_projects_processes_with_their_states(short_tmp: Path) -> None:
     finally:
         supervisor.shutdown()
     assert processes_of(loaded) == []
+
+
+@pytest.mark.parametrize(
+    ("runtime", "parts"),
+    [
+        ("docker", ["swiftdeploy", "nginx", "nginx lua module", "docker client"]),
+        ("kubernetes", ["swiftdeploy", "kubernetes client"]),  # nginx does not route it
+    ],
+)
+def test_without_its_client_a_runtime_is_one_failing_line_and_the_rest_follow(
+    runtime: str, parts: list[str], short_tmp: Path
+) -> None:
+    # Given a project of a runtime whose client the plain install lacks
+    init_project(short_tmp, "127.0.0.1:18080", force=False, runtime=runtime)
+    # When doctor runs without the docker and kubernetes clients
+    done = _without_extras(short_tmp, "doctor", "--json")
+    # Then every line is there, the client's failing with the extra to install
+    assert done.returncode == ExitCode.OPERATIONAL, done.stderr
+    assert done.stderr == ""
+    report = json.loads(done.stdout)
+    checks = {c["part"]: c for c in report["checks"]}
+    assert list(checks) == [*parts, "prometheus", "hey", "opa"]
+    client = checks[f"{runtime} client"]
+    assert not client["ok"]
+    assert client["detail"] == (
+        f"runtime {runtime} needs the {runtime} client, which this install lacks"
+        f" (pip install 'swiftdeploy[{runtime}]')"
+    )
+    assert checks["swiftdeploy"]["ok"]
+    assert checks["opa"]["ok"]
+    assert report["processes"] == []
+
+
+@pytest.mark.parametrize("name", BACKENDS.names()[:3])  # the built-ins
+def test_the_runtimes_nginx_does_not_route_are_the_ones_doctor_names(name: str) -> None:
+    # doctor's list stands in for NGINX_ROUTED when the module cannot load
+    assert (name not in CLUSTER_ROUTED) == backend(name).NGINX_ROUTED

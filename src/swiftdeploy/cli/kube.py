@@ -49,10 +49,13 @@ def install(
     """Run the service's rollout driver in the cluster: its ServiceAccount, Role and
     RoleBinding, the project in a ConfigMap, and a Deployment running `swiftdeploy drive
     --controller`. Needs rights to create Roles in the namespace (a namespace admin)."""
+    from swiftdeploy.commands.kube import require_kubernetes
+
+    loaded = read_manifest(manifest)
+    require_kubernetes(loaded.manifest, "kube install")
     from swiftdeploy.commands.kube_install import DEFAULT_IMAGE, install, install_yaml
     from swiftdeploy.runtime.kubernetes import kube_of
 
-    loaded = read_manifest(manifest)
     if print_only:
         out.print(install_yaml(loaded, image or DEFAULT_IMAGE), markup=False, end="")
         return

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from swiftdeploy import __version__
+from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import LoadedManifest, Manifest
 from swiftdeploy.proc import version_of
 from swiftdeploy.runtime import backend
@@ -14,17 +15,28 @@ from swiftdeploy.runtime.base import Check
 from swiftdeploy.tools import find_opa
 
 LUA_MODULE = Path("/usr/lib/nginx/modules/ngx_http_lua_module.so")
+# The built-in runtimes nginx does not route (their NGINX_ROUTED is False): said here for
+# when a runtime's module cannot load without its client (tests/commands/test_doctor.py
+# checks it against the modules).
+CLUSTER_ROUTED = frozenset({"kubernetes"})
 
 
 def run_checks(loaded: LoadedManifest | None) -> list[Check]:
     """The parts of the manifest's runtime (the default one without a manifest), then
-    the tools every runtime uses."""
-    default = Manifest.model_fields["runtime"].default
-    runtime = backend(loaded.manifest.runtime if loaded else default)
+    the tools every runtime uses. A runtime whose client (an extra) is not installed is
+    one failing line saying which extra to install, and the other lines still follow."""
+    name = loaded.manifest.runtime if loaded else Manifest.model_fields["runtime"].default
     checks = [Check("swiftdeploy", True, f"{__version__} on Python {sys.version.split()[0]}")]
-    if runtime.NGINX_ROUTED:
-        checks += _nginx_checks()
-    checks += runtime.doctor(loaded)
+    try:
+        runtime = backend(name)
+    except BadInputError as exc:  # registry.missing_extra: `pip install 'swiftdeploy[...]'`
+        if name not in CLUSTER_ROUTED:
+            checks += _nginx_checks()
+        checks.append(Check(f"{name} client", False, exc.one_line()))
+    else:
+        if runtime.NGINX_ROUTED:
+            checks += _nginx_checks()
+        checks += runtime.doctor(loaded)
     ok, detail = version_of(["prometheus", "--version"])
     checks.append(Check("prometheus", ok, detail))
     hey = shutil.which("hey")
@@ -62,6 +74,10 @@ def _opa_check() -> Check:
 
 
 def processes_of(loaded: LoadedManifest) -> list[dict[str, object]]:
-    """The project's platform processes and their states."""
-    manager = backend(loaded.manifest.runtime).process_manager(loaded)
+    """The project's platform processes and their states (none known when the runtime's
+    client is not installed: `run_checks` says so)."""
+    try:
+        manager = backend(loaded.manifest.runtime).process_manager(loaded)
+    except BadInputError:
+        return []
     return [p.__dict__ for p in manager.processes()]

@@ -5,17 +5,33 @@ driver's ServiceAccount and a RoleBinding per Role."""
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import yaml
 
 from swiftdeploy.errors import BadInputError
 from swiftdeploy.manifest import Manifest
-from swiftdeploy.runtime.kubernetes import rbac
+
+if TYPE_CHECKING:  # imported when used: the kubernetes client is an extra
+    from swiftdeploy.runtime.kubernetes import rbac
 
 SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
 
 
+def require_kubernetes(manifest: Manifest, command: str) -> None:
+    """`kube` commands serve runtime: kubernetes only: any other project is refused before
+    the kubernetes client is asked for (it may not be installed, and it is not needed)."""
+    if manifest.runtime != "kubernetes":
+        raise BadInputError(
+            f"{command}: this project is runtime: {manifest.runtime}, not runtime: kubernetes",
+            hint="kube commands are for runtime: kubernetes projects;"
+            " `swiftdeploy init --runtime kubernetes` writes one",
+        )
+
+
 def parse_subject(manifest: Manifest, text: str, option: str) -> dict[str, object]:
+    from swiftdeploy.runtime.kubernetes import rbac
+
     kind, _, name = text.partition("/")
     if kind not in SUBJECT_KINDS or not name:
         raise BadInputError(
@@ -42,6 +58,9 @@ def _commented_role(role: dict[str, object], rules: tuple[rbac.Rule, ...]) -> st
 def rbac_yaml(manifest: Manifest, subject: str, driver_subject: str | None = None) -> str:
     """The driver's ServiceAccount, Role and RoleBinding (to `driver_subject`, its
     ServiceAccount by default), then the operators' Role bound to `subject`."""
+    require_kubernetes(manifest, "kube rbac")
+    from swiftdeploy.runtime.kubernetes import rbac
+
     service, namespace = manifest.service.name, manifest.kubernetes.namespace
     driver_role, operator_role = rbac.driver_role(manifest), rbac.operator_role(manifest)
     driver_who = (
