@@ -174,16 +174,117 @@ def test_init_refuses_an_unknown_runtime(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["init", str(tmp_path), "--runtime", "nomad"]) == 2
-    assert "Invalid value for '--runtime'" in capsys.readouterr().err
+    assert capsys.readouterr().err == (  # the CLI's words, not pydantic's "Value error, "
+        "swiftdeploy: error: Invalid value for '--runtime': 'nomad' is not one of local,"
+        " docker, kubernetes. (see `swiftdeploy init --help`)\n"
+    )
     assert not (tmp_path / "swiftdeploy.yaml").exists()
 
 
-def test_an_option_takes_a_compound_duration(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_init_writes_the_manifest_f_or_the_environment_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(["-f", "custom.yaml", "init"]) == 0
+    assert load_manifest(tmp_path / "custom.yaml").manifest.runtime == "local"
+    assert (tmp_path / "policies" / "canary.rego").is_file()  # beside it
+    assert not (tmp_path / "swiftdeploy.yaml").exists()
+    monkeypatch.setenv("SWIFTDEPLOY_MANIFEST", "env.yaml")
+    assert run(["init", "shop"]) == 0  # a relative name is taken inside DIRECTORY
+    assert (tmp_path / "shop" / "env.yaml").is_file()
+    assert run(["init", "given", "--file", "mine.yaml"]) == 0  # the command line wins
+    assert sorted(p.name for p in (tmp_path / "given").iterdir()) == ["mine.yaml", "policies"]
+    capsys.readouterr()
+    # an absolute manifest and a DIRECTORY name two places: refused, nothing written
+    assert run(["init", "other", "-f", str(tmp_path / "abs.yaml")]) == 2
+    assert "init got both a DIRECTORY (other) and the manifest" in _error(capsys)
+    assert not (tmp_path / "other").exists()
+    assert not (tmp_path / "abs.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("base.yaml", "base.yaml is a file, not a directory (init takes the project's DIRECTORY"),
+        ("/proc/x", "cannot create the directory /proc/x (No such file or directory)"),
+    ],
+)
+def test_init_into_a_place_it_cannot_write_is_one_line_and_writes_nothing(
+    target: str,
+    said: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text("service: {}\n")
+    assert run(["init", target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"swiftdeploy: error: {said}")
+    assert err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.yaml"]
+
+
+def test_positionals_are_named_in_capitals_the_same_way_everywhere(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = {}
+    for path in ("weight", "canary", "rollout", "deploy", "demo-image"):
+        assert run([path, "--help"]) == 0
+        shown[path] = capsys.readouterr().out
+    assert "Usage: swiftdeploy weight [OPTIONS] PERCENT " in shown["weight"]
+    assert "Usage: swiftdeploy canary [OPTIONS] VERSION " in shown["canary"]
+    assert "Usage: swiftdeploy rollout [OPTIONS] VERSION " in shown["rollout"]
+    assert "Usage: swiftdeploy deploy [OPTIONS] [VERSION] " in shown["deploy"]
+    assert "Usage: swiftdeploy demo-image [OPTIONS] [TAGS]..." in shown["demo-image"]
+    for text in shown.values():
+        arguments = text.split("Arguments")[1].split("Options")[0]
+        assert "{" not in text, text
+        assert "<" not in arguments, text
+    for path, command in COMMANDS:
+        for param in command.params:
+            if param.param_type_name == "argument":
+                assert param.metavar == param.name.upper(), path
+
+
+def test_deploy_version_without_its_value_points_to_the_argument(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["deploy", "--version"]) == 2
+    assert capsys.readouterr().err == (
+        "swiftdeploy: error: Option '--version' requires an argument; the version is an"
+        " argument: `swiftdeploy deploy VERSION` (see `swiftdeploy deploy --help`)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["metrics", "--window", "1m30s"], "window"),
+        (["status", "--interval", "1m30s"], "interval"),
+        (["chaos", "--duration-s", "1m30s"], "duration_s"),
+        (["chaos", "--duration", "1m30s"], "duration_s"),
+    ],
+)
+def test_an_option_takes_a_compound_duration(
+    argv: list[str], name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert dict(COMMANDS)[argv[0]].make_context(argv[0], argv[1:]).params[name] == 90.0
     # parsed: the command goes on to look for its manifest
-    assert run(["metrics", "--window", "1m30s", "-f", _missing(tmp_path, "m.yaml")]) == 2
+    assert run([*argv, "-f", _missing(tmp_path, "m.yaml")]) == 2
     assert "manifest not found" in _error(capsys)
+
+
+def test_duration_options_keep_plain_seconds_and_refuse_what_is_no_duration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    chaos = dict(COMMANDS)["chaos"]
+    assert chaos.make_context("chaos", ["--duration-s", "60"]).params["duration_s"] == 60.0
+    assert run(["chaos", "--duration-s", "soon"]) == 2
+    assert "Invalid value for '--duration' / '--duration-s': 'soon' is not a" in _error(capsys)
+    assert run(["status", "--interval", "50ms"]) == 2
+    assert "Invalid value for '--interval': 50ms is under 100 ms" in _error(capsys)
 
 
 def _piped(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

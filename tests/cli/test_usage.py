@@ -30,8 +30,8 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     [
         (["--bogus"], "No such option: --bogus"),  # unknown option
         (["status", "--bogus"], "No such option: --bogus"),
-        (["canary"], "Missing argument 'version'"),  # missing argument
-        (["weight", "abc"], "Invalid value for 'percent'"),  # bad type
+        (["canary"], "Missing argument 'VERSION'"),  # missing argument
+        (["weight", "abc"], "Invalid value for 'PERCENT'"),  # bad type
         (["chaos", "--error-rate", "x"], "Invalid value for '--error-rate'"),
         (["weight", "150"], "less than or equal to 100"),  # out of range
         (["chaos", "--error-rate", "1.5"], "Invalid value for '--error-rate'"),

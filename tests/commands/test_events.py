@@ -40,6 +40,8 @@ def test_since_and_rollout_pick(loaded: LoadedManifest) -> None:
     assert list(project_events(loaded, since=str(after))) == every[5:]
     assert list(project_events(loaded, since=every[8]["time"])) == every[8:]
     assert list(project_events(loaded, since="1m")) == []  # the trail is from 2025
+    assert list(project_events(loaded, since="1m30s")) == []  # a compound duration too
+    assert list(project_events(loaded, since="100000h30m")) == every
     assert list(project_events(loaded, since="100000h")) == every
     only = list(project_events(loaded, rollout=ROLLED_BACK))
     assert [e["seq"] for e in only] == [e["seq"] for e in every[6:]]

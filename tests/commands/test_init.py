@@ -59,3 +59,28 @@ def test_bad_options_write_nothing(tmp_path: Path, listen: str, runtime: str, sa
         init_project(tmp_path / "app", listen, force=False, runtime=runtime)
     assert refused.value.message == said
     assert not (tmp_path / "app").exists()
+
+
+def test_the_manifest_may_be_named_and_the_policies_go_beside_it(tmp_path: Path) -> None:
+    written = init_project(tmp_path, "127.0.0.1:18081", False, manifest=Path("conf/app.yaml"))
+    assert written[0] == tmp_path / "conf" / "app.yaml"
+    assert load_manifest(written[0]).manifest.traffic.listen == "127.0.0.1:18081"
+    assert {p.parent for p in written[1:]} == {tmp_path / "conf" / "policies"}
+
+
+@pytest.mark.parametrize(
+    ("files", "directory", "said"),
+    [
+        (["app"], "app", "is a file, not a directory"),
+        (["app"], "app/deeper", "is a file, not a directory"),
+        (["policies"], ".", "policies is a file; the policies go in a directory of that name"),
+    ],
+)
+def test_a_file_where_a_directory_goes_is_refused_before_anything_is_written(
+    tmp_path: Path, files: list[str], directory: str, said: str
+) -> None:
+    for name in files:
+        (tmp_path / name).write_text("mine\n")
+    with pytest.raises(BadInputError, match=said):
+        init_project(tmp_path / directory, "127.0.0.1:18081", force=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == files

@@ -119,6 +119,12 @@ def run(argv: list[str] | None = None) -> int:
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
+# An option a command no longer takes as its main spelling, given without its value:
+# where the value goes now, and whose help to read (click names no command here).
+_MOVED = {"--version": ("the version is an argument: `swiftdeploy deploy VERSION`",
+                        "swiftdeploy deploy")}  # fmt: skip
+
+
 def _usage_error(exc: TyperException) -> int:
     code = int(getattr(exc, "exit_code", ExitCode.BAD_INPUT))
     context = getattr(exc, "ctx", None)
@@ -127,6 +133,9 @@ def _usage_error(exc: TyperException) -> int:
         return code
     where = getattr(context, "command_path", None) or "swiftdeploy"
     message = " ".join(exc.format_message().split())
+    moved = _MOVED.get(getattr(exc, "option_name", None) or "")
+    if moved and message.endswith("requires an argument."):
+        message, where = f"{message[:-1]}; {moved[0]}", moved[1]
     print(f"swiftdeploy: error: {message} (see `{where} --help`)", file=sys.stderr)
     return code
 

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from swiftdeploy.cli.app import app
-from swiftdeploy.cli.common import DEFAULT_PATH, ManifestOption, printable, read_manifest
+from swiftdeploy.cli.common import (
+    DEFAULT_PATH,
+    ManifestOption,
+    choice,
+    printable,
+    read_manifest,
+)
 from swiftdeploy.errors import AuditTamperedError
 
 if TYPE_CHECKING:
@@ -179,7 +185,8 @@ def why(
 @audit_app.command("export")
 def export(
     export_format: Annotated[
-        ExportFormat, typer.Option("--format", help="json, csv or opa-decision-log.")
+        ExportFormat,
+        typer.Option("--format", **choice(ExportFormat), help="json, csv or opa-decision-log."),
     ],
     manifest: ManifestOption = DEFAULT_PATH,
     output: OutputOption = None,

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from enum import StrEnum
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,7 +22,7 @@ from rich.markup import escape
 from swiftdeploy import DEFAULT_MANIFEST
 from swiftdeploy.cli.app import MANIFEST_ENV, manifest_path
 from swiftdeploy.cli.helptext import no_color
-from swiftdeploy.durations import parse_duration
+from swiftdeploy.durations import format_duration, parse_duration
 from swiftdeploy.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -50,11 +52,38 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, floor: float = 0.0) -> float:
+    # BadParameter, not ValueError: typer would prefix pydantic's "Value error, "
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if seconds < floor:
+        raise typer.BadParameter(f"{text} is under {format_duration(floor)}")
+    return seconds
+
+
+def duration_parser(floor: float = 0.0) -> Callable[[str], float]:
+    """A typer `parser` for a duration option (`2s`, `1m30s`, plain seconds), one parser
+    for all (`durations.parse_duration`); under `floor` is refused."""
+    return partial(_duration, floor=floor)
+
+
+Choice = TypeVar("Choice", bound=StrEnum)
+
+
+def choice(kind: type[Choice]) -> dict[str, Any]:
+    """typer.Option keywords for one of `kind`'s values, refused in the CLI's words
+    ("'x' is not one of a, b.") rather than pydantic's."""
+    names = [member.value for member in kind]
+
+    def parse(text: str) -> Choice:
+        try:
+            return kind(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not one of {', '.join(names)}.") from None
+
+    return {"parser": parse, "metavar": "|".join(names)}
 
 
 ManifestOption = Annotated[
@@ -75,7 +104,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print data as JSON.")]
 WindowOption = Annotated[
     float | None,
     typer.Option(
-        parser=_duration,
+        parser=duration_parser(),
         metavar="DURATION",
         help="The last stretch of traffic to show, e.g. 30s or 5m (default: metrics.window).",
     ),

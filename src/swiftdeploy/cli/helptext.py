@@ -1,6 +1,7 @@
 """The help every command shows, made uniform once the commands are registered: an
-example per command (its epilog), flags without a `<bool>` type, and docstring
-paragraphs that reflow to the terminal instead of breaking where the source did."""
+example per command (its epilog), flags without a `<bool>` type, positionals named as
+click and most CLIs do (`VERSION`, `[VERSION]` when optional), and docstring paragraphs
+that reflow to the terminal instead of breaking where the source did."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from typing import Any
 
 import typer
+import typer.core
 import typer.rich_utils
 
 # One example per command, by its path; tests/cli/test_conventions.py walks the app and
@@ -19,7 +21,7 @@ EXAMPLES = {
     "doctor": "swiftdeploy doctor --json",
     "deploy": "swiftdeploy deploy v1",
     "status": "swiftdeploy status --watch --window 1m",
-    "chaos": "swiftdeploy chaos --track canary --error-rate 0.05 --duration-s 60",
+    "chaos": "swiftdeploy chaos --track canary --error-rate 0.05 --duration 1m30s",
     "metrics": "swiftdeploy metrics --track canary --window 1m30s",
     "teardown": "swiftdeploy teardown",
     "demo-image": "swiftdeploy demo-image v1 v2",
@@ -78,8 +80,27 @@ def _polish(command: Any, path: str) -> None:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""  # a flag takes no value: no `<bool>` beside it
         param.help = _reflowed(param.help)
+        if isinstance(param, typer.core.TyperArgument):
+            param.__class__ = _Positional  # only how it is shown changes
+            param.metavar = param.metavar or (param.name or "").upper()
     for name, sub in getattr(command, "commands", {}).items():
         _polish(sub, f"{path} {name}".strip())
+
+
+class _Positional(typer.core.TyperArgument):
+    """A positional shown by its upper-case name alone: `PERCENT` in the usage when
+    required, `[VERSION]` when not (typer writes `{percent}`), and no `<str>` or
+    `<int range>` beside it (its help says what it takes)."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name if self.nargs == 1 else f"{name}..."
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _get_number_range_help_str(self) -> str | None:
+        return None
 
 
 def _reflowed(text: str | None) -> str | None:

@@ -12,6 +12,7 @@ from swiftdeploy.cli.app import app
 from swiftdeploy.cli.common import (
     DEFAULT_PATH,
     ManifestOption,
+    choice,
     err,
     out,
     print_json,
@@ -59,7 +60,8 @@ def policy_eval(
     input_file: Annotated[Path, typer.Option("--input", help="JSON policy input.")],
     manifest: ManifestOption = DEFAULT_PATH,
     engine: Annotated[
-        EngineName | None, typer.Option(help="opa or embedded (default: the manifest's).")
+        EngineName | None,
+        typer.Option(**choice(EngineName), help="opa or embedded (default: the manifest's)."),
     ] = None,
     package: Annotated[str, typer.Option(help="Rego package.")] = "swiftdeploy.canary",
 ) -> None:

@@ -13,13 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from swiftdeploy.cli.app import app
+from swiftdeploy.cli.app import MANIFEST_ENV, app
 from swiftdeploy.cli.common import (
     DEFAULT_PATH,
     JsonOption,
     ManifestOption,
     WindowOption,
+    choice,
     command,
+    duration_parser,
     err,
     out,
     print_json,
@@ -28,7 +30,7 @@ from swiftdeploy.cli.common import (
     warn,
 )
 from swiftdeploy.durations import format_ago, format_duration
-from swiftdeploy.errors import ExitCode
+from swiftdeploy.errors import BadInputError, ExitCode
 
 if TYPE_CHECKING:
     from swiftdeploy.commands.status import StatusReport
@@ -50,17 +52,32 @@ class TrackName(StrEnum):
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to write the project.")] = Path("."),
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Where to write the project (default: here).", show_default=False),
+    ] = None,
+    manifest: ManifestOption = DEFAULT_PATH,
     listen: Annotated[str, typer.Option(help="Public HOST:PORT for nginx.")] = "127.0.0.1:8080",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest.")] = False,
     runtime: Annotated[
-        Runtime, typer.Option(help="What runs the replicas: local, docker or kubernetes.")
+        Runtime,
+        typer.Option(
+            **choice(Runtime), help="What runs the replicas: local, docker or kubernetes."
+        ),
     ] = Runtime.LOCAL,
 ) -> None:
-    """Write a commented manifest that runs the bundled demo service, plus policies/."""
+    """Write a commented manifest that runs the bundled demo service, plus policies/
+    beside it; the manifest is the one -f or $SWIFTDEPLOY_MANIFEST names (a relative
+    name inside DIRECTORY), else swiftdeploy.yaml."""
     from swiftdeploy.commands.init import init_project
 
-    for path in init_project(directory, listen, force, runtime.value):
+    if directory is not None and manifest.is_absolute():
+        raise BadInputError(
+            f"init got both a DIRECTORY ({directory}) and the manifest {manifest}"
+            f" (-f or ${MANIFEST_ENV})",
+            hint="give DIRECTORY with a relative -f FILE, or -f alone",
+        )
+    for path in init_project(directory or Path(), listen, force, runtime.value, manifest):
         out.print(f"wrote {escape(str(path))}")
 
 
@@ -159,7 +176,14 @@ def status(
     manifest: ManifestOption = DEFAULT_PATH,
     as_json: JsonOption = False,
     watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 2.0,
+    interval: Annotated[
+        float,
+        typer.Option(
+            parser=duration_parser(floor=0.1),
+            metavar="DURATION",
+            help="Time between refreshes, e.g. 2s or 1m30s (at least 100ms).",
+        ),
+    ] = 2.0,
     window: WindowOption = None,
 ) -> None:
     """Versions, weights, replicas, health and each track's recent traffic (--window 0:
@@ -295,7 +319,9 @@ def rollout_lines(state: State, now: float | None = None) -> list[str]:
 @app.command()
 def chaos(
     manifest: ManifestOption = DEFAULT_PATH,
-    track: Annotated[TrackName, typer.Option(help="stable or canary.")] = TrackName.CANARY,
+    track: Annotated[
+        TrackName, typer.Option(**choice(TrackName), help="stable or canary.")
+    ] = TrackName.CANARY,
     error_rate: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Fraction of requests to fail, 0-1.")
     ] = None,
@@ -303,7 +329,14 @@ def chaos(
         float | None, typer.Option(min=0.0, help="Extra latency per request.")
     ] = None,
     duration_s: Annotated[
-        float | None, typer.Option(min=0.0, help="Recover by itself after this.")
+        float | None,
+        typer.Option(
+            "--duration",
+            "--duration-s",
+            parser=duration_parser(),
+            metavar="DURATION",
+            help="Recover by itself after this, e.g. 90s or 1m30s (plain seconds too).",
+        ),
     ] = None,
     recover: Annotated[bool, typer.Option(help="Stop injecting.")] = False,
 ) -> None:
@@ -328,7 +361,8 @@ def chaos(
 def metrics(
     manifest: ManifestOption = DEFAULT_PATH,
     track: Annotated[
-        TrackName | None, typer.Option(help="stable or canary (default: both).")
+        TrackName | None,
+        typer.Option(**choice(TrackName), help="stable or canary (default: both)."),
     ] = None,
     window: WindowOption = None,
     as_json: JsonOption = False,

@@ -19,20 +19,25 @@ _LISTEN = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
 RUNTIMES = ("local", "docker", "kubernetes")
 
 
-def init_project(directory: Path, listen: str, force: bool, runtime: str = "local") -> list[Path]:
-    """The manifest for `runtime` (validated once written) and the policies, written into
-    `directory`; returns the files written."""
+def init_project(
+    directory: Path,
+    listen: str,
+    force: bool,
+    runtime: str = "local",
+    manifest: Path | None = None,
+) -> list[Path]:
+    """The manifest for `runtime` (validated once written) at `directory`/`manifest`
+    (default swiftdeploy.yaml; an absolute `manifest` stands alone) and the policies
+    beside it; returns the files written. Every target is checked before the first write."""
     if runtime not in RUNTIMES:
         raise BadInputError(
             f"--runtime {runtime!r} is not a runtime", hint=f"use one of {', '.join(RUNTIMES)}"
         )
     if not _LISTEN.match(listen):
         raise BadInputError(f"--listen {listen!r} is not HOST:PORT", hint="e.g. 127.0.0.1:8080")
-    manifest_path = directory / DEFAULT_MANIFEST
-    policies = directory / "policies"
-    if manifest_path.exists() and not force:
-        raise BadInputError(f"{manifest_path} already exists", hint="pass --force to overwrite")
-    directory.mkdir(parents=True, exist_ok=True)
+    manifest_path = directory / (manifest or DEFAULT_MANIFEST)
+    policies = manifest_path.parent / "policies"
+    _check_targets(manifest_path, policies, force)
     template = resources.files("swiftdeploy").joinpath("init_templates", "swiftdeploy.yaml.j2")
     text = jinja2.Template(template.read_text(), autoescape=False).render(
         listen=listen, runtime=runtime
@@ -40,6 +45,37 @@ def init_project(directory: Path, listen: str, force: bool, runtime: str = "loca
     atomic_write(manifest_path, text, mode=0o644)
     load_manifest(manifest_path)  # what init writes must load
     return [manifest_path, *copy_policies(policies, force)]
+
+
+def _check_targets(manifest: Path, policies: Path, force: bool) -> None:
+    """A file where a directory must be, an existing manifest, or a directory that
+    cannot be made: one clear error before anything is written."""
+    for place in (manifest.parent, *manifest.parent.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise BadInputError(
+                    f"{place} is a file, not a directory",
+                    hint="init takes the project's DIRECTORY; name the manifest with -f FILE",
+                )
+            break
+    if manifest.is_dir():
+        raise BadInputError(
+            f"{manifest} is a directory, not a manifest file", hint="-f names the manifest file"
+        )
+    if manifest.exists() and not force:
+        raise BadInputError(f"{manifest} already exists", hint="pass --force to overwrite")
+    if policies.exists() and not policies.is_dir():
+        raise BadInputError(
+            f"{policies} is a file; the policies go in a directory of that name",
+            hint="move it away, or init elsewhere",
+        )
+    try:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot create the directory {manifest.parent} ({exc.strerror})",
+            hint="choose a directory you can write, e.g. swiftdeploy init ./shop",
+        ) from None
 
 
 def copy_policies(policies: Path, force: bool) -> list[Path]:

@@ -443,7 +443,6 @@ def _seconds(value: object) -> float | None:
 # --- where to start ---------------------------------------------------------------------
 
 _SEQ = re.compile(r"^\s*\d+\s*$")
-_AGO = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*$")
 
 
 @dataclass(frozen=True)
@@ -467,8 +466,8 @@ def parse_since(text: str, now: datetime | None = None) -> Since:
     (without a zone: this machine's local time), or a duration ago (`10m`, `2h`)."""
     if _SEQ.match(text):
         return Since(seq=int(text))
-    if _AGO.match(text):
-        ago = timedelta(seconds=parse_duration(text))
+    ago = _duration_ago(text)
+    if ago is not None:
         return Since(time=(now or datetime.now(UTC)) - ago)
     try:
         moment = datetime.fromisoformat(text.strip())
@@ -478,6 +477,17 @@ def parse_since(text: str, now: datetime | None = None) -> Since:
             hint="e.g. --since 120, --since 2025-03-14T09:00:00Z or --since 10m",
         ) from None
     return Since(time=moment.astimezone(UTC))  # a naive time is taken as local
+
+
+def _duration_ago(text: str) -> timedelta | None:
+    """`10m`, `1m30s`: a duration with its unit (a bare number is a record number, and
+    a time such as `2025-03-14` is no duration)."""
+    if not any(c.isalpha() for c in text):
+        return None
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError:
+        return None
 
 
 # --- reading a trail --------------------------------------------------------------------
