@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 import yaml
-from bench.support.project import SWIFTDEPLOY, Project, fast_rollout, new_project, teardown
+from bench.support.project import (
+    SWIFTDEPLOY,
+    Project,
+    fast_rollout,
+    new_project,
+    teardown,
+    tune,
+)
 
 from swiftdeploy.commands import ci
 from swiftdeploy.errors import BadInputError
@@ -155,8 +162,10 @@ def test_a_promotion_sets_the_outputs_and_the_summary(ci_project: Project, tmp_p
 
 @pytest.mark.e2e
 def test_a_rollback_exits_3_and_says_why(ci_project: Project, tmp_path: Path) -> None:
-    # Given a deployed project
+    # Given a deployed project whose step lasts long enough for the chaos to land in it
+    # however busy the machine (harm rolls back at once; only a pass waits for 30 s)
     project = ci_project
+    tune(project, min_duration="30s", max_duration="120s")
     # When v3 rolls out and its canary fails half its requests
     process = start_entrypoint(project, tmp_path, "v3")
     try:
