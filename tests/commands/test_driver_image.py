@@ -17,10 +17,11 @@ def test_the_driver_image_runs_this_swiftdeploy_with_its_run_time_packages_only(
     refs = build_driver_image([TAG], progress=lambda line: None)
     assert refs == [f"{DRIVER_REPOSITORY}:{TAG}"]
 
-    # Then it holds what the driver imports, and none of the development extras
+    # Then it holds what the driver imports (the kubernetes extra too), and none of the
+    # development or docker extras
     names = distributions()
     assert {"kubernetes", "scipy", "pydantic", "regopy", "cryptography"} <= set(names)
-    assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(names)
+    assert not {"pytest", "mypy", "ruff", "hypothesis", "docker"} & set(names)
 
     # and runs this version of the CLI, as no account of the host, with the driver's
     # modules (the rollout engine, the kubernetes backend) importable and the embedded

@@ -40,6 +40,7 @@ CMD ["swiftdeploy", "--help"]
 """
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a requirement's name (PEP 508)
 _EXTRA = re.compile(r"\bextra\s*==")  # a requirement of an extra (dev)
+_DRIVER_EXTRA = re.compile(r"""extra\s*==\s*["']kubernetes["']""")
 LAUNCHER = '#!/bin/sh\nexec python3 -m swiftdeploy.cli "$@"\n'
 
 
@@ -50,15 +51,17 @@ def build_driver_image(tags: list[str], progress: Callable[[str], None]) -> list
 
 
 def distributions() -> list[str]:
-    """Every distribution SwiftDeploy needs at run time, by name, its own excluded."""
+    """Every distribution SwiftDeploy's driver needs at run time, by name, its own
+    excluded: the core's and the `kubernetes` extra's (the driver runs in the cluster)."""
     seen: set[str] = set()
     todo = ["swiftdeploy"]
     while todo:
         name = todo.pop()
         for text in importlib.metadata.requires(name) or []:
             found = _NAME.match(text)
-            if found is None or _EXTRA.search(text):
-                continue  # an extra's (dev) requirement
+            wanted = name == "swiftdeploy" and _DRIVER_EXTRA.search(text)
+            if found is None or (_EXTRA.search(text) and not wanted):
+                continue  # another extra's (dev, docker) requirement
             key = found.group(0).lower().replace("_", "-")
             if key in seen:
                 continue
