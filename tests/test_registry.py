@@ -180,6 +180,9 @@ def test_runtime_docker_without_its_extra_is_one_line(project_dir: Path) -> None
 
 
 def test_a_kubernetes_command_without_its_extra_is_one_line(project_dir: Path) -> None:
+    # Given a runtime: kubernetes project (a local one is refused before any client)
+    init = [sys.executable, "-m", "swiftdeploy.cli", "init", "--runtime", "kubernetes"]
+    subprocess.run([*init, "--force"], cwd=project_dir, check=True, capture_output=True)
     done = _without_extras(project_dir, "kube", "rbac")
     assert done.returncode == ExitCode.BAD_INPUT
     assert done.stderr == (
