@@ -19,7 +19,7 @@ import yaml
 from bench.support.host import generous_host_gate
 from bench.support.kube import KubeCluster
 from bench.support.kubeproject import SERVICE, USER, apply_rbac
-from bench.support.project import SWIFTDEPLOY
+from bench.support.project import SWIFTDEPLOY, run_cli
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -57,21 +57,7 @@ class Machine:
     def cli(
         self, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            self.argv(*args),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-            env=self.env(),
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"swiftdeploy {' '.join(args)} exited {done.returncode}:\n"
-                f"{done.stdout}\n{done.stderr}"
-            )
-        return done
+        return run_cli(self.manifest, args, check=check, timeout=timeout, env=self.env())
 
     def popen(self, *args: str, log: Path | None = None) -> subprocess.Popen[str]:
         """Output to pipes, or (`log`) both streams to that file."""

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from bench.support.host import generous_host_gate
 from bench.support.kube import KubeCluster
-from bench.support.project import SWIFTDEPLOY
+from bench.support.project import SWIFTDEPLOY, run_cli
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -79,22 +79,8 @@ class KubeProject:
     def cli(
         self, *args: str, check: bool = True, timeout: float = 90, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        root = cwd or self.root
-        done = subprocess.run(
-            [SWIFTDEPLOY, *args, "-f", str(root / "swiftdeploy.yaml")],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=root,
-            env=self.env(),
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"swiftdeploy {' '.join(args)} exited {done.returncode}:\n"
-                f"{done.stdout}\n{done.stderr}"
-            )
-        return done
+        manifest = (cwd or self.root) / "swiftdeploy.yaml"
+        return run_cli(manifest, args, check=check, timeout=timeout, env=self.env())
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(

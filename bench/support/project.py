@@ -24,6 +24,33 @@ from swiftdeploy.review.explain import parse_ts
 SWIFTDEPLOY = str(Path(sys.executable).with_name("swiftdeploy"))
 
 
+def run_cli(
+    manifest: Path,
+    args: tuple[str, ...],
+    *,
+    check: bool = True,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`swiftdeploy ARGS -f MANIFEST` from the manifest's directory, its output kept;
+    with `check`, a non-zero exit is an AssertionError holding both outputs."""
+    done = subprocess.run(
+        [SWIFTDEPLOY, *args, "-f", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=manifest.parent,
+        env=env,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        command = " ".join(args)
+        raise AssertionError(
+            f"swiftdeploy {command} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
 @dataclass
 class Project:
     """A project directory and the port its router listens on; `cli` runs a command on it."""
@@ -46,20 +73,7 @@ class Project:
     def cli(
         self, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [SWIFTDEPLOY, *args, "-f", str(self.manifest)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            command = " ".join(args)
-            raise AssertionError(
-                f"swiftdeploy {command} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-            )
-        return done
+        return run_cli(self.manifest, args, check=check, timeout=timeout)
 
     def state(self) -> dict[str, Any]:
         return json.loads((self.state_dir / "state.json").read_text())
