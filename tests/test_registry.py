@@ -35,8 +35,8 @@ def plugin_installed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def loaded(tmp_path: Path) -> LoadedManifest:
-    return load_manifest(new_project(tmp_path).manifest)
+def loaded(short_tmp: Path) -> LoadedManifest:
+    return load_manifest(new_project(short_tmp).manifest)  # short: supervisord's socket
 
 
 def test_without_the_plugin_only_the_built_ins_are_known(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,10 +34,12 @@ class VerbFailed(Exception):
 
 
 @pytest.fixture
-def loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LoadedManifest:
-    init_project(tmp_path, f"127.0.0.1:{free_port()}", force=False)
+def loaded(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> LoadedManifest:
+    # short: the supervisor's socket lives in the state dir, and pytest's tmp_path
+    # (pytest-NNN/popen-gwN/<30 characters of the test's name>) is one byte too long
+    init_project(short_tmp, f"127.0.0.1:{free_port()}", force=False)
     monkeypatch.setattr(gate, "measure_host", lambda state_dir: QUIET)
-    return load_manifest(tmp_path / "swiftdeploy.yaml")
+    return load_manifest(short_tmp / "swiftdeploy.yaml")
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@ before the command ran included."""
 
 from __future__ import annotations
 
+import math
+import time
+
 import httpx
 from bench.support.project import Project
 
@@ -16,6 +19,9 @@ def test_each_track_is_measured_from_the_routers_history(deployed: Project) -> N
     with httpx.Client(timeout=5) as client:
         for _ in range(40):
             assert client.get(deployed.url).status_code == 200
+    # the window ends at the last whole second: wait for the one the traffic ended in
+    # to close (else, on a fast machine, all 40 may fall in the second being measured)
+    time.sleep(math.floor(time.time()) + 1.05 - time.time())
     loaded = load_manifest(deployed.manifest)
     with command_context(loaded, lambda _: None) as context:
         measured = measure(context.fleet, ["stable", "canary"], 60.0)

@@ -160,7 +160,7 @@ def test_a_version_without_an_image_is_refused_before_anything_starts(
     seen = history.read_text().count("\n")
     # Given a version the engine has no image for
     missing = "v-missing"
-    for command in (["rollout", missing], ["canary", missing], ["deploy", "--version", missing]):
+    for command in (["rollout", missing], ["canary", missing], ["deploy", missing]):
         # When it is rolled out, started as a canary or deployed
         done = project.cli(*command, check=False)
         # Then it is one line naming the image, exit 2, and nothing started or recorded

@@ -53,7 +53,7 @@ def test_promote_all_makes_the_canary_stable_without_failed_requests(project: Pr
 def test_deploy_replaces_stable_version_rolling(project: Project) -> None:
     project.cli("deploy")
     old = _pids(project)
-    project.cli("deploy", "--version", "v1.1")
+    project.cli("deploy", "v1.1")
     assert version_counts(project.url + "/", 20) == {"v1.1": 20}
     assert not any(pid_alive(p) for p in old)
 

@@ -178,7 +178,7 @@ def test_a_second_rollout_is_refused_while_a_driver_holds_the_project(project: P
         wait_for(lambda: project.state()["canary_weight"] == 20, what="step 1 at 20%")
         driver = wait_for_driver(project)
         # When another terminal starts a rollout of another version, or deploys one
-        for command in (["rollout", "v3"], ["deploy", "--version", "v3"]):
+        for command in (["rollout", "v3"], ["deploy", "v3"]):
             before = project.state()
             second = project.cli(*command, check=False)
             # Then it is refused with the driver's pid, and nothing of it happened: the

@@ -95,7 +95,7 @@ def test_chaos_needs_the_token_and_is_not_public(everything_running: Project) ->
     manifest["service"]["chaos"] = False
     project.manifest.write_text(yaml.safe_dump(manifest))
     project.cli("rollback")
-    project.cli("deploy", "--version", "v1b")
+    project.cli("deploy", "v1b")
     plain = next(r for r in project.state()["replicas"] if r["version"] == "v1b")
     assert httpx.post(f"http://127.0.0.1:{plain['port']}/chaos", json={}).status_code == 404
     assert stable["port"] != plain["port"]
