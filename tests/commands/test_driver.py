@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 from bench.support.sim import SimWorld, TrackModel, init_manifest, sim_world
 
-from swiftdeploy.commands.driver import _drive, follow_ends, serve_requests, start_in_cluster
+from swiftdeploy.commands.driver import (
+    _drive,
+    driver_installed,
+    follow_ends,
+    serve_requests,
+    start_in_cluster,
+)
 from swiftdeploy.errors import ExitCode, OperationalError, TransientError
 from swiftdeploy.policy import EmbeddedEngine
 from swiftdeploy.rollout.engine import RolloutEngine
 from swiftdeploy.state import Phase, State
-from swiftdeploy.state.control import Answer, ControlDir, Request, Verb
+from swiftdeploy.state.control import Answer, ControlDir, DriverInfo, Request, Verb
 from tests.support.hook_server import hook_server
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -421,3 +427,48 @@ def test_promote_or_weight_before_the_pre_rollout_hook_said_yes_is_refused(
             )
             assert made.traffic.weight == 0
         engine.hooks.wait(("pre-rollout",))  # type: ignore[union-attr]
+
+
+class _StartingDriver:
+    """A cluster's control channel as a CLI sees it while a driver starts: the Lease
+    held by `holder`, and the driver's record saved only from the `saved_at`-th read on
+    (None: never)."""
+
+    def __init__(self, holder: str | None, saved_at: int | None) -> None:
+        self.lease_holder = holder
+        self.saved_at = saved_at
+        self.reads = 0
+
+    def driver(self) -> DriverInfo | None:
+        self.reads += 1
+        if self.saved_at is None or self.reads < self.saved_at:
+            return None
+        return DriverInfo(pid=7, rollout_id=None, started_at=0, first_started_at=0, holder="d")
+
+    def holder(self) -> str | None:
+        return self.lease_holder
+
+
+def test_a_driver_holding_the_lease_before_its_record_is_waited_for() -> None:
+    # Given a driver that took the Lease and saves its record at the CLI's third read
+    # (between the two it reads its trail, secrets and state)
+    starting = _StartingDriver(holder="host/12/boot=1", saved_at=3)
+    # When a CLI asks whether a driver runs, then it waits for the record: yes
+    assert driver_installed(starting, starting_s=5.0)  # type: ignore[arg-type]
+    assert starting.reads == 3
+
+
+def test_no_lease_holder_is_no_driver_at_once_and_a_silent_holder_after_the_wait() -> None:
+    # Given no holder of the Lease: no driver, without waiting
+    nobody = _StartingDriver(holder=None, saved_at=None)
+    started = time.monotonic()
+    assert not driver_installed(nobody, starting_s=5.0)  # type: ignore[arg-type]
+    assert nobody.reads == 1
+    assert time.monotonic() - started < 1.0
+    # Given a holder that never says it drives (a CLI's command holding the Lease): no
+    # driver, once the bounded wait is over
+    silent = _StartingDriver(holder="host/13/boot=1", saved_at=None)
+    started = time.monotonic()
+    assert not driver_installed(silent, starting_s=0.6)  # type: ignore[arg-type]
+    assert time.monotonic() - started >= 0.6
+    assert silent.reads >= 2

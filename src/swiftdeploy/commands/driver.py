@@ -754,6 +754,9 @@ TAKE_TIMEOUT_S = 15.0
 STANDBY_S = 2.0
 # A CLI waiting through an API server that is away asks again this often.
 AWAY_POLL_S = 0.25
+# A Lease held by a driver that has not yet saved its record: how long a CLI waits for it
+# (the driver reads its trail, secrets and state in between: about a second when well).
+STARTING_WAIT_S = 10.0
 
 
 def in_cluster(loaded: LoadedManifest) -> bool:
@@ -788,11 +791,19 @@ def _cluster_status(loaded: LoadedManifest, state: State) -> DriverStatus:
     return DriverStatus(info.pid, info.first_started_at, restarts, last_look, None, info.holder)
 
 
-def driver_installed(control: ConfigMapControl) -> bool:
+def driver_installed(control: ConfigMapControl, starting_s: float = STARTING_WAIT_S) -> bool:
     """A driver said it runs and has not said it stopped: it runs, or is restarting
-    (killed, its successor waiting for the Lease), and will take requests."""
-    info = control.driver()
-    return info is not None and info.exited is None
+    (killed, its successor waiting for the Lease), and will take requests. A Lease held
+    without such a record is a driver starting (it takes the Lease, then saves its
+    record): waited for up to `starting_s`, asking again every `AWAY_POLL_S`."""
+    deadline = time.monotonic() + starting_s
+    while True:
+        info = control.driver()
+        if info is not None and info.exited is None:
+            return True
+        if control.holder() is None or time.monotonic() >= deadline:
+            return False  # nobody holds the Lease, or its holder never said it drives
+        time.sleep(AWAY_POLL_S)
 
 
 def ask_cluster(loaded: LoadedManifest, verb: Verb, **fields: object) -> Answer:
