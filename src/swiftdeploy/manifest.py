@@ -418,6 +418,22 @@ QUERY_SAMPLE = {"track": "canary", "window": "30000ms", "q": 0.99}
 KUBE_QUERY_SAMPLE = {**QUERY_SAMPLE, "namespace": "default", "service": "app"}
 
 
+def rendering_queries(queries: dict[str, str], sample: dict[str, object]) -> dict[str, str]:
+    """`queries` if each names a known query and compiles and renders in the sandbox with
+    `sample`'s variables, so a template error shows at `validate`, and a template can
+    reach nothing but its documented variables; else the ValueError saying which."""
+    from swiftdeploy.promql import render_query
+
+    for name, text in queries.items():
+        if name not in QUERY_NAMES:
+            raise ValueError(f"unknown query {name!r}; known: {', '.join(QUERY_NAMES)}")
+        try:
+            render_query(text, **sample)
+        except ValueError as exc:
+            raise ValueError(f"query {name!r}: {exc}") from None
+    return queries
+
+
 class PrometheusSettings(_Model):
     url: str | None = Field(default=None, max_length=2048)
     scrape_interval: PositiveDuration = 1.0
@@ -426,18 +442,7 @@ class PrometheusSettings(_Model):
     @field_validator("queries")
     @classmethod
     def _templates_render(cls, queries: dict[str, str]) -> dict[str, str]:
-        """Every override compiles and renders in the sandbox, so a template error shows
-        at `validate`, and a template can reach nothing but its documented variables."""
-        from swiftdeploy.promql import render_query
-
-        for name, text in queries.items():
-            if name not in QUERY_NAMES:
-                raise ValueError(f"unknown query {name!r}; known: {', '.join(QUERY_NAMES)}")
-            try:
-                render_query(text, **KUBE_QUERY_SAMPLE)
-            except ValueError as exc:
-                raise ValueError(f"query {name!r}: {exc}") from None
-        return queries
+        return rendering_queries(queries, KUBE_QUERY_SAMPLE)
 
 
 class Metrics(_Model):

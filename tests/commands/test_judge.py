@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from swiftdeploy.commands.judge import init, install_objects, install_yaml
 from swiftdeploy.errors import ManifestError
@@ -24,6 +25,29 @@ def test_init_writes_a_config_that_loads_and_a_bad_key_is_one_line(tmp_path: Pat
         load_judge(config)
     line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "beta" in text)
     assert error.value.message.startswith(f"{config}:{line}: policy.beta:")
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("latency: 'x'", "unknown query 'latency'"),
+        ("p99: '{{ nope }}'", "query 'p99': "),
+    ],
+)
+def test_a_query_override_is_checked_when_the_config_loads(
+    tmp_path: Path, query: str, problem: str
+) -> None:
+    # Given init's config with an Argo query override that names no query, or renders
+    # a variable a template does not get
+    init(tmp_path, force=False)
+    config = tmp_path / "judge.yaml"
+    document = yaml.safe_load(config.read_text())
+    document["prometheus"]["queries"] = {"argo": yaml.safe_load(query)}
+    config.write_text(yaml.safe_dump(document))
+    # Then loading it is refused with the one line saying which
+    with pytest.raises(ManifestError) as error:
+        load_judge(config)
+    assert problem in error.value.message, error.value.message
 
 
 def test_install_has_no_role_and_no_api_token(tmp_path: Path) -> None:

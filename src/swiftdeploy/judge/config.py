@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from swiftdeploy.errors import ManifestError
 from swiftdeploy.manifest import (
     API_VERSION,
-    QUERY_NAMES,
     Analysis,
     EnvSecret,
     KubeSecret,
@@ -24,9 +23,9 @@ from swiftdeploy.manifest import (
     PositiveDuration,
     friendly_error,
     read_settings_file,
+    rendering_queries,
 )
 from swiftdeploy.metrics.prometheus import DEFAULT_QUERIES
-from swiftdeploy.promql import render_query
 
 KIND = "Judge"
 Controller = Literal["argo", "flagger"]
@@ -84,14 +83,7 @@ class Queries(_Model):
     @field_validator("argo", "flagger")
     @classmethod
     def _templates_render(cls, queries: dict[str, str]) -> dict[str, str]:
-        for name, text in queries.items():
-            if name not in QUERY_NAMES:
-                raise ValueError(f"unknown query {name!r}; known: {', '.join(QUERY_NAMES)}")
-            try:
-                render_query(text, **QUERY_SAMPLE)
-            except ValueError as exc:
-                raise ValueError(f"query {name!r}: {exc}") from None
-        return queries
+        return rendering_queries(queries, QUERY_SAMPLE)
 
     def templates(self, controller: Controller) -> dict[str, str]:
         overrides: dict[str, str] = getattr(self, controller)
