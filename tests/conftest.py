@@ -130,6 +130,16 @@ def version_counts(
 # --- rollouts -------------------------------------------------------------------
 
 
+def canary_served(project: Project) -> int:
+    """Requests nginx sent to the canary, from its own counters."""
+    text = project.admin_get("/metrics/canary").text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{")
+    )
+
+
 @pytest.fixture
 def rollout_project(project: Project) -> Project:
     """v1 deployed, with fast_rollout's short steps under the rollout's own load."""

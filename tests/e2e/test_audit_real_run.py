@@ -1,5 +1,7 @@
-"""The audit trail of a real demo-like run (one rollout promoted, one rolled back):
-verified, explained by `audit why`, and its HTML report rendered by headless Chromium."""
+"""A real demo-like run, one rollout promoted and one rolled back (real nginx, demo
+replicas, a real OPA server): each one's outcome, exit code and traffic, then its audit
+trail verified, explained by `audit why`, and its HTML report rendered by headless
+Chromium. (One run serves both: each rollout costs a minute or two of a busy machine.)"""
 
 from __future__ import annotations
 
@@ -7,22 +9,50 @@ import json
 from pathlib import Path
 
 import pytest
-from bench.support.project import Project, fast_rollout
+from bench.support.project import Project, fast_rollout, trail
 
-from tests.conftest import rollout_with_fault
+from tests.conftest import canary_served, rollout_with_fault, version_counts
 from tests.review.test_chromium import chromium, png_facts
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_real_runs_trail_verifies_explains_and_renders(project: Project, tmp_path: Path) -> None:
-    # Given v2 promoted and v3 rolled back after 10% errors in its canary
+    # Given v1 deployed, with fast_rollout's short steps under the rollout's own load
     fast_rollout(project)
     project.cli("deploy")
-    assert project.cli("rollout", "v2", check=False, timeout=240).returncode == 0
+
+    # When v2 is rolled out, then it is promoted, exit 0, and v2 serves all traffic,
+    # every canary decision OPA's, with its decision id
+    done = project.cli("rollout", "v2", check=False, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "promoted: v2 is stable" in done.stdout
+    state = project.state()
+    assert (state["phase"], state["stable_version"]) == ("promoted", "v2")
+    assert version_counts(project.url + "/", 50) == {"v2": 50}
+    decisions = [r for r in trail(project) if r["kind"] == "decision"]
+    canary_decisions = [d for d in decisions if d["decision"]["package"] == "swiftdeploy.canary"]
+    assert canary_decisions, "no canary decisions were recorded"
+    assert all(d["decision"]["engine"] == "opa" for d in canary_decisions)
+    assert all(d["decision"]["decision_id"] for d in canary_decisions)
+    assert sum(1 for d in canary_decisions if d["action"] == "promote") == 2
+
+    # When v3's canary then fails 10% of its requests (twice fast_rollout's +5% to
+    # catch: +5% itself is caught with 90% power only)
+    served_before = canary_served(project)
     code, output = rollout_with_fault(project, "v3", "--error-rate", "0.1")
+    # Then it is rolled back by policy: exit 3, canary at 0%, its replicas gone, after
+    # the canary really took traffic; v2 serves everything
     assert code == 3, output
-    rolled_back = project.state()["rollout_id"]
+    assert "rolled back" in output
+    assert "error" in output.lower()
+    state = project.state()
+    assert (state["phase"], state["canary_weight"]) == ("rolled-back", 0)
+    assert [r["track"] for r in state["replicas"]] == ["stable", "stable"]
+    assert project.admin_get("/routes").json()["routes"]["weights"]["canary"] == 0
+    assert canary_served(project) > served_before
+    assert version_counts(project.url + "/", 30) == {"v2": 30}
+    rolled_back = state["rollout_id"]
 
     # When the trail is verified and explained
     verified = json.loads(project.cli("audit", "verify", "--json").stdout)
