@@ -130,6 +130,20 @@ def version_counts(
 # --- rollouts -------------------------------------------------------------------
 
 
+def recorded_events(project: Project, rollout_id: str) -> list[dict[str, Any]]:
+    """`swiftdeploy events --rollout ID`, read after the fact."""
+    done = project.cli("events", "--rollout", rollout_id)
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def assert_restart_recorded(project: Project, pid: int) -> None:
+    """The current rollout's events tell its driver's restart, the last one by `pid`."""
+    rollout_id = project.state()["rollout_id"]
+    events = recorded_events(project, rollout_id)
+    restarted = [e for e in events if e["type"].endswith("restarted.v1")]
+    assert [e["data"]["pid"] for e in restarted][-1:] == [pid], restarted
+
+
 def canary_served(project: Project) -> int:
     """Requests nginx sent to the canary, from its own counters."""
     text = project.admin_get("/metrics/canary").text

@@ -21,6 +21,7 @@ from swiftdeploy.ports import free_port
 from swiftdeploy.runtime.docker import REPLICA_LABEL, DockerReplicas
 from swiftdeploy.state import Replica
 from tests.conftest import (
+    assert_restart_recorded,
     assert_routes_match_state,
     canary_ready,
     driver_info,
@@ -146,6 +147,7 @@ def test_the_driver_killed_mid_rollout_is_restarted_and_finishes(
     assert info is not None
     assert info["restarts"] >= 1, info
     assert info["pid"] != killed, info
+    assert_restart_recorded(project, info["pid"])  # and `swiftdeploy events` tells it
     assert_containers_match_state(client, project)
     assert version_counts(project.url + "/", 20) == {"v4": 20}
     assert load[0].failed == 0, load[0]

@@ -27,11 +27,11 @@ from tests.conftest import (
     driver_info,
     finish_outputs,
     phase_is,
+    recorded_events,
     version_counts,
     wait_for,
     wait_for_driver,
 )
-from tests.faults.conftest import under_load
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +63,6 @@ def requests_in_trail(project: Project, rollout_id: str) -> list[tuple[str, str]
 def names(events: list[dict[str, Any]]) -> list[str]:
     """`rollout.step` for dev.swiftdeploy.rollout.step.v1."""
     return [e["type"].removeprefix("dev.swiftdeploy.").removesuffix(".v1") for e in events]
-
-
-def recorded_events(project: Project, rollout_id: str) -> list[dict[str, Any]]:
-    """`swiftdeploy events --rollout ID`, read after the fact."""
-    done = project.cli("events", "--rollout", rollout_id)
-    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def assert_same_driver(project: Project, driver: int) -> None:
@@ -116,33 +110,6 @@ def terminal_closed(project: Project, version: str) -> None:
     promoted_on_its_own(project, version)
     assert_same_driver(project, driver)
     assert requests_in_trail(project, rollout_id) == []
-
-
-def driver_killed(project: Project, version: str) -> None:
-    # Given a rollout whose canary takes traffic, under load through the router
-    with under_load(project) as load, BackgroundCli(project, "rollout", version) as cli:
-        wait_for(lambda: canary_ready(project), what="the canary")
-        wait_for(phase_is(project, "progressing"), what="progressing")
-        # When its driver is killed with SIGKILL
-        killed = wait_for_driver(project)
-        os.kill(killed, signal.SIGKILL)
-        # Then the supervisor restarts it, it finishes the rollout, and the CLI that
-        # follows it exits as for any promotion
-        assert cli.finish(timeout=240) == 0, cli.output
-    assert project.state()["phase"] == "promoted"
-    info = driver_info(project)
-    assert info is not None
-    assert info["pid"] != killed, info
-    assert info["restarts"] >= 1, info
-    # And the restart is in the trail and its events
-    rollout_id = project.state()["rollout_id"]
-    restarted = [
-        e for e in recorded_events(project, rollout_id) if e["type"].endswith("restarted.v1")
-    ]
-    assert [e["data"]["pid"] for e in restarted][-1] == info["pid"]
-    # And not one request failed
-    assert load[0].total > 0
-    assert load[0].failed == 0, load[0]
 
 
 def steered(project: Project, version: str) -> None:
@@ -204,10 +171,9 @@ def test_the_terminal_closed_changes_nothing(rollout_project: Project) -> None:
     terminal_closed(rollout_project, "v2")
 
 
-def test_the_driver_killed_is_restarted_and_finishes_without_a_failed_request(
-    rollout_project: Project,
-) -> None:
-    driver_killed(rollout_project, "v2")
+# The driver killed with SIGKILL, restarted, finishing without a failed request and its
+# restart in the events: tests/faults/test_cli_killed.py (local; in each phase) and
+# tests/e2e/test_docker.py (docker).
 
 
 # --- a second terminal ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from bench.support.project import Project, fast_rollout, tune
 
 from swiftdeploy.runtime.supervisor import ProcessSupervisor
 from tests.conftest import (
+    assert_restart_recorded,
     assert_routes_match_state,
     driver_info,
     finish,
@@ -89,6 +90,7 @@ def test_the_driver_killed_in_each_phase_is_restarted_and_finishes(
     assert info["restarts"] >= 1, info
     assert info["pid"] != killed, info
     assert info["exited"] == f"the rollout ended: {final}", info
+    assert_restart_recorded(project, info["pid"])  # and `swiftdeploy events` tells it
     # And the world matches the state, and every request is answered
     assert_consistent(project)
     assert_served_by(project, final)
