@@ -31,6 +31,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from swiftdeploy.durations import format_duration
 from swiftdeploy.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent / "build" / "demo"
@@ -107,7 +108,7 @@ def summary() -> None:
             version,
             str(last["phase_after"]),
             str(len(looks)),
-            f"{ended - started:.0f}s",
+            format_duration(ended - started),
             why[:90],
         )
     console.print(table)
@@ -147,7 +148,8 @@ def main() -> int:
     finally:
         sd("teardown")
     console.print(
-        f"\ndemo finished in {time.monotonic() - started:.0f}s: v2 promoted, v3 rolled back; "
+        f"\ndemo finished in {format_duration(time.monotonic() - started)}: v2 promoted,"
+        " v3 rolled back; "
         f"report: {ROOT / '.swiftdeploy' / 'reports' / 'audit_report.html'}"
     )
     return 0
