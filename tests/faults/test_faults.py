@@ -45,7 +45,12 @@ def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
         # And the driver carries the rollout to the end: a held step keeps looking, so
         # the evidence decides it even where a busy machine's latency bursts (judged
         # slower: stats.dispersion) make it outlast the 8 s limit again
-        wait_for(lambda: project.state()["phase"] == "promoted", timeout=240, what="promoted")
+        try:
+            wait_for(lambda: project.state()["phase"] == "promoted", timeout=240, what="promoted")
+        except AssertionError as timed_out:
+            state = project.state()  # where it stopped, and the last look's reasons
+            seen = {k: state.get(k) for k in ("phase", "pause_kind", "step_index", "last_look")}
+            raise AssertionError(f"{timed_out}: {seen}") from None
     assert load[0].failed == 0, load[0]
     assert_chain_verifies(project)
 
