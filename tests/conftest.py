@@ -180,13 +180,21 @@ def start_rollout(project: Project, version: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
+def wait_for(
+    predicate: Any,
+    timeout: float = 30,
+    what: str = "condition",
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Until `predicate()` holds; on timeout an AssertionError naming `what`, and what
+    `seen()` finds then (where the thing waited for stopped)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    found = f": {seen()}" if seen is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{found}")
 
 
 def canary_ready(project: Project) -> bool:

@@ -150,6 +150,7 @@ def test_the_driver_killed_mid_rollout_is_restarted_and_finishes(
     assert_restart_recorded(project, info["pid"])  # and `swiftdeploy events` tells it
     assert_containers_match_state(client, project)
     assert version_counts(project.url + "/", 20) == {"v4": 20}
+    assert load[0].total > 0
     assert load[0].failed == 0, load[0]
 
 

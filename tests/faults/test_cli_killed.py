@@ -95,6 +95,7 @@ def test_the_driver_killed_in_each_phase_is_restarted_and_finishes(
     assert_consistent(project)
     assert_served_by(project, final)
     # And no request failed but the chaos the test itself injected
+    assert load[0].total > 0
     assert load[0].errors == {}, load[0]
     assert fault is not None or load[0].failed == 0, load[0]
     assert_chain_verifies(project)

@@ -42,15 +42,20 @@ def test_opa_killed_holds_then_resume_continues(project: Project) -> None:
         assert any(
             p.name == "opa" and p.running for p in ProcessSupervisor(project.state_dir).processes()
         )
+
         # And the driver carries the rollout to the end: a held step keeps looking, so
         # the evidence decides it even where a busy machine's latency bursts (judged
         # slower: stats.dispersion) make it outlast the 8 s limit again
-        try:
-            wait_for(lambda: project.state()["phase"] == "promoted", timeout=240, what="promoted")
-        except AssertionError as timed_out:
-            state = project.state()  # where it stopped, and the last look's reasons
-            seen = {k: state.get(k) for k in ("phase", "pause_kind", "step_index", "last_look")}
-            raise AssertionError(f"{timed_out}: {seen}") from None
+        def stopped_at() -> dict[str, object]:  # where it stopped, the last look's reasons
+            state = project.state()
+            return {k: state.get(k) for k in ("phase", "pause_kind", "step_index", "last_look")}
+
+        wait_for(
+            lambda: project.state()["phase"] == "promoted",
+            timeout=240,
+            what="promoted",
+            seen=stopped_at,
+        )
     assert load[0].failed == 0, load[0]
     assert_chain_verifies(project)
 
